@@ -1,0 +1,180 @@
+//! What a workload really used: the data the engine decides on.
+//!
+//! A [`HistorySource`] turns a [`WorkloadKey`] into a [`WorkloadHistory`]. The engine never does
+//! I/O: the admission edge asks a source (file, Prometheus, cache) under a deadline and hands the
+//! result to the pure core.
+
+pub mod file;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::{Arc, OnceLock};
+
+use futures::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+
+use crate::forecast::{self, LeakFit};
+
+/// One point of a memory series: unix seconds and bytes (working set, or its per-interval peak).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Sample {
+    pub t: i64,
+    pub bytes: f64,
+}
+
+/// Which workload a history belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct WorkloadKey {
+    pub namespace: String,
+    pub kind: String,
+    pub name: String,
+}
+
+impl fmt::Display for WorkloadKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}/{}", self.namespace, self.kind, self.name)
+    }
+}
+
+/// Statistics of the per-interval (e.g. 5-minute) peaks of the working set over the window.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct PeakStats {
+    pub max: f64,
+    pub p99: f64,
+    pub p98: f64,
+    pub p95: f64,
+    /// Number of intervals the statistics were computed over.
+    pub intervals: u32,
+}
+
+impl PeakStats {
+    /// Computes the statistics from per-interval peaks (any order). Empty input gives zeros.
+    pub fn from_peaks(peaks: &[f64]) -> PeakStats {
+        let mut sorted: Vec<f64> = peaks.iter().copied().filter(|v| v.is_finite()).collect();
+        if sorted.is_empty() {
+            return PeakStats::default();
+        }
+        sorted.sort_by(f64::total_cmp);
+        PeakStats {
+            max: sorted[sorted.len() - 1],
+            p99: quantile_sorted(&sorted, 0.99),
+            p98: quantile_sorted(&sorted, 0.98),
+            p95: quantile_sorted(&sorted, 0.95),
+            intervals: u32::try_from(sorted.len()).unwrap_or(u32::MAX),
+        }
+    }
+}
+
+/// Quantile of sorted values with linear interpolation between closest ranks, the rule
+/// Prometheus' `quantile_over_time` uses, so that file and Prometheus histories agree.
+pub fn quantile_sorted(sorted: &[f64], q: f64) -> f64 {
+    match sorted.len() {
+        0 => 0.0,
+        1 => sorted[0],
+        n => {
+            let rank = q.clamp(0.0, 1.0) * (n - 1) as f64;
+            let lo = rank.floor() as usize;
+            let hi = (lo + 1).min(n - 1);
+            let w = rank - lo as f64;
+            sorted[lo] * (1.0 - w) + sorted[hi] * w
+        }
+    }
+}
+
+/// History of one container of a workload (all its pods merged).
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct ContainerHistory {
+    /// Seconds between the first and last sample the source has (for `minHistory`).
+    pub covered_secs: u64,
+    /// Statistics of per-interval peaks over the policy window.
+    pub peaks: PeakStats,
+    /// Per-interval peaks of the working set, oldest first, for the forecast.
+    pub samples: Vec<Sample>,
+    /// Unix seconds of container restarts seen in the window (OOM kills included).
+    pub restarts: Vec<i64>,
+    /// OOM kills counted in the window.
+    pub oom_kills: u32,
+    /// Unix seconds of the most recent OOM kill, when known.
+    pub last_oom_at: Option<i64>,
+    /// Memory limit the running containers had, in bytes, when known.
+    pub runtime_limit: Option<f64>,
+    #[serde(skip)]
+    fit: OnceLock<LeakFit>,
+}
+
+impl Clone for ContainerHistory {
+    fn clone(&self) -> Self {
+        ContainerHistory {
+            covered_secs: self.covered_secs,
+            peaks: self.peaks,
+            samples: self.samples.clone(),
+            restarts: self.restarts.clone(),
+            oom_kills: self.oom_kills,
+            last_oom_at: self.last_oom_at,
+            runtime_limit: self.runtime_limit,
+            fit: self.fit.clone(),
+        }
+    }
+}
+
+impl ContainerHistory {
+    /// The growth fit of this history. Expensive to compute and independent of any limit, so it
+    /// is computed once per history and shared by every admission that uses the cached history.
+    pub fn fit(&self) -> &LeakFit {
+        self.fit
+            .get_or_init(|| forecast::fit(&self.samples, &self.restarts))
+    }
+
+    /// Restarts in the `secs` seconds up to `now`.
+    pub fn restarts_since(&self, now: i64, secs: i64) -> usize {
+        self.restarts.iter().filter(|&&t| t > now - secs && t <= now).count()
+    }
+}
+
+/// History of every container of one workload, as of `now` (unix seconds).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct WorkloadHistory {
+    pub now: i64,
+    pub window_secs: u64,
+    pub containers: BTreeMap<String, ContainerHistory>,
+}
+
+/// What to fetch: the workload and the policy's window.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct HistoryQuery {
+    pub key: WorkloadKey,
+    pub window_secs: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HistoryError {
+    #[error("history file {path}: {message}")]
+    File { path: String, message: String },
+    #[error("Prometheus at {url}: {message}")]
+    Prometheus { url: String, message: String },
+    #[error("history source did not answer within {0} ms")]
+    Timeout(u64),
+}
+
+impl HistoryError {
+    /// Short label for metrics.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            HistoryError::File { .. } => "file",
+            HistoryError::Prometheus { .. } => "prometheus",
+            HistoryError::Timeout(_) => "timeout",
+        }
+    }
+}
+
+/// Where history comes from. `Ok(None)` means the source answered but knows nothing of the
+/// workload (a new workload): the verdict is "unknown", not an error.
+pub trait HistorySource: Send + Sync {
+    fn fetch<'a>(
+        &'a self,
+        query: &'a HistoryQuery,
+    ) -> BoxFuture<'a, Result<Option<Arc<WorkloadHistory>>, HistoryError>>;
+
+    /// A short name for logs and warnings ("file", "prometheus").
+    fn name(&self) -> &'static str;
+}

@@ -1,0 +1,10 @@
+//! oomguard: keeps Kubernetes workloads from being OOM-killed.
+//!
+//! Data flows one way: AdmissionReview → [`workload`] → [`history`] → [`forecast`] →
+//! [`verdict`] → AdmissionResponse. The middle is pure; I/O lives in `server`, `history`'s
+//! sources and the CLI.
+#![forbid(unsafe_code)]
+
+pub mod forecast;
+pub mod history;
+pub mod quantity;

@@ -1,0 +1,226 @@
+//! Kubernetes memory quantities, parsed exactly.
+//!
+//! `kube_quantity` goes through `f64` and cannot turn milli or fractional values into bytes, so
+//! this follows apimachinery's grammar directly with integer arithmetic:
+//! `<sign><digits>[.<digits>]<suffix>`, suffix one of `Ki Mi Gi Ti Pi Ei`, `m "" k M G T P E`,
+//! or `e<int>`/`E<int>`. Bytes are rounded up, as `Quantity.Value()` does.
+
+use std::fmt;
+
+pub const KI: u64 = 1024;
+pub const MI: u64 = 1024 * 1024;
+pub const GI: u64 = 1024 * 1024 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid memory quantity {input:?}: {reason} (use a form such as 256Mi, 1Gi, 512M or 1e9)")]
+pub struct QuantityError {
+    pub input: String,
+    pub reason: &'static str,
+}
+
+/// Parses a memory quantity into bytes, rounding fractional bytes up.
+pub fn parse_bytes(input: &str) -> Result<u64, QuantityError> {
+    let err = |reason| QuantityError {
+        input: input.to_string(),
+        reason,
+    };
+    let s = input.trim();
+    if s.is_empty() {
+        return Err(err("it is empty"));
+    }
+    let (negative, rest) = match s.as_bytes()[0] {
+        b'-' => (true, &s[1..]),
+        b'+' => (false, &s[1..]),
+        _ => (false, s),
+    };
+    let num_end = rest
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(rest.len());
+    let (number, suffix) = rest.split_at(num_end);
+    let (int_part, frac_part) = match number.split_once('.') {
+        Some((i, f)) => (i, f),
+        None => (number, ""),
+    };
+    if int_part.is_empty() && frac_part.is_empty() {
+        return Err(err("it has no number"));
+    }
+    if frac_part.contains('.') {
+        return Err(err("it has more than one decimal point"));
+    }
+    let (exp10, exp2): (i32, u32) = match suffix {
+        "" => (0, 0),
+        "m" => (-3, 0),
+        "k" => (3, 0),
+        "M" => (6, 0),
+        "G" => (9, 0),
+        "T" => (12, 0),
+        "P" => (15, 0),
+        "E" => (18, 0),
+        "Ki" => (0, 10),
+        "Mi" => (0, 20),
+        "Gi" => (0, 30),
+        "Ti" => (0, 40),
+        "Pi" => (0, 50),
+        "Ei" => (0, 60),
+        other if other.starts_with(['e', 'E']) => {
+            let e: i32 = other[1..]
+                .parse()
+                .map_err(|_| err("its exponent is not a whole number"))?;
+            (e, 0)
+        }
+        _ => return Err(err("its unit is not one of Ki Mi Gi Ti Pi Ei m k M G T P E")),
+    };
+    let digits: String = format!("{int_part}{frac_part}");
+    let digits = digits.trim_start_matches('0');
+    if digits.len() > 30 {
+        return Err(err("it has too many digits"));
+    }
+    let mantissa: u128 = if digits.is_empty() {
+        0
+    } else {
+        digits.parse().map_err(|_| err("it is not a number"))?
+    };
+    if mantissa == 0 {
+        return Ok(0);
+    }
+    if negative {
+        return Err(err("memory cannot be negative"));
+    }
+    let frac_len = i32::try_from(frac_part.len()).map_err(|_| err("it has too many digits"))?;
+    let scale10 = exp10 - frac_len;
+    let too_large = || err("it is larger than 16Ei");
+    let mut num = mantissa.checked_shl(exp2).ok_or_else(too_large)?;
+    if exp2 > 0 && (num >> exp2) != mantissa {
+        return Err(too_large());
+    }
+    let bytes = if scale10 >= 0 {
+        let p = 10u128.checked_pow(scale10 as u32).ok_or_else(too_large)?;
+        num = num.checked_mul(p).ok_or_else(too_large)?;
+        num
+    } else {
+        let den_exp = (-scale10) as u32;
+        match 10u128.checked_pow(den_exp) {
+            Some(den) => num.div_ceil(den),
+            // The value is far below one byte but not zero.
+            None => 1,
+        }
+    };
+    u64::try_from(bytes).map_err(|_| too_large())
+}
+
+/// Bytes rounded up to whole MiB.
+pub fn round_up_mi(bytes: f64) -> u64 {
+    if !bytes.is_finite() || bytes <= 0.0 {
+        return 0;
+    }
+    let mi = (bytes / MI as f64).ceil();
+    (mi as u64).saturating_mul(MI)
+}
+
+/// A human form of a byte count for messages: whole `Gi`/`Mi` when exact, else MiB rounded.
+pub fn format_bytes(bytes: f64) -> String {
+    if !bytes.is_finite() || bytes < 0.0 {
+        return "?".to_string();
+    }
+    let b = bytes.round() as u64;
+    if b >= GI && b % GI == 0 {
+        return format!("{}Gi", b / GI);
+    }
+    if b >= 10 * GI {
+        return format!("{:.1}Gi", bytes / GI as f64);
+    }
+    if b >= MI {
+        return format!("{}Mi", (bytes / MI as f64).round() as u64);
+    }
+    if b >= KI {
+        return format!("{}Ki", (bytes / KI as f64).round() as u64);
+    }
+    format!("{b}")
+}
+
+/// A quantity string to put into a manifest: exact, in the largest binary unit that divides it.
+pub fn to_quantity(bytes: u64) -> String {
+    for (unit, size) in [("Ti", GI * 1024), ("Gi", GI), ("Mi", MI), ("Ki", KI)] {
+        if bytes >= size && bytes % size == 0 {
+            return format!("{}{unit}", bytes / size);
+        }
+    }
+    bytes.to_string()
+}
+
+/// A byte count that prints as [`format_bytes`].
+#[derive(Clone, Copy, PartialEq, PartialOrd)]
+pub struct Bytes(pub f64);
+
+impl fmt::Display for Bytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&format_bytes(self.0))
+    }
+}
+
+impl fmt::Debug for Bytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({} B)", format_bytes(self.0), self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_form_kubernetes_accepts() {
+        let cases: &[(&str, u64)] = &[
+            ("128Mi", 128 * MI),
+            ("1G", 1_000_000_000),
+            ("1e9", 1_000_000_000),
+            ("1E9", 1_000_000_000),
+            ("0.5Gi", GI / 2),
+            ("129M", 129_000_000),
+            ("1000000000m", 1_000_000),
+            ("1500m", 2),
+            ("1m", 1),
+            ("0", 0),
+            ("0Mi", 0),
+            ("+64Mi", 64 * MI),
+            (".5Ki", 512),
+            ("1.", 1),
+            ("2Ki", 2048),
+            ("1Ti", 1024 * GI),
+            ("1Ei", 1 << 60),
+            ("12345", 12345),
+            ("1k", 1000),
+            ("1.5e3", 1500),
+            ("1e-3", 1),
+            ("  256Mi ", 256 * MI),
+            ("0.1", 1),
+            ("1e-40", 1),
+        ];
+        for (input, want) in cases {
+            assert_eq!(parse_bytes(input), Ok(*want), "{input}");
+        }
+    }
+
+    #[test]
+    fn invalid_quantities_are_reported_not_panicked() {
+        for input in [
+            "", "Mi", "abc", "12Q", "1.2.3Mi", "-1Mi", "1e", "1eX", "16Ei", "1e30", "1KiB",
+            "1 Mi", "\u{0}", "9999999999999999999999999999999999999",
+        ] {
+            let e = parse_bytes(input).expect_err(input);
+            assert_eq!(e.input, input);
+            assert!(e.to_string().contains("256Mi"), "{e}");
+        }
+    }
+
+    #[test]
+    fn formatting() {
+        assert_eq!(format_bytes(301.0 * MI as f64), "301Mi");
+        assert_eq!(format_bytes(GI as f64), "1Gi");
+        assert_eq!(to_quantity(347 * MI), "347Mi");
+        assert_eq!(to_quantity(2 * GI), "2Gi");
+        assert_eq!(to_quantity(1000), "1000");
+        assert_eq!(round_up_mi(346.15 * MI as f64), 347 * MI);
+        assert_eq!(round_up_mi(256.0 * MI as f64), 256 * MI);
+    }
+}
