@@ -7,4 +7,6 @@
 
 pub mod forecast;
 pub mod history;
+pub mod policy;
 pub mod quantity;
+pub mod workload;
