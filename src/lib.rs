@@ -9,4 +9,5 @@ pub mod forecast;
 pub mod history;
 pub mod policy;
 pub mod quantity;
+pub mod verdict;
 pub mod workload;

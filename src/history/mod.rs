@@ -98,8 +98,9 @@ pub struct ContainerHistory {
     pub last_oom_at: Option<i64>,
     /// Memory limit the running containers had, in bytes, when known.
     pub runtime_limit: Option<f64>,
+    /// Cache of [`ContainerHistory::fit`]; leave it `Default::default()`.
     #[serde(skip)]
-    fit: OnceLock<LeakFit>,
+    pub fit: OnceLock<LeakFit>,
 }
 
 impl Clone for ContainerHistory {

@@ -120,7 +120,7 @@ impl Duration {
 impl fmt::Display for Duration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let s = self.0;
-        for (unit, size) in [("w", 7 * 86400), ("d", 86400), ("h", 3600), ("m", 60)] {
+        for (unit, size) in [("d", 86400), ("h", 3600), ("m", 60)] {
             if s >= size && s % size == 0 {
                 return write!(f, "{}{unit}", s / size);
             }

@@ -1,0 +1,414 @@
+//! The decision per container: recommended limit, severity, and a reason with the numbers.
+//!
+//! recommended = round up to Mi of the largest of: statistic(peaks) × (1 + headroom), the
+//! forecast at the horizon (when it fits under the policy max), and the OOM bump from the
+//! limit; clamped to the policy's min/max. Pure: the caller passes `now` and the history.
+
+use serde::Serialize;
+
+use crate::forecast::{self, Forecast, Pattern};
+use crate::history::{ContainerHistory, WorkloadHistory, WorkloadKey};
+use crate::policy::{MissingLimit, Mode, PolicySpec};
+use crate::quantity::{format_bytes, round_up_mi, Bytes};
+use crate::workload::{ContainerRole, ContainerSpec, MemoryField, Workload};
+
+/// Annotation that opts a workload out of every check.
+pub const EXCLUDE_ANNOTATION: &str = "oomguard.io/exclude";
+
+/// How bad a container's limit is. Ordered: the worst wins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Severity {
+    Ok,
+    /// Not checked: no or too little history.
+    Unknown,
+    /// A cost note: far more memory than it uses.
+    Info,
+    /// Too little headroom, a missing or invalid limit.
+    Warn,
+    /// Will OOM: below the observed peak, OOM-killed at this limit, or OOM predicted within the
+    /// horizon.
+    Critical,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Ok => "ok",
+            Severity::Unknown => "unknown",
+            Severity::Info => "info",
+            Severity::Warn => "warn",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
+/// What oomguard does about a container under the namespace's mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "type")]
+pub enum Action {
+    None,
+    /// Raise an existing limit to `to` bytes.
+    Raise { to: u64 },
+    /// Add a missing limit of `to` bytes.
+    Add { to: u64 },
+    /// Reject the workload.
+    Deny,
+}
+
+/// Whether history could be had for the workload.
+#[derive(Debug, Clone, Copy)]
+pub enum HistoryStatus<'a> {
+    Found(&'a WorkloadHistory),
+    /// The source answered and knows nothing of this workload yet.
+    Missing,
+    /// The source failed; the string says why (it goes into the warning).
+    Unavailable(&'a str),
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerVerdict {
+    pub container: String,
+    pub role: ContainerRole,
+    pub limit: Option<u64>,
+    pub request: Option<u64>,
+    pub recommended: Option<u64>,
+    pub severity: Severity,
+    pub action: Action,
+    /// One line each, starting with `container NAME:`.
+    pub reasons: Vec<String>,
+    pub peak: Option<f64>,
+    pub statistic: Option<f64>,
+    pub oom_kills: u32,
+    pub forecast: Option<Forecast>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Verdict {
+    pub workload: WorkloadKey,
+    pub mode: Mode,
+    pub containers: Vec<ContainerVerdict>,
+    /// Set when the limits were not checked at all (history unavailable); one line.
+    pub unchecked: Option<String>,
+}
+
+impl Verdict {
+    pub fn severity(&self) -> Severity {
+        self.containers
+            .iter()
+            .map(|c| c.severity)
+            .max()
+            .unwrap_or(Severity::Ok)
+    }
+
+    pub fn denied(&self) -> bool {
+        self.containers.iter().any(|c| c.action == Action::Deny)
+    }
+
+    /// The message a denied user sees: what is wrong and what to set, with the numbers.
+    pub fn deny_message(&self) -> String {
+        let mut parts = Vec::new();
+        for c in self.containers.iter().filter(|c| c.action == Action::Deny) {
+            let first = c.reasons.first().cloned().unwrap_or_default();
+            let fix = match c.recommended {
+                Some(r) => format!(
+                    "; set resources.limits.memory of {} to at least {}",
+                    c.container,
+                    crate::quantity::to_quantity(r)
+                ),
+                None => String::new(),
+            };
+            parts.push(format!("{first}{fix}"));
+        }
+        format!(
+            "oomguard denied {} {}/{} (policy mode enforce for namespace {}): {}. To exclude this \
+             workload, annotate it {}=\"true\".",
+            self.workload.kind,
+            self.workload.namespace,
+            self.workload.name,
+            self.workload.namespace,
+            parts.join(" | "),
+            EXCLUDE_ANNOTATION
+        )
+    }
+
+    /// Every reason of every container that is not ok, plus the unchecked note.
+    pub fn reasons(&self) -> Vec<String> {
+        let mut out: Vec<String> = self.unchecked.iter().cloned().collect();
+        for c in &self.containers {
+            out.extend(c.reasons.iter().cloned());
+        }
+        out
+    }
+}
+
+/// Decides every container of a workload.
+pub fn decide(workload: &Workload, history: HistoryStatus<'_>, policy: &PolicySpec, now: i64) -> Verdict {
+    let unchecked = match history {
+        HistoryStatus::Unavailable(why) => Some(format!(
+            "memory limits of {} {} not checked: {why}; allowed",
+            workload.kind.as_str(),
+            workload.name
+        )),
+        _ => None,
+    };
+    let containers = workload
+        .containers
+        .iter()
+        .filter(|c| !policy.excludes_container(&c.name))
+        .map(|c| {
+            let h = match history {
+                HistoryStatus::Found(w) => w.containers.get(&c.name),
+                _ => None,
+            };
+            let available = !matches!(history, HistoryStatus::Unavailable(_));
+            decide_container(c, h, available, policy, now)
+        })
+        .collect();
+    Verdict {
+        workload: workload.key(),
+        mode: policy.mode,
+        containers,
+        unchecked,
+    }
+}
+
+fn decide_container(
+    c: &ContainerSpec,
+    h: Option<&ContainerHistory>,
+    history_available: bool,
+    policy: &PolicySpec,
+    now: i64,
+) -> ContainerVerdict {
+    let name = &c.name;
+    let mut v = ContainerVerdict {
+        container: name.clone(),
+        role: c.role,
+        limit: c.limit.bytes(),
+        request: c.request.bytes(),
+        recommended: None,
+        severity: Severity::Ok,
+        action: Action::None,
+        reasons: Vec::new(),
+        peak: None,
+        statistic: None,
+        oom_kills: 0,
+        forecast: None,
+    };
+    if let MemoryField::Invalid(e) = &c.limit {
+        v.severity = Severity::Warn;
+        v.reasons.push(format!("container {name}: {e}"));
+        return v;
+    }
+    let window = crate::policy::Duration(policy.history.window.secs());
+    let enough = h.filter(|h| {
+        h.peaks.intervals > 0 && h.covered_secs >= policy.history.min_history.secs()
+    });
+    let Some(h) = enough else {
+        if !history_available {
+            return v;
+        }
+        v.severity = Severity::Unknown;
+        let have = h.map_or(0, |h| h.covered_secs);
+        let limit = v.limit.map_or("no limit".to_string(), |l| format!("limit {}", Bytes(l as f64)));
+        v.reasons.push(format!(
+            "container {name}: {} of memory history (need {}); {limit} not checked",
+            crate::policy::Duration(have),
+            policy.history.min_history
+        ));
+        if v.limit.is_none() {
+            apply_missing_limit(&mut v, policy, None);
+        }
+        return v;
+    };
+
+    let stat = policy.statistic.of(&h.peaks);
+    v.peak = Some(h.peaks.max);
+    v.statistic = Some(stat);
+    v.oom_kills = h.oom_kills;
+    let sized = stat * (1.0 + policy.headroom.0);
+    let mut candidates = vec![sized];
+
+    // The OOM bump starts from the limit the kills happened at, escalating with repeats.
+    let oom_limit = h.runtime_limit.or(v.limit.map(|l| l as f64));
+    let bump = match (h.oom_kills, oom_limit) {
+        (0, _) | (_, None) => None,
+        (n, Some(l)) => {
+            let steps = (f64::from(n) + 1.0).log2().ceil().clamp(1.0, f64::from(policy.oom_bump.max_steps.max(1)));
+            let b = (l * policy.oom_bump.ratio.powf(steps)).max(l + policy.oom_bump.min.0 as f64);
+            candidates.push(b);
+            Some(b)
+        }
+    };
+
+    let max = policy.limits.max.0 as f64;
+    let fc = policy.forecast.enabled.then(|| {
+        forecast::project(h.fit(), now, policy.forecast.horizon.secs(), v.limit.map(|l| l as f64).or(h.runtime_limit))
+    });
+    let mut leak_beyond_max = false;
+    if let Some(fc) = &fc {
+        if fc.pattern == Pattern::Leak {
+            if fc.at_horizon <= max {
+                candidates.push(fc.at_horizon);
+            } else {
+                leak_beyond_max = true;
+            }
+        }
+    }
+    let raw = candidates.iter().copied().fold(0.0, f64::max);
+    let mut rec = round_up_mi(raw).clamp(policy.limits.min.0, policy.limits.max.0);
+    // A limit below the request is invalid; never recommend one.
+    if let Some(req) = v.request {
+        rec = rec.max(req);
+    }
+    v.recommended = Some(rec);
+    let rec_s = format_bytes(rec as f64);
+    let stat_label = format!("{} {}", window, stat_label(policy));
+
+    match v.limit {
+        None => {
+            v.severity = Severity::Warn;
+            v.reasons.push(format!(
+                "container {name}: no memory limit; recommended {rec_s} ({stat_label} {} +{}%)",
+                Bytes(stat),
+                (policy.headroom.0 * 100.0).round()
+            ));
+            apply_missing_limit(&mut v, policy, Some(rec));
+        }
+        Some(limit) => {
+            let l = limit as f64;
+            let ls = Bytes(l);
+            if l < h.peaks.max {
+                v.severity = Severity::Critical;
+                v.reasons.push(format!(
+                    "container {name}: limit {ls} is below the {window} peak {}; recommended {rec_s}",
+                    Bytes(h.peaks.max)
+                ));
+            }
+            if let Some(b) = bump {
+                if l < b.min(max) {
+                    v.severity = Severity::Critical;
+                    let ago = h
+                        .last_oom_at
+                        .map(|t| format!(", last {} ago", human_secs((now - t).max(0) as f64)))
+                        .unwrap_or_default();
+                    v.reasons.push(format!(
+                        "container {name}: OOM-killed {}x in {window} at limit {}{ago}; recommended {rec_s}",
+                        h.oom_kills,
+                        Bytes(oom_limit.unwrap_or(l))
+                    ));
+                }
+            }
+            if let Some(fc) = &fc {
+                if let Some(ttl) = fc.time_to_limit {
+                    if fc.pattern == Pattern::Leak && ttl <= policy.forecast.horizon.secs() as f64 {
+                        v.severity = Severity::Critical;
+                        v.reasons.push(format!(
+                            "container {name}: limit {ls} reached in about {} at +{:.1} MiB/min ({}, {} restarts in 24h); recommended {rec_s}",
+                            human_secs(ttl),
+                            fc.slope * 60.0 / (1024.0 * 1024.0),
+                            fc.pattern.as_str(),
+                            h.restarts_since(now, 86400)
+                        ));
+                    }
+                }
+            }
+            if v.severity < Severity::Critical && l < rec as f64 && rec > limit {
+                v.severity = Severity::Warn;
+                v.reasons.push(format!(
+                    "container {name}: limit {ls} leaves under {}% headroom over the {stat_label} {}; recommended {rec_s}",
+                    (policy.headroom.0 * 100.0).round(),
+                    Bytes(stat)
+                ));
+            }
+            if v.severity == Severity::Ok && l > policy.over_provisioned_ratio * rec as f64 {
+                v.severity = Severity::Info;
+                v.reasons.push(format!(
+                    "container {name}: limit {ls} is {:.1}x the recommended {rec_s} ({stat_label} {}); consider lowering it",
+                    l / rec as f64,
+                    Bytes(stat)
+                ));
+            }
+            if v.severity >= Severity::Warn && rec > limit {
+                v.action = match policy.mode {
+                    Mode::Mutate => Action::Raise { to: rec },
+                    Mode::Enforce if v.severity == Severity::Critical => Action::Deny,
+                    _ => Action::None,
+                };
+            }
+        }
+    }
+    if leak_beyond_max {
+        if let Some(fc) = &fc {
+            v.reasons.push(format!(
+                "container {name}: leaks +{:.1} MiB/min; no limit up to the policy max {} lasts {}: fix the leak or plan restarts",
+                fc.slope * 60.0 / (1024.0 * 1024.0),
+                Bytes(max),
+                policy.forecast.horizon
+            ));
+        }
+    }
+    v.forecast = fc;
+    v
+}
+
+fn apply_missing_limit(v: &mut ContainerVerdict, policy: &PolicySpec, rec: Option<u64>) {
+    match policy.missing_limit {
+        MissingLimit::Ignore => {
+            v.reasons.retain(|r| !r.contains("no memory limit"));
+            if v.severity == Severity::Warn {
+                v.severity = Severity::Ok;
+            }
+        }
+        MissingLimit::Warn => {}
+        MissingLimit::Add => {
+            if let (Some(to), Mode::Mutate | Mode::Enforce) = (rec, policy.mode) {
+                v.action = Action::Add { to };
+            }
+        }
+        MissingLimit::Deny => {
+            if policy.mode == Mode::Enforce {
+                v.severity = v.severity.max(Severity::Warn);
+                v.action = Action::Deny;
+                if rec.is_none() {
+                    v.reasons.push(format!(
+                        "container {}: no memory limit; every container needs one in this namespace",
+                        v.container
+                    ));
+                }
+            }
+        }
+    }
+}
+
+fn stat_label(policy: &PolicySpec) -> &'static str {
+    match policy.statistic {
+        crate::policy::Statistic::Max => "max",
+        crate::policy::Statistic::P99 => "p99",
+        crate::policy::Statistic::P98 => "p98",
+        crate::policy::Statistic::P95 => "p95",
+    }
+}
+
+/// "90 s", "35 min", "5.5 h", "3 d".
+pub fn human_secs(s: f64) -> String {
+    if s < 90.0 {
+        format!("{} s", s.round())
+    } else if s < 90.0 * 60.0 {
+        format!("{} min", (s / 60.0).round())
+    } else if s < 48.0 * 3600.0 {
+        let h = s / 3600.0;
+        if h < 10.0 {
+            format!("{:.1} h", h)
+        } else {
+            format!("{} h", h.round())
+        }
+    } else {
+        format!("{} d", (s / 86400.0).round())
+    }
+}
+
+#[cfg(test)]
+mod tests;
