@@ -5,9 +5,14 @@
 //! sources and the CLI.
 #![forbid(unsafe_code)]
 
+pub mod admission;
+pub mod certs;
+pub mod check;
+pub mod cli;
 pub mod forecast;
 pub mod history;
 pub mod policy;
 pub mod quantity;
+pub mod server;
 pub mod verdict;
 pub mod workload;

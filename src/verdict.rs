@@ -305,10 +305,14 @@ fn decide_container(
                 if let Some(ttl) = fc.time_to_limit {
                     if fc.pattern == Pattern::Leak && ttl <= policy.forecast.horizon.secs() as f64 {
                         v.severity = Severity::Critical;
+                        let when = if ttl < 60.0 {
+                            "hit within 1 min".to_string()
+                        } else {
+                            format!("hit in about {}", human_secs(ttl))
+                        };
                         v.reasons.push(format!(
-                            "container {name}: limit {ls} reached in about {} at +{:.1} MiB/min ({}, {} restarts in 24h); recommended {rec_s}",
-                            human_secs(ttl),
-                            fc.slope * 60.0 / (1024.0 * 1024.0),
+                            "container {name}: limit {ls} {when} at +{} MiB/min ({}, {} restarts/24h); recommended {rec_s}",
+                            mib_per_min(fc.slope),
                             fc.pattern.as_str(),
                             h.restarts_since(now, 86400)
                         ));
@@ -343,8 +347,8 @@ fn decide_container(
     if leak_beyond_max {
         if let Some(fc) = &fc {
             v.reasons.push(format!(
-                "container {name}: leaks +{:.1} MiB/min; no limit up to the policy max {} lasts {}: fix the leak or plan restarts",
-                fc.slope * 60.0 / (1024.0 * 1024.0),
+                "container {name}: leaks +{} MiB/min; no limit up to the policy max {} lasts {}: fix the leak or plan restarts",
+                mib_per_min(fc.slope),
                 Bytes(max),
                 policy.forecast.horizon
             ));
@@ -389,6 +393,16 @@ fn stat_label(policy: &PolicySpec) -> &'static str {
         crate::policy::Statistic::P99 => "p99",
         crate::policy::Statistic::P98 => "p98",
         crate::policy::Statistic::P95 => "p95",
+    }
+}
+
+/// A growth rate in bytes/s as MiB per minute, with a decimal only where it matters.
+pub fn mib_per_min(bytes_per_sec: f64) -> String {
+    let v = bytes_per_sec * 60.0 / (1024.0 * 1024.0);
+    if v.abs() >= 100.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.1}")
     }
 }
 

@@ -11,8 +11,11 @@
 //!     name: memory-leak-app
 //!     containers:
 //!       web:
-//!         intervalSeconds: 300         # what each sample's peak covers (default 300)
-//!         samples: [[1763884800, 104857600], ...]   # [unix seconds, peak working-set bytes]
+//!         # Per-interval (5-minute) peaks of the working set over the window: [unix s, bytes].
+//!         peaks: [[1763884800, 104857600], ...]
+//!         # Recent working-set samples at scrape resolution, for the forecast (optional;
+//!         # without them the peaks are used).
+//!         samples: [[1763971170, 268435456], ...]
 //!         restarts: [1763885000, ...]  # unix seconds (optional)
 //!         oomKills: [1763885000, ...]  # unix seconds (optional)
 //!         limit: 256Mi                 # the limit the containers ran with (optional)
@@ -54,7 +57,8 @@ struct FileWorkload {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct FileContainer {
     #[serde(default)]
-    interval_seconds: Option<u64>,
+    peaks: Vec<(i64, f64)>,
+    #[serde(default)]
     samples: Vec<(i64, f64)>,
     #[serde(default)]
     restarts: Vec<i64>,
@@ -74,6 +78,7 @@ pub struct FileHistory {
 
 #[derive(Debug)]
 struct FileSeries {
+    peaks: Vec<Sample>,
     samples: Vec<Sample>,
     restarts: Vec<i64>,
     oom_kills: Vec<i64>,
@@ -119,21 +124,31 @@ impl FileHistory {
                     })? as f64),
                     None => None,
                 };
-                let _ = c.interval_seconds;
-                let mut samples: Vec<Sample> = c
-                    .samples
-                    .iter()
-                    .map(|&(t, bytes)| Sample { t, bytes })
-                    .collect();
-                if samples.iter().any(|s| !s.bytes.is_finite() || s.bytes < 0.0) {
+                let series = |field: &str, raw: &[(i64, f64)]| {
+                    let mut v: Vec<Sample> =
+                        raw.iter().map(|&(t, bytes)| Sample { t, bytes }).collect();
+                    if v.iter().any(|s| !s.bytes.is_finite() || s.bytes < 0.0) {
+                        return Err(err(format!(
+                            "workloads {key} container {name}: {field} must be non-negative byte counts"
+                        )));
+                    }
+                    v.sort_by_key(|s| s.t);
+                    Ok(v)
+                };
+                let mut peaks = series("peaks", &c.peaks)?;
+                let samples = series("samples", &c.samples)?;
+                if peaks.is_empty() {
+                    peaks = samples.clone();
+                }
+                if peaks.is_empty() {
                     return Err(err(format!(
-                        "workloads {key} container {name}: samples must be non-negative byte counts"
+                        "workloads {key} container {name}: needs peaks or samples"
                     )));
                 }
-                samples.sort_by_key(|s| s.t);
                 containers.push((
                     name,
                     FileSeries {
+                        peaks,
                         samples,
                         restarts: c.restarts,
                         oom_kills: c.oom_kills,
@@ -158,18 +173,24 @@ impl FileHistory {
         let containers = series
             .iter()
             .map(|(name, s)| {
-                let samples: Vec<Sample> =
+                let window_peaks: Vec<Sample> =
+                    s.peaks.iter().copied().filter(|x| in_window(x.t)).collect();
+                let peaks: Vec<f64> = window_peaks.iter().map(|x| x.bytes).collect();
+                let mut samples: Vec<Sample> =
                     s.samples.iter().copied().filter(|x| in_window(x.t)).collect();
-                let peaks: Vec<f64> = samples.iter().map(|x| x.bytes).collect();
-                let covered = match (samples.first(), samples.last()) {
+                if samples.is_empty() {
+                    samples = window_peaks.clone();
+                }
+                let covered = match (window_peaks.first(), window_peaks.last()) {
                     (Some(a), Some(b)) => u64::try_from(b.t - a.t).unwrap_or(0),
                     _ => 0,
                 };
                 let ooms: Vec<i64> = s.oom_kills.iter().copied().filter(|&t| in_window(t)).collect();
                 let mut restarts: Vec<i64> =
                     s.restarts.iter().copied().filter(|&t| in_window(t)).collect();
-                restarts.extend(ooms.iter().filter(|t| !restarts.contains(t)).collect::<Vec<_>>());
+                restarts.extend(ooms.iter().copied());
                 restarts.sort_unstable();
+                restarts.dedup();
                 (
                     name.clone(),
                     ContainerHistory {

@@ -23,6 +23,19 @@ impl PolicySet {
             .unwrap_or_else(|| self.default.clone())
     }
 
+    /// The same set with `mode` in every namespace (`oomguard check --mode`).
+    pub fn with_mode(&self, mode: super::Mode) -> PolicySet {
+        let set = |p: &Arc<PolicySpec>| {
+            let mut p = (**p).clone();
+            p.mode = mode;
+            Arc::new(p)
+        };
+        PolicySet {
+            namespaces: self.namespaces.iter().map(|(k, v)| (k.clone(), set(v))).collect(),
+            default: set(&self.default),
+        }
+    }
+
     /// A set with one policy for every namespace (tests, `check` without a folder).
     pub fn single(spec: PolicySpec) -> PolicySet {
         PolicySet {

@@ -187,7 +187,7 @@ fn a_leak_predicted_within_the_horizon_is_critical() {
     let truth = (256.0 - 171.0) * 300.0;
     assert!((ttl - truth).abs() < truth * 0.1, "ttl {ttl} truth {truth}");
     assert_eq!(c.severity, Severity::Critical);
-    assert!(c.reasons.iter().any(|r| r.contains("reached in about") && r.contains("MiB/min")), "{:?}", c.reasons);
+    assert!(c.reasons.iter().any(|r| r.contains("hit in about") && r.contains("MiB/min")), "{:?}", c.reasons);
     // The recommendation covers the growth until the horizon: 171Mi + 24h × 12 MiB/h.
     assert!(c.recommended.unwrap() > 171 * MI + 24 * 12 * MI * 9 / 10, "{:?}", c.recommended);
 }

@@ -1,0 +1,227 @@
+//! From an AdmissionReview (or a manifest offline) to an answer: one path for the webhook and
+//! `oomguard check`.
+
+pub mod patch;
+pub mod review;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::history::{HistoryQuery, HistorySource, WorkloadHistory};
+use crate::policy::store::PolicySet;
+use crate::policy::Mode;
+use crate::verdict::{self, HistoryStatus, Verdict, EXCLUDE_ANNOTATION};
+use crate::workload::{Workload, WorkloadKind};
+use review::Answer;
+
+/// Which webhook path is asking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// Raises limits (mutate mode) and adds missing ones (`missingLimit: add`).
+    Mutate,
+    /// Warns (warn, and what mutate could not fix) and denies (enforce).
+    Validate,
+}
+
+impl Endpoint {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Endpoint::Mutate => "mutate",
+            Endpoint::Validate => "validate",
+        }
+    }
+}
+
+/// How a review ended, for metrics and logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Not a kind oomguard acts on, a controlled object, a subresource, a delete, mode off.
+    Skipped,
+    Allowed,
+    Warned,
+    Mutated,
+    Denied,
+    /// History could not be had: allowed with a warning.
+    Unchecked,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Skipped => "skipped",
+            Outcome::Allowed => "allowed",
+            Outcome::Warned => "warned",
+            Outcome::Mutated => "mutated",
+            Outcome::Denied => "denied",
+            Outcome::Unchecked => "unchecked",
+        }
+    }
+}
+
+/// What the engine decided for one object.
+#[derive(Debug, Clone)]
+pub struct Decision {
+    pub answer: Answer,
+    pub outcome: Outcome,
+    pub verdict: Option<Verdict>,
+    /// Why history was missing, when it was (for the unavailability metric).
+    pub history_error: Option<&'static str>,
+}
+
+impl Decision {
+    fn skipped() -> Decision {
+        Decision {
+            answer: Answer::allow(),
+            outcome: Outcome::Skipped,
+            verdict: None,
+            history_error: None,
+        }
+    }
+}
+
+/// The engine with its edges: policies and a history source under a deadline.
+pub struct Admitter {
+    pub history: Arc<dyn HistorySource>,
+    pub history_timeout: Duration,
+}
+
+impl Admitter {
+    /// Decides a review request. Never fails: anything unexpected is allowed with a warning.
+    pub async fn review(
+        &self,
+        endpoint: Endpoint,
+        policies: &PolicySet,
+        req: &review::ReviewRequest,
+    ) -> Decision {
+        if req.sub_resource.as_deref().is_some_and(|s| !s.is_empty())
+            || !matches!(req.operation.as_str(), "CREATE" | "UPDATE")
+        {
+            return Decision::skipped();
+        }
+        let Some(kind) = WorkloadKind::from_group_kind(&req.kind.group, &req.kind.kind) else {
+            return Decision::skipped();
+        };
+        let Some(object) = req.object.as_ref() else {
+            return Decision::skipped();
+        };
+        let namespace = req
+            .namespace
+            .clone()
+            .or_else(|| object.pointer("/metadata/namespace").and_then(Value::as_str).map(str::to_string))
+            .unwrap_or_default();
+        let mut decision = self.object(endpoint, policies, kind, object, &namespace).await;
+        // The apiserver fills the name of generateName objects after admission.
+        if let (Some(v), Some(name)) = (decision.verdict.as_mut(), req.name.as_ref()) {
+            if v.workload.name.is_empty() {
+                v.workload.name = name.clone();
+            }
+        }
+        decision
+    }
+
+    /// Decides one object of a known kind (the webhook and `check` share this).
+    pub async fn object(
+        &self,
+        endpoint: Endpoint,
+        policies: &PolicySet,
+        kind: WorkloadKind,
+        object: &Value,
+        namespace: &str,
+    ) -> Decision {
+        let workload = match Workload::from_object(kind, object, namespace) {
+            Ok(w) => w,
+            Err(e) => {
+                // The apiserver's own validation rejects such objects; do not add to it.
+                let mut d = Decision::skipped();
+                if endpoint == Endpoint::Validate {
+                    d.answer.warnings = vec![format!("oomguard could not read the workload: {e}")];
+                    d.outcome = Outcome::Warned;
+                }
+                return d;
+            }
+        };
+        let policy = policies.for_namespace(namespace);
+        if policy.mode == Mode::Off
+            || workload.controlled_by.is_some()
+            || policy.excludes_workload(&workload.name)
+            || workload.annotations.get(EXCLUDE_ANNOTATION).map(String::as_str) == Some("true")
+            || (endpoint == Endpoint::Mutate && !matches!(policy.mode, Mode::Mutate | Mode::Enforce))
+        {
+            return Decision::skipped();
+        }
+        let query = HistoryQuery {
+            key: workload.key(),
+            window_secs: policy.history.window.secs(),
+        };
+        let fetched = tokio::time::timeout(self.history_timeout, self.history.fetch(&query)).await;
+        let (history, unavailable, history_error): (Option<Arc<WorkloadHistory>>, Option<String>, _) =
+            match fetched {
+                Ok(Ok(h)) => (h, None, None),
+                Ok(Err(e)) => (None, Some(e.to_string()), Some(e.metric_label())),
+                Err(_) => (
+                    None,
+                    Some(format!(
+                        "{} history did not answer within {} ms",
+                        self.history.name(),
+                        self.history_timeout.as_millis()
+                    )),
+                    Some("timeout"),
+                ),
+            };
+        let status = match (&history, &unavailable) {
+            (_, Some(why)) => HistoryStatus::Unavailable(why),
+            (Some(h), None) => HistoryStatus::Found(h),
+            (None, None) => HistoryStatus::Missing,
+        };
+        let now = history.as_ref().map_or(0, |h| h.now);
+        let verdict = verdict::decide(&workload, status, &policy, now);
+        let mut decision = match endpoint {
+            Endpoint::Mutate => mutate(&workload, object, verdict),
+            Endpoint::Validate => validate(verdict),
+        };
+        decision.history_error = history_error;
+        decision
+    }
+}
+
+fn mutate(workload: &Workload, object: &Value, verdict: Verdict) -> Decision {
+    let (patch, changes) = patch::build(workload, object, &verdict);
+    let mut answer = Answer::allow();
+    let outcome = if changes.is_empty() {
+        Outcome::Allowed
+    } else {
+        answer.warnings = review::fit_warnings(changes.iter().map(patch::change_warning));
+        answer.patch = serde_json::to_value(&patch).ok();
+        Outcome::Mutated
+    };
+    Decision {
+        answer,
+        outcome,
+        verdict: Some(verdict),
+        history_error: None,
+    }
+}
+
+fn validate(verdict: Verdict) -> Decision {
+    let mut answer = Answer::allow();
+    let outcome = if verdict.denied() {
+        answer.allowed = false;
+        answer.status = Some((403, verdict.deny_message()));
+        Outcome::Denied
+    } else if verdict.unchecked.is_some() {
+        Outcome::Unchecked
+    } else if verdict.reasons().is_empty() {
+        Outcome::Allowed
+    } else {
+        Outcome::Warned
+    };
+    answer.warnings = review::fit_warnings(verdict.reasons().into_iter().map(|r| format!("oomguard: {r}")));
+    Decision {
+        answer,
+        outcome,
+        verdict: Some(verdict),
+        history_error: None,
+    }
+}

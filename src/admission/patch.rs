@@ -1,0 +1,134 @@
+//! JSON patches for the verdict's actions. Every `add` has its parent: the apiserver rejects a
+//! patch whose parent is missing with an internal error, even under `failurePolicy: Ignore`.
+
+use json_patch::{AddOperation, Patch, PatchOperation};
+use jsonptr::PointerBuf;
+use serde_json::{json, Value};
+
+use crate::quantity::{format_bytes, to_quantity};
+use crate::verdict::{Action, Verdict};
+use crate::workload::Workload;
+
+/// Annotation naming what oomguard changed (`web: 256Mi -> 347Mi`).
+pub const CHANGED_ANNOTATION: &str = "oomguard.io/limits-changed";
+/// Annotation with the reasons.
+pub const REASON_ANNOTATION: &str = "oomguard.io/reason";
+
+/// One container change, for annotations and warnings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    pub container: String,
+    pub from: Option<u64>,
+    pub to: u64,
+    pub reason: String,
+}
+
+/// The patch that carries out the verdict's raise/add actions, and what it changes. Empty when
+/// nothing is to change, which makes re-admission of a patched object a no-op.
+pub fn build(workload: &Workload, object: &Value, verdict: &Verdict) -> (Patch, Vec<Change>) {
+    let mut ops = Vec::new();
+    let mut changes = Vec::new();
+    for cv in &verdict.containers {
+        let to = match cv.action {
+            Action::Raise { to } | Action::Add { to } => to,
+            Action::None | Action::Deny => continue,
+        };
+        let Some(spec) = workload
+            .containers
+            .iter()
+            .find(|c| c.name == cv.container && c.role == cv.role)
+        else {
+            continue;
+        };
+        let base = workload.container_pointer(spec);
+        let q = json!(to_quantity(to));
+        let (path, value) = if !spec.has_resources {
+            (child(&base, &["resources"]), json!({ "limits": { "memory": q } }))
+        } else if !spec.has_limits {
+            (child(&base, &["resources", "limits"]), json!({ "memory": q }))
+        } else {
+            (child(&base, &["resources", "limits", "memory"]), q)
+        };
+        ops.push(PatchOperation::Add(AddOperation { path, value }));
+        let reason = cv
+            .reasons
+            .first()
+            .map(|r| strip_recommended(r))
+            .unwrap_or_default();
+        changes.push(Change {
+            container: cv.container.clone(),
+            from: cv.limit,
+            to,
+            reason,
+        });
+    }
+    if changes.is_empty() {
+        return (Patch(Vec::new()), changes);
+    }
+    let summary = changes
+        .iter()
+        .map(|c| {
+            format!(
+                "{}: {} -> {}",
+                c.container,
+                c.from.map_or("none".to_string(), |f| format_bytes(f as f64)),
+                format_bytes(c.to as f64)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let reasons = changes
+        .iter()
+        .map(|c| c.reason.as_str())
+        .collect::<Vec<_>>()
+        .join("; ");
+    let annotations = object.pointer("/metadata/annotations");
+    if annotations.is_some_and(Value::is_object) {
+        for (k, v) in [(CHANGED_ANNOTATION, summary), (REASON_ANNOTATION, reasons)] {
+            ops.push(PatchOperation::Add(AddOperation {
+                path: PointerBuf::from_tokens(["metadata", "annotations", k]),
+                value: json!(v),
+            }));
+        }
+    } else {
+        let value = json!({ CHANGED_ANNOTATION: summary, REASON_ANNOTATION: reasons });
+        let path = if object.get("metadata").is_some_and(Value::is_object) {
+            PointerBuf::from_tokens(["metadata", "annotations"])
+        } else {
+            ops.push(PatchOperation::Add(AddOperation {
+                path: PointerBuf::from_tokens(["metadata"]),
+                value: json!({}),
+            }));
+            PointerBuf::from_tokens(["metadata", "annotations"])
+        };
+        ops.push(PatchOperation::Add(AddOperation { path, value }));
+    }
+    (Patch(ops), changes)
+}
+
+fn child(base: &PointerBuf, tokens: &[&str]) -> PointerBuf {
+    let mut p = base.clone();
+    for t in tokens {
+        p.push_back(*t);
+    }
+    p
+}
+
+/// "container web: limit 256Mi is below ...; recommended 347Mi" → "limit 256Mi is below ...".
+fn strip_recommended(reason: &str) -> String {
+    let body = reason.split_once(": ").map_or(reason, |(_, b)| b);
+    body.rsplit_once("; recommended")
+        .map_or(body, |(b, _)| b)
+        .to_string()
+}
+
+/// The warning line that tells the user what the mutation did.
+pub fn change_warning(c: &Change) -> String {
+    format!(
+        "oomguard raised the memory limit of container {} from {} to {}: {}",
+        c.container,
+        c.from.map_or("none".to_string(), |f| format_bytes(f as f64)),
+        format_bytes(c.to as f64),
+        c.reason
+    )
+}

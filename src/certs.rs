@@ -1,0 +1,180 @@
+//! `oomguard certs`: a CA and a serving certificate for the webhook (rcgen), and the webhook
+//! configurations rendered with that CA as caBundle.
+
+use std::net::IpAddr;
+use std::path::Path;
+
+use base64::Engine as _;
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
+    IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
+};
+use serde_json::{json, Value};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CertsError {
+    #[error("{0} exists; pass --force to replace it (the old key is lost) or choose another --out")]
+    Exists(String),
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("--dns {0:?} is not a valid DNS name")]
+    BadDns(String),
+    #[error("certificate generation failed: {0}")]
+    Rcgen(#[from] rcgen::Error),
+}
+
+/// PEM texts of a freshly made CA and serving certificate.
+pub struct Bundle {
+    pub ca_cert: String,
+    pub tls_cert: String,
+    pub tls_key: String,
+}
+
+/// Makes a CA and a serving certificate for `dns` names and `ips`.
+pub fn generate(dns: &[String], ips: &[IpAddr]) -> Result<Bundle, CertsError> {
+    let ca_key = KeyPair::generate()?;
+    let mut ca = CertificateParams::new(Vec::<String>::new())?;
+    ca.distinguished_name = DistinguishedName::new();
+    ca.distinguished_name.push(DnType::CommonName, "oomguard webhook CA");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    ca.not_before = time::OffsetDateTime::now_utc() - time::Duration::hours(1);
+    ca.not_after = time::OffsetDateTime::now_utc() + time::Duration::days(3650);
+    let ca_cert = ca.self_signed(&ca_key)?;
+    let issuer = Issuer::new(ca, ca_key);
+
+    let key = KeyPair::generate()?;
+    let mut leaf = CertificateParams::new(Vec::<String>::new())?;
+    leaf.distinguished_name = DistinguishedName::new();
+    leaf.distinguished_name.push(
+        DnType::CommonName,
+        dns.first().cloned().unwrap_or_else(|| "oomguard".to_string()),
+    );
+    for d in dns {
+        let name = d.clone().try_into().map_err(|_| CertsError::BadDns(d.clone()))?;
+        leaf.subject_alt_names.push(SanType::DnsName(name));
+    }
+    for ip in ips {
+        leaf.subject_alt_names.push(SanType::IpAddress(*ip));
+    }
+    leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+    leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    leaf.not_before = time::OffsetDateTime::now_utc() - time::Duration::hours(1);
+    leaf.not_after = time::OffsetDateTime::now_utc() + time::Duration::days(365);
+    let tls_cert = leaf.signed_by(&key, &issuer)?;
+    Ok(Bundle {
+        ca_cert: ca_cert.pem(),
+        tls_cert: tls_cert.pem(),
+        tls_key: key.serialize_pem(),
+    })
+}
+
+/// Where the apiserver reaches the webhook.
+#[derive(Debug, Clone)]
+pub enum Client {
+    Service { namespace: String, name: String, port: u16 },
+    Url(String),
+}
+
+/// The Mutating- and ValidatingWebhookConfiguration, as a multi-document YAML text.
+pub fn webhook_configuration(ca_pem: &str, client: &Client, own_namespace: &str, timeout_secs: u32) -> String {
+    let ca_bundle = base64::engine::general_purpose::STANDARD.encode(ca_pem);
+    let docs: Vec<Value> = [("MutatingWebhookConfiguration", "mutate"), ("ValidatingWebhookConfiguration", "validate")]
+        .iter()
+        .map(|(kind, path)| {
+            let client_config = match client {
+                Client::Service { namespace, name, port } => json!({
+                    "service": {"namespace": namespace, "name": name, "path": format!("/{path}"), "port": port},
+                    "caBundle": ca_bundle,
+                }),
+                Client::Url(base) => json!({
+                    "url": format!("{}/{path}", base.trim_end_matches('/')),
+                    "caBundle": ca_bundle,
+                }),
+            };
+            let mut hook = json!({
+                "name": format!("{path}.oomguard.io"),
+                "admissionReviewVersions": ["v1"],
+                "sideEffects": "None",
+                "failurePolicy": "Ignore",
+                "timeoutSeconds": timeout_secs,
+                "clientConfig": client_config,
+                "namespaceSelector": {"matchExpressions": [{
+                    "key": "kubernetes.io/metadata.name",
+                    "operator": "NotIn",
+                    "values": ["kube-system", own_namespace],
+                }]},
+                "rules": [
+                    {"apiGroups": ["apps"], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"],
+                     "resources": ["deployments", "statefulsets", "daemonsets", "replicasets"], "scope": "Namespaced"},
+                    {"apiGroups": ["batch"], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"],
+                     "resources": ["jobs", "cronjobs"], "scope": "Namespaced"},
+                    {"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"],
+                     "resources": ["pods"], "scope": "Namespaced"},
+                ],
+                // Pods and ReplicaSets made by a controller were checked with their owner.
+                "matchConditions": [{
+                    "name": "not-controlled",
+                    "expression": "!has(object.metadata.ownerReferences) || !object.metadata.ownerReferences.exists(r, has(r.controller) && r.controller)",
+                }],
+            });
+            if *kind == "MutatingWebhookConfiguration" {
+                hook["reinvocationPolicy"] = json!("IfNeeded");
+            }
+            json!({
+                "apiVersion": "admissionregistration.k8s.io/v1",
+                "kind": kind,
+                "metadata": {"name": "oomguard", "labels": {"app.kubernetes.io/name": "oomguard"}},
+                "webhooks": [hook],
+            })
+        })
+        .collect();
+    docs.iter()
+        .map(|d| serde_norway::to_string(d).unwrap_or_default())
+        .collect::<Vec<_>>()
+        .join("---\n")
+}
+
+/// Writes `ca.crt`, `tls.crt`, `tls.key` (mode 0600) and `webhook.yaml` into `out`.
+pub fn write(out: &Path, bundle: &Bundle, webhook_yaml: &str, force: bool) -> Result<Vec<String>, CertsError> {
+    std::fs::create_dir_all(out).map_err(|source| CertsError::Write {
+        path: out.display().to_string(),
+        source,
+    })?;
+    let files = [
+        ("ca.crt", &bundle.ca_cert),
+        ("tls.crt", &bundle.tls_cert),
+        ("tls.key", &bundle.tls_key),
+        ("webhook.yaml", &webhook_yaml.to_string()),
+    ];
+    if !force {
+        for (name, _) in &files {
+            let p = out.join(name);
+            if p.exists() {
+                return Err(CertsError::Exists(p.display().to_string()));
+            }
+        }
+    }
+    let mut written = Vec::new();
+    for (name, text) in files {
+        let p = out.join(name);
+        // Write beside and rename, so a watching webhook never reads half a file.
+        let tmp = out.join(format!(".{name}.tmp"));
+        let w = |source| CertsError::Write {
+            path: p.display().to_string(),
+            source,
+        };
+        std::fs::write(&tmp, text).map_err(w)?;
+        #[cfg(unix)]
+        if name == "tls.key" {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600)).map_err(w)?;
+        }
+        std::fs::rename(&tmp, &p).map_err(w)?;
+        written.push(p.display().to_string());
+    }
+    Ok(written)
+}

@@ -1,0 +1,285 @@
+//! Command-line arguments and wiring. Each subcommand builds its edges (files, TLS, history
+//! sources) here and hands them to the library.
+
+use std::io::Read;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand};
+
+use crate::admission::Admitter;
+use crate::check;
+use crate::history::file::{FileHistory, FileSource};
+use crate::history::{HistoryError, HistoryQuery, HistorySource, WorkloadHistory};
+use crate::policy::store::{PolicySet, PolicyStore};
+use crate::policy::Mode;
+use crate::server;
+
+#[derive(Debug, Parser)]
+#[command(name = "oomguard", version, about = "Keeps Kubernetes workloads from being OOM-killed")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the admission webhook (HTTPS) and its admin listener.
+    Serve(ServeArgs),
+    /// Check manifests offline, as the webhook would (for CI pipelines).
+    Check(CheckArgs),
+    /// Make a CA and a serving certificate, and render the webhook configurations.
+    Certs(CertsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// History file (see README "History file format").
+    #[arg(long, value_name = "FILE")]
+    pub history: Option<PathBuf>,
+    /// Deadline for fetching a workload's history during an admission.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub history_timeout: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// HTTPS address of the webhook.
+    #[arg(long, default_value = "0.0.0.0:8443")]
+    pub listen: SocketAddr,
+    /// Plain-HTTP address of /livez, /readyz and /metrics.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    pub admin_listen: SocketAddr,
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: PathBuf,
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: PathBuf,
+    /// Folder of <namespace>.yaml policies (and default.yaml); reloaded on change.
+    #[arg(long, value_name = "DIR")]
+    pub policies: PathBuf,
+    #[command(flatten)]
+    pub history: HistoryArgs,
+    /// How long in-flight requests may finish after SIGTERM.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub drain: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Manifest file (multi-document YAML or JSON), or - for standard input.
+    #[arg(short = 'f', long = "filename", value_name = "FILE")]
+    pub file: String,
+    /// Folder of policies; without it every namespace gets the built-in default (warn).
+    #[arg(long, value_name = "DIR")]
+    pub policies: Option<PathBuf>,
+    #[command(flatten)]
+    pub history: HistoryArgs,
+    #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
+    pub output: check::Format,
+    /// Namespace for manifests that name none.
+    #[arg(short = 'n', long, default_value = "default")]
+    pub namespace: String,
+    /// Use this mode in every namespace instead of the policies' own.
+    #[arg(long, value_enum)]
+    pub mode: Option<ModeArg>,
+    /// Exit non-zero on warnings too, not only on denials.
+    #[arg(long)]
+    pub fail_on_warn: bool,
+    /// Print the manifests as the webhook would leave them (text output).
+    #[arg(long)]
+    pub show_mutated: bool,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ModeArg {
+    Off,
+    Warn,
+    Mutate,
+    Enforce,
+}
+
+impl From<ModeArg> for Mode {
+    fn from(m: ModeArg) -> Mode {
+        match m {
+            ModeArg::Off => Mode::Off,
+            ModeArg::Warn => Mode::Warn,
+            ModeArg::Mutate => Mode::Mutate,
+            ModeArg::Enforce => Mode::Enforce,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct CertsArgs {
+    #[arg(long, default_value = "certs", value_name = "DIR")]
+    pub out: PathBuf,
+    /// DNS names of the serving certificate (default: the in-cluster service names).
+    #[arg(long)]
+    pub dns: Vec<String>,
+    /// IP addresses of the serving certificate.
+    #[arg(long)]
+    pub ip: Vec<IpAddr>,
+    /// Render the webhook configurations with this base URL (e.g. https://127.0.0.1:8443)
+    /// instead of the in-cluster service.
+    #[arg(long)]
+    pub url: Option<String>,
+    /// Service namespace and name for the rendered configurations.
+    #[arg(long, default_value = "oomguard")]
+    pub service_namespace: String,
+    #[arg(long, default_value = "oomguard")]
+    pub service_name: String,
+    /// Webhook timeout in the rendered configurations (1-30 s).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=30))]
+    pub timeout_seconds: u32,
+    /// Replace existing files.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// "2s", "500ms", "1m".
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    if let Some(ms) = s.strip_suffix("ms") {
+        return ms.parse::<u64>().map(Duration::from_millis).map_err(|_| format!("{s:?} is not a duration like 500ms"));
+    }
+    crate::policy::Duration::parse(s).map(|d| Duration::from_secs(d.secs()))
+}
+
+/// A source that knows nothing: every workload is "no history yet".
+struct NoHistory;
+
+impl HistorySource for NoHistory {
+    fn fetch<'a>(
+        &'a self,
+        _query: &'a HistoryQuery,
+    ) -> futures::future::BoxFuture<'a, Result<Option<Arc<WorkloadHistory>>, HistoryError>> {
+        Box::pin(async { Ok(None) })
+    }
+    fn name(&self) -> &'static str {
+        "none"
+    }
+}
+
+fn history_source(args: &HistoryArgs) -> anyhow::Result<Arc<dyn HistorySource>> {
+    Ok(match &args.history {
+        Some(path) => Arc::new(FileSource::new(FileHistory::load(path)?)),
+        None => Arc::new(NoHistory),
+    })
+}
+
+impl Cli {
+    /// Runs the command; returns the process exit code.
+    pub async fn run(self) -> anyhow::Result<i32> {
+        match self.command {
+            Command::Serve(a) => serve(a).await,
+            Command::Check(a) => run_check(a).await,
+            Command::Certs(a) => certs(a),
+        }
+    }
+}
+
+async fn serve(a: ServeArgs) -> anyhow::Result<i32> {
+    if a.history.history.is_none() {
+        bail!("serve needs history to check limits against: pass --history FILE");
+    }
+    let admitter = Admitter {
+        history: history_source(&a.history)?,
+        history_timeout: a.history.history_timeout,
+    };
+    server::serve(server::ServeOptions {
+        listen: a.listen,
+        admin_listen: a.admin_listen,
+        tls: server::tls::TlsFiles {
+            cert: a.tls_cert,
+            key: a.tls_key,
+        },
+        policies: a.policies,
+        admitter,
+        drain: a.drain,
+    })
+    .await?;
+    Ok(0)
+}
+
+async fn run_check(a: CheckArgs) -> anyhow::Result<i32> {
+    let text = if a.file == "-" {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .context("reading the manifests from standard input")?;
+        s
+    } else {
+        std::fs::read_to_string(&a.file).with_context(|| format!("reading the manifests from {}", a.file))?
+    };
+    let docs = check::parse_documents(&a.file, &text)?;
+    let mut policies = match &a.policies {
+        Some(dir) => {
+            let (store, report) = PolicyStore::open(dir)?;
+            if let Some(e) = report.errors.first() {
+                // Offline there is no last good version: a broken policy is an error.
+                bail!("{e}");
+            }
+            (*store.current()).clone()
+        }
+        None => PolicySet::single(Default::default()),
+    };
+    if let Some(m) = a.mode {
+        policies = policies.with_mode(m.into());
+    }
+    let admitter = Admitter {
+        history: history_source(&a.history)?,
+        history_timeout: a.history.history_timeout,
+    };
+    let (results, summary) = check::check(&admitter, &policies, docs, &a.namespace).await;
+    let stdout = std::io::stdout();
+    let stderr = std::io::stderr();
+    check::print(&results, summary, a.output, a.show_mutated, &mut stdout.lock(), &mut stderr.lock())?;
+    Ok(if summary.fail > 0 || (a.fail_on_warn && summary.warn > 0) { 1 } else { 0 })
+}
+
+fn certs(a: CertsArgs) -> anyhow::Result<i32> {
+    let dns = if a.dns.is_empty() && a.ip.is_empty() {
+        let (ns, svc) = (&a.service_namespace, &a.service_name);
+        vec![
+            format!("{svc}.{ns}.svc"),
+            format!("{svc}.{ns}.svc.cluster.local"),
+            "localhost".to_string(),
+        ]
+    } else {
+        a.dns.clone()
+    };
+    let ips = if a.dns.is_empty() && a.ip.is_empty() {
+        vec![IpAddr::from([127, 0, 0, 1])]
+    } else {
+        a.ip.clone()
+    };
+    let bundle = crate::certs::generate(&dns, &ips)?;
+    let client = match &a.url {
+        Some(u) => crate::certs::Client::Url(u.clone()),
+        None => crate::certs::Client::Service {
+            namespace: a.service_namespace.clone(),
+            name: a.service_name.clone(),
+            port: 443,
+        },
+    };
+    let yaml = crate::certs::webhook_configuration(&bundle.ca_cert, &client, &a.service_namespace, a.timeout_seconds);
+    let written = crate::certs::write(&a.out, &bundle, &yaml, a.force)?;
+    for w in written {
+        println!("wrote {w}");
+    }
+    let sans: Vec<String> = dns.iter().cloned().chain(ips.iter().map(|i| i.to_string())).collect();
+    println!("serving certificate for: {}", sans.join(", "));
+    Ok(0)
+}

@@ -1,0 +1,292 @@
+//! `oomguard serve`: the HTTPS admission endpoints and the plain-HTTP admin listener.
+
+pub mod metrics;
+pub mod tls;
+pub mod watch;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use serde_json::json;
+
+use crate::admission::review::{self, Answer};
+use crate::admission::{Admitter, Endpoint, Outcome};
+use crate::policy::store::PolicyStore;
+use metrics::{EndpointLabels, Metrics, ReasonLabels, RequestLabels, ResultLabels, SourceLabels};
+
+/// Larger than any object etcd stores (1.5 MiB) twice (object and oldObject), with room.
+pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+
+pub struct ServeOptions {
+    pub listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    pub tls: tls::TlsFiles,
+    pub policies: PathBuf,
+    pub admitter: Admitter,
+    /// How long in-flight requests may finish after SIGTERM.
+    pub drain: Duration,
+}
+
+/// Shared by the handlers.
+pub struct App {
+    pub admitter: Admitter,
+    pub policies: PolicyStore,
+    pub metrics: Metrics,
+    pub ready: AtomicBool,
+}
+
+impl App {
+    async fn handle(&self, endpoint: Endpoint, body: &[u8]) -> Response {
+        let start = Instant::now();
+        let (status, value, verdict) = match review::parse(body) {
+            Err(bad) => {
+                self.metrics
+                    .errors
+                    .get_or_create(&ReasonLabels {
+                        reason: bad.metric_label(),
+                    })
+                    .inc();
+                tracing::warn!(endpoint = endpoint.as_str(), error = %bad, "not an AdmissionReview");
+                let answer = Answer {
+                    allowed: true,
+                    status: Some((400, format!("oomguard: {bad}; send an admission.k8s.io/v1 AdmissionReview"))),
+                    ..Answer::default()
+                };
+                (StatusCode::BAD_REQUEST, review::response("", &answer), "error")
+            }
+            Ok(r) => {
+                if let Some(m) = r.mismatch {
+                    let answer = Answer {
+                        allowed: true,
+                        warnings: review::fit_warnings([format!("oomguard: {m}")]),
+                        ..Answer::default()
+                    };
+                    (StatusCode::OK, review::response(&r.request.uid, &answer), "error")
+                } else {
+                    let policies = self.policies.current();
+                    let d = self.admitter.review(endpoint, &policies, &r.request).await;
+                    if let Some(reason) = d.history_error {
+                        self.metrics
+                            .history_unavailable
+                            .get_or_create(&SourceLabels {
+                                source: self.admitter.history.name(),
+                                reason,
+                            })
+                            .inc();
+                    }
+                    if d.outcome != Outcome::Skipped {
+                        if let Some(v) = &d.verdict {
+                            tracing::info!(
+                                endpoint = endpoint.as_str(),
+                                uid = %r.request.uid,
+                                workload = %v.workload,
+                                outcome = d.outcome.as_str(),
+                                dry_run = r.request.dry_run.unwrap_or(false),
+                                severity = v.severity().as_str(),
+                                "admission"
+                            );
+                        }
+                    }
+                    (StatusCode::OK, review::response(&r.request.uid, &d.answer), d.outcome.as_str())
+                }
+            }
+        };
+        self.metrics
+            .requests
+            .get_or_create(&RequestLabels {
+                endpoint: endpoint.as_str(),
+                verdict,
+            })
+            .inc();
+        self.metrics
+            .duration
+            .get_or_create(&EndpointLabels {
+                endpoint: endpoint.as_str(),
+            })
+            .observe(start.elapsed().as_secs_f64());
+        (status, axum::Json(value)).into_response()
+    }
+}
+
+async fn mutate(State(app): State<Arc<App>>, body: Bytes) -> Response {
+    app.handle(Endpoint::Mutate, &body).await
+}
+
+async fn validate(State(app): State<Arc<App>>, body: Bytes) -> Response {
+    app.handle(Endpoint::Validate, &body).await
+}
+
+async fn too_large(app: Arc<App>, resp: Response) -> Response {
+    if resp.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        app.metrics
+            .errors
+            .get_or_create(&ReasonLabels { reason: "too_large" })
+            .inc();
+        let answer = Answer {
+            allowed: true,
+            status: Some((413, format!("oomguard: the body is larger than {MAX_BODY_BYTES} bytes"))),
+            ..Answer::default()
+        };
+        return (StatusCode::PAYLOAD_TOO_LARGE, axum::Json(review::response("", &answer))).into_response();
+    }
+    resp
+}
+
+/// The webhook routes (exposed for in-process tests and the trivial-handler benchmark).
+pub fn webhook_router(app: Arc<App>) -> Router {
+    let a = app.clone();
+    Router::new()
+        .route("/mutate", post(mutate))
+        .route("/validate", post(validate))
+        .route("/trivial", post(trivial))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::map_response(move |r: Response| too_large(a.clone(), r)))
+        .with_state(app)
+}
+
+/// A handler that answers a fixed allowed review: the baseline of the load benchmark, on the
+/// same TLS stack.
+async fn trivial(_body: Bytes) -> Response {
+    axum::Json(json!({"apiVersion": review::API_VERSION, "kind": review::KIND, "response": {"uid": "", "allowed": true}})).into_response()
+}
+
+pub fn admin_router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/livez", get(|| async { "ok" }))
+        .route(
+            "/readyz",
+            get(|State(app): State<Arc<App>>| async move {
+                if app.ready.load(Ordering::SeqCst) {
+                    (StatusCode::OK, "ok")
+                } else {
+                    (StatusCode::SERVICE_UNAVAILABLE, "not ready")
+                }
+            }),
+        )
+        .route(
+            "/metrics",
+            get(|State(app): State<Arc<App>>| async move {
+                (
+                    [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+                    app.metrics.encode(),
+                )
+            }),
+        )
+        .with_state(app)
+}
+
+/// Runs until SIGTERM/SIGINT, then drains.
+pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
+    let (policies, report) = PolicyStore::open(&opts.policies)?;
+    let metrics = Metrics::new();
+    metrics
+        .policy_reloads
+        .get_or_create(&ResultLabels {
+            result: if report.errors.is_empty() { "ok" } else { "error" },
+        })
+        .inc();
+    metrics.policy_broken_files.set(report.errors.len() as i64);
+    tracing::info!(dir = %opts.policies.display(), loaded = report.loaded, broken = report.errors.len(), "policies loaded");
+
+    let tls_config = opts.tls.load()?;
+    let rustls_config = axum_server::tls_rustls::RustlsConfig::from_config(tls_config);
+
+    let app = Arc::new(App {
+        admitter: opts.admitter,
+        policies,
+        metrics,
+        ready: AtomicBool::new(false),
+    });
+
+    // Hot reload of policies and certificates.
+    let mut policy_watch = watch::watch(&[opts.policies.clone()], Duration::from_millis(300))?;
+    let reload_app = app.clone();
+    tokio::spawn(async move {
+        while policy_watch.changes.recv().await.is_some() {
+            let report = reload_app.policies.reload();
+            let result = if report.errors.is_empty() { "ok" } else { "error" };
+            reload_app.metrics.policy_reloads.get_or_create(&ResultLabels { result }).inc();
+            reload_app.metrics.policy_broken_files.set(reload_app.policies.broken().len() as i64);
+            tracing::info!(loaded = report.loaded, broken = report.errors.len(), "policies reloaded");
+        }
+    });
+    let mut cert_watch = watch::watch(&[opts.tls.cert.clone(), opts.tls.key.clone()], Duration::from_millis(300))?;
+    let (tls_files, cert_app, cert_config) = (opts.tls.clone(), app.clone(), rustls_config.clone());
+    tokio::spawn(async move {
+        while cert_watch.changes.recv().await.is_some() {
+            match tls_files.load() {
+                Ok(cfg) => {
+                    cert_config.reload_from_config(cfg);
+                    cert_app.metrics.tls_reloads.get_or_create(&ResultLabels { result: "ok" }).inc();
+                    tracing::info!("serving certificate reloaded");
+                }
+                Err(e) => {
+                    cert_app.metrics.tls_reloads.get_or_create(&ResultLabels { result: "error" }).inc();
+                    tracing::error!(error = %e, "serving certificate not reloaded; the previous one stays in use");
+                }
+            }
+        }
+    });
+
+    let handle = axum_server::Handle::new();
+    let admin_handle = axum_server::Handle::new();
+    let mut server = axum_server::bind_rustls(opts.listen, rustls_config)
+        .handle(handle.clone())
+        .http1_only();
+    server
+        .http_builder()
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(10));
+    let webhook = server.serve(webhook_router(app.clone()).into_make_service());
+    let admin = axum_server::bind(opts.admin_listen)
+        .handle(admin_handle.clone())
+        .serve(admin_router(app.clone()).into_make_service());
+
+    let (h, ah, ready_app, drain) = (handle.clone(), admin_handle.clone(), app.clone(), opts.drain);
+    tokio::spawn(async move {
+        let listening = h.listening().await;
+        let admin_listening = ah.listening().await;
+        if let (Some(a), Some(b)) = (listening, admin_listening) {
+            ready_app.ready.store(true, Ordering::SeqCst);
+            tracing::info!(webhook = %format!("https://{a}"), admin = %format!("http://{b}"), "listening");
+        }
+        shutdown_signal().await;
+        tracing::info!(drain_secs = drain.as_secs(), "shutting down: draining in-flight requests");
+        ready_app.ready.store(false, Ordering::SeqCst);
+        h.graceful_shutdown(Some(drain));
+        ah.graceful_shutdown(Some(Duration::from_secs(1)));
+    });
+    let (w, a) = tokio::join!(webhook, admin);
+    w.map_err(|e| anyhow::anyhow!("webhook listener {}: {e}", opts.listen))?;
+    a.map_err(|e| anyhow::anyhow!("admin listener {}: {e}", opts.admin_listen))?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
