@@ -6,14 +6,16 @@ use std::path::Path;
 
 use base64::Engine as _;
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-    IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
 use serde_json::{json, Value};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CertsError {
-    #[error("{0} exists; pass --force to replace it (the old key is lost) or choose another --out")]
+    #[error(
+        "{0} exists; pass --force to replace it (the old key is lost) or choose another --out"
+    )]
     Exists(String),
     #[error("cannot write {path}: {source}")]
     Write {
@@ -38,9 +40,14 @@ pub fn generate(dns: &[String], ips: &[IpAddr]) -> Result<Bundle, CertsError> {
     let ca_key = KeyPair::generate()?;
     let mut ca = CertificateParams::new(Vec::<String>::new())?;
     ca.distinguished_name = DistinguishedName::new();
-    ca.distinguished_name.push(DnType::CommonName, "oomguard webhook CA");
+    ca.distinguished_name
+        .push(DnType::CommonName, "oomguard webhook CA");
     ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    ca.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     ca.not_before = time::OffsetDateTime::now_utc() - time::Duration::hours(1);
     ca.not_after = time::OffsetDateTime::now_utc() + time::Duration::days(3650);
     let ca_cert = ca.self_signed(&ca_key)?;
@@ -51,16 +58,24 @@ pub fn generate(dns: &[String], ips: &[IpAddr]) -> Result<Bundle, CertsError> {
     leaf.distinguished_name = DistinguishedName::new();
     leaf.distinguished_name.push(
         DnType::CommonName,
-        dns.first().cloned().unwrap_or_else(|| "oomguard".to_string()),
+        dns.first()
+            .cloned()
+            .unwrap_or_else(|| "oomguard".to_string()),
     );
     for d in dns {
-        let name = d.clone().try_into().map_err(|_| CertsError::BadDns(d.clone()))?;
+        let name = d
+            .clone()
+            .try_into()
+            .map_err(|_| CertsError::BadDns(d.clone()))?;
         leaf.subject_alt_names.push(SanType::DnsName(name));
     }
     for ip in ips {
         leaf.subject_alt_names.push(SanType::IpAddress(*ip));
     }
-    leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+    leaf.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
     leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     leaf.not_before = time::OffsetDateTime::now_utc() - time::Duration::hours(1);
     leaf.not_after = time::OffsetDateTime::now_utc() + time::Duration::days(365);
@@ -75,12 +90,21 @@ pub fn generate(dns: &[String], ips: &[IpAddr]) -> Result<Bundle, CertsError> {
 /// Where the apiserver reaches the webhook.
 #[derive(Debug, Clone)]
 pub enum Client {
-    Service { namespace: String, name: String, port: u16 },
+    Service {
+        namespace: String,
+        name: String,
+        port: u16,
+    },
     Url(String),
 }
 
 /// The Mutating- and ValidatingWebhookConfiguration, as a multi-document YAML text.
-pub fn webhook_configuration(ca_pem: &str, client: &Client, own_namespace: &str, timeout_secs: u32) -> String {
+pub fn webhook_configuration(
+    ca_pem: &str,
+    client: &Client,
+    own_namespace: &str,
+    timeout_secs: u32,
+) -> String {
     let ca_bundle = base64::engine::general_purpose::STANDARD.encode(ca_pem);
     let docs: Vec<Value> = [("MutatingWebhookConfiguration", "mutate"), ("ValidatingWebhookConfiguration", "validate")]
         .iter()
@@ -139,7 +163,12 @@ pub fn webhook_configuration(ca_pem: &str, client: &Client, own_namespace: &str,
 }
 
 /// Writes `ca.crt`, `tls.crt`, `tls.key` (mode 0600) and `webhook.yaml` into `out`.
-pub fn write(out: &Path, bundle: &Bundle, webhook_yaml: &str, force: bool) -> Result<Vec<String>, CertsError> {
+pub fn write(
+    out: &Path,
+    bundle: &Bundle,
+    webhook_yaml: &str,
+    force: bool,
+) -> Result<Vec<String>, CertsError> {
     std::fs::create_dir_all(out).map_err(|source| CertsError::Write {
         path: out.display().to_string(),
         source,

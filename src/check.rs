@@ -90,9 +90,21 @@ pub async fn check(
     let mut results = Vec::new();
     let mut summary = Summary::default();
     for (i, doc) in docs.into_iter().enumerate() {
-        let api_version = doc.get("apiVersion").and_then(Value::as_str).unwrap_or("").to_string();
-        let kind_s = doc.get("kind").and_then(Value::as_str).unwrap_or("").to_string();
-        let name = doc.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("").to_string();
+        let api_version = doc
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let kind_s = doc
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let name = doc
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
         let namespace = doc
             .pointer("/metadata/namespace")
             .and_then(Value::as_str)
@@ -114,20 +126,28 @@ pub async fn check(
             results.push(r);
             continue;
         };
-        let m = admitter.object(Endpoint::Mutate, policies, kind, &doc, &namespace).await;
+        let m = admitter
+            .object(Endpoint::Mutate, policies, kind, &doc, &namespace)
+            .await;
         let mut object = doc;
         if let Some(p) = &m.answer.patch {
             match serde_json::from_value::<json_patch::Patch>(p.clone()) {
                 Ok(patch) => {
                     if let Err(e) = json_patch::patch(&mut object, &patch) {
-                        r.warnings.push(format!("oomguard: internal error: its patch does not apply: {e}"));
+                        r.warnings.push(format!(
+                            "oomguard: internal error: its patch does not apply: {e}"
+                        ));
                     }
                 }
-                Err(e) => r.warnings.push(format!("oomguard: internal error: bad patch: {e}")),
+                Err(e) => r
+                    .warnings
+                    .push(format!("oomguard: internal error: bad patch: {e}")),
             }
         }
         r.warnings.extend(m.answer.warnings.iter().cloned());
-        let v: Decision = admitter.object(Endpoint::Validate, policies, kind, &object, &namespace).await;
+        let v: Decision = admitter
+            .object(Endpoint::Validate, policies, kind, &object, &namespace)
+            .await;
         r.warnings.extend(v.answer.warnings.iter().cloned());
         r.verdict = v.verdict.or(m.verdict);
         r.result = if v.outcome == Outcome::Denied {
@@ -159,11 +179,21 @@ pub fn print(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> std::io::Result<()> {
-    let summary_line = format!("pass: {}, warn: {}, fail: {}", summary.pass, summary.warn, summary.fail);
+    let summary_line = format!(
+        "pass: {}, warn: {}, fail: {}",
+        summary.pass, summary.warn, summary.fail
+    );
     match format {
         Format::Text => {
             for r in results.iter().filter(|r| r.result != "skip") {
-                writeln!(out, "{}/{} ({}): {}", r.kind.to_lowercase(), r.name, r.namespace, r.result)?;
+                writeln!(
+                    out,
+                    "{}/{} ({}): {}",
+                    r.kind.to_lowercase(),
+                    r.name,
+                    r.namespace,
+                    r.result
+                )?;
                 for w in &r.warnings {
                     writeln!(out, "Warning: {w}")?;
                 }
@@ -174,12 +204,20 @@ pub fn print(
             if show_mutated {
                 for r in results {
                     writeln!(out, "---")?;
-                    write!(out, "{}", serde_norway::to_string(&r.mutated).unwrap_or_default())?;
+                    write!(
+                        out,
+                        "{}",
+                        serde_norway::to_string(&r.mutated).unwrap_or_default()
+                    )?;
                 }
             }
             writeln!(out, "{summary_line}")?;
             if summary.skip > 0 {
-                writeln!(out, "skipped: {} (not pod-template workloads, or excluded)", summary.skip)?;
+                writeln!(
+                    out,
+                    "skipped: {} (not pod-template workloads, or excluded)",
+                    summary.skip
+                )?;
             }
         }
         Format::Yaml => {
@@ -191,7 +229,11 @@ pub fn print(
                     writeln!(err, "Error from server (Forbidden): {d}")?;
                 }
                 writeln!(out, "---")?;
-                write!(out, "{}", serde_norway::to_string(&r.mutated).unwrap_or_default())?;
+                write!(
+                    out,
+                    "{}",
+                    serde_norway::to_string(&r.mutated).unwrap_or_default()
+                )?;
             }
             writeln!(err, "{summary_line}")?;
         }
@@ -207,7 +249,11 @@ pub fn print(
                 })
                 .collect();
             let report = json!({ "results": docs, "summary": summary });
-            writeln!(out, "{}", serde_json::to_string_pretty(&report).unwrap_or_default())?;
+            writeln!(
+                out,
+                "{}",
+                serde_json::to_string_pretty(&report).unwrap_or_default()
+            )?;
             writeln!(err, "{summary_line}")?;
         }
     }

@@ -19,7 +19,11 @@ use crate::policy::Mode;
 use crate::server;
 
 #[derive(Debug, Parser)]
-#[command(name = "oomguard", version, about = "Keeps Kubernetes workloads from being OOM-killed")]
+#[command(
+    name = "oomguard",
+    version,
+    about = "Keeps Kubernetes workloads from being OOM-killed"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -152,7 +156,10 @@ pub struct CertsArgs {
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     if let Some(ms) = s.strip_suffix("ms") {
-        return ms.parse::<u64>().map(Duration::from_millis).map_err(|_| format!("{s:?} is not a duration like 500ms"));
+        return ms
+            .parse::<u64>()
+            .map(Duration::from_millis)
+            .map_err(|_| format!("{s:?} is not a duration like 500ms"));
     }
     crate::policy::Duration::parse(s).map(|d| Duration::from_secs(d.secs()))
 }
@@ -221,7 +228,8 @@ async fn run_check(a: CheckArgs) -> anyhow::Result<i32> {
             .context("reading the manifests from standard input")?;
         s
     } else {
-        std::fs::read_to_string(&a.file).with_context(|| format!("reading the manifests from {}", a.file))?
+        std::fs::read_to_string(&a.file)
+            .with_context(|| format!("reading the manifests from {}", a.file))?
     };
     let docs = check::parse_documents(&a.file, &text)?;
     let mut policies = match &a.policies {
@@ -245,8 +253,21 @@ async fn run_check(a: CheckArgs) -> anyhow::Result<i32> {
     let (results, summary) = check::check(&admitter, &policies, docs, &a.namespace).await;
     let stdout = std::io::stdout();
     let stderr = std::io::stderr();
-    check::print(&results, summary, a.output, a.show_mutated, &mut stdout.lock(), &mut stderr.lock())?;
-    Ok(if summary.fail > 0 || (a.fail_on_warn && summary.warn > 0) { 1 } else { 0 })
+    check::print(
+        &results,
+        summary,
+        a.output,
+        a.show_mutated,
+        &mut stdout.lock(),
+        &mut stderr.lock(),
+    )?;
+    Ok(
+        if summary.fail > 0 || (a.fail_on_warn && summary.warn > 0) {
+            1
+        } else {
+            0
+        },
+    )
 }
 
 fn certs(a: CertsArgs) -> anyhow::Result<i32> {
@@ -274,12 +295,21 @@ fn certs(a: CertsArgs) -> anyhow::Result<i32> {
             port: 443,
         },
     };
-    let yaml = crate::certs::webhook_configuration(&bundle.ca_cert, &client, &a.service_namespace, a.timeout_seconds);
+    let yaml = crate::certs::webhook_configuration(
+        &bundle.ca_cert,
+        &client,
+        &a.service_namespace,
+        a.timeout_seconds,
+    );
     let written = crate::certs::write(&a.out, &bundle, &yaml, a.force)?;
     for w in written {
         println!("wrote {w}");
     }
-    let sans: Vec<String> = dns.iter().cloned().chain(ips.iter().map(|i| i.to_string())).collect();
+    let sans: Vec<String> = dns
+        .iter()
+        .cloned()
+        .chain(ips.iter().map(|i| i.to_string()))
+        .collect();
     println!("serving certificate for: {}", sans.join(", "));
     Ok(0)
 }

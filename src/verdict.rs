@@ -49,9 +49,13 @@ impl Severity {
 pub enum Action {
     None,
     /// Raise an existing limit to `to` bytes.
-    Raise { to: u64 },
+    Raise {
+        to: u64,
+    },
     /// Add a missing limit of `to` bytes.
-    Add { to: u64 },
+    Add {
+        to: u64,
+    },
     /// Reject the workload.
     Deny,
 }
@@ -145,13 +149,16 @@ impl Verdict {
 }
 
 /// Decides every container of a workload.
-pub fn decide(workload: &Workload, history: HistoryStatus<'_>, policy: &PolicySpec, now: i64) -> Verdict {
+pub fn decide(
+    workload: &Workload,
+    history: HistoryStatus<'_>,
+    policy: &PolicySpec,
+    now: i64,
+) -> Verdict {
     let unchecked = match history {
-        HistoryStatus::Unavailable(why) => Some(format!(
-            "memory limits of {} {} not checked: {why}; allowed",
-            workload.kind.as_str(),
-            workload.name
-        )),
+        HistoryStatus::Unavailable(why) => {
+            Some(format!("memory limits not checked (allowed): {why}"))
+        }
         _ => None,
     };
     let containers = workload
@@ -203,16 +210,17 @@ fn decide_container(
         return v;
     }
     let window = crate::policy::Duration(policy.history.window.secs());
-    let enough = h.filter(|h| {
-        h.peaks.intervals > 0 && h.covered_secs >= policy.history.min_history.secs()
-    });
+    let enough =
+        h.filter(|h| h.peaks.intervals > 0 && h.covered_secs >= policy.history.min_history.secs());
     let Some(h) = enough else {
         if !history_available {
             return v;
         }
         v.severity = Severity::Unknown;
         let have = h.map_or(0, |h| h.covered_secs);
-        let limit = v.limit.map_or("no limit".to_string(), |l| format!("limit {}", Bytes(l as f64)));
+        let limit = v.limit.map_or("no limit".to_string(), |l| {
+            format!("limit {}", Bytes(l as f64))
+        });
         v.reasons.push(format!(
             "container {name}: {} of memory history (need {}); {limit} not checked",
             crate::policy::Duration(have),
@@ -236,7 +244,10 @@ fn decide_container(
     let bump = match (h.oom_kills, oom_limit) {
         (0, _) | (_, None) => None,
         (n, Some(l)) => {
-            let steps = (f64::from(n) + 1.0).log2().ceil().clamp(1.0, f64::from(policy.oom_bump.max_steps.max(1)));
+            let steps = (f64::from(n) + 1.0)
+                .log2()
+                .ceil()
+                .clamp(1.0, f64::from(policy.oom_bump.max_steps.max(1)));
             let b = (l * policy.oom_bump.ratio.powf(steps)).max(l + policy.oom_bump.min.0 as f64);
             candidates.push(b);
             Some(b)
@@ -245,7 +256,12 @@ fn decide_container(
 
     let max = policy.limits.max.0 as f64;
     let fc = policy.forecast.enabled.then(|| {
-        forecast::project(h.fit(), now, policy.forecast.horizon.secs(), v.limit.map(|l| l as f64).or(h.runtime_limit))
+        forecast::project(
+            h.fit(),
+            now,
+            policy.forecast.horizon.secs(),
+            v.limit.map(|l| l as f64).or(h.runtime_limit),
+        )
     });
     let mut leak_beyond_max = false;
     if let Some(fc) = &fc {

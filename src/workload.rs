@@ -102,7 +102,10 @@ impl MemoryField {
     }
 
     fn read(resources: Option<&Value>, section: &str) -> MemoryField {
-        let Some(v) = resources.and_then(|r| r.get(section)).and_then(|s| s.get("memory")) else {
+        let Some(v) = resources
+            .and_then(|r| r.get(section))
+            .and_then(|s| s.get("memory"))
+        else {
             return MemoryField::Missing;
         };
         let raw = match v {
@@ -193,7 +196,8 @@ impl Workload {
             .and_then(|m| m.get("ownerReferences"))
             .and_then(Value::as_array)
             .and_then(|refs| {
-                refs.iter().find(|r| r.get("controller").and_then(Value::as_bool) == Some(true))
+                refs.iter()
+                    .find(|r| r.get("controller").and_then(Value::as_bool) == Some(true))
             })
             .map(|r| {
                 format!(
@@ -302,13 +306,29 @@ mod tests {
         });
         let template = json!({"metadata": {}, "spec": pod_spec});
         let objects = [
-            (WorkloadKind::Deployment, json!({"metadata": {"name": "a"}, "spec": {"template": template}}), "/spec/template/spec"),
-            (WorkloadKind::CronJob, json!({"metadata": {"name": "a"}, "spec": {"jobTemplate": {"spec": {"template": template}}}}), "/spec/jobTemplate/spec/template/spec"),
-            (WorkloadKind::Pod, json!({"metadata": {"name": "a"}, "spec": pod_spec}), "/spec"),
+            (
+                WorkloadKind::Deployment,
+                json!({"metadata": {"name": "a"}, "spec": {"template": template}}),
+                "/spec/template/spec",
+            ),
+            (
+                WorkloadKind::CronJob,
+                json!({"metadata": {"name": "a"}, "spec": {"jobTemplate": {"spec": {"template": template}}}}),
+                "/spec/jobTemplate/spec/template/spec",
+            ),
+            (
+                WorkloadKind::Pod,
+                json!({"metadata": {"name": "a"}, "spec": pod_spec}),
+                "/spec",
+            ),
         ];
         for (kind, obj, prefix) in objects {
             let w = Workload::from_object(kind, &obj, "ns").unwrap();
-            let roles: Vec<_> = w.containers.iter().map(|c| (c.name.as_str(), c.role)).collect();
+            let roles: Vec<_> = w
+                .containers
+                .iter()
+                .map(|c| (c.name.as_str(), c.role))
+                .collect();
             assert_eq!(
                 roles,
                 vec![
@@ -361,8 +381,14 @@ mod tests {
             WorkloadKind::from_api_version("apps/v1", "Deployment"),
             Some(WorkloadKind::Deployment)
         );
-        assert_eq!(WorkloadKind::from_api_version("v1", "Pod"), Some(WorkloadKind::Pod));
+        assert_eq!(
+            WorkloadKind::from_api_version("v1", "Pod"),
+            Some(WorkloadKind::Pod)
+        );
         assert_eq!(WorkloadKind::from_api_version("v1", "ConfigMap"), None);
-        assert_eq!(WorkloadKind::from_api_version("extensions/v1beta1", "Deployment"), None);
+        assert_eq!(
+            WorkloadKind::from_api_version("extensions/v1beta1", "Deployment"),
+            None
+        );
     }
 }

@@ -109,9 +109,16 @@ impl Admitter {
         let namespace = req
             .namespace
             .clone()
-            .or_else(|| object.pointer("/metadata/namespace").and_then(Value::as_str).map(str::to_string))
+            .or_else(|| {
+                object
+                    .pointer("/metadata/namespace")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            })
             .unwrap_or_default();
-        let mut decision = self.object(endpoint, policies, kind, object, &namespace).await;
+        let mut decision = self
+            .object(endpoint, policies, kind, object, &namespace)
+            .await;
         // The apiserver fills the name of generateName objects after admission.
         if let (Some(v), Some(name)) = (decision.verdict.as_mut(), req.name.as_ref()) {
             if v.workload.name.is_empty() {
@@ -146,8 +153,13 @@ impl Admitter {
         if policy.mode == Mode::Off
             || workload.controlled_by.is_some()
             || policy.excludes_workload(&workload.name)
-            || workload.annotations.get(EXCLUDE_ANNOTATION).map(String::as_str) == Some("true")
-            || (endpoint == Endpoint::Mutate && !matches!(policy.mode, Mode::Mutate | Mode::Enforce))
+            || workload
+                .annotations
+                .get(EXCLUDE_ANNOTATION)
+                .map(String::as_str)
+                == Some("true")
+            || (endpoint == Endpoint::Mutate
+                && !matches!(policy.mode, Mode::Mutate | Mode::Enforce))
         {
             return Decision::skipped();
         }
@@ -156,20 +168,23 @@ impl Admitter {
             window_secs: policy.history.window.secs(),
         };
         let fetched = tokio::time::timeout(self.history_timeout, self.history.fetch(&query)).await;
-        let (history, unavailable, history_error): (Option<Arc<WorkloadHistory>>, Option<String>, _) =
-            match fetched {
-                Ok(Ok(h)) => (h, None, None),
-                Ok(Err(e)) => (None, Some(e.to_string()), Some(e.metric_label())),
-                Err(_) => (
-                    None,
-                    Some(format!(
-                        "{} history did not answer within {} ms",
-                        self.history.name(),
-                        self.history_timeout.as_millis()
-                    )),
-                    Some("timeout"),
-                ),
-            };
+        let (history, unavailable, history_error): (
+            Option<Arc<WorkloadHistory>>,
+            Option<String>,
+            _,
+        ) = match fetched {
+            Ok(Ok(h)) => (h, None, None),
+            Ok(Err(e)) => (None, Some(e.to_string()), Some(e.metric_label())),
+            Err(_) => (
+                None,
+                Some(format!(
+                    "{} history did not answer within {} ms",
+                    self.history.name(),
+                    self.history_timeout.as_millis()
+                )),
+                Some("timeout"),
+            ),
+        };
         let status = match (&history, &unavailable) {
             (_, Some(why)) => HistoryStatus::Unavailable(why),
             (Some(h), None) => HistoryStatus::Found(h),
@@ -217,11 +232,102 @@ fn validate(verdict: Verdict) -> Decision {
     } else {
         Outcome::Warned
     };
-    answer.warnings = review::fit_warnings(verdict.reasons().into_iter().map(|r| format!("oomguard: {r}")));
+    answer.warnings = review::fit_warnings(
+        verdict
+            .reasons()
+            .into_iter()
+            .map(|r| format!("oomguard: {r}")),
+    );
     Decision {
         answer,
         outcome,
         verdict: Some(verdict),
         history_error: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::HistoryError;
+    use futures::future::BoxFuture;
+    use serde_json::json;
+
+    /// A source that never answers, like a Prometheus that accepts and hangs.
+    struct Hanging;
+    impl HistorySource for Hanging {
+        fn fetch<'a>(
+            &'a self,
+            _q: &'a HistoryQuery,
+        ) -> BoxFuture<'a, Result<Option<Arc<WorkloadHistory>>, HistoryError>> {
+            Box::pin(std::future::pending())
+        }
+        fn name(&self) -> &'static str {
+            "prometheus"
+        }
+    }
+
+    struct Failing;
+    impl HistorySource for Failing {
+        fn fetch<'a>(
+            &'a self,
+            _q: &'a HistoryQuery,
+        ) -> BoxFuture<'a, Result<Option<Arc<WorkloadHistory>>, HistoryError>> {
+            Box::pin(async {
+                Err(HistoryError::Prometheus {
+                    url: "http://127.0.0.1:9".into(),
+                    message: "connection refused".into(),
+                })
+            })
+        }
+        fn name(&self) -> &'static str {
+            "prometheus"
+        }
+    }
+
+    fn deployment() -> Value {
+        json!({"metadata": {"name": "web-frontend"}, "spec": {"template": {"spec": {"containers": [
+            {"name": "web", "resources": {"limits": {"memory": "64Mi"}}}]}}}})
+    }
+
+    #[tokio::test]
+    async fn a_dead_history_source_never_blocks_and_never_denies() {
+        let policies = PolicySet::single(crate::policy::PolicySpec {
+            mode: Mode::Enforce,
+            ..Default::default()
+        });
+        for (source, why) in [
+            (
+                Arc::new(Hanging) as Arc<dyn HistorySource>,
+                "did not answer within 200 ms",
+            ),
+            (Arc::new(Failing), "connection refused"),
+        ] {
+            let a = Admitter {
+                history: source,
+                history_timeout: Duration::from_millis(200),
+            };
+            let start = std::time::Instant::now();
+            let d = a
+                .object(
+                    Endpoint::Validate,
+                    &policies,
+                    WorkloadKind::Deployment,
+                    &deployment(),
+                    "ns",
+                )
+                .await;
+            assert!(start.elapsed() < Duration::from_millis(1000));
+            assert!(d.answer.allowed);
+            assert_eq!(d.outcome, Outcome::Unchecked);
+            assert!(d.history_error.is_some());
+            assert_eq!(d.answer.warnings.len(), 1);
+            assert!(
+                d.answer.warnings[0].contains(why),
+                "{:?}",
+                d.answer.warnings
+            );
+            assert!(d.answer.warnings[0].contains("allowed"));
+        }
     }
 }

@@ -43,9 +43,15 @@ pub fn build(workload: &Workload, object: &Value, verdict: &Verdict) -> (Patch, 
         let base = workload.container_pointer(spec);
         let q = json!(to_quantity(to));
         let (path, value) = if !spec.has_resources {
-            (child(&base, &["resources"]), json!({ "limits": { "memory": q } }))
+            (
+                child(&base, &["resources"]),
+                json!({ "limits": { "memory": q } }),
+            )
         } else if !spec.has_limits {
-            (child(&base, &["resources", "limits"]), json!({ "memory": q }))
+            (
+                child(&base, &["resources", "limits"]),
+                json!({ "memory": q }),
+            )
         } else {
             (child(&base, &["resources", "limits", "memory"]), q)
         };
@@ -71,7 +77,8 @@ pub fn build(workload: &Workload, object: &Value, verdict: &Verdict) -> (Patch, 
             format!(
                 "{}: {} -> {}",
                 c.container,
-                c.from.map_or("none".to_string(), |f| format_bytes(f as f64)),
+                c.from
+                    .map_or("none".to_string(), |f| format_bytes(f as f64)),
                 format_bytes(c.to as f64)
             )
         })
@@ -127,7 +134,8 @@ pub fn change_warning(c: &Change) -> String {
     format!(
         "oomguard raised the memory limit of container {} from {} to {}: {}",
         c.container,
-        c.from.map_or("none".to_string(), |f| format_bytes(f as f64)),
+        c.from
+            .map_or("none".to_string(), |f| format_bytes(f as f64)),
         format_bytes(c.to as f64),
         c.reason
     )

@@ -79,8 +79,7 @@ pub fn parse(body: &[u8]) -> Result<Review, BadReview> {
     let kind = obj.get("kind").and_then(Value::as_str).unwrap_or("");
     let mismatch = (api_version != API_VERSION || kind != KIND).then(|| {
         format!(
-            "oomguard expects {API_VERSION} {KIND}, got apiVersion {api_version:?} kind {kind:?}; \
-             register the webhook with admissionReviewVersions: [v1]"
+            "got {api_version} {kind}, expected {API_VERSION}; set admissionReviewVersions: [v1]"
         )
     });
     let request = obj.get("request").ok_or(BadReview::MissingRequest)?;
@@ -182,7 +181,10 @@ mod tests {
     #[test]
     fn bad_bodies_are_classified() {
         assert!(matches!(parse(b"{not json"), Err(BadReview::NotJson(_))));
-        assert!(matches!(parse(&[0xff, 0xfe, b'{']), Err(BadReview::NotJson(_))));
+        assert!(matches!(
+            parse(&[0xff, 0xfe, b'{']),
+            Err(BadReview::NotJson(_))
+        ));
         assert_eq!(parse(b"[1,2]").unwrap_err(), BadReview::NotAnObject);
         assert_eq!(
             parse(br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}"#).unwrap_err(),
@@ -212,7 +214,10 @@ mod tests {
         let decoded = base64::engine::general_purpose::STANDARD
             .decode(r["response"]["patch"].as_str().unwrap())
             .unwrap();
-        assert_eq!(serde_json::from_slice::<Value>(&decoded).unwrap()[0]["path"], "/a");
+        assert_eq!(
+            serde_json::from_slice::<Value>(&decoded).unwrap()[0]["path"],
+            "/a"
+        );
         assert_eq!(r["response"]["status"]["code"], 403);
         assert_eq!(r["response"]["status"]["reason"], "Forbidden");
     }
@@ -225,6 +230,9 @@ mod tests {
         assert!(out.iter().all(|l| l.chars().count() <= MAX_WARNING_CHARS));
         assert!(out.iter().map(String::len).sum::<usize>() <= MAX_WARNINGS_TOTAL);
         assert!(out.last().unwrap().contains("more warnings left out"));
-        assert_eq!(fit_warnings(vec!["a\nb".into(), "a\nb".into()]), vec!["a b".to_string()]);
+        assert_eq!(
+            fit_warnings(vec!["a\nb".into(), "a\nb".into()]),
+            vec!["a b".to_string()]
+        );
     }
 }

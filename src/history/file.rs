@@ -29,8 +29,8 @@ use futures::future::BoxFuture;
 use serde::Deserialize;
 
 use super::{
-    ContainerHistory, HistoryError, HistoryQuery, HistorySource, PeakStats, Sample, WorkloadHistory,
-    WorkloadKey,
+    ContainerHistory, HistoryError, HistoryQuery, HistorySource, PeakStats, Sample,
+    WorkloadHistory, WorkloadKey,
 };
 use crate::quantity;
 
@@ -101,7 +101,9 @@ impl FileHistory {
             message,
         };
         let file: HistoryFile = serde_norway::from_str(text).map_err(|e| {
-            err(format!("{e}; see the README section \"History file format\""))
+            err(format!(
+                "{e}; see the README section \"History file format\""
+            ))
         })?;
         if file.api_version != "oomguard.io/v1" || file.kind != "History" {
             return Err(err(format!(
@@ -118,12 +120,13 @@ impl FileHistory {
             };
             let mut containers = Vec::new();
             for (name, c) in w.containers {
-                let limit = match &c.limit {
-                    Some(q) => Some(quantity::parse_bytes(q).map_err(|e| {
-                        err(format!("workloads {key} container {name} limit: {e}"))
-                    })? as f64),
-                    None => None,
-                };
+                let limit =
+                    match &c.limit {
+                        Some(q) => Some(quantity::parse_bytes(q).map_err(|e| {
+                            err(format!("workloads {key} container {name} limit: {e}"))
+                        })? as f64),
+                        None => None,
+                    };
                 let series = |field: &str, raw: &[(i64, f64)]| {
                     let mut v: Vec<Sample> =
                         raw.iter().map(|&(t, bytes)| Sample { t, bytes }).collect();
@@ -176,8 +179,12 @@ impl FileHistory {
                 let window_peaks: Vec<Sample> =
                     s.peaks.iter().copied().filter(|x| in_window(x.t)).collect();
                 let peaks: Vec<f64> = window_peaks.iter().map(|x| x.bytes).collect();
-                let mut samples: Vec<Sample> =
-                    s.samples.iter().copied().filter(|x| in_window(x.t)).collect();
+                let mut samples: Vec<Sample> = s
+                    .samples
+                    .iter()
+                    .copied()
+                    .filter(|x| in_window(x.t))
+                    .collect();
                 if samples.is_empty() {
                     samples = window_peaks.clone();
                 }
@@ -185,9 +192,18 @@ impl FileHistory {
                     (Some(a), Some(b)) => u64::try_from(b.t - a.t).unwrap_or(0),
                     _ => 0,
                 };
-                let ooms: Vec<i64> = s.oom_kills.iter().copied().filter(|&t| in_window(t)).collect();
-                let mut restarts: Vec<i64> =
-                    s.restarts.iter().copied().filter(|&t| in_window(t)).collect();
+                let ooms: Vec<i64> = s
+                    .oom_kills
+                    .iter()
+                    .copied()
+                    .filter(|&t| in_window(t))
+                    .collect();
+                let mut restarts: Vec<i64> = s
+                    .restarts
+                    .iter()
+                    .copied()
+                    .filter(|&t| in_window(t))
+                    .collect();
                 restarts.extend(ooms.iter().copied());
                 restarts.sort_unstable();
                 restarts.dedup();

@@ -105,11 +105,9 @@ impl Duration {
             "h" => 3600,
             "d" => 86400,
             "w" => 7 * 86400,
-            _ => {
-                return Err(format!(
-                    "{s:?} has no valid unit; expected a whole number with s, m, h, d or w (e.g. 14d)"
-                ))
-            }
+            _ => return Err(format!(
+                "{s:?} has no valid unit; expected a whole number with s, m, h, d or w (e.g. 14d)"
+            )),
         };
         n.checked_mul(mult)
             .map(Duration)
@@ -152,12 +150,13 @@ impl<'de> Deserialize<'de> for Percent {
         let num = s.trim().strip_suffix('%').ok_or_else(|| {
             de::Error::custom(format!("{s:?} is not a percentage; expected e.g. \"15%\""))
         })?;
-        let v: f64 = num
-            .trim()
-            .parse()
-            .map_err(|_| de::Error::custom(format!("{s:?} is not a percentage; expected e.g. \"15%\"")))?;
+        let v: f64 = num.trim().parse().map_err(|_| {
+            de::Error::custom(format!("{s:?} is not a percentage; expected e.g. \"15%\""))
+        })?;
         if !(0.0..=1000.0).contains(&v) {
-            return Err(de::Error::custom(format!("{s:?} must be between 0% and 1000%")));
+            return Err(de::Error::custom(format!(
+                "{s:?} must be between 0% and 1000%"
+            )));
         }
         Ok(Percent(v / 100.0))
     }
@@ -165,7 +164,10 @@ impl<'de> Deserialize<'de> for Percent {
 
 impl Serialize for Percent {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(&format_args!("{}%", (self.0 * 100.0 * 1000.0).round() / 1000.0))
+        s.collect_str(&format_args!(
+            "{}%",
+            (self.0 * 100.0 * 1000.0).round() / 1000.0
+        ))
     }
 }
 
@@ -562,18 +564,30 @@ spec:
     fn errors_name_the_file_and_the_field() {
         let cases = [
             (FULL.replace("headroom: 15%", "headroom: 15"), "headroom"),
-            (FULL.replace("statistic: p99", "statistic: p42"), "statistic"),
+            (
+                FULL.replace("statistic: p99", "statistic: p42"),
+                "statistic",
+            ),
             (FULL.replace("window: 14d", "window: 14 days"), "window"),
             (FULL.replace("min: 64Mi", "min: 64MB"), "min"),
-            (FULL.replace("mode: enforce", "mode: enforce\n  modee: warn"), "modee"),
+            (
+                FULL.replace("mode: enforce", "mode: enforce\n  modee: warn"),
+                "modee",
+            ),
             (FULL.replace("max: 8Gi", "max: 8Mi"), "spec.limits"),
-            (FULL.replace("oomguard.io/v1", "oomguard.io/v2"), "apiVersion"),
+            (
+                FULL.replace("oomguard.io/v1", "oomguard.io/v2"),
+                "apiVersion",
+            ),
             ("spec: [".to_string(), ""),
         ];
         for (text, field) in cases {
             let e = MemoryPolicy::parse("policies/team-a.yaml", &text).unwrap_err();
             let msg = e.to_string();
-            assert!(msg.starts_with("policy file policies/team-a.yaml: "), "{msg}");
+            assert!(
+                msg.starts_with("policy file policies/team-a.yaml: "),
+                "{msg}"
+            );
             assert!(msg.contains(field), "{field} not in {msg}");
         }
     }

@@ -31,7 +31,11 @@ impl PolicySet {
             Arc::new(p)
         };
         PolicySet {
-            namespaces: self.namespaces.iter().map(|(k, v)| (k.clone(), set(v))).collect(),
+            namespaces: self
+                .namespaces
+                .iter()
+                .map(|(k, v)| (k.clone(), set(v)))
+                .collect(),
             default: set(&self.default),
         }
     }
@@ -132,7 +136,10 @@ impl PolicyStore {
             .collect();
         files.sort();
         for path in files {
-            let Some(namespace) = path.file_stem().and_then(|s| s.to_str()).map(str::to_string)
+            let Some(namespace) = path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .map(str::to_string)
             else {
                 continue;
             };
@@ -231,7 +238,11 @@ mod tests {
         let report = store.reload();
         assert_eq!(report.errors.len(), 1);
         assert!(report.errors[0].to_string().contains("team-a.yaml"));
-        assert!(report.errors[0].to_string().contains("mode"), "{}", report.errors[0]);
+        assert!(
+            report.errors[0].to_string().contains("mode"),
+            "{}",
+            report.errors[0]
+        );
         assert_eq!(store.current().for_namespace("team-a").mode, Mode::Enforce);
         assert_eq!(store.broken().len(), 1);
 
@@ -245,7 +256,11 @@ mod tests {
     #[test]
     fn a_broken_file_at_start_is_skipped_and_reported() {
         let dir = tempfile::tempdir().unwrap();
-        write(dir.path(), "team-a.yaml", "apiVersion: oomguard.io/v1\nkind: MemoryPolicy\nspec: {mode: 3}\n");
+        write(
+            dir.path(),
+            "team-a.yaml",
+            "apiVersion: oomguard.io/v1\nkind: MemoryPolicy\nspec: {mode: 3}\n",
+        );
         let (store, report) = PolicyStore::open(dir.path()).unwrap();
         assert_eq!(report.errors.len(), 1);
         assert_eq!(store.current().for_namespace("team-a").mode, Mode::Warn);
@@ -265,7 +280,9 @@ mod tests {
 
     #[test]
     fn missing_folder_is_a_clear_error() {
-        let e = PolicyStore::open(Path::new("/nonexistent/policies")).err().unwrap();
+        let e = PolicyStore::open(Path::new("/nonexistent/policies"))
+            .err()
+            .unwrap();
         assert!(e.to_string().contains("--policies"));
     }
 }

@@ -58,10 +58,17 @@ impl App {
                 tracing::warn!(endpoint = endpoint.as_str(), error = %bad, "not an AdmissionReview");
                 let answer = Answer {
                     allowed: true,
-                    status: Some((400, format!("oomguard: {bad}; send an admission.k8s.io/v1 AdmissionReview"))),
+                    status: Some((
+                        400,
+                        format!("oomguard: {bad}; send an admission.k8s.io/v1 AdmissionReview"),
+                    )),
                     ..Answer::default()
                 };
-                (StatusCode::BAD_REQUEST, review::response("", &answer), "error")
+                (
+                    StatusCode::BAD_REQUEST,
+                    review::response("", &answer),
+                    "error",
+                )
             }
             Ok(r) => {
                 if let Some(m) = r.mismatch {
@@ -70,7 +77,11 @@ impl App {
                         warnings: review::fit_warnings([format!("oomguard: {m}")]),
                         ..Answer::default()
                     };
-                    (StatusCode::OK, review::response(&r.request.uid, &answer), "error")
+                    (
+                        StatusCode::OK,
+                        review::response(&r.request.uid, &answer),
+                        "error",
+                    )
                 } else {
                     let policies = self.policies.current();
                     let d = self.admitter.review(endpoint, &policies, &r.request).await;
@@ -96,7 +107,11 @@ impl App {
                             );
                         }
                     }
-                    (StatusCode::OK, review::response(&r.request.uid, &d.answer), d.outcome.as_str())
+                    (
+                        StatusCode::OK,
+                        review::response(&r.request.uid, &d.answer),
+                        d.outcome.as_str(),
+                    )
                 }
             }
         };
@@ -129,14 +144,23 @@ async fn too_large(app: Arc<App>, resp: Response) -> Response {
     if resp.status() == StatusCode::PAYLOAD_TOO_LARGE {
         app.metrics
             .errors
-            .get_or_create(&ReasonLabels { reason: "too_large" })
+            .get_or_create(&ReasonLabels {
+                reason: "too_large",
+            })
             .inc();
         let answer = Answer {
             allowed: true,
-            status: Some((413, format!("oomguard: the body is larger than {MAX_BODY_BYTES} bytes"))),
+            status: Some((
+                413,
+                format!("oomguard: the body is larger than {MAX_BODY_BYTES} bytes"),
+            )),
             ..Answer::default()
         };
-        return (StatusCode::PAYLOAD_TOO_LARGE, axum::Json(review::response("", &answer))).into_response();
+        return (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            axum::Json(review::response("", &answer)),
+        )
+            .into_response();
     }
     resp
 }
@@ -148,8 +172,15 @@ pub fn webhook_router(app: Arc<App>) -> Router {
         .route("/mutate", post(mutate))
         .route("/validate", post(validate))
         .route("/trivial", post(trivial))
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(axum::middleware::map_response(move |r: Response| too_large(a.clone(), r)))
+        // Rejects on Content-Length before reading, and while streaming otherwise. axum's own
+        // 2 MB default is below what the apiserver may send, so it is replaced, not stacked.
+        .layer(DefaultBodyLimit::disable())
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(
+            MAX_BODY_BYTES,
+        ))
+        .layer(axum::middleware::map_response(move |r: Response| {
+            too_large(a.clone(), r)
+        }))
         .with_state(app)
 }
 
@@ -176,7 +207,10 @@ pub fn admin_router(app: Arc<App>) -> Router {
             "/metrics",
             get(|State(app): State<Arc<App>>| async move {
                 (
-                    [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+                    [(
+                        header::CONTENT_TYPE,
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    )],
                     app.metrics.encode(),
                 )
             }),
@@ -191,7 +225,11 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     metrics
         .policy_reloads
         .get_or_create(&ResultLabels {
-            result: if report.errors.is_empty() { "ok" } else { "error" },
+            result: if report.errors.is_empty() {
+                "ok"
+            } else {
+                "error"
+            },
         })
         .inc();
     metrics.policy_broken_files.set(report.errors.len() as i64);
@@ -208,29 +246,55 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     });
 
     // Hot reload of policies and certificates.
-    let mut policy_watch = watch::watch(&[opts.policies.clone()], Duration::from_millis(300))?;
+    let mut policy_watch = watch::watch(std::slice::from_ref(&opts.policies), Duration::from_millis(300))?;
     let reload_app = app.clone();
     tokio::spawn(async move {
         while policy_watch.changes.recv().await.is_some() {
             let report = reload_app.policies.reload();
-            let result = if report.errors.is_empty() { "ok" } else { "error" };
-            reload_app.metrics.policy_reloads.get_or_create(&ResultLabels { result }).inc();
-            reload_app.metrics.policy_broken_files.set(reload_app.policies.broken().len() as i64);
-            tracing::info!(loaded = report.loaded, broken = report.errors.len(), "policies reloaded");
+            let result = if report.errors.is_empty() {
+                "ok"
+            } else {
+                "error"
+            };
+            reload_app
+                .metrics
+                .policy_reloads
+                .get_or_create(&ResultLabels { result })
+                .inc();
+            reload_app
+                .metrics
+                .policy_broken_files
+                .set(reload_app.policies.broken().len() as i64);
+            tracing::info!(
+                loaded = report.loaded,
+                broken = report.errors.len(),
+                "policies reloaded"
+            );
         }
     });
-    let mut cert_watch = watch::watch(&[opts.tls.cert.clone(), opts.tls.key.clone()], Duration::from_millis(300))?;
+    let mut cert_watch = watch::watch(
+        &[opts.tls.cert.clone(), opts.tls.key.clone()],
+        Duration::from_millis(300),
+    )?;
     let (tls_files, cert_app, cert_config) = (opts.tls.clone(), app.clone(), rustls_config.clone());
     tokio::spawn(async move {
         while cert_watch.changes.recv().await.is_some() {
             match tls_files.load() {
                 Ok(cfg) => {
                     cert_config.reload_from_config(cfg);
-                    cert_app.metrics.tls_reloads.get_or_create(&ResultLabels { result: "ok" }).inc();
+                    cert_app
+                        .metrics
+                        .tls_reloads
+                        .get_or_create(&ResultLabels { result: "ok" })
+                        .inc();
                     tracing::info!("serving certificate reloaded");
                 }
                 Err(e) => {
-                    cert_app.metrics.tls_reloads.get_or_create(&ResultLabels { result: "error" }).inc();
+                    cert_app
+                        .metrics
+                        .tls_reloads
+                        .get_or_create(&ResultLabels { result: "error" })
+                        .inc();
                     tracing::error!(error = %e, "serving certificate not reloaded; the previous one stays in use");
                 }
             }
@@ -252,7 +316,12 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         .handle(admin_handle.clone())
         .serve(admin_router(app.clone()).into_make_service());
 
-    let (h, ah, ready_app, drain) = (handle.clone(), admin_handle.clone(), app.clone(), opts.drain);
+    let (h, ah, ready_app, drain) = (
+        handle.clone(),
+        admin_handle.clone(),
+        app.clone(),
+        opts.drain,
+    );
     tokio::spawn(async move {
         let listening = h.listening().await;
         let admin_listening = ah.listening().await;
@@ -261,7 +330,10 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
             tracing::info!(webhook = %format!("https://{a}"), admin = %format!("http://{b}"), "listening");
         }
         shutdown_signal().await;
-        tracing::info!(drain_secs = drain.as_secs(), "shutting down: draining in-flight requests");
+        tracing::info!(
+            drain_secs = drain.as_secs(),
+            "shutting down: draining in-flight requests"
+        );
         ready_app.ready.store(false, Ordering::SeqCst);
         h.graceful_shutdown(Some(drain));
         ah.graceful_shutdown(Some(Duration::from_secs(1)));

@@ -23,7 +23,10 @@ pub fn watch(paths: &[PathBuf], debounce: Duration) -> notify::Result<Watch> {
             }
         }
     };
-    let mut watcher: Box<dyn Watcher + Send> = match RecommendedWatcher::new(handler.clone(), notify::Config::default()) {
+    let mut watcher: Box<dyn Watcher + Send> = match RecommendedWatcher::new(
+        handler.clone(),
+        notify::Config::default(),
+    ) {
         Ok(w) => Box::new(w),
         Err(e) => {
             tracing::warn!(error = %e, "inotify unavailable; polling every 5s for file changes");
@@ -39,10 +42,18 @@ pub fn watch(paths: &[PathBuf], debounce: Duration) -> notify::Result<Watch> {
             if p.is_dir() {
                 p.clone()
             } else {
-                p.parent().map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."))
+                p.parent()
+                    .map(PathBuf::from)
+                    .unwrap_or_else(|| PathBuf::from("."))
             }
         })
-        .map(|d| if d.as_os_str().is_empty() { PathBuf::from(".") } else { d })
+        .map(|d| {
+            if d.as_os_str().is_empty() {
+                PathBuf::from(".")
+            } else {
+                d
+            }
+        })
         .collect();
     dirs.sort();
     dirs.dedup();

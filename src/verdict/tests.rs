@@ -93,7 +93,11 @@ fn low_headroom_warns_and_mutate_raises_but_enforce_allows() {
     assert_eq!(c.severity, Severity::Warn);
     assert_eq!(c.recommended, Some(276 * MI));
     assert_eq!(c.action, Action::None);
-    assert!(c.reasons[0].contains("under 15% headroom over the 14d max 240Mi"), "{:?}", c.reasons);
+    assert!(
+        c.reasons[0].contains("under 15% headroom over the 14d max 240Mi"),
+        "{:?}",
+        c.reasons
+    );
     let v = decide(&w, HistoryStatus::Found(&h), &policy(Mode::Mutate), NOW);
     assert_eq!(v.containers[0].action, Action::Raise { to: 276 * MI });
 }
@@ -101,14 +105,28 @@ fn low_headroom_warns_and_mutate_raises_but_enforce_allows() {
 #[test]
 fn a_generous_limit_is_ok_and_a_huge_one_gets_a_cost_note() {
     let h = flat_history(200.0, 240.0);
-    let v = decide(&deployment(Some("512Mi"), None), HistoryStatus::Found(&h), &policy(Mode::Enforce), NOW);
+    let v = decide(
+        &deployment(Some("512Mi"), None),
+        HistoryStatus::Found(&h),
+        &policy(Mode::Enforce),
+        NOW,
+    );
     assert_eq!(v.containers[0].severity, Severity::Ok);
     assert!(v.reasons().is_empty());
-    let v = decide(&deployment(Some("4Gi"), None), HistoryStatus::Found(&h), &policy(Mode::Mutate), NOW);
+    let v = decide(
+        &deployment(Some("4Gi"), None),
+        HistoryStatus::Found(&h),
+        &policy(Mode::Mutate),
+        NOW,
+    );
     let c = &v.containers[0];
     assert_eq!(c.severity, Severity::Info);
     assert_eq!(c.action, Action::None, "never lowered automatically");
-    assert!(c.reasons[0].contains("consider lowering"), "{:?}", c.reasons);
+    assert!(
+        c.reasons[0].contains("consider lowering"),
+        "{:?}",
+        c.reasons
+    );
 }
 
 #[test]
@@ -116,15 +134,29 @@ fn statistic_and_bounds_apply() {
     let h = flat_history(200.0, 900.0);
     let mut p = policy(Mode::Mutate);
     p.statistic = crate::policy::Statistic::P99;
-    let v = decide(&deployment(Some("256Mi"), None), HistoryStatus::Found(&h), &p, NOW);
+    let v = decide(
+        &deployment(Some("256Mi"), None),
+        HistoryStatus::Found(&h),
+        &p,
+        NOW,
+    );
     let c = &v.containers[0];
     // One spike does not move p99; the flat level (≈200Mi) × 1.15 does.
     let expected = round_up_mi(h.containers["web"].peaks.p99 * 1.15);
     assert_eq!(c.recommended, Some(expected));
-    assert_eq!(c.severity, Severity::Critical, "still below the observed max");
+    assert_eq!(
+        c.severity,
+        Severity::Critical,
+        "still below the observed max"
+    );
     p.statistic = crate::policy::Statistic::Max;
     p.limits.max = Memory(512 * MI);
-    let v = decide(&deployment(Some("256Mi"), None), HistoryStatus::Found(&h), &p, NOW);
+    let v = decide(
+        &deployment(Some("256Mi"), None),
+        HistoryStatus::Found(&h),
+        &p,
+        NOW,
+    );
     assert_eq!(v.containers[0].recommended, Some(512 * MI));
     p.headroom = Percent(0.0);
     p.limits.min = Memory(300 * MI);
@@ -146,7 +178,13 @@ fn oom_kills_bump_from_the_limit_and_escalate() {
     // One kill: max(256 × 1.2, 256 + 100) = 356Mi.
     assert_eq!(cv.recommended, Some(356 * MI));
     assert_eq!(cv.severity, Severity::Critical);
-    assert!(cv.reasons.iter().any(|r| r.contains("OOM-killed 1x in 14d at limit 256Mi, last 2.0 h ago")), "{:?}", cv.reasons);
+    assert!(
+        cv.reasons
+            .iter()
+            .any(|r| r.contains("OOM-killed 1x in 14d at limit 256Mi, last 2.0 h ago")),
+        "{:?}",
+        cv.reasons
+    );
 
     h.containers.get_mut("web").unwrap().oom_kills = 12;
     let v = decide(&w, HistoryStatus::Found(&h), &policy(Mode::Warn), NOW);
@@ -154,8 +192,17 @@ fn oom_kills_bump_from_the_limit_and_escalate() {
     assert_eq!(v.containers[0].recommended, Some(443 * MI));
 
     // The user already raised the limit above the bump: the old kills no longer flag it.
-    let v = decide(&deployment(Some("512Mi"), None), HistoryStatus::Found(&h), &policy(Mode::Warn), NOW);
-    assert!(v.containers[0].severity < Severity::Critical, "{:?}", v.containers[0].reasons);
+    let v = decide(
+        &deployment(Some("512Mi"), None),
+        HistoryStatus::Found(&h),
+        &policy(Mode::Warn),
+        NOW,
+    );
+    assert!(
+        v.containers[0].severity < Severity::Critical,
+        "{:?}",
+        v.containers[0].reasons
+    );
 }
 
 #[test]
@@ -179,7 +226,12 @@ fn a_leak_predicted_within_the_horizon_is_critical() {
         window_secs: 14 * 86400,
         containers: [("web".to_string(), c)].into_iter().collect(),
     };
-    let v = decide(&deployment(Some("256Mi"), None), HistoryStatus::Found(&h), &policy(Mode::Warn), NOW);
+    let v = decide(
+        &deployment(Some("256Mi"), None),
+        HistoryStatus::Found(&h),
+        &policy(Mode::Warn),
+        NOW,
+    );
     let c = &v.containers[0];
     let fc = c.forecast.as_ref().unwrap();
     assert_eq!(fc.pattern, Pattern::Leak);
@@ -187,9 +239,19 @@ fn a_leak_predicted_within_the_horizon_is_critical() {
     let truth = (256.0 - 171.0) * 300.0;
     assert!((ttl - truth).abs() < truth * 0.1, "ttl {ttl} truth {truth}");
     assert_eq!(c.severity, Severity::Critical);
-    assert!(c.reasons.iter().any(|r| r.contains("hit in about") && r.contains("MiB/min")), "{:?}", c.reasons);
+    assert!(
+        c.reasons
+            .iter()
+            .any(|r| r.contains("hit in about") && r.contains("MiB/min")),
+        "{:?}",
+        c.reasons
+    );
     // The recommendation covers the growth until the horizon: 171Mi + 24h × 12 MiB/h.
-    assert!(c.recommended.unwrap() > 171 * MI + 24 * 12 * MI * 9 / 10, "{:?}", c.recommended);
+    assert!(
+        c.recommended.unwrap() > 171 * MI + 24 * 12 * MI * 9 / 10,
+        "{:?}",
+        c.recommended
+    );
 }
 
 #[test]
@@ -201,13 +263,23 @@ fn missing_limits_follow_the_policy() {
     let c = &decide(&w, HistoryStatus::Found(&h), &p, NOW).containers[0];
     // Recommended 276Mi is below the 300Mi request; the added limit must not be.
     assert_eq!(c.action, Action::Add { to: 300 * MI });
-    assert!(c.reasons[0].starts_with("container web: no memory limit; recommended 300Mi"), "{:?}", c.reasons);
+    assert!(
+        c.reasons[0].starts_with("container web: no memory limit; recommended 300Mi"),
+        "{:?}",
+        c.reasons
+    );
 
     p.mode = Mode::Enforce;
     p.missing_limit = MissingLimit::Deny;
-    assert_eq!(decide(&w, HistoryStatus::Found(&h), &p, NOW).containers[0].action, Action::Deny);
+    assert_eq!(
+        decide(&w, HistoryStatus::Found(&h), &p, NOW).containers[0].action,
+        Action::Deny
+    );
     // Without history too: a missing limit needs no history to be denied.
-    assert_eq!(decide(&w, HistoryStatus::Missing, &p, NOW).containers[0].action, Action::Deny);
+    assert_eq!(
+        decide(&w, HistoryStatus::Missing, &p, NOW).containers[0].action,
+        Action::Deny
+    );
 
     p.missing_limit = MissingLimit::Ignore;
     let v = decide(&w, HistoryStatus::Found(&h), &p, NOW);
@@ -222,12 +294,24 @@ fn unknown_and_unavailable_history_never_deny() {
     let v = decide(&w, HistoryStatus::Missing, &p, NOW);
     assert_eq!(v.containers[0].severity, Severity::Unknown);
     assert!(!v.denied());
-    assert!(v.containers[0].reasons[0].contains("need 3h"), "{:?}", v.containers[0].reasons);
+    assert!(
+        v.containers[0].reasons[0].contains("need 3h"),
+        "{:?}",
+        v.containers[0].reasons
+    );
 
-    let v = decide(&w, HistoryStatus::Unavailable("Prometheus did not answer within 2000 ms"), &p, NOW);
+    let v = decide(
+        &w,
+        HistoryStatus::Unavailable("Prometheus did not answer within 2000 ms"),
+        &p,
+        NOW,
+    );
     assert!(!v.denied());
     assert_eq!(v.reasons().len(), 1);
-    assert!(v.reasons()[0].contains("not checked: Prometheus did not answer within 2000 ms; allowed"));
+    assert_eq!(
+        v.reasons()[0],
+        "memory limits not checked (allowed): Prometheus did not answer within 2000 ms"
+    );
 
     // Too little history is unknown too.
     let mut h = flat_history(200.0, 301.0);
@@ -240,14 +324,26 @@ fn unknown_and_unavailable_history_never_deny() {
 #[test]
 fn invalid_limits_and_exclusions() {
     let h = flat_history(200.0, 301.0);
-    let v = decide(&deployment(Some("12Q"), None), HistoryStatus::Found(&h), &policy(Mode::Enforce), NOW);
+    let v = decide(
+        &deployment(Some("12Q"), None),
+        HistoryStatus::Found(&h),
+        &policy(Mode::Enforce),
+        NOW,
+    );
     assert_eq!(v.containers[0].severity, Severity::Warn);
     assert!(v.containers[0].reasons[0].contains("invalid memory quantity \"12Q\""));
     assert!(!v.denied());
 
     let mut p = policy(Mode::Enforce);
     p.exclude.containers.push("web".into());
-    assert!(decide(&deployment(Some("1Mi"), None), HistoryStatus::Found(&h), &p, NOW).containers.is_empty());
+    assert!(decide(
+        &deployment(Some("1Mi"), None),
+        HistoryStatus::Found(&h),
+        &p,
+        NOW
+    )
+    .containers
+    .is_empty());
 }
 
 #[test]

@@ -1,0 +1,207 @@
+//! A real `oomguard serve` process over real TLS, for integration tests.
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_oomguard");
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn fixture(name: &str) -> serde_json::Value {
+    let p = repo().join("tests/fixtures/reviews").join(name);
+    serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap()
+}
+
+pub fn policy(mode: &str, extra: &str) -> String {
+    format!(
+        "apiVersion: oomguard.io/v1\nkind: MemoryPolicy\nspec:\n  mode: {mode}\n  limits: {{min: 64Mi, max: 8Gi}}\n{extra}"
+    )
+}
+
+pub fn make_certs(dir: &Path) {
+    let st = Command::new(BIN)
+        .args(["certs", "--out"])
+        .arg(dir)
+        .args(["--dns", "localhost", "--ip", "127.0.0.1", "--force"])
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
+pub struct Webhook {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    pub admin_port: u16,
+    pub child: Child,
+    pub client: reqwest::Client,
+}
+
+impl Webhook {
+    /// Starts a webhook whose `self-healing-platform` namespace has `mode`, with the bundled
+    /// demo history.
+    pub async fn start(mode: &str, extra_policy: &str) -> Webhook {
+        let dir = tempfile::tempdir().unwrap();
+        let certs = dir.path().join("certs");
+        make_certs(&certs);
+        let policies = dir.path().join("policies");
+        std::fs::create_dir_all(&policies).unwrap();
+        std::fs::write(
+            policies.join("self-healing-platform.yaml"),
+            policy(mode, extra_policy),
+        )
+        .unwrap();
+        let port = free_port();
+        let admin_port = free_port();
+        let log = std::fs::File::create(dir.path().join("serve.log")).unwrap();
+        let child = Command::new(BIN)
+            .arg("serve")
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--admin-listen", &format!("127.0.0.1:{admin_port}")])
+            .arg("--tls-cert")
+            .arg(certs.join("tls.crt"))
+            .arg("--tls-key")
+            .arg(certs.join("tls.key"))
+            .arg("--policies")
+            .arg(&policies)
+            .arg("--history")
+            .arg(repo().join("examples/memory-leak-app/history.json"))
+            .args(["--drain", "3s"])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let client = client_for(&certs.join("ca.crt"));
+        let w = Webhook {
+            dir,
+            port,
+            admin_port,
+            child,
+            client,
+        };
+        w.wait_ready().await;
+        w
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("serve.log")).unwrap_or_default()
+    }
+
+    pub async fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(r) =
+                reqwest::get(format!("http://127.0.0.1:{}/readyz", self.admin_port)).await
+            {
+                if r.status() == 200 {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "webhook not ready in 20s:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("https://localhost:{}{path}", self.port)
+    }
+
+    pub async fn post(
+        &self,
+        path: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> (u16, serde_json::Value) {
+        let r = self
+            .client
+            .post(self.url(path))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap();
+        let v = serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"));
+        (status, v)
+    }
+
+    pub async fn review(&self, path: &str, review: &serde_json::Value) -> serde_json::Value {
+        let (status, v) = self.post(path, serde_json::to_vec(review).unwrap()).await;
+        assert_eq!(status, 200, "{v}");
+        assert_eq!(v["apiVersion"], "admission.k8s.io/v1");
+        assert_eq!(v["kind"], "AdmissionReview");
+        assert_eq!(
+            v["response"]["uid"], review["request"]["uid"],
+            "uid must be echoed"
+        );
+        v["response"].clone()
+    }
+
+    pub async fn metrics(&self) -> String {
+        reqwest::get(format!("http://127.0.0.1:{}/metrics", self.admin_port))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    pub fn policies_dir(&self) -> PathBuf {
+        self.dir.path().join("policies")
+    }
+}
+
+impl Drop for Webhook {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A client that trusts only the given CA.
+pub fn client_for(ca: &Path) -> reqwest::Client {
+    let pem = std::fs::read(ca).unwrap();
+    reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+/// Decodes and applies a response's patch to the reviewed object.
+pub fn apply_patch(response: &serde_json::Value, object: &serde_json::Value) -> serde_json::Value {
+    use base64::Engine as _;
+    assert_eq!(response["patchType"], "JSONPatch");
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(response["patch"].as_str().unwrap())
+        .unwrap();
+    let patch: json_patch::Patch = serde_json::from_slice(&bytes).unwrap();
+    let mut obj = object.clone();
+    json_patch::patch(&mut obj, &patch).unwrap_or_else(|e| panic!("patch does not apply: {e}"));
+    obj
+}
+
+pub fn warnings(response: &serde_json::Value) -> Vec<String> {
+    response["warnings"]
+        .as_array()
+        .map(|a| a.iter().map(|w| w.as_str().unwrap().to_string()).collect())
+        .unwrap_or_default()
+}

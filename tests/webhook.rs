@@ -1,0 +1,465 @@
+//! `oomguard serve` over real TLS with AdmissionReviews shaped as kube-apiserver sends them.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::{json, Value};
+
+#[tokio::test]
+async fn warn_mode_warns_with_the_numbers_and_allows() {
+    let w = Webhook::start("warn", "").await;
+    let review = fixture("deployment-create.json");
+    let r = w.review("/validate", &review).await;
+    assert_eq!(r["allowed"], true);
+    assert!(r.get("patch").is_none());
+    assert_eq!(
+        warnings(&r),
+        vec!["oomguard: container web: limit 256Mi is below the 14d peak 301Mi; recommended 347Mi"]
+    );
+    // /mutate does nothing in warn mode.
+    let r = w.review("/mutate", &review).await;
+    assert_eq!(r["allowed"], true);
+    assert!(
+        r.get("patch").is_none() && r.get("warnings").is_none(),
+        "{r}"
+    );
+}
+
+#[tokio::test]
+async fn mutate_mode_patches_apply_and_are_idempotent() {
+    let w = Webhook::start("mutate", "  missingLimit: add\n").await;
+    for (name, container_ptr) in [
+        ("deployment-create.json", "/spec/template/spec/containers/0"),
+        (
+            "deployment-create-leak.json",
+            "/spec/template/spec/containers/0",
+        ),
+        (
+            "deployment-create-no-resources.json",
+            "/spec/template/spec/containers/0",
+        ),
+        (
+            "statefulset-create.json",
+            "/spec/template/spec/containers/0",
+        ),
+        ("deployment-update.json", "/spec/template/spec/containers/0"),
+    ] {
+        let mut review = fixture(name);
+        let r = w.review("/mutate", &review).await;
+        assert_eq!(r["allowed"], true, "{name}");
+        let object = review["request"]["object"].clone();
+        let patched = apply_patch(&r, &object);
+        let limit = patched
+            .pointer(&format!("{container_ptr}/resources/limits/memory"))
+            .and_then(Value::as_str)
+            .unwrap_or_else(|| panic!("{name}: no limit after patch: {patched}"));
+        let bytes = oomguard::quantity::parse_bytes(limit).unwrap();
+        let before = object
+            .pointer(&format!("{container_ptr}/resources/limits/memory"))
+            .and_then(Value::as_str)
+            .map(|l| oomguard::quantity::parse_bytes(l).unwrap());
+        assert!(
+            before.is_none_or(|b| bytes > b),
+            "{name}: {before:?} -> {limit}"
+        );
+        let ann = &patched["metadata"]["annotations"];
+        assert!(
+            ann["oomguard.io/limits-changed"]
+                .as_str()
+                .unwrap()
+                .contains(limit),
+            "{name}: {ann}"
+        );
+        assert!(!ann["oomguard.io/reason"].as_str().unwrap().is_empty());
+        // Annotations the user had stay.
+        for (k, v) in object["metadata"]["annotations"].as_object().unwrap() {
+            assert_eq!(&ann[k], v, "{name}: annotation {k} lost");
+        }
+        assert!(warnings(&r)
+            .iter()
+            .any(|w| w.contains("raised the memory limit") && w.contains(limit)));
+        // The patched object parses as the typed Kubernetes object.
+        match patched["kind"].as_str().unwrap() {
+            "Deployment" => drop(
+                serde_json::from_value::<k8s_openapi::api::apps::v1::Deployment>(patched.clone())
+                    .unwrap(),
+            ),
+            "StatefulSet" => drop(
+                serde_json::from_value::<k8s_openapi::api::apps::v1::StatefulSet>(patched.clone())
+                    .unwrap(),
+            ),
+            other => panic!("{other}"),
+        }
+        // Re-admission of the result changes nothing.
+        review["request"]["object"] = patched;
+        let again = w.review("/mutate", &review).await;
+        assert!(
+            again.get("patch").is_none(),
+            "{name}: second admission patched again: {again}"
+        );
+    }
+    let m = w.metrics().await;
+    assert!(
+        m.contains("oomguard_admission_requests_total{endpoint=\"mutate\",verdict=\"mutated\"} 5"),
+        "{m}"
+    );
+}
+
+#[tokio::test]
+async fn exact_expected_limits_from_the_history() {
+    let w = Webhook::start("mutate", "").await;
+    let review = fixture("deployment-create.json");
+    let r = w.review("/mutate", &review).await;
+    let patched = apply_patch(&r, &review["request"]["object"]);
+    // The bundled history's 14d max is exactly 301Mi: 301 × 1.15 = 346.15 → 347Mi.
+    assert_eq!(
+        patched.pointer("/spec/template/spec/containers/0/resources/limits/memory"),
+        Some(&json!("347Mi"))
+    );
+}
+
+#[tokio::test]
+async fn enforce_mode_denies_with_an_actionable_message() {
+    let w = Webhook::start("enforce", "").await;
+    let r = w
+        .review("/validate", &fixture("deployment-create.json"))
+        .await;
+    assert_eq!(r["allowed"], false);
+    assert_eq!(r["status"]["code"], 403);
+    let msg = r["status"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("limit 256Mi is below the 14d peak 301Mi"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("set resources.limits.memory of web to at least 347Mi"),
+        "{msg}"
+    );
+    // A dry run gets the same answer.
+    let d = w
+        .review("/validate", &fixture("deployment-dryrun.json"))
+        .await;
+    assert_eq!(d["allowed"], false);
+    assert_eq!(d["status"]["message"], r["status"]["message"]);
+    // Enforce does not mutate.
+    assert!(w
+        .review("/mutate", &fixture("deployment-create.json"))
+        .await
+        .get("patch")
+        .is_none());
+}
+
+#[tokio::test]
+async fn controlled_pods_subresources_and_unknown_kinds_pass_quietly() {
+    let w = Webhook::start("enforce", "").await;
+    for name in [
+        "pod-create-owned.json",
+        "unknown-kind.json",
+        "deployment-scale.json",
+    ] {
+        for path in ["/mutate", "/validate"] {
+            let r = w.review(path, &fixture(name)).await;
+            assert_eq!(r["allowed"], true, "{name}");
+            assert!(
+                r.get("patch").is_none() && r.get("warnings").is_none(),
+                "{name} {path}: {r}"
+            );
+        }
+    }
+    // A bare pod is checked; it has no history, so it is allowed with a note.
+    let r = w
+        .review("/validate", &fixture("pod-create-bare.json"))
+        .await;
+    assert_eq!(r["allowed"], true);
+    assert!(warnings(&r)[0].contains("memory history (need 3h)"), "{r}");
+}
+
+#[tokio::test]
+async fn bad_input_always_gets_a_well_formed_answer() {
+    let w = Webhook::start("warn", "").await;
+    // Not an AdmissionReview at all: 400 with a well-formed review body saying why.
+    for (body, what) in [
+        (b"{not json".to_vec(), "not UTF-8 JSON"),
+        (vec![0xff, 0xfe, 0x00, 0x7b], "not UTF-8 JSON"),
+        (b"".to_vec(), "not UTF-8 JSON"),
+        (b"[1,2,3]".to_vec(), "not an object"),
+        (br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}"#.to_vec(), "no request"),
+        (br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"kind":"x"}}"#.to_vec(), "malformed"),
+    ] {
+        let (status, v) = w.post("/validate", body).await;
+        assert_eq!(status, 400, "{what}");
+        assert_eq!(v["kind"], "AdmissionReview");
+        assert_eq!(v["response"]["allowed"], true);
+        assert!(v["response"]["status"]["message"].as_str().unwrap().contains(what), "{v}");
+    }
+    // A review of the wrong version still gets an answer for its uid.
+    let mut old = fixture("deployment-create.json");
+    old["apiVersion"] = json!("admission.k8s.io/v1beta1");
+    let r = w.review("/validate", &old).await;
+    assert_eq!(r["allowed"], true);
+    assert!(warnings(&r)[0].contains("admissionReviewVersions: [v1]"));
+    // Missing object (as on DELETE), and an object that is not a workload shape.
+    let mut no_obj = fixture("deployment-create.json");
+    no_obj["request"]["object"] = Value::Null;
+    assert_eq!(w.review("/validate", &no_obj).await["allowed"], true);
+    let mut bad_obj = fixture("deployment-create.json");
+    bad_obj["request"]["object"] = json!({"spec": {"template": {"spec": {"containers": "web"}}}});
+    let r = w.review("/validate", &bad_obj).await;
+    assert_eq!(r["allowed"], true);
+    assert!(
+        warnings(&r)[0].contains("could not read the workload"),
+        "{r}"
+    );
+    // Invalid quantity: reported, not a crash.
+    let mut bad_q = fixture("deployment-create.json");
+    bad_q["request"]["object"]["spec"]["template"]["spec"]["containers"][0]["resources"]
+        ["limits"]["memory"] = json!("256MB");
+    let r = w.review("/validate", &bad_q).await;
+    assert!(
+        warnings(&r)[0].contains("invalid memory quantity \"256MB\""),
+        "{r}"
+    );
+    // Oversized body: 413 with a well-formed body, and the server keeps serving.
+    // (Headers only over a raw TLS connection: the answer comes from Content-Length, before
+    // the body, and a client still uploading 9 MiB would race the closing connection.)
+    let raw = raw_tls_exchange(
+        &w,
+        &format!(
+            "POST /validate HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            9 * 1024 * 1024
+        ),
+    )
+    .await;
+    assert!(raw.starts_with("HTTP/1.1 413"), "{raw}");
+    let body = &raw[raw.find("\r\n\r\n").unwrap() + 4..];
+    let v: Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {raw}"));
+    assert_eq!(v["response"]["allowed"], true);
+    assert_eq!(
+        w.review("/validate", &fixture("deployment-create.json"))
+            .await["allowed"],
+        true
+    );
+    let m = w.metrics().await;
+    assert!(
+        m.contains("oomguard_admission_errors_total{reason=\"not_json\"} 3"),
+        "{m}"
+    );
+    assert!(
+        m.contains("oomguard_admission_errors_total{reason=\"too_large\"} 1"),
+        "{m}"
+    );
+}
+
+#[tokio::test]
+async fn admin_endpoints_and_metrics() {
+    let w = Webhook::start("warn", "").await;
+    w.review("/validate", &fixture("deployment-create.json"))
+        .await;
+    let live = reqwest::get(format!("http://127.0.0.1:{}/livez", w.admin_port))
+        .await
+        .unwrap();
+    assert_eq!(live.status(), 200);
+    let m = w.metrics().await;
+    assert!(
+        m.contains("oomguard_admission_requests_total{endpoint=\"validate\",verdict=\"warned\"} 1"),
+        "{m}"
+    );
+    assert!(
+        m.contains("oomguard_admission_duration_seconds_count{endpoint=\"validate\"} 1"),
+        "{m}"
+    );
+    assert!(m.contains("oomguard_policy_broken_files 0"), "{m}");
+}
+
+#[tokio::test]
+async fn tls_1_2_clients_are_served_and_untrusted_clients_fail() {
+    let w = Webhook::start("warn", "").await;
+    let pem = std::fs::read(w.dir.path().join("certs/ca.crt")).unwrap();
+    let tls12 = reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
+        .min_tls_version(reqwest::tls::Version::TLS_1_2)
+        .max_tls_version(reqwest::tls::Version::TLS_1_2)
+        .build()
+        .unwrap();
+    let r = tls12
+        .post(w.url("/validate"))
+        .body(serde_json::to_vec(&fixture("deployment-create.json")).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // A client trusting another CA refuses the server.
+    let other = tempfile::tempdir().unwrap();
+    make_certs(other.path());
+    let stranger = client_for(&other.path().join("ca.crt"));
+    assert!(stranger
+        .post(w.url("/validate"))
+        .body("{}")
+        .send()
+        .await
+        .is_err());
+}
+
+#[tokio::test]
+async fn a_broken_policy_keeps_the_last_good_one_and_a_fixed_one_applies() {
+    let w = Webhook::start("enforce", "").await;
+    let file = w.policies_dir().join("self-healing-platform.yaml");
+    std::fs::write(&file, policy("enforse", "")).unwrap();
+    wait_for(|| async { w.metrics().await.contains("oomguard_policy_broken_files 1") }).await;
+    let r = w
+        .review("/validate", &fixture("deployment-create.json"))
+        .await;
+    assert_eq!(
+        r["allowed"], false,
+        "the last good policy (enforce) must stay in force"
+    );
+    assert!(
+        w.log().contains("self-healing-platform.yaml"),
+        "the log names the broken file"
+    );
+    std::fs::write(&file, policy("warn", "")).unwrap();
+    wait_for(|| async { w.metrics().await.contains("oomguard_policy_broken_files 0") }).await;
+    let r = w
+        .review("/validate", &fixture("deployment-create.json"))
+        .await;
+    assert_eq!(r["allowed"], true);
+}
+
+#[tokio::test]
+async fn certificates_are_reloaded_without_a_restart() {
+    let w = Webhook::start("warn", "").await;
+    let certs = w.dir.path().join("certs");
+    let old_ca = tempfile::NamedTempFile::new().unwrap();
+    std::fs::copy(certs.join("ca.crt"), old_ca.path()).unwrap();
+    make_certs(&certs); // a new CA and serving certificate, in place
+    let fresh = client_for(&certs.join("ca.crt"));
+    let body = serde_json::to_vec(&fixture("deployment-create.json")).unwrap();
+    let mut ok = false;
+    for _ in 0..100 {
+        if let Ok(r) = fresh
+            .post(w.url("/validate"))
+            .body(body.clone())
+            .send()
+            .await
+        {
+            ok = r.status() == 200;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ok, "new certificate not served:\n{}", w.log());
+    assert!(w
+        .metrics()
+        .await
+        .contains("oomguard_tls_reloads_total{result=\"ok\"}"));
+    // A new connection from a client that trusts only the old CA now fails verification.
+    let stale = client_for(old_ca.path());
+    assert!(stale
+        .post(w.url("/validate"))
+        .body(body)
+        .send()
+        .await
+        .is_err());
+}
+
+#[tokio::test]
+async fn sigterm_drains_and_exits_cleanly() {
+    let mut w = Webhook::start("warn", "").await;
+    let pid = w.child.id();
+    let st = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = w.child.try_wait().unwrap() {
+            assert!(status.success(), "exit status {status}:\n{}", w.log());
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "did not stop within 10s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(w.log().contains("draining"));
+}
+
+async fn wait_for<F, Fut>(mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..100 {
+        if cond().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("condition not met within 10s");
+}
+
+/// Sends `request` over a fresh TLS connection that trusts the webhook's CA and returns what
+/// comes back until the server closes or 5 seconds pass.
+async fn raw_tls_exchange(w: &Webhook, request: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let pem = std::fs::read(w.dir.path().join("certs/ca.crt")).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pemfile::certs(&mut pem.as_slice()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", w.port))
+        .await
+        .unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut tls = connector.connect(name, tcp).await.unwrap();
+    tls.write_all(request.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match tokio::time::timeout_at(deadline, tls.read(&mut chunk)).await {
+            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
+            Ok(Ok(n)) => {
+                buf.extend_from_slice(&chunk[..n]);
+                let text = String::from_utf8_lossy(&buf);
+                if let Some(h) = text.find("\r\n\r\n") {
+                    let len = text[..h].lines().find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length: ")
+                            .map(|v| v.trim().parse::<usize>().unwrap())
+                    });
+                    if len.is_some_and(|len| buf.len() >= h + 4 + len) {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+#[tokio::test]
+async fn large_but_legal_reviews_are_answered() {
+    // etcd stores objects up to 1.5 MiB; with oldObject a review can pass 3 MB.
+    let w = Webhook::start("warn", "").await;
+    let mut review = fixture("deployment-update.json");
+    let big = "x".repeat(1_500_000);
+    review["request"]["object"]["metadata"]["annotations"]["example.com/big"] = json!(big);
+    review["request"]["oldObject"]["metadata"]["annotations"]["example.com/big"] = json!(big);
+    let r = w.review("/validate", &review).await;
+    assert_eq!(r["allowed"], true);
+    assert!(warnings(&r)[0].contains("below the 14d peak 301Mi"));
+}
