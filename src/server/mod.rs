@@ -94,17 +94,27 @@ impl App {
                             })
                             .inc();
                     }
-                    if d.outcome != Outcome::Skipped {
-                        if let Some(v) = &d.verdict {
-                            tracing::info!(
-                                endpoint = endpoint.as_str(),
-                                uid = %r.request.uid,
-                                workload = %v.workload,
-                                outcome = d.outcome.as_str(),
-                                dry_run = r.request.dry_run.unwrap_or(false),
-                                severity = v.severity().as_str(),
-                                "admission"
-                            );
+                    if let Some(v) = &d.verdict {
+                        // What changed an object or refused it is worth a line; the rest is debug.
+                        let notable = matches!(d.outcome, Outcome::Mutated | Outcome::Denied | Outcome::Unchecked);
+                        macro_rules! log_admission {
+                            ($level:ident) => {
+                                tracing::$level!(
+                                    endpoint = endpoint.as_str(),
+                                    uid = %r.request.uid,
+                                    workload = %v.workload,
+                                    outcome = d.outcome.as_str(),
+                                    dry_run = r.request.dry_run.unwrap_or(false),
+                                    severity = v.severity().as_str(),
+                                    reasons = ?v.reasons(),
+                                    "admission"
+                                )
+                            };
+                        }
+                        if notable {
+                            log_admission!(info);
+                        } else {
+                            log_admission!(debug);
                         }
                     }
                     (

@@ -1,0 +1,302 @@
+#!/usr/bin/env bash
+# Validates deploy/ against a real kube-apiserver (a throwaway one: it installs oomguard and
+# deletes it again).
+#
+#   tests/deploy/validate.sh KUBECTL KUBECONFIG
+#
+# KUBECTL: a kubectl of the same minor version as the apiserver (1.35+), KUBECONFIG: a
+# cluster-admin kubeconfig for it. For example, with the test control plane:
+#   . "$(tests/controlplane/controlplane.sh start /tmp/cp)"   # exports KUBECTL and KUBECONFIG
+#   tests/deploy/validate.sh "$KUBECTL" "$KUBECONFIG"
+#   tests/controlplane/controlplane.sh stop /tmp/cp
+#
+# 1. renders deploy/, deploy/overlays/openshift and deploy/overlays/cert-manager with
+#    `kubectl kustomize`, and checks what each overlay must change;
+# 2. server-side dry-runs the base and the OpenShift overlay (the API's schema, strict field
+#    validation, Pod Security "restricted"); the cert-manager overlay's cert-manager.io objects
+#    are checked client-side only (the test apiserver has no cert-manager CRDs), its other objects
+#    are dry-run on the server;
+# 3. applies the base for real and asks `kubectl auth can-i --as=<oomguard's ServiceAccount>` for
+#    everything the reconciler needs (must be yes) and for what it must not have (must be no);
+# 4. deletes what it applied (without waiting: with no kube-controller-manager the namespace stays
+#    Terminating).
+# Prints "ok   ..." or "FAIL ..." per check, then "N passed, M failed" as the last line; exits 1 if
+# anything failed, 2 on a usage error.
+set -euo pipefail
+
+usage() {
+  echo "usage: $0 KUBECTL KUBECONFIG" >&2
+  echo "  KUBECTL     path to a kubectl matching the apiserver (1.35+)" >&2
+  echo "  KUBECONFIG  path to a cluster-admin kubeconfig of a throwaway apiserver" >&2
+  exit 2
+}
+[[ $# -eq 2 ]] || usage
+KUBECTL=$1
+export KUBECONFIG=$2
+[[ -x "$KUBECTL" ]] || { echo "$0: KUBECTL '$KUBECTL' is not an executable file" >&2; usage; }
+[[ -r "$KUBECONFIG" ]] || { echo "$0: KUBECONFIG '$KUBECONFIG' is not a readable file" >&2; usage; }
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+DEPLOY=$ROOT/deploy
+NS=oomguard
+SA=system:serviceaccount:$NS:oomguard
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/oomguard-deploy-validate.XXXXXX")
+
+PASSED=0
+FAILED=0
+APPLIED=0
+
+pass() { PASSED=$((PASSED + 1)); echo "ok   $*"; }
+fail() { FAILED=$((FAILED + 1)); echo "FAIL $*"; }
+# Indented command output under a check.
+show() { sed 's/^/       /' "$@"; }
+step() { echo; echo "== $*"; }
+
+k() { "$KUBECTL" "$@"; }
+
+cleanup() {
+  local rc=$?
+  set +e
+  if [[ "$APPLIED" == 1 ]]; then
+    step "4. clean up"
+    if k delete -k "$DEPLOY" --ignore-not-found --wait=false >"$WORK/delete.out" 2>&1; then
+      pass "delete -k deploy/ --wait=false"
+    else
+      fail "delete -k deploy/ --wait=false"
+      show "$WORK/delete.out"
+    fi
+    # The namespace controller (kube-controller-manager) finishes a namespace deletion; without
+    # it the namespace stays Terminating. Look once, do not wait for it.
+    if k get namespace "$NS" >/dev/null 2>&1; then
+      echo "     note: namespace $NS is Terminating; it goes away only if kube-controller-manager runs"
+      echo "           (a second run needs a fresh apiserver)"
+    fi
+  fi
+  rm -rf "$WORK"
+  echo
+  echo "$PASSED passed, $FAILED failed"
+  if [[ $rc -ne 0 || $FAILED -gt 0 ]]; then exit 1; fi
+  exit 0
+}
+trap cleanup EXIT
+
+# select_docs KEEP REGEX FILE: the documents of a multi-document YAML file (as `kubectl kustomize`
+# prints it) that have (KEEP=1) or do not have (KEEP=0) a line matching REGEX.
+select_docs() {
+  awk -v keep="$1" -v re="$2" '
+    function flush() {
+      if (doc != "" && hit == keep) { if (n++) printf "---\n"; printf "%s", doc }
+      doc = ""; hit = 0
+    }
+    /^---$/ { flush(); next }
+    { doc = doc $0 "\n"; if ($0 ~ re) hit = 1 }
+    END { flush() }' "$3"
+}
+
+# expect_count WHAT N REGEX FILE: exactly N lines of FILE match REGEX (grep -E).
+expect_count() {
+  local what=$1 want=$2 re=$3 file=$4 got
+  got=$(grep -cE -- "$re" "$file" || true)
+  if [[ "$got" == "$want" ]]; then pass "$what"; else fail "$what (found $got, expected $want: /$re/)"; fi
+}
+
+# dry_run NAME FILE-or-"-k DIR": kubectl apply --dry-run=server, no warnings allowed.
+dry_run() {
+  local name=$1; shift
+  if k apply "$@" --dry-run=server >"$WORK/dry.out" 2>"$WORK/dry.err"; then
+    if grep -q '^Warning:' "$WORK/dry.err"; then
+      fail "apply --dry-run=server $name: warnings"
+      show "$WORK/dry.err"
+    else
+      pass "apply --dry-run=server $name ($(wc -l <"$WORK/dry.out" | tr -d ' ') objects)"
+    fi
+  else
+    fail "apply --dry-run=server $name"
+    show "$WORK/dry.err"
+  fi
+}
+
+# can_i yes|no VERB RESOURCE [kubectl auth can-i flags...]; pass -A for cluster-scoped resources
+# (without it kubectl asks in the kubeconfig's namespace and warns).
+can_i() {
+  local want=$1 verb=$2 res=$3; shift 3
+  local label="can-i $verb $res${*:+ $*}" out
+  out=$(k auth can-i "$verb" "$res" "$@" --as="$SA" 2>"$WORK/cani.err") || true
+  out=${out%%$'\n'*}
+  # A warning (an unknown resource type or verb, a namespace on a cluster-scoped resource) would
+  # make a "no" meaningless: it fails the check.
+  if grep -q 'Warning' "$WORK/cani.err"; then
+    fail "$label: $out, with a warning"
+    show "$WORK/cani.err"
+    return
+  fi
+  case "$out" in
+    yes|no|"no - "*)
+      if [[ "${out%% - *}" == "$want" ]]; then pass "$label: $out"
+      else fail "$label: $out, expected $want"; fi ;;
+    *)
+      fail "$label: kubectl auth can-i failed"
+      show "$WORK/cani.err" ;;
+  esac
+}
+
+step "kubectl and apiserver"
+if ! k version -o yaml >"$WORK/version" 2>"$WORK/version.err"; then
+  cat "$WORK/version.err" >&2
+  fail "cannot reach the apiserver of $KUBECONFIG with $KUBECTL"
+  exit 1
+fi
+client=$(awk '/^clientVersion:/{s=1} s && /gitVersion:/{print $2; exit}' "$WORK/version")
+server=$(awk '/^serverVersion:/{s=1} s && /gitVersion:/{print $2; exit}' "$WORK/version")
+echo "     kubectl $client, kube-apiserver $server"
+if [[ "$(k auth can-i '*' '*' -A 2>/dev/null || true)" != yes ]]; then
+  fail "the KUBECONFIG user is not cluster-admin (kubectl auth can-i '*' '*' -A is not yes)"
+  exit 1
+fi
+if k get namespace "$NS" >/dev/null 2>&1 || k get clusterrole oomguard-reconciler >/dev/null 2>&1; then
+  fail "oomguard is already installed on this apiserver (or namespace $NS is still Terminating from an earlier run): this script installs and deletes it, so run it against a fresh, throwaway apiserver"
+  exit 1
+fi
+
+step "1. render (kubectl kustomize)"
+for dir in "" overlays/openshift overlays/cert-manager; do
+  name=${dir:-base}; name=${name##*/}
+  if k kustomize "$DEPLOY/$dir" >"$WORK/$name.yaml" 2>"$WORK/render.err"; then
+    pass "kustomize deploy/$dir ($(grep -c '^kind:' "$WORK/$name.yaml") objects)"
+  else
+    fail "kustomize deploy/$dir"
+    show "$WORK/render.err"
+    exit 1
+  fi
+done
+B=$WORK/base.yaml O=$WORK/openshift.yaml C=$WORK/cert-manager.yaml
+expect_count "base: both webhook configurations" 2 '^kind: (Mutating|Validating)WebhookConfiguration$' "$B"
+expect_count "base: no caBundle (each install injects it)" 0 'caBundle' "$B"
+expect_count "base: policies ConfigMap without hash suffix" 1 '^  name: oomguard-policies$' "$B"
+expect_count "base: runAsUser 65532" 1 '^ +runAsUser: 65532$' "$B"
+expect_count "base: memory limits on both containers" 2 '^ +memory: [0-9]+Mi$' \
+  <(awk '/^ +limits:$/{l=1; next} l && /^ +memory:/{print; l=0} /^ +requests:$/{l=0}' "$B")
+expect_count "openshift: serving-cert-secret-name on the Service" 1 \
+  '^    service\.beta\.openshift\.io/serving-cert-secret-name: oomguard-tls$' "$O"
+expect_count "openshift: inject-cabundle on both webhook configurations" 2 \
+  '^    service\.beta\.openshift\.io/inject-cabundle: "true"$' "$O"
+expect_count "openshift: no fixed runAsUser/runAsGroup/fsGroup" 0 '^ +(runAsUser|runAsGroup|fsGroup):' "$O"
+expect_count "openshift: both containers query Thanos querier on 9091" 2 \
+  '^ +- --prometheus=https://thanos-querier\.openshift-monitoring\.svc:9091$' "$O"
+expect_count "openshift: both containers send the ServiceAccount token" 2 \
+  '^ +- --prometheus-token-file=/var/run/secrets/kubernetes\.io/serviceaccount/token$' "$O"
+expect_count "openshift: both containers verify with the service CA" 2 \
+  '^ +- --prometheus-ca-file=/var/run/secrets/kubernetes\.io/serviceaccount/service-ca\.crt$' "$O"
+expect_count "openshift: binding to cluster-monitoring-view" 1 '^  name: cluster-monitoring-view$' "$O"
+# cert-manager.io objects: client-side only (the test apiserver has no cert-manager CRDs).
+expect_count "cert-manager: 2 Issuers (self-signed, CA)" 2 '^kind: Issuer$' "$C"
+expect_count "cert-manager: 2 Certificates (CA, serving)" 2 '^kind: Certificate$' "$C"
+expect_count "cert-manager: serving certificate writes oomguard-tls" 1 '^  secretName: oomguard-tls$' "$C"
+expect_count "cert-manager: dnsNames oomguard.oomguard.svc(.cluster.local)" 2 \
+  '^  - oomguard\.oomguard\.svc(\.cluster\.local)?$' "$C"
+expect_count "cert-manager: inject-ca-from on both webhook configurations" 2 \
+  '^    cert-manager\.io/inject-ca-from: oomguard/oomguard-serving$' "$C"
+
+step "2. server-side dry-run (needs the namespace: it is created for real first)"
+select_docs 1 '^kind: Namespace$' "$B" >"$WORK/namespace.yaml"
+APPLIED=1
+if k apply -f "$WORK/namespace.yaml" >"$WORK/ns.out" 2>&1; then
+  pass "apply namespace $NS"
+else
+  fail "apply namespace $NS"
+  show "$WORK/ns.out"
+  exit 1
+fi
+dry_run "deploy/" -k "$DEPLOY"
+dry_run "deploy/overlays/openshift" -k "$DEPLOY/overlays/openshift"
+select_docs 0 '^apiVersion: cert-manager\.io/' "$C" >"$WORK/cert-manager-core.yaml"
+dry_run "deploy/overlays/cert-manager without its cert-manager.io objects" -f "$WORK/cert-manager-core.yaml"
+echo "     note: the cert-manager.io Issuers and Certificates were checked client-side only (no CRDs here)"
+
+step "3. apply deploy/ for real, then kubectl auth can-i --as=$SA"
+if k apply -k "$DEPLOY" >"$WORK/apply.out" 2>"$WORK/apply.err"; then
+  if grep -q '^Warning:' "$WORK/apply.err"; then
+    fail "apply -k deploy/: warnings"
+    show "$WORK/apply.err"
+  else
+    pass "apply -k deploy/ ($(wc -l <"$WORK/apply.out" | tr -d ' ') objects)"
+  fi
+else
+  fail "apply -k deploy/"
+  show "$WORK/apply.err"
+  exit 1
+fi
+label=$(k get namespace "$NS" -o jsonpath='{.metadata.labels.kubernetes\.io/metadata\.name}')
+if [[ "$label" == "$NS" ]]; then
+  pass "namespace $NS has kubernetes.io/metadata.name=$NS (the webhooks' namespaceSelector leaves it out)"
+else
+  fail "namespace $NS has kubernetes.io/metadata.name='$label', expected $NS"
+fi
+
+# The RBAC authorizer sees new bindings through an informer: wait until it does.
+for ((i = 0; i < 60; i++)); do
+  [[ "$(k auth can-i list pods -A --as="$SA" 2>/dev/null || true)" == yes ]] && break
+  sleep 0.5
+done
+
+echo "-- what the reconciler needs: yes"
+for v in get list watch; do
+  can_i yes "$v" deployments.apps -A
+  can_i yes "$v" statefulsets.apps -A
+  can_i yes "$v" pods -A
+  can_i yes "$v" horizontalpodautoscalers.autoscaling -A
+done
+can_i yes patch deployments.apps -n default
+can_i yes patch statefulsets.apps -n default
+for v in get update patch; do
+  can_i yes "$v" deployments.apps --subresource=scale -n default
+  can_i yes "$v" statefulsets.apps --subresource=scale -n default
+done
+can_i yes patch pods --subresource=resize -n default
+for v in create patch; do
+  can_i yes "$v" events -n default
+  can_i yes "$v" events.events.k8s.io -n default
+done
+for v in get create update; do
+  can_i yes "$v" leases.coordination.k8s.io -n "$NS"
+done
+
+echo "-- what it must not have: no"
+can_i no get secrets -A
+can_i no list secrets -A
+can_i no watch secrets -A
+can_i no get secrets -n "$NS"
+can_i no list secrets -n "$NS"
+can_i no get configmaps -n "$NS"
+can_i no create configmaps -n "$NS"
+can_i no update configmaps -n "$NS"
+can_i no patch configmaps -n "$NS"
+can_i no create deployments.apps -n default
+can_i no update deployments.apps -n default
+can_i no delete deployments.apps -n default
+can_i no delete statefulsets.apps -n default
+can_i no patch daemonsets.apps -n default
+can_i no create pods -n default
+can_i no patch pods -n default
+can_i no delete pods -n default
+can_i no deletecollection pods -n default
+can_i no update pods --subresource=resize -n default
+can_i no create pods --subresource=exec -n default
+can_i no create pods --subresource=eviction -n default
+can_i no update horizontalpodautoscalers.autoscaling -n default
+can_i no patch horizontalpodautoscalers.autoscaling -n default
+can_i no delete events -n default
+can_i no get nodes -A
+can_i no patch nodes -A
+can_i no escalate clusterroles -A
+can_i no bind clusterroles -A
+can_i no create clusterrolebindings -A
+can_i no list namespaces -A
+can_i no create rolebindings -n "$NS"
+can_i no impersonate serviceaccounts -A
+can_i no create serviceaccounts --subresource=token -n "$NS"
+can_i no create leases.coordination.k8s.io -n default
+can_i no update leases.coordination.k8s.io -n kube-system
+can_i no delete leases.coordination.k8s.io -n "$NS"
+can_i no '*' '*' -A
+# The EXIT trap (cleanup) deletes what was applied and prints the summary.
