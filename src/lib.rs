@@ -8,3 +8,4 @@
 pub mod forecast;
 pub mod history;
 pub mod quantity;
+pub mod replay;
