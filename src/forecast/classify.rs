@@ -19,7 +19,10 @@ pub fn level_shift(bins: &[Sample], line: &Line, scratch: &mut Vec<f64>) -> Opti
     if m < 2 * SHIFT_MIN_SIDE {
         return None;
     }
-    let line_sad: f64 = bins.iter().map(|b| (b.bytes - line.value_at(b.t)).abs()).sum();
+    let line_sad: f64 = bins
+        .iter()
+        .map(|b| (b.bytes - line.value_at(b.t)).abs())
+        .sum();
     let mut sad_of = |part: &[Sample]| -> (f64, f64) {
         scratch.clear();
         scratch.extend(part.iter().map(|s| s.bytes));
@@ -68,10 +71,12 @@ pub fn daily_cycle(samples: &[Sample], floor: f64) -> Option<f64> {
         return None;
     }
     let diff: Vec<Option<f64>> = (0..HOURS)
-        .map(|i| match (i.checked_sub(1).and_then(|j| hourly[j]), hourly[i]) {
-            (Some(a), Some(b)) => Some(b - a),
-            _ => None,
-        })
+        .map(
+            |i| match (i.checked_sub(1).and_then(|j| hourly[j]), hourly[i]) {
+                (Some(a), Some(b)) => Some(b - a),
+                _ => None,
+            },
+        )
         .collect();
     let pairs: Vec<(f64, f64)> = (24..HOURS)
         .filter_map(|i| Some((diff[i]?, diff[i - 24]?)))
@@ -84,7 +89,8 @@ pub fn daily_cycle(samples: &[Sample], floor: f64) -> Option<f64> {
         .filter_map(|day| {
             let v: Vec<f64> = day.iter().flatten().copied().collect();
             (v.len() >= 18).then(|| {
-                v.iter().copied().fold(f64::MIN, f64::max) - v.iter().copied().fold(f64::MAX, f64::min)
+                v.iter().copied().fold(f64::MIN, f64::max)
+                    - v.iter().copied().fold(f64::MAX, f64::min)
             })
         })
         .collect();
@@ -94,7 +100,9 @@ pub fn daily_cycle(samples: &[Sample], floor: f64) -> Option<f64> {
 
 fn correlation(pairs: &[(f64, f64)]) -> f64 {
     let n = pairs.len() as f64;
-    let (mx, my) = pairs.iter().fold((0.0, 0.0), |(a, b), p| (a + p.0 / n, b + p.1 / n));
+    let (mx, my) = pairs
+        .iter()
+        .fold((0.0, 0.0), |(a, b), p| (a + p.0 / n, b + p.1 / n));
     let (mut sxy, mut sxx, mut syy) = (0.0, 0.0, 0.0);
     for &(x, y) in pairs {
         sxy += (x - mx) * (y - my);
@@ -112,6 +120,9 @@ pub fn excursion_share(seg: &[Sample], line: &Line, threshold: f64) -> f64 {
     if seg.is_empty() {
         return 0.0;
     }
-    let above = seg.iter().filter(|s| s.bytes - line.value_at(s.t) > threshold).count();
+    let above = seg
+        .iter()
+        .filter(|s| s.bytes - line.value_at(s.t) > threshold)
+        .count();
     above as f64 / seg.len() as f64
 }

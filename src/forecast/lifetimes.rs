@@ -53,14 +53,19 @@ mod tests {
         values
             .iter()
             .enumerate()
-            .map(|(i, &b)| Sample { t: i as i64 * 300, bytes: b })
+            .map(|(i, &b)| Sample {
+                t: i as i64 * 300,
+                bytes: b,
+            })
             .collect()
     }
 
     #[test]
     fn saw_tooth_splits_at_each_drop() {
-        let s = series(&[1.0, 2.0, 3.0, 4.0, 1.0, 2.0, 3.0, 4.0, 1.0, 2.0]);
-        assert_eq!(split_lifetimes(&s, &[]), vec![(0, 4), (4, 8), (8, 10)]);
+        // Lifetimes of 12 samples growing 10 → 21; each drop is far below the recent floor.
+        let values: Vec<f64> = (0..30).map(|i| 10.0 + (i % 12) as f64).collect();
+        let s = series(&values);
+        assert_eq!(split_lifetimes(&s, &[]), vec![(0, 12), (12, 24), (24, 30)]);
     }
 
     #[test]

@@ -68,7 +68,13 @@ pub fn theil_sen(pts: &[Sample], at: i64, scratch: &mut Vec<f64>) -> Line {
     if scratch.is_empty() {
         let mut ys: Vec<f64> = pts.iter().map(|s| s.bytes).collect();
         let level = median_in_place(&mut ys);
-        return Line { slope: 0.0, slope_low: 0.0, slope_high: 0.0, level, at };
+        return Line {
+            slope: 0.0,
+            slope_low: 0.0,
+            slope_high: 0.0,
+            level,
+            at,
+        };
     }
     let m = scratch.len();
     let n = pts.len() as f64;
@@ -81,7 +87,13 @@ pub fn theil_sen(pts: &[Sample], at: i64, scratch: &mut Vec<f64>) -> Line {
     scratch.clear();
     scratch.extend(pts.iter().map(|s| s.bytes - slope * (s.t - at) as f64));
     let level = median_in_place(scratch);
-    Line { slope, slope_low, slope_high, level, at }
+    Line {
+        slope,
+        slope_low,
+        slope_high,
+        level,
+        at,
+    }
 }
 
 /// Reduces `seg` to at most `max_points` points: the median value of each run of consecutive
@@ -95,7 +107,10 @@ pub fn bin_medians(seg: &[Sample], max_points: usize, scratch: &mut Vec<f64>) ->
         .map(|chunk| {
             scratch.clear();
             scratch.extend(chunk.iter().map(|s| s.bytes));
-            Sample { t: chunk[chunk.len() / 2].t, bytes: median_in_place(scratch) }
+            Sample {
+                t: chunk[chunk.len() / 2].t,
+                bytes: median_in_place(scratch),
+            }
         })
         .collect()
 }
@@ -113,7 +128,10 @@ mod tests {
 
     fn line_pts(n: usize, slope: f64, base: f64) -> Vec<Sample> {
         (0..n)
-            .map(|i| Sample { t: i as i64 * 300, bytes: base + slope * (i as f64 * 300.0) })
+            .map(|i| Sample {
+                t: i as i64 * 300,
+                bytes: base + slope * (i as f64 * 300.0),
+            })
             .collect()
     }
 

@@ -132,7 +132,12 @@ impl Recommender for Vpa {
             .iter()
             .enumerate()
             .filter(|(_, &p)| p > 0.0)
-            .map(|(i, &p)| (p, 2f64.powf((i as f64 - 7.0) * DAY as f64 / (24.0 * HOUR as f64))))
+            .map(|(i, &p)| {
+                (
+                    p,
+                    2f64.powf((i as f64 - 7.0) * DAY as f64 / (24.0 * HOUR as f64)),
+                )
+            })
             .collect();
         if weighted.is_empty() {
             return None;
@@ -154,9 +159,11 @@ impl Recommender for KrrSimple {
     }
 
     fn recommend(&self, view: &View<'_>) -> Option<f64> {
-        let max = view.last(14 * DAY).iter().map(|s| s.bytes).fold(None, |m: Option<f64>, v| {
-            Some(m.map_or(v, |m| m.max(v)))
-        })?;
+        let max = view
+            .last(14 * DAY)
+            .iter()
+            .map(|s| s.bytes)
+            .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))))?;
         Some((max * 1.15).max(100.0 * MIB))
     }
 }
@@ -175,7 +182,10 @@ pub struct Autopilot {
 
 impl Autopilot {
     pub fn new(margin: f64) -> Autopilot {
-        Autopilot { margin, name: format!("autopilot-p98+{:.0}%", margin * 100.0) }
+        Autopilot {
+            margin,
+            name: format!("autopilot-p98+{:.0}%", margin * 100.0),
+        }
     }
 }
 
@@ -255,7 +265,8 @@ impl Recommender for OlsTrend {
 /// limit = the largest of
 /// - statistic(peaks) × (1 + headroom), over the window, or since the last level shift when the
 ///   forecast sees one (old levels say nothing about the new one);
-/// - the forecast's upper band at the horizon, when the pattern is a leak;
+/// - the forecast's upper band at the horizon, when the pattern is a leak that has not restarted
+///   within the window;
 /// - the OOM bump: from the *limit* that was hit, × `bump_ratio` or + `bump_min` whichever is
 ///   larger, escalating (the ratio compounds per OOM within `bump_memory`), capped at
 ///   `bump_cap` × that limit; it holds for `bump_memory` after the OOM.
@@ -267,7 +278,13 @@ pub struct Oomguard {
     pub params: OomguardParams,
 }
 
-/// Parameters of [`Oomguard`]; the defaults are the policy defaults of DESIGN.md.
+/// Parameters of [`Oomguard`]. Defaults: the policy defaults of DESIGN.md (max of the peaks
+/// over 14 days, OOM bump ×1.2 / +100 MiB) except two: headroom 10% (the low end of
+/// Autopilot's published 10–15% margin; the bump from the limit catches what it misses, so the
+/// 15% that VPA and KRR add without such a bump is not needed) and a 6 h forecast horizon (the
+/// tutorial's; the replay decides hourly, so the limit need not cover a day of growth).
+/// Bumps escalate within a day (VPA's 24 h half-life) and are capped at 2× the limit hit;
+/// lowering needs a 10% saving.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OomguardParams {
     pub window_secs: i64,
@@ -287,8 +304,8 @@ impl Default for OomguardParams {
         OomguardParams {
             window_secs: 14 * DAY,
             quantile: 1.0,
-            headroom: 0.15,
-            horizon_secs: 24 * HOUR as u64,
+            headroom: 0.10,
+            horizon_secs: 6 * HOUR as u64,
             bump_ratio: 1.2,
             bump_min: 100.0 * MIB,
             bump_cap: 2.0,
@@ -314,12 +331,17 @@ impl Oomguard {
         let mut peaks: Vec<f64> = regime.iter().map(|s| s.bytes).collect();
         peaks.sort_by(f64::total_cmp);
         let mut limit = quantile_sorted(&peaks, p.quantile) * (1.0 + p.headroom);
-        if fit.pattern == Pattern::Leak {
+        // A leak that has restarted before (a saw-tooth) is sized by its peaks like any other
+        // series; the forecast term is for growth beyond anything the window has seen.
+        if fit.pattern == Pattern::Leak && fit.lifetimes <= 1 {
             let f = forecast::project(&fit, view.now.max(last.t), p.horizon_secs, None);
             limit = limit.max(f.high);
         }
-        let recent: Vec<&Oom> =
-            view.ooms.iter().filter(|o| o.t > view.now - p.bump_memory_secs).collect();
+        let recent: Vec<&Oom> = view
+            .ooms
+            .iter()
+            .filter(|o| o.t > view.now - p.bump_memory_secs)
+            .collect();
         if let Some(oom) = recent.last() {
             let k = recent.len() as i32;
             let bump = (oom.limit * p.bump_ratio.powi(k)).max(oom.limit + p.bump_min);
@@ -337,8 +359,199 @@ impl Recommender for Oomguard {
     fn recommend(&self, view: &View<'_>) -> Option<f64> {
         let target = self.target(view)?;
         Some(match view.limit {
-            Some(current) if target <= current && target > current * (1.0 - self.params.lower_hysteresis) => current,
+            Some(current)
+                if target <= current && target > current * (1.0 - self.params.lower_hysteresis) =>
+            {
+                current
+            }
             _ => target,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flat(hours: i64, mib: f64) -> Vec<Sample> {
+        (0..hours * 12)
+            .map(|i| Sample {
+                t: i * 300,
+                bytes: mib * MIB,
+            })
+            .collect()
+    }
+
+    fn view<'a>(samples: &'a [Sample], ooms: &'a [Oom]) -> View<'a> {
+        View {
+            now: samples[samples.len() - 1].t,
+            samples,
+            ooms,
+            limit: None,
+        }
+    }
+
+    #[test]
+    fn vpa_buckets_and_percentile() {
+        assert_eq!(vpa_bucket_start(0), 0.0);
+        assert_eq!(vpa_bucket_start(1), 1e7);
+        assert_eq!(vpa_bucket(5e6), 0);
+        assert_eq!(vpa_bucket(1e7), 1);
+        assert_eq!(vpa_bucket(1.5e7), 1);
+        assert_eq!(vpa_bucket(2.05e7), 2);
+        // A single value: the end of its bucket.
+        let p = vpa_percentile(&[(1e9, 1.0)], 0.9);
+        assert!(p > 1e9 && p < 1e9 * 1.05 + 1e7, "{p}");
+        // p90 of weights 1 (small) and 9 (large) lands on the large value's bucket... and of
+        // weights 9 and 1 on the small one's.
+        assert!(vpa_percentile(&[(1e8, 1.0), (1e9, 9.0)], 0.9) > 1e9);
+        assert!(vpa_percentile(&[(1e8, 9.0), (1e9, 1.0)], 0.9) <= 1e8 * 1.05 + 1e7);
+    }
+
+    #[test]
+    fn vpa_target_floor_and_oom_bump() {
+        let s = flat(48, 1000.0);
+        let r = Vpa.recommend(&view(&s, &[])).expect("rec");
+        assert!(
+            (1150.0 * MIB..=1150.0 * 1.06 * MIB).contains(&r),
+            "{}",
+            r / MIB
+        );
+        let small = flat(48, 10.0);
+        assert_eq!(Vpa.recommend(&view(&small, &[])), Some(250.0 * MIB));
+        // OOM at a 1000 MiB request with 500 MiB peaks: sample max(1100, 1200) = 1200 MiB.
+        let s = flat(12, 500.0);
+        let oom = [Oom {
+            t: s[s.len() - 1].t,
+            limit: 1000.0 * MIB,
+        }];
+        let r = Vpa.recommend(&view(&s, &oom)).expect("rec");
+        assert!(
+            (1200.0 * 1.15 * MIB..=1200.0 * 1.15 * 1.06 * MIB).contains(&r),
+            "{}",
+            r / MIB
+        );
+    }
+
+    #[test]
+    fn krr_is_max_plus_15_percent_with_a_floor() {
+        let mut s = flat(24, 150.0);
+        s[10].bytes = 200.0 * MIB;
+        let close = |r: Option<f64>, mib: f64| r.is_some_and(|r| (r / MIB - mib).abs() < 1e-6);
+        assert!(close(KrrSimple.recommend(&view(&s, &[])), 230.0));
+        assert!(close(
+            KrrSimple.recommend(&view(&flat(24, 50.0), &[])),
+            100.0
+        ));
+        // Older than 14 days is forgotten.
+        let mut old = flat(24 * 16, 100.0);
+        old[0].bytes = 900.0 * MIB;
+        assert!(close(KrrSimple.recommend(&view(&old, &[])), 115.0));
+    }
+
+    #[test]
+    fn autopilot_is_p98_with_margin_and_last_hour_peak() {
+        let s = flat(48, 100.0);
+        let r = Autopilot::new(0.1).recommend(&view(&s, &[])).expect("rec");
+        assert!((r - 110.0 * MIB).abs() < 1.0);
+        let mut spike = s.clone();
+        let n = spike.len();
+        spike[n - 3].bytes = 300.0 * MIB;
+        let r = Autopilot::new(0.1)
+            .recommend(&view(&spike, &[]))
+            .expect("rec");
+        assert!((r - 330.0 * MIB).abs() < 1.0);
+        assert_eq!(
+            weighted_quantile(vec![(3.0, 2.0), (1.0, 1.0), (2.0, 1.0)], 0.5),
+            Some(2.0)
+        );
+        assert_eq!(
+            weighted_quantile(vec![(3.0, 2.0), (1.0, 1.0), (2.0, 1.0)], 0.75),
+            Some(3.0)
+        );
+    }
+
+    #[test]
+    fn ols_extrapolates_six_hours_over_85_percent() {
+        let s: Vec<Sample> = (0..288)
+            .map(|i| Sample {
+                t: i * 300,
+                bytes: (100.0 + i as f64 / 12.0) * MIB,
+            })
+            .collect();
+        let r = OlsTrend.recommend(&view(&s, &[])).expect("rec");
+        let last = 100.0 + 287.0 / 12.0;
+        assert!((r / MIB - (last + 6.0) / 0.85).abs() < 1e-6, "{}", r / MIB);
+    }
+
+    #[test]
+    fn oomguard_bumps_from_the_limit_escalates_and_caps() {
+        let g = Oomguard {
+            params: OomguardParams {
+                headroom: 0.1,
+                ..OomguardParams::default()
+            },
+        };
+        let s = flat(24, 100.0);
+        assert!((g.target(&view(&s, &[])).expect("rec") - 110.0 * MIB).abs() < 1.0);
+        let t = s[s.len() - 1].t;
+        // One OOM at 400 MiB: max(480, 500) = 500 MiB.
+        let one = [Oom {
+            t,
+            limit: 400.0 * MIB,
+        }];
+        assert!((g.target(&view(&s, &one)).expect("rec") - 500.0 * MIB).abs() < 1.0);
+        // Three within the day: 1000 × 1.2³ = 1728 MiB.
+        let three = [
+            Oom {
+                t: t - 20,
+                limit: 600.0 * MIB,
+            },
+            Oom {
+                t: t - 10,
+                limit: 800.0 * MIB,
+            },
+            Oom {
+                t,
+                limit: 1000.0 * MIB,
+            },
+        ];
+        assert!((g.target(&view(&s, &three)).expect("rec") - 1728.0 * MIB).abs() < 1.0);
+        // Capped at twice the limit hit.
+        let many: Vec<Oom> = (0..6)
+            .map(|i| Oom {
+                t: t - 6 + i,
+                limit: 1000.0 * MIB,
+            })
+            .collect();
+        assert!((g.target(&view(&s, &many)).expect("rec") - 2000.0 * MIB).abs() < 1.0);
+        // Hysteresis: a 5% lower target keeps the current limit; a 30% lower one is taken.
+        let held = View {
+            limit: Some(115.0 * MIB),
+            ..view(&s, &[])
+        };
+        assert_eq!(g.recommend(&held), Some(115.0 * MIB));
+        let lowered = View {
+            limit: Some(160.0 * MIB),
+            ..view(&s, &[])
+        };
+        assert!((g.recommend(&lowered).expect("rec") - 110.0 * MIB).abs() < 1.0);
+    }
+
+    #[test]
+    fn oomguard_sizes_from_the_new_level_after_a_downward_shift() {
+        // A 20% step down (a larger drop would read as a restart, which sizes from the window).
+        let mut s = flat(24 * 4, 1000.0);
+        for x in s.iter_mut().skip(12 * 24 * 2) {
+            x.bytes = 800.0 * MIB;
+        }
+        let g = Oomguard {
+            params: OomguardParams {
+                headroom: 0.1,
+                ..OomguardParams::default()
+            },
+        };
+        let r = g.target(&view(&s, &[])).expect("rec");
+        assert!((r - 880.0 * MIB).abs() < 1.0, "{}", r / MIB);
     }
 }

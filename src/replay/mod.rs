@@ -61,8 +61,11 @@ pub struct ReplayArgs {
     #[arg(long, default_value_t = 1.0)]
     pub quantile: f64,
     /// oomguard: headroom over the statistic (0.15 = 15%).
-    #[arg(long, default_value_t = 0.15)]
+    #[arg(long, default_value_t = 0.10)]
     pub headroom: f64,
+    /// oomguard: forecast horizon the limit must cover, hours.
+    #[arg(long, default_value_t = 6)]
+    pub horizon_hours: u64,
     /// Time `forecast::fit` on this many series of 4,000 samples (one core) and print it.
     #[arg(long)]
     pub bench: bool,
@@ -82,7 +85,8 @@ impl Default for ReplayArgs {
             warmup_hours: 24,
             interval_minutes: 60,
             quantile: 1.0,
-            headroom: 0.15,
+            headroom: 0.10,
+            horizon_hours: 6,
             bench: false,
             bench_series: 10_000,
         }
@@ -117,7 +121,11 @@ impl Row {
             oom_events_per_series_day: s.per_day(s.oom_events),
             mean_slack: s.mean_slack(),
             limit_changes_per_series_day: s.per_day(s.limit_changes),
-            oom_free_days: if s.days > 0 { s.oom_free_days as f64 / s.days as f64 } else { 0.0 },
+            oom_free_days: if s.days > 0 {
+                s.oom_free_days as f64 / s.days as f64
+            } else {
+                0.0
+            },
             skipped_series: skipped,
         }
     }
@@ -153,7 +161,12 @@ pub fn recommenders(params: OomguardParams) -> Vec<Box<dyn Recommender>> {
 }
 
 /// Replays `series` with every recommender and the provisioned limits; one row each.
-pub fn replay_all(trace: &str, series: &[Series], params: &OomguardParams, cfg: &ReplayConfig) -> Vec<Row> {
+pub fn replay_all(
+    trace: &str,
+    series: &[Series],
+    params: &OomguardParams,
+    cfg: &ReplayConfig,
+) -> Vec<Row> {
     let mut rows = Vec::new();
     for rec in recommenders(params.clone()) {
         let mut total = Score::default();
@@ -182,18 +195,40 @@ pub fn run(args: &ReplayArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     if args.interval_minutes <= 0 || args.warmup_hours < 0 {
         bail!("--interval-minutes must be positive and --warmup-hours not negative");
     }
-    let cfg = ReplayConfig { warmup_secs: args.warmup_hours * 3600, interval_secs: args.interval_minutes * 60 };
-    let params = OomguardParams { quantile: args.quantile, headroom: args.headroom, ..OomguardParams::default() };
-    let mut report = Report { results: Vec::new(), detection: None, bench: None };
+    let cfg = ReplayConfig {
+        warmup_secs: args.warmup_hours * 3600,
+        interval_secs: args.interval_minutes * 60,
+    };
+    let params = OomguardParams {
+        quantile: args.quantile,
+        headroom: args.headroom,
+        horizon_secs: args.horizon_hours * 3600,
+        ..OomguardParams::default()
+    };
+    let mut report = Report {
+        results: Vec::new(),
+        detection: None,
+        bench: None,
+    };
     for path in &args.files {
         let series = read_csv(path)?;
-        let trace = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
-        report.results.extend(replay_all(&trace, &series, &params, &cfg));
+        let trace = path.file_name().map_or_else(
+            || path.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        report
+            .results
+            .extend(replay_all(&trace, &series, &params, &cfg));
     }
     if args.synthetic {
         let set = synthetic::synthetic_set(args.seed, args.synthetic_series, args.synthetic_days);
         let series: Vec<Series> = set.iter().map(|s| s.series.clone()).collect();
-        report.results.extend(replay_all(&format!("synthetic (seed {})", args.seed), &series, &params, &cfg));
+        report.results.extend(replay_all(
+            &format!("synthetic (seed {})", args.seed),
+            &series,
+            &params,
+            &cfg,
+        ));
         report.detection = Some(synthetic::score_detection(&set, 900));
     }
     if args.bench {
@@ -218,10 +253,21 @@ fn write_table(report: &Report, out: &mut dyn Write) -> anyhow::Result<()> {
             writeln!(
                 out,
                 "  {:<20} {:>6} {:>8} {:>6} {:>10} {:>7} {:>9} {:>10}",
-                "recommender", "series", "days", "OOMs", "OOMs/day", "slack", "OOM-free", "changes/d"
+                "recommender",
+                "series",
+                "days",
+                "OOMs",
+                "OOMs/day",
+                "slack",
+                "OOM-free",
+                "changes/d"
             )?;
         }
-        let skipped = if r.skipped_series > 0 { format!("  ({} series without a limit skipped)", r.skipped_series) } else { String::new() };
+        let skipped = if r.skipped_series > 0 {
+            format!("  ({} series without a limit skipped)", r.skipped_series)
+        } else {
+            String::new()
+        };
         writeln!(
             out,
             "  {:<20} {:>6} {:>8.1} {:>6} {:>10.4} {:>6.1}% {:>8.1}% {:>10.2}{skipped}",
@@ -255,16 +301,25 @@ fn write_table(report: &Report, out: &mut dyn Write) -> anyhow::Result<()> {
         )?;
         writeln!(
             out,
-            "  false alarms: {}/{} non-leak series ({:.1}%), {}/{} checks ({:.2}%)",
+            "  false alarms after the first day: {}/{} non-leak series ({:.1}%), {}/{} checks ({:.2}%); series with an alarm in their first day: {}",
             d.false_alarm_series,
             d.non_leak_series,
             pct(d.false_alarm_series, d.non_leak_series),
             d.false_alarm_checks,
             d.non_leak_checks,
-            pct(d.false_alarm_checks, d.non_leak_checks)
+            pct(d.false_alarm_checks, d.non_leak_checks),
+            d.early_alarm_series
         )?;
-        let classes: Vec<String> = d.classified.iter().map(|(k, ok, n)| format!("{k} {ok}/{n}")).collect();
-        writeln!(out, "  pattern named right at the end: {}", classes.join(", "))?;
+        let classes: Vec<String> = d
+            .classified
+            .iter()
+            .map(|(k, ok, n)| format!("{k} {ok}/{n}"))
+            .collect();
+        writeln!(
+            out,
+            "  pattern named right at the end: {}",
+            classes.join(", ")
+        )?;
     }
     if let Some(b) = &report.bench {
         writeln!(
@@ -323,7 +378,8 @@ pub fn bench(n: usize, seed: u64) -> Bench {
 
 /// Reads a trace CSV (`series,timestamp,usage_bytes,limit_bytes`) into series, in file order.
 pub fn read_csv(path: &Path) -> anyhow::Result<Vec<Series>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read trace file {}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read trace file {}", path.display()))?;
     parse_csv(&text).with_context(|| format!("trace file {}", path.display()))
 }
 
@@ -344,20 +400,35 @@ pub fn parse_csv(text: &str) -> anyhow::Result<Vec<Series>> {
         }
         let fields: Vec<&str> = line.split(',').collect();
         let [name, t, usage, limit] = fields[..] else {
-            bail!("line {line_no}: expected 4 comma-separated fields, found {}", fields.len());
+            bail!(
+                "line {line_no}: expected 4 comma-separated fields, found {}",
+                fields.len()
+            );
         };
-        let t: i64 = t.trim().parse().with_context(|| format!("line {line_no}: timestamp `{t}` is not whole seconds"))?;
+        let t: i64 = t
+            .trim()
+            .parse()
+            .with_context(|| format!("line {line_no}: timestamp `{t}` is not whole seconds"))?;
         let num = |v: &str, what: &str| -> anyhow::Result<f64> {
-            let x: f64 = v.trim().parse().with_context(|| format!("line {line_no}: {what} `{v}` is not a number"))?;
+            let x: f64 = v
+                .trim()
+                .parse()
+                .with_context(|| format!("line {line_no}: {what} `{v}` is not a number"))?;
             if !x.is_finite() || x < 0.0 {
-                bail!("line {line_no}: {what} `{v}` must be a finite, non-negative number of bytes");
+                bail!(
+                    "line {line_no}: {what} `{v}` must be a finite, non-negative number of bytes"
+                );
             }
             Ok(x)
         };
         let usage = num(usage, "usage_bytes")?;
         let limit = num(limit, "limit_bytes")?;
         let idx = *index.entry(name.to_string()).or_insert_with(|| {
-            out.push(Series { name: name.to_string(), samples: Vec::new(), limits: Vec::new() });
+            out.push(Series {
+                name: name.to_string(),
+                samples: Vec::new(),
+                limits: Vec::new(),
+            });
             out.len() - 1
         });
         out[idx].samples.push(Sample { t, bytes: usage });
@@ -365,7 +436,12 @@ pub fn parse_csv(text: &str) -> anyhow::Result<Vec<Series>> {
     }
     for s in &mut out {
         if !s.samples.windows(2).all(|w| w[0].t <= w[1].t) {
-            let mut pairs: Vec<(Sample, f64)> = s.samples.iter().copied().zip(s.limits.iter().copied()).collect();
+            let mut pairs: Vec<(Sample, f64)> = s
+                .samples
+                .iter()
+                .copied()
+                .zip(s.limits.iter().copied())
+                .collect();
             pairs.sort_by_key(|p| p.0.t);
             (s.samples, s.limits) = pairs.into_iter().unzip();
         }

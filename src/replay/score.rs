@@ -32,7 +32,10 @@ pub struct ReplayConfig {
 
 impl Default for ReplayConfig {
     fn default() -> Self {
-        ReplayConfig { warmup_secs: 86_400, interval_secs: 3_600 }
+        ReplayConfig {
+            warmup_secs: 86_400,
+            interval_secs: 3_600,
+        }
     }
 }
 
@@ -93,7 +96,12 @@ struct Tally {
 
 impl Tally {
     fn new(start: i64) -> Tally {
-        Tally { start, end: start, oom_days: Default::default(), score: Score::default() }
+        Tally {
+            start,
+            end: start,
+            oom_days: Default::default(),
+            score: Score::default(),
+        }
     }
 
     fn sample(&mut self, t: i64, usage: f64, limit: f64) -> bool {
@@ -124,7 +132,12 @@ impl Tally {
 
 /// Replays one series with a recommender.
 pub fn replay_series(series: &Series, rec: &dyn Recommender, cfg: &ReplayConfig) -> Score {
-    let samples: Vec<Sample> = series.samples.iter().copied().filter(|s| s.bytes > 0.0).collect();
+    let samples: Vec<Sample> = series
+        .samples
+        .iter()
+        .copied()
+        .filter(|s| s.bytes > 0.0)
+        .collect();
     let Some(first) = samples.first() else {
         return Score::default();
     };
@@ -135,8 +148,16 @@ pub fn replay_series(series: &Series, rec: &dyn Recommender, cfg: &ReplayConfig)
     let mut next_decision = start;
     let mut tally = Tally::new(start);
     let decide = |now: i64, observed: &[Sample], ooms: &[Oom], limit: Option<f64>| {
-        let view = View { now, samples: observed, ooms, limit };
-        rec.recommend(&view).filter(|l| l.is_finite() && *l > 0.0).map(round_up_mib).or(limit)
+        let view = View {
+            now,
+            samples: observed,
+            ooms,
+            limit,
+        };
+        rec.recommend(&view)
+            .filter(|l| l.is_finite() && *l > 0.0)
+            .map(round_up_mib)
+            .or(limit)
     };
     let mut changes = 0;
     let mut set = |new: Option<f64>, limit: &mut Option<f64>| {

@@ -54,7 +54,9 @@ impl Rng {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Kind {
     /// Grows linearly from the base to the limit in `secs`, then restarts at the base.
-    Leak { secs: i64 },
+    Leak {
+        secs: i64,
+    },
     Steady,
     Step,
     Spiky,
@@ -179,7 +181,10 @@ pub fn generate(kind: Kind, days: f64, t0: i64, rng: &mut Rng, name: String) -> 
         }
     };
     for (i, v) in values.into_iter().enumerate() {
-        samples.push(Sample { t: t0 + i as i64 * STEP, bytes: v.max(MIB) });
+        samples.push(Sample {
+            t: t0 + i as i64 * STEP,
+            bytes: v.max(MIB),
+        });
     }
     // Non-leaks ran with a limit 25% above their peak (they never OOM as provisioned).
     let limit = if limit > 0.0 {
@@ -188,7 +193,16 @@ pub fn generate(kind: Kind, days: f64, t0: i64, rng: &mut Rng, name: String) -> 
         samples.iter().map(|s| s.bytes).fold(0.0, f64::max) * 1.25
     };
     let limits = vec![limit; samples.len()];
-    Synthetic { kind, series: Series { name, samples, limits }, limit, ooms }
+    Synthetic {
+        kind,
+        series: Series {
+            name,
+            samples,
+            limits,
+        },
+        limit,
+        ooms,
+    }
 }
 
 /// The synthetic set: `per_kind` series of every kind, `days` long, from `seed`.
@@ -219,6 +233,8 @@ pub struct Detection {
     /// Non-leak series, and how many ever raised an alarm.
     pub non_leak_series: usize,
     pub false_alarm_series: usize,
+    /// Non-leak series that raised an alarm in their first day (not counted above).
+    pub early_alarm_series: usize,
     /// Non-leak evaluations, and how many raised an alarm.
     pub non_leak_checks: usize,
     pub false_alarm_checks: usize,
@@ -246,7 +262,9 @@ pub fn score_detection(set: &[Synthetic], every: i64) -> Detection {
     let mut classified: Vec<(String, usize, usize)> = Vec::new();
     for syn in set {
         let samples = &syn.series.samples;
-        let Some(first) = samples.first() else { continue };
+        let Some(first) = samples.first() else {
+            continue;
+        };
         let is_leak = matches!(syn.kind, Kind::Leak { .. });
         let mut checks: Vec<(i64, Option<f64>)> = Vec::new();
         let mut t = first.t + HOUR;
@@ -254,7 +272,13 @@ pub fn score_detection(set: &[Synthetic], every: i64) -> Detection {
         while t <= end {
             let hi = samples.partition_point(|s| s.t <= t);
             let lo = samples.partition_point(|s| s.t <= t - 14 * DAY);
-            let restarts: Vec<i64> = syn.ooms.iter().copied().filter(|&o| o < t).map(|o| o + 1).collect();
+            let restarts: Vec<i64> = syn
+                .ooms
+                .iter()
+                .copied()
+                .filter(|&o| o < t)
+                .map(|o| o + 1)
+                .collect();
             let fit = forecast::fit(&samples[lo..hi], &restarts);
             checks.push((t, alarm(&fit, t, horizon, syn.limit)));
             t += every;
@@ -274,8 +298,10 @@ pub fn score_detection(set: &[Synthetic], every: i64) -> Detection {
             for &oom in &syn.ooms {
                 d.leak_ooms += 1;
                 // The sustained alarm: the earliest check after which every check alarms.
-                let in_life: Vec<&(i64, Option<f64>)> =
-                    checks.iter().filter(|c| c.0 > prev_oom && c.0 < oom).collect();
+                let in_life: Vec<&(i64, Option<f64>)> = checks
+                    .iter()
+                    .filter(|c| c.0 > prev_oom && c.0 < oom)
+                    .collect();
                 let mut since = None;
                 for c in in_life.iter().rev() {
                     if c.1.is_some() {
@@ -306,8 +332,14 @@ pub fn score_detection(set: &[Synthetic], every: i64) -> Detection {
             }
         } else {
             d.non_leak_series += 1;
-            // Skip the first hours, when no rule can tell a leak from a warm-up.
-            let relevant: Vec<_> = checks.iter().filter(|c| c.0 >= first.t + 6 * HOUR).collect();
+            // Skip the first day: until a day of history the rising half of a daily cycle is
+            // growth as much as a young leak is (the replay's warm-up is a day too).
+            let relevant: Vec<_> = checks.iter().filter(|c| c.0 >= first.t + DAY).collect();
+            let early = checks
+                .iter()
+                .filter(|c| c.0 < first.t + DAY && c.1.is_some())
+                .count();
+            d.early_alarm_series += usize::from(early > 0);
             d.non_leak_checks += relevant.len();
             let alarms = relevant.iter().filter(|c| c.1.is_some()).count();
             d.false_alarm_checks += alarms;
