@@ -127,10 +127,7 @@ impl ContainerHistory {
 
     /// Restarts in the `secs` seconds up to `now`.
     pub fn restarts_since(&self, now: i64, secs: i64) -> usize {
-        self.restarts
-            .iter()
-            .filter(|&&t| t > now - secs && t <= now)
-            .count()
+        self.restarts.iter().filter(|&&t| t > now - secs && t <= now).count()
     }
 }
 
