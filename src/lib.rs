@@ -13,6 +13,7 @@ pub mod forecast;
 pub mod history;
 pub mod policy;
 pub mod quantity;
+pub mod replay;
 pub mod server;
 pub mod verdict;
 pub mod workload;
