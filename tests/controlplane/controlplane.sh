@@ -21,6 +21,8 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 CACHE_ROOT="${OOMGUARD_CACHE:-${HOME:-/root}/.cache/oomguard}/controlplane"
 BINARIES=(etcd kube-apiserver kubectl kube-controller-manager)
+# Part of the cache key: bump it when the build flags below change, to force a rebuild.
+BUILD_RECIPE=1
 
 die() { echo "controlplane.sh: error: $*" >&2; exit 1; }
 log() { echo "controlplane.sh: $*" >&2; }
@@ -40,7 +42,8 @@ k8s_version() {
   echo "$v"
 }
 
-# Cache key: hash of go.mod, go.sum, every .go source of the wrapper, the Go version and platform.
+# Cache key: hash of go.mod, go.sum, every .go source of the wrapper, the Go version and platform
+# and BUILD_RECIPE.
 cache_key() {
   local go; go=$(find_go)
   {
@@ -49,6 +52,7 @@ cache_key() {
     (cd "$HERE" && find . -name '*.go' -type f | LC_ALL=C sort | while read -r f; do
       echo "$f"; cat "$f"; done)
     "$go" env GOVERSION GOOS GOARCH
+    echo "recipe $BUILD_RECIPE"
   } | sha256sum | cut -c1-16
 }
 
@@ -97,7 +101,7 @@ cmd_build() {
   ldflags+=" -X k8s.io/component-base/version.gitTreeState=clean"
   local pkgs=() b
   for b in "${BINARIES[@]}"; do pkgs+=("./cmd/$b"); done
-  if ! (cd "$HERE" && CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS="-mod=readonly" \
+  if ! (cd "$HERE" && CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS="-mod=readonly -buildvcs=false" \
         nice -n 10 "$go" build -p "${CONTROLPLANE_JOBS:-2}" -trimpath -ldflags "$ldflags" \
         -o "$tmp/" "${pkgs[@]}"); then
     rm -rf "$tmp"
