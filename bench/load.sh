@@ -24,7 +24,8 @@ spec: {mode: mutate}
 YAML
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 admin=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-RUST_LOG=warn ./target/release/oomguard serve --listen "127.0.0.1:$port" --admin-listen "127.0.0.1:$admin" \
+# (hey sends "host:port" as TLS SNI, which rustls warns about once per connection.)
+RUST_LOG=warn,rustls=error ./target/release/oomguard serve --listen "127.0.0.1:$port" --admin-listen "127.0.0.1:$admin" \
   --tls-cert "$work/certs/tls.crt" --tls-key "$work/certs/tls.key" --policies "$work/policies" \
   --history examples/memory-leak-app/history.json &
 pid=$!
@@ -39,11 +40,13 @@ run() { # path, hey args...
   local out; out=$(hey "$@" -m POST -T application/json -D "$body" "https://127.0.0.1:$port$path")
   local rps p50 p99 errs
   rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
-  p50=$(awk '/ 50% in / {print $3*1000}' <<<"$out")
-  p99=$(awk '/ 99% in / {print $3*1000}' <<<"$out")
-  errs=$(grep -c '^\s*\[[0-9]' <<<"$(sed -n '/Status code distribution/,$p' <<<"$out")" || true)
-  printf '%-10s %-22s %10.0f req/s   p50 %6.2f ms   p99 %6.2f ms   status lines: %s\n' "$path" "$*" "$rps" "$p50" "$p99" \
-    "$(sed -n '/Status code distribution/,/^$/p' <<<"$out" | grep -o '\[[0-9]*\][^]]*responses' | tr '\n' ' ')"
+  # (hey 0.1.4 prints "50%% in 0.0012 secs".)
+  p50=$(awk '/ 50%+ in / {print $3*1000}' <<<"$out")
+  p99=$(awk '/ 99%+ in / {print $3*1000}' <<<"$out")
+  local codes errors
+  codes=$(sed -n '/Status code distribution/,/^$/p' <<<"$out" | awk '/\[[0-9]+\]/ {printf "%s %s ", $1, $2}')
+  errors=$(sed -n '/Error distribution/,$p' <<<"$out" | awk '/\[[0-9]+\]/ {n += substr($1, 2)} END {print n + 0}')
+  printf '%-9s %-20s %8.0f req/s   p50 %6.2f ms   p99 %6.2f ms   status %s  errors %s\n' "$path" "$*" "$rps" "$p50" "$p99" "$codes" "$errors"
 }
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 echo "throughput (hey -c 32 -z ${secs}s, keep-alive, TLS):"

@@ -46,6 +46,8 @@ pub enum Command {
     Check(CheckArgs),
     /// Make a CA and a serving certificate, and render the webhook configurations.
     Certs(CertsArgs),
+    /// Replay memory traces against oomguard and published recommenders; score OOMs and slack.
+    Replay(crate::replay::ReplayArgs),
 }
 
 #[derive(Debug, Args)]
@@ -193,6 +195,11 @@ impl Cli {
             Command::Serve(a) => serve(a).await,
             Command::Check(a) => run_check(a).await,
             Command::Certs(a) => certs(a),
+            Command::Replay(a) => {
+                let stdout = std::io::stdout();
+                crate::replay::run(&a, &mut stdout.lock())?;
+                Ok(0)
+            }
         }
     }
 }

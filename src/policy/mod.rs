@@ -105,9 +105,11 @@ impl Duration {
             "h" => 3600,
             "d" => 86400,
             "w" => 7 * 86400,
-            _ => return Err(format!(
+            _ => {
+                return Err(format!(
                 "{s:?} has no valid unit; expected a whole number with s, m, h, d or w (e.g. 14d)"
-            )),
+            ))
+            }
         };
         n.checked_mul(mult)
             .map(Duration)

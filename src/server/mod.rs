@@ -96,7 +96,10 @@ impl App {
                     }
                     if let Some(v) = &d.verdict {
                         // What changed an object or refused it is worth a line; the rest is debug.
-                        let notable = matches!(d.outcome, Outcome::Mutated | Outcome::Denied | Outcome::Unchecked);
+                        let notable = matches!(
+                            d.outcome,
+                            Outcome::Mutated | Outcome::Denied | Outcome::Unchecked
+                        );
                         macro_rules! log_admission {
                             ($level:ident) => {
                                 tracing::$level!(
@@ -256,7 +259,10 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     });
 
     // Hot reload of policies and certificates.
-    let mut policy_watch = watch::watch(std::slice::from_ref(&opts.policies), Duration::from_millis(300))?;
+    let mut policy_watch = watch::watch(
+        std::slice::from_ref(&opts.policies),
+        Duration::from_millis(300),
+    )?;
     let reload_app = app.clone();
     tokio::spawn(async move {
         while policy_watch.changes.recv().await.is_some() {

@@ -1,0 +1,327 @@
+//! End to end: `kubectl apply` through a real kube-apiserver (and etcd) to `oomguard serve`.
+//!
+//! The control plane is the project's own build (tests/controlplane, Kubernetes 1.36, cached in
+//! ~/.cache/oomguard); the webhook is registered with `clientConfig.url: https://127.0.0.1:PORT`
+//! and the caBundle that `oomguard certs` made. One test runs the scenarios in order so that they
+//! share one control plane.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{free_port, policy, repo, BIN};
+use serde_json::Value;
+
+const NS: &str = "self-healing-platform";
+
+struct ControlPlane {
+    dir: tempfile::TempDir,
+    kubectl: PathBuf,
+    kubeconfig: PathBuf,
+}
+
+impl ControlPlane {
+    fn start() -> ControlPlane {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Command::new("bash")
+            .arg(repo().join("tests/controlplane/controlplane.sh"))
+            .arg("start")
+            .arg(dir.path())
+            .stderr(Stdio::inherit())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "control plane did not start (see above)"
+        );
+        let env = std::fs::read_to_string(dir.path().join("env")).unwrap();
+        let get = |k: &str| {
+            env.lines()
+                .find_map(|l| l.strip_prefix(&format!("export {k}=")))
+                .map(|v| PathBuf::from(v.trim_matches('\'')))
+                .unwrap_or_else(|| panic!("{k} not in env"))
+        };
+        ControlPlane {
+            kubectl: get("KUBECTL"),
+            kubeconfig: get("KUBECONFIG"),
+            dir,
+        }
+    }
+
+    fn kubectl(&self, args: &[&str]) -> Output {
+        Command::new(&self.kubectl)
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.kubectl(args);
+        assert!(
+            out.status.success(),
+            "kubectl {args:?} failed:\n{}",
+            text(&out.stderr)
+        );
+        text(&out.stdout)
+    }
+
+    fn get_json(&self, what: &str) -> Value {
+        serde_json::from_str(&self.ok(&["-n", NS, "get", what, "-o", "json"])).unwrap()
+    }
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(repo().join("tests/controlplane/controlplane.sh"))
+            .arg("stop")
+            .arg(self.dir.path())
+            .output();
+    }
+}
+
+struct Serve {
+    child: std::process::Child,
+    admin: u16,
+    log: PathBuf,
+}
+
+impl Serve {
+    fn start(dir: &Path, port: u16, policies: &Path, history_args: &[&str]) -> Serve {
+        let admin = free_port();
+        let log = dir.join(format!("serve-{port}-{admin}.log"));
+        let f = std::fs::File::create(&log).unwrap();
+        let child = Command::new(BIN)
+            .arg("serve")
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--admin-listen", &format!("127.0.0.1:{admin}")])
+            .arg("--tls-cert")
+            .arg(dir.join("certs/tls.crt"))
+            .arg("--tls-key")
+            .arg(dir.join("certs/tls.key"))
+            .arg("--policies")
+            .arg(policies)
+            .args(history_args)
+            .stdout(f.try_clone().unwrap())
+            .stderr(f)
+            .spawn()
+            .unwrap();
+        let s = Serve { child, admin, log };
+        s.wait(|m| m.is_some(), "ready");
+        s
+    }
+
+    fn metrics(&self) -> Option<String> {
+        let out = Command::new("curl")
+            .args([
+                "-fsS",
+                "--noproxy",
+                "*",
+                &format!("http://127.0.0.1:{}/metrics", self.admin),
+            ])
+            .output()
+            .ok()?;
+        out.status.success().then(|| text(&out.stdout))
+    }
+
+    fn wait(&self, cond: impl Fn(Option<String>) -> bool, what: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !cond(self.metrics()) {
+            assert!(
+                Instant::now() < deadline,
+                "webhook not {what} in 20s:\n{}",
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn reloads(&self) -> u64 {
+        self.metrics()
+            .and_then(|m| {
+                m.lines()
+                    .find_map(|l| l.strip_prefix("oomguard_policy_reloads_total{result=\"ok\"} "))
+                    .and_then(|v| v.trim().parse().ok())
+            })
+            .unwrap_or(0)
+    }
+
+    /// Writes the namespace policy and waits until the webhook has reloaded it.
+    fn set_mode(&self, policies: &Path, mode: &str) {
+        let before = self.reloads();
+        std::fs::write(policies.join(format!("{NS}.yaml")), policy(mode, "")).unwrap();
+        self.wait(|_| self.reloads() > before, &format!("reloaded to {mode}"));
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn limit_of(obj: &Value) -> &str {
+    obj.pointer("/spec/template/spec/containers/0/resources/limits/memory")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+}
+
+#[test]
+fn kubectl_apply_through_the_apiserver() {
+    let cp = ControlPlane::start();
+    let work = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let st = Command::new(BIN)
+        .args(["certs", "--out"])
+        .arg(work.path().join("certs"))
+        .args([
+            "--ip",
+            "127.0.0.1",
+            "--url",
+            &format!("https://127.0.0.1:{port}"),
+        ])
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let policies = work.path().join("policies");
+    std::fs::create_dir_all(&policies).unwrap();
+    std::fs::write(policies.join(format!("{NS}.yaml")), policy("warn", "")).unwrap();
+    let history = repo().join("examples/memory-leak-app/history.json");
+    let history = history.to_str().unwrap();
+    let serve = Serve::start(work.path(), port, &policies, &["--history", history]);
+
+    let webhook_yaml = work.path().join("certs/webhook.yaml");
+    cp.ok(&["apply", "-f", webhook_yaml.to_str().unwrap()]);
+    cp.ok(&["create", "namespace", NS]);
+    let manifests = repo().join("examples/memory-leak-app/manifests.yaml");
+    let manifests = manifests.to_str().unwrap();
+    // The webhook configuration takes a moment to reach the apiserver's admission chain.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let warn = loop {
+        let out = cp.kubectl(&["apply", "--dry-run=server", "-f", manifests]);
+        if text(&out.stderr).contains("Warning: oomguard") {
+            break out;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "webhook never called: {}",
+            text(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert!(warn.status.success());
+
+    // warn: applied, with the warnings and their numbers on stderr.
+    let out = cp.kubectl(&["apply", "-f", manifests]);
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("Warning: oomguard: container web: limit 256Mi is below the 14d peak 301Mi; recommended 347Mi"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("Warning: oomguard: container web: OOM-killed"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("Warning: oomguard: container cache: no memory limit"),
+        "{stderr}"
+    );
+    assert_eq!(
+        limit_of(&cp.get_json("deployment/web-frontend")),
+        "256Mi",
+        "warn mode changes nothing"
+    );
+
+    // mutate: the stored object has the raised limit and oomguard's annotations.
+    cp.ok(&["-n", NS, "delete", "deployment,statefulset", "--all"]);
+    serve.set_mode(&policies, "mutate");
+    let out = cp.kubectl(&["apply", "-f", manifests]);
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(
+            "Warning: oomguard raised the memory limit of container web from 256Mi to 347Mi"
+        ),
+        "{stderr}"
+    );
+    let front = cp.get_json("deployment/web-frontend");
+    assert_eq!(limit_of(&front), "347Mi");
+    assert_eq!(
+        front["metadata"]["annotations"]["oomguard.io/limits-changed"],
+        "web: 256Mi -> 347Mi"
+    );
+    assert_eq!(
+        limit_of(&cp.get_json("deployment/memory-leak-app")),
+        "443Mi"
+    );
+    let version = front["metadata"]["resourceVersion"].clone();
+    let generation = front["metadata"]["generation"].clone();
+    // Applying the same manifests again changes nothing more. (kubectl's three-way merge sends
+    // the manifest's 256Mi back and prints "configured"; oomguard raises it to the same 347Mi,
+    // so the apiserver stores nothing new.)
+    let out = cp.kubectl(&["apply", "-f", manifests]);
+    assert!(out.status.success());
+    let again = cp.get_json("deployment/web-frontend");
+    assert_eq!(limit_of(&again), "347Mi");
+    assert_eq!(
+        again["metadata"]["resourceVersion"], version,
+        "the re-apply changed the stored object"
+    );
+    assert_eq!(again["metadata"]["generation"], generation);
+    // An edit of something else re-admits the object: still no second raise.
+    cp.ok(&["-n", NS, "scale", "deployment/web-frontend", "--replicas=4"]);
+    cp.ok(&["-n", NS, "label", "deployment/web-frontend", "tier=front"]);
+    assert_eq!(limit_of(&cp.get_json("deployment/web-frontend")), "347Mi");
+
+    // enforce: refused with oomguard's message; a server dry run says the same and stores nothing.
+    cp.ok(&["-n", NS, "delete", "deployment,statefulset", "--all"]);
+    serve.set_mode(&policies, "enforce");
+    for dry in [true, false] {
+        let mut args = vec!["apply", "-f", manifests];
+        if dry {
+            args.push("--dry-run=server");
+        }
+        let out = cp.kubectl(&args);
+        let stderr = text(&out.stderr);
+        assert!(!out.status.success(), "enforce must fail the apply");
+        assert!(
+            stderr.contains("admission webhook \"validate.oomguard.io\" denied the request: oomguard denied Deployment self-healing-platform/web-frontend"),
+            "{stderr}"
+        );
+        assert!(
+            stderr.contains("set resources.limits.memory of web to at least 347Mi"),
+            "{stderr}"
+        );
+        let get = cp.kubectl(&["-n", NS, "get", "deployment/web-frontend"]);
+        assert!(!get.status.success(), "a denied object must not be stored");
+        if dry {
+            let get = cp.kubectl(&["-n", NS, "get", "statefulset/session-cache"]);
+            assert!(
+                !get.status.success(),
+                "dry run stored the allowed StatefulSet"
+            );
+        }
+    }
+
+    // The webhook stopped: failurePolicy Ignore lets the apply through.
+    drop(serve);
+    let out = cp.kubectl(&["apply", "-f", manifests]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        !text(&out.stderr).contains("oomguard"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(limit_of(&cp.get_json("deployment/web-frontend")), "256Mi");
+}
