@@ -5,13 +5,14 @@
 # policy, then, in one run and on the same TLS stack, drives with `hey`:
 #   1. /mutate with a realistic Deployment AdmissionReview (tests/fixtures/reviews/deployment-create.json),
 #   2. /trivial, a handler that answers a fixed review without parsing anything;
-# first flat out (-c 32 for 10 s: throughput), then at a fixed 1,000 req/s (10 workers × 100 q/s:
-# latency). Prints req/s, p50 and p99 of each. Needs `hey` (Debian package) and cargo.
+# first flat out (32 connections for N s: throughput), then at a fixed 1,000 req/s (latency).
+# The load generator is oha (`cargo install oha`), verifying the server with the CA.
+# (Debian's hey 0.1.4 sends "host:port" as the TLS server name, which rustls rightly refuses.)
 # Usage: bench/load.sh [seconds per run, default 10]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}
-command -v hey >/dev/null || { echo "hey is missing: apt-get install -y hey" >&2; exit 2; }
+command -v oha >/dev/null || { echo "oha is missing: cargo install oha --locked" >&2; exit 2; }
 cargo build --release --quiet
 work=$(mktemp -d)
 trap 'kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true; rm -rf "$work"' EXIT
@@ -35,24 +36,26 @@ body=tests/fixtures/reviews/deployment-create.json
 curl -fsk -X POST -H 'Content-Type: application/json' --data-binary @"$body" "https://127.0.0.1:$port/mutate" | grep -q '"patch"' \
   || { echo "/mutate did not return a patch" >&2; exit 1; }
 
-run() { # path, hey args...
-  local path=$1; shift
-  local out; out=$(hey "$@" -m POST -T application/json -D "$body" "https://127.0.0.1:$port$path")
-  local rps p50 p99 errs
-  rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
-  # (hey 0.1.4 prints "50%% in 0.0012 secs".)
-  p50=$(awk '/ 50%+ in / {print $3*1000}' <<<"$out")
-  p99=$(awk '/ 99%+ in / {print $3*1000}' <<<"$out")
-  local codes errors
-  codes=$(sed -n '/Status code distribution/,/^$/p' <<<"$out" | awk '/\[[0-9]+\]/ {printf "%s %s ", $1, $2}')
-  errors=$(sed -n '/Error distribution/,$p' <<<"$out" | awk '/\[[0-9]+\]/ {n += substr($1, 2)} END {print n + 0}')
-  printf '%-9s %-20s %8.0f req/s   p50 %6.2f ms   p99 %6.2f ms   status %s  errors %s\n' "$path" "$*" "$rps" "$p50" "$p99" "$codes" "$errors"
+run() { # label, path, oha args...
+  local label=$1 path=$2; shift 2
+  oha --no-tui --output-format json "$@" -m POST -T application/json -D "$body" \
+    --cacert "$work/certs/ca.crt" "https://localhost:$port$path" >"$work/out.json"
+  python3 - "$label" "$path" "$work/out.json" <<'PY'
+import json, sys
+label, path, f = sys.argv[1:]
+r = json.load(open(f))
+s, p = r["summary"], r["latencyPercentiles"]
+codes = r.get("statusCodeDistribution", {})
+errors = sum(r.get("errorDistribution", {}).values())
+print(f"{path:<9} {label:<26} {s['requestsPerSec']:8.0f} req/s   p50 {p['p50']*1000:6.2f} ms   "
+      f"p99 {p['p99']*1000:6.2f} ms   status {codes}  errors {errors}")
+PY
 }
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
-echo "throughput (hey -c 32 -z ${secs}s, keep-alive, TLS):"
-run /trivial -c 32 -z "${secs}s"
-run /mutate  -c 32 -z "${secs}s"
-echo "latency at 1000 req/s (hey -c 10 -q 100 -z ${secs}s):"
-run /trivial -c 10 -q 100 -z "${secs}s"
-run /mutate  -c 10 -q 100 -z "${secs}s"
+echo "throughput: oha -c 32 -z ${secs}s (HTTP/1.1 keep-alive over TLS)"
+run "flat out, 32 connections" /trivial -c 32 -z "${secs}s"
+run "flat out, 32 connections" /mutate -c 32 -z "${secs}s"
+echo "latency at a fixed rate: oha -c 10 -q 1000 -z ${secs}s"
+run "1000 req/s, 10 connections" /trivial -c 10 -q 1000 -z "${secs}s"
+run "1000 req/s, 10 connections" /mutate -c 10 -q 1000 -z "${secs}s"
 echo "server peak RSS: $(awk '/VmHWM/ {printf "%.1f MiB", $2/1024}' /proc/$pid/status)"

@@ -10,6 +10,9 @@ use serde_json::Value;
 use crate::history::WorkloadKey;
 use crate::quantity::{self, QuantityError};
 
+/// Annotations oomguard reads and writes start with this.
+pub const OWN_ANNOTATION_PREFIX: &str = "oomguard.io/";
+
 /// The kinds oomguard acts on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum WorkloadKind {
@@ -140,6 +143,7 @@ pub struct Workload {
     pub kind: WorkloadKind,
     pub namespace: String,
     pub name: String,
+    /// The workload's `oomguard.io/` annotations.
     pub annotations: BTreeMap<String, String>,
     pub containers: Vec<ContainerSpec>,
     /// Set when another object controls this one (a ReplicaSet of a Deployment, a Pod of a
@@ -183,11 +187,14 @@ impl Workload {
             .and_then(Value::as_str)
             .unwrap_or("")
             .to_string();
+        // Only oomguard's own: the others include kubectl's last-applied-configuration, a
+        // copy of the whole manifest.
         let annotations = meta
             .and_then(|m| m.get("annotations"))
             .and_then(Value::as_object)
             .map(|a| {
                 a.iter()
+                    .filter(|(k, _)| k.starts_with(OWN_ANNOTATION_PREFIX))
                     .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
                     .collect()
             })
