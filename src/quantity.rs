@@ -68,7 +68,11 @@ pub fn parse_bytes(input: &str) -> Result<u64, QuantityError> {
                 .map_err(|_| err("its exponent is not a whole number"))?;
             (e, 0)
         }
-        _ => return Err(err("its unit is not one of Ki Mi Gi Ti Pi Ei m k M G T P E")),
+        _ => {
+            return Err(err(
+                "its unit is not one of Ki Mi Gi Ti Pi Ei m k M G T P E",
+            ))
+        }
     };
     let digits: String = format!("{int_part}{frac_part}");
     let digits = digits.trim_start_matches('0');
@@ -204,8 +208,20 @@ mod tests {
     #[test]
     fn invalid_quantities_are_reported_not_panicked() {
         for input in [
-            "", "Mi", "abc", "12Q", "1.2.3Mi", "-1Mi", "1e", "1eX", "16Ei", "1e30", "1KiB",
-            "1 Mi", "\u{0}", "9999999999999999999999999999999999999",
+            "",
+            "Mi",
+            "abc",
+            "12Q",
+            "1.2.3Mi",
+            "-1Mi",
+            "1e",
+            "1eX",
+            "16Ei",
+            "1e30",
+            "1KiB",
+            "1 Mi",
+            "\u{0}",
+            "9999999999999999999999999999999999999",
         ] {
             let e = parse_bytes(input).expect_err(input);
             assert_eq!(e.input, input);

@@ -115,7 +115,10 @@ pub fn fit(samples: &[Sample], restarts: &[i64]) -> LeakFit {
     let pts = subsample(seg, MAX_FIT_POINTS);
     let (slope, low, high) = theil_sen(&pts);
     let t0 = seg[seg.len() - 1].t;
-    let intercepts: Vec<f64> = pts.iter().map(|s| s.bytes - slope * (s.t - t0) as f64).collect();
+    let intercepts: Vec<f64> = pts
+        .iter()
+        .map(|s| s.bytes - slope * (s.t - t0) as f64)
+        .collect();
     let level = median(&intercepts);
     let residuals: Vec<f64> = pts
         .iter()
@@ -176,7 +179,11 @@ pub fn project(fit: &LeakFit, now: i64, horizon: u64, limit: Option<f64>) -> For
         at_horizon,
         low,
         high,
-        time_to_limit: if growing { ttl(slope) } else { limit.filter(|l| fit.level >= *l).map(|_| 0.0) },
+        time_to_limit: if growing {
+            ttl(slope)
+        } else {
+            limit.filter(|l| fit.level >= *l).map(|_| 0.0)
+        },
         time_to_limit_low: if growing { ttl(hi_s) } else { None },
         time_to_limit_high: if growing { ttl(lo_s) } else { None },
         slope,
@@ -209,7 +216,9 @@ fn subsample(seg: &[Sample], max: usize) -> Vec<Sample> {
         return seg.to_vec();
     }
     let step = seg.len() as f64 / max as f64;
-    (0..max).map(|i| seg[((i as f64) * step) as usize]).collect()
+    (0..max)
+        .map(|i| seg[((i as f64) * step) as usize])
+        .collect()
 }
 
 /// Theil–Sen slope with an approximate 95% interval from the spread of pairwise slopes.
@@ -234,7 +243,11 @@ fn theil_sen(pts: &[Sample]) -> (f64, f64, f64) {
     let m = slopes.len() as f64;
     let lo = (((m - c) / 2.0).floor().max(0.0)) as usize;
     let hi = ((((m + c) / 2.0).ceil()) as usize).min(slopes.len() - 1);
-    (median_sorted(&slopes), slopes[lo.min(slopes.len() - 1)], slopes[hi])
+    (
+        median_sorted(&slopes),
+        slopes[lo.min(slopes.len() - 1)],
+        slopes[hi],
+    )
 }
 
 fn median(values: &[f64]) -> f64 {

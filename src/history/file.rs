@@ -26,8 +26,8 @@ use futures::future::BoxFuture;
 use serde::Deserialize;
 
 use super::{
-    ContainerHistory, HistoryError, HistoryQuery, HistorySource, PeakStats, Sample, WorkloadHistory,
-    WorkloadKey,
+    ContainerHistory, HistoryError, HistoryQuery, HistorySource, PeakStats, Sample,
+    WorkloadHistory, WorkloadKey,
 };
 use crate::quantity;
 
@@ -96,7 +96,9 @@ impl FileHistory {
             message,
         };
         let file: HistoryFile = serde_norway::from_str(text).map_err(|e| {
-            err(format!("{e}; see the README section \"History file format\""))
+            err(format!(
+                "{e}; see the README section \"History file format\""
+            ))
         })?;
         if file.api_version != "oomguard.io/v1" || file.kind != "History" {
             return Err(err(format!(
@@ -113,19 +115,23 @@ impl FileHistory {
             };
             let mut containers = Vec::new();
             for (name, c) in w.containers {
-                let limit = match &c.limit {
-                    Some(q) => Some(quantity::parse_bytes(q).map_err(|e| {
-                        err(format!("workloads {key} container {name} limit: {e}"))
-                    })? as f64),
-                    None => None,
-                };
+                let limit =
+                    match &c.limit {
+                        Some(q) => Some(quantity::parse_bytes(q).map_err(|e| {
+                            err(format!("workloads {key} container {name} limit: {e}"))
+                        })? as f64),
+                        None => None,
+                    };
                 let _ = c.interval_seconds;
                 let mut samples: Vec<Sample> = c
                     .samples
                     .iter()
                     .map(|&(t, bytes)| Sample { t, bytes })
                     .collect();
-                if samples.iter().any(|s| !s.bytes.is_finite() || s.bytes < 0.0) {
+                if samples
+                    .iter()
+                    .any(|s| !s.bytes.is_finite() || s.bytes < 0.0)
+                {
                     return Err(err(format!(
                         "workloads {key} container {name}: samples must be non-negative byte counts"
                     )));
@@ -158,17 +164,34 @@ impl FileHistory {
         let containers = series
             .iter()
             .map(|(name, s)| {
-                let samples: Vec<Sample> =
-                    s.samples.iter().copied().filter(|x| in_window(x.t)).collect();
+                let samples: Vec<Sample> = s
+                    .samples
+                    .iter()
+                    .copied()
+                    .filter(|x| in_window(x.t))
+                    .collect();
                 let peaks: Vec<f64> = samples.iter().map(|x| x.bytes).collect();
                 let covered = match (samples.first(), samples.last()) {
                     (Some(a), Some(b)) => u64::try_from(b.t - a.t).unwrap_or(0),
                     _ => 0,
                 };
-                let ooms: Vec<i64> = s.oom_kills.iter().copied().filter(|&t| in_window(t)).collect();
-                let mut restarts: Vec<i64> =
-                    s.restarts.iter().copied().filter(|&t| in_window(t)).collect();
-                restarts.extend(ooms.iter().filter(|t| !restarts.contains(t)).collect::<Vec<_>>());
+                let ooms: Vec<i64> = s
+                    .oom_kills
+                    .iter()
+                    .copied()
+                    .filter(|&t| in_window(t))
+                    .collect();
+                let mut restarts: Vec<i64> = s
+                    .restarts
+                    .iter()
+                    .copied()
+                    .filter(|&t| in_window(t))
+                    .collect();
+                restarts.extend(
+                    ooms.iter()
+                        .filter(|t| !restarts.contains(t))
+                        .collect::<Vec<_>>(),
+                );
                 restarts.sort_unstable();
                 (
                     name.clone(),

@@ -4,7 +4,9 @@
 //! I/O: the admission edge asks a source (file, Prometheus, cache) under a deadline and hands the
 //! result to the pure core.
 
+pub mod cache;
 pub mod file;
+pub mod prometheus;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -127,7 +129,10 @@ impl ContainerHistory {
 
     /// Restarts in the `secs` seconds up to `now`.
     pub fn restarts_since(&self, now: i64, secs: i64) -> usize {
-        self.restarts.iter().filter(|&&t| t > now - secs && t <= now).count()
+        self.restarts
+            .iter()
+            .filter(|&&t| t > now - secs && t <= now)
+            .count()
     }
 }
 
@@ -146,7 +151,7 @@ pub struct HistoryQuery {
     pub window_secs: u64,
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum HistoryError {
     #[error("history file {path}: {message}")]
     File { path: String, message: String },
