@@ -337,4 +337,23 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert_eq!(*cache.peek(&1).unwrap(), 5);
     }
+
+    #[tokio::test]
+    async fn panicking_load_is_an_error_not_a_crash() {
+        let cache: TtlCache<u32, u32, String> = TtlCache::new(Duration::from_secs(60));
+        let r = cache
+            .get_or_load(&1, || async {
+                if cache_test_panics() {
+                    panic!("bug in a loader");
+                }
+                Ok(1)
+            })
+            .await;
+        assert_eq!(r.unwrap_err(), "load panicked");
+        assert_eq!(*cache.get_or_load(&1, || async { Ok(3) }).await.unwrap(), 3);
+    }
+
+    fn cache_test_panics() -> bool {
+        true
+    }
 }

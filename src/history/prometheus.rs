@@ -785,7 +785,8 @@ pub mod queries {
     pub fn mapping(ns: &str) -> String {
         let ksm = mapping_ksm(ns);
         let pattern = mapping_pattern(ns);
-        format!("({ksm} or ({pattern} unless on (pod) {ksm}))")
+        // `or on (pod)`: pattern series only for pods kube-state-metrics does not map.
+        format!("({ksm} or on (pod) {pattern})")
     }
 
     /// Adds the workload labels to a per-pod expression and aggregates per workload container.

@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -25,6 +25,9 @@ pub enum Mode {
 pub struct FakeServer {
     pub url: String,
     pub requests: Arc<AtomicUsize>,
+    mode: Arc<Mutex<Mode>>,
+    /// Authorization headers received, in order.
+    pub auth: Arc<Mutex<Vec<String>>>,
     task: JoinHandle<()>,
 }
 
@@ -39,18 +42,26 @@ impl FakeServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let requests = Arc::new(AtomicUsize::new(0));
-        let counter = requests.clone();
+        let mode = Arc::new(Mutex::new(mode));
+        let auth = Arc::new(Mutex::new(Vec::new()));
+        let state = (requests.clone(), mode.clone(), auth.clone());
         let task = tokio::spawn(async move {
             let mut conns = tokio::task::JoinSet::new();
             while let Ok((stream, _)) = listener.accept().await {
-                conns.spawn(serve(stream, mode, counter.clone()));
+                conns.spawn(serve(stream, state.clone()));
             }
         });
         FakeServer {
             url,
             requests,
+            mode,
+            auth,
             task,
         }
+    }
+
+    pub fn set_mode(&self, mode: Mode) {
+        *self.mode.lock().unwrap() = mode;
     }
 
     pub fn requests(&self) -> usize {
@@ -58,8 +69,9 @@ impl FakeServer {
     }
 }
 
-/// Reads one HTTP request (headers + Content-Length body); returns its path.
-async fn read_request(stream: &mut TcpStream) -> Option<String> {
+/// Reads one HTTP request (headers + Content-Length body); returns its path and
+/// Authorization header.
+async fn read_request(stream: &mut TcpStream) -> Option<(String, Option<String>)> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     let header_end = loop {
@@ -88,15 +100,26 @@ async fn read_request(stream: &mut TcpStream) -> Option<String> {
         }
         buf.extend_from_slice(&chunk[..n]);
     }
-    head.split_whitespace().nth(1).map(str::to_string)
+    let auth = head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.eq_ignore_ascii_case("authorization")
+            .then(|| v.trim().to_string())
+    });
+    Some((head.split_whitespace().nth(1)?.to_string(), auth))
 }
 
-async fn serve(mut stream: TcpStream, mode: Mode, counter: Arc<AtomicUsize>) {
+type State = (Arc<AtomicUsize>, Arc<Mutex<Mode>>, Arc<Mutex<Vec<String>>>);
+
+async fn serve(mut stream: TcpStream, (counter, mode, auths): State) {
     loop {
-        let Some(path) = read_request(&mut stream).await else {
+        let Some((path, auth)) = read_request(&mut stream).await else {
             return;
         };
         counter.fetch_add(1, Ordering::SeqCst);
+        if let Some(a) = auth {
+            auths.lock().unwrap().push(a);
+        }
+        let mode = *mode.lock().unwrap();
         let (status, ctype, body) = match mode {
             Mode::Hang => {
                 tokio::time::sleep(Duration::from_secs(3600)).await;
