@@ -9,7 +9,6 @@
 //! that its peak memory is the source's, not the generator's). `bench/prometheus.sh` runs both.
 
 #[path = "../tests/support/mod.rs"]
-#[allow(dead_code)]
 mod support;
 
 use std::path::{Path, PathBuf};
