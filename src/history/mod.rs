@@ -4,7 +4,9 @@
 //! I/O: the admission edge asks a source (file, Prometheus, cache) under a deadline and hands the
 //! result to the pure core.
 
+pub mod cache;
 pub mod file;
+pub mod prometheus;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -150,7 +152,7 @@ pub struct HistoryQuery {
     pub window_secs: u64,
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum HistoryError {
     #[error("history file {path}: {message}")]
     File { path: String, message: String },

@@ -1,0 +1,25 @@
+//! Prints the PromQL one refresh sends, for a namespace and window (documentation, debugging).
+//! `cargo run --example prom_queries -- self-healing-platform 14d 2d`
+
+use oomguard::history::prometheus::{parse_duration, queries::Queries};
+
+fn main() -> Result<(), String> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let ns = args
+        .first()
+        .map(String::as_str)
+        .unwrap_or("self-healing-platform");
+    let window = parse_duration(args.get(1).map(String::as_str).unwrap_or("14d"))?;
+    let recent = parse_duration(args.get(2).map(String::as_str).unwrap_or("2d"))?;
+    let q = Queries::new(ns, window.as_secs() as i64, recent.as_secs() as i64);
+    println!("# stats (instant query at now)\n{}\n", q.stats);
+    println!(
+        "# events (range query over the window, step 5m)\n{}\n",
+        q.events
+    );
+    println!(
+        "# recent (range query over the recent span, step 5m)\n{}",
+        q.recent
+    );
+    Ok(())
+}

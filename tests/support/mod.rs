@@ -1,0 +1,6 @@
+//! Shared helpers of the integration tests (and the benchmark, which includes this module).
+#![allow(dead_code)]
+
+pub mod fake;
+pub mod prom;
+pub mod scenario;
