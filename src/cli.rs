@@ -52,9 +52,11 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct HistoryArgs {
-    /// History file (see README "History file format").
-    #[arg(long, value_name = "FILE")]
+    /// History file (see README "History file format"), instead of Prometheus.
+    #[arg(long, value_name = "FILE", conflicts_with = "prometheus")]
     pub history: Option<PathBuf>,
+    #[command(flatten)]
+    pub prometheus: crate::history::prometheus::PrometheusArgs,
     /// Deadline for fetching a workload's history during an admission.
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     pub history_timeout: Duration,
@@ -182,10 +184,15 @@ impl HistorySource for NoHistory {
 }
 
 fn history_source(args: &HistoryArgs) -> anyhow::Result<Arc<dyn HistorySource>> {
-    Ok(match &args.history {
-        Some(path) => Arc::new(FileSource::new(FileHistory::load(path)?)),
-        None => Arc::new(NoHistory),
-    })
+    if let Some(path) = &args.history {
+        return Ok(Arc::new(FileSource::new(FileHistory::load(path)?)));
+    }
+    Ok(
+        match crate::history::prometheus::PrometheusSource::from_args(&args.prometheus)? {
+            Some(p) => Arc::new(p),
+            None => Arc::new(NoHistory),
+        },
+    )
 }
 
 impl Cli {
@@ -205,8 +212,10 @@ impl Cli {
 }
 
 async fn serve(a: ServeArgs) -> anyhow::Result<i32> {
-    if a.history.history.is_none() {
-        bail!("serve needs history to check limits against: pass --history FILE");
+    if a.history.history.is_none() && a.history.prometheus.prometheus.is_none() {
+        bail!(
+            "serve needs history to check limits against: pass --prometheus URL (or --history FILE)"
+        );
     }
     let admitter = Admitter {
         history: history_source(&a.history)?,

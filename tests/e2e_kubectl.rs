@@ -6,6 +6,7 @@
 //! share one control plane.
 
 mod common;
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
