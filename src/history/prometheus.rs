@@ -52,8 +52,10 @@ pub struct PrometheusArgs {
     /// then feed oomguard made-up history.
     #[arg(long, default_value_t = false)]
     pub prometheus_insecure_skip_tls_verify: bool,
-    /// Deadline of every Prometheus call (e.g. "2s", "500ms").
-    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    /// Deadline of every Prometheus call (e.g. "2m", "30s"). Admissions never wait this long
+    /// (they wait `--history-timeout`); a refresh that outlives them finishes in the background
+    /// and warms the cache. Prometheus' own default query timeout is 2m.
+    #[arg(long, value_name = "DURATION", default_value = "2m", value_parser = parse_duration)]
     pub prometheus_timeout: Duration,
     /// How long fetched history is served from memory. A background refresh starts at half of it.
     #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
@@ -70,7 +72,7 @@ impl Default for PrometheusArgs {
             prometheus_token_file: None,
             prometheus_ca_file: None,
             prometheus_insecure_skip_tls_verify: false,
-            prometheus_timeout: Duration::from_secs(5),
+            prometheus_timeout: Duration::from_secs(120),
             history_ttl: Duration::from_secs(300),
             history_recent: Duration::from_secs(2 * 86_400),
         }
