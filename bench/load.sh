@@ -2,7 +2,7 @@
 # Load benchmark of the admission webhook over TLS keep-alive (issue: the core).
 #
 # Starts a release build of `oomguard serve` with the bundled demo history and a mutate-mode
-# policy, then, in one run and on the same TLS stack, drives with `hey`:
+# policy, then, in one run and on the same TLS stack, drives with oha:
 #   1. /mutate with a realistic Deployment AdmissionReview (tests/fixtures/reviews/deployment-create.json),
 #   2. /trivial, a handler that answers a fixed review without parsing anything;
 # first flat out (32 connections for N s: throughput), then at a fixed 1,000 req/s (latency).
@@ -25,7 +25,6 @@ spec: {mode: mutate}
 YAML
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 admin=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-# (hey sends "host:port" as TLS SNI, which rustls warns about once per connection.)
 RUST_LOG=warn,rustls=error ./target/release/oomguard serve --listen "127.0.0.1:$port" --admin-listen "127.0.0.1:$admin" \
   --tls-cert "$work/certs/tls.crt" --tls-key "$work/certs/tls.key" --policies "$work/policies" \
   --history examples/memory-leak-app/history.json &
@@ -46,9 +45,9 @@ label, path, f = sys.argv[1:]
 r = json.load(open(f))
 s, p = r["summary"], r["latencyPercentiles"]
 codes = r.get("statusCodeDistribution", {})
-errors = sum(r.get("errorDistribution", {}).values())
+errors = r.get("errorDistribution", {})
 print(f"{path:<9} {label:<26} {s['requestsPerSec']:8.0f} req/s   p50 {p['p50']*1000:6.2f} ms   "
-      f"p99 {p['p99']*1000:6.2f} ms   status {codes}  errors {errors}")
+      f"p99 {p['p99']*1000:6.2f} ms   status {codes}  errors {sum(errors.values())} {sorted(errors)}")
 PY
 }
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
