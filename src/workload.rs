@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use jsonptr::PointerBuf;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::history::WorkloadKey;
@@ -104,16 +104,14 @@ impl MemoryField {
         }
     }
 
-    fn read(resources: Option<&Value>, section: &str) -> MemoryField {
-        let Some(v) = resources
-            .and_then(|r| r.get(section))
-            .and_then(|s| s.get("memory"))
-        else {
+    fn read(v: Option<&Value>) -> MemoryField {
+        let Some(v) = v else {
             return MemoryField::Missing;
         };
         let raw = match v {
             Value::String(s) => s.clone(),
             Value::Number(n) => n.to_string(),
+            Value::Null => return MemoryField::Missing,
             other => other.to_string(),
         };
         match quantity::parse_bytes(&raw) {
@@ -149,6 +147,9 @@ pub struct Workload {
     /// Set when another object controls this one (a ReplicaSet of a Deployment, a Pod of a
     /// ReplicaSet): the owner was already checked.
     pub controlled_by: Option<String>,
+    /// Whether `metadata` and `metadata.annotations` exist (a patch must create what is missing).
+    pub has_metadata: bool,
+    pub has_annotations: bool,
     pod_spec_path: &'static [&'static str],
 }
 
@@ -162,17 +163,146 @@ pub enum WorkloadError {
         name: String,
         path: String,
     },
-    #[error("{kind} {name}: .{path} must be a list of containers")]
-    BadContainers {
-        kind: &'static str,
-        name: String,
-        path: String,
-    },
+    #[error("{kind}: {message}")]
+    Malformed { kind: &'static str, message: String },
+}
+
+// The parts of an object the engine reads. Everything else is skipped by serde without being
+// built, which is what keeps the admission path cheap (the object can be a megabyte, and
+// kubectl's last-applied annotation alone is a copy of the manifest).
+
+#[derive(Default, Deserialize)]
+struct PartialObject {
+    #[serde(default)]
+    metadata: Option<PartialMeta>,
+    #[serde(default)]
+    spec: Option<PartialSpec>,
+}
+
+#[derive(Default, Deserialize)]
+struct PartialMeta {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default, rename = "generateName")]
+    generate_name: Option<String>,
+    #[serde(default)]
+    namespace: Option<String>,
+    #[serde(default)]
+    annotations: Option<OwnAnnotations>,
+    #[serde(default, rename = "ownerReferences")]
+    owner_references: Option<Vec<PartialOwner>>,
+}
+
+#[derive(Deserialize)]
+struct PartialOwner {
+    #[serde(default)]
+    kind: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    controller: Option<bool>,
+}
+
+/// The `oomguard.io/` annotations; the others are skipped unread.
+#[derive(Default)]
+struct OwnAnnotations(BTreeMap<String, String>);
+
+impl<'de> Deserialize<'de> for OwnAnnotations {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = OwnAnnotations;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a map of annotations")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<OwnAnnotations, A::Error> {
+                let mut own = BTreeMap::new();
+                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    if key.starts_with(OWN_ANNOTATION_PREFIX) {
+                        if let Some(v) = map.next_value::<Option<String>>()? {
+                            own.insert(key.into_owned(), v);
+                        }
+                    } else {
+                        map.next_value::<serde::de::IgnoredAny>()?;
+                    }
+                }
+                Ok(OwnAnnotations(own))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+#[derive(Default, Deserialize)]
+struct PartialSpec {
+    #[serde(default)]
+    template: Option<PartialTemplate>,
+    #[serde(default, rename = "jobTemplate")]
+    job_template: Option<PartialJobTemplate>,
+    // A Pod's spec is the pod spec itself. (Not `#[serde(flatten)]`: that buffers every other
+    // field of the spec.)
+    #[serde(default)]
+    containers: Option<Vec<PartialContainer>>,
+    #[serde(default, rename = "initContainers")]
+    init_containers: Option<Vec<PartialContainer>>,
+}
+
+#[derive(Default, Deserialize)]
+struct PartialJobTemplate {
+    #[serde(default)]
+    spec: Option<PartialJobSpec>,
+}
+
+#[derive(Default, Deserialize)]
+struct PartialJobSpec {
+    #[serde(default)]
+    template: Option<PartialTemplate>,
+}
+
+#[derive(Default, Deserialize)]
+struct PartialTemplate {
+    #[serde(default)]
+    spec: Option<PartialPodSpec>,
+}
+
+#[derive(Default, Deserialize)]
+struct PartialPodSpec {
+    #[serde(default)]
+    containers: Option<Vec<PartialContainer>>,
+    #[serde(default, rename = "initContainers")]
+    init_containers: Option<Vec<PartialContainer>>,
+}
+
+#[derive(Deserialize)]
+struct PartialContainer {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default, rename = "restartPolicy")]
+    restart_policy: Option<String>,
+    #[serde(default)]
+    resources: Option<PartialResources>,
+}
+
+#[derive(Deserialize)]
+struct PartialResources {
+    #[serde(default)]
+    limits: Option<PartialQuantities>,
+    #[serde(default)]
+    requests: Option<PartialQuantities>,
+}
+
+#[derive(Deserialize)]
+struct PartialQuantities {
+    #[serde(default)]
+    memory: Option<Value>,
 }
 
 impl Workload {
-    /// Reads a workload of a known kind from its object. `namespace` is the request's namespace
-    /// (or the manifest's, or "default" offline).
+    /// Reads a workload from a parsed object (`oomguard check`). `namespace` is used when the
+    /// object names none.
     pub fn from_object(
         kind: WorkloadKind,
         object: &Value,
@@ -181,96 +311,110 @@ impl Workload {
         if !object.is_object() {
             return Err(WorkloadError::NotAnObject);
         }
-        let meta = object.get("metadata");
-        let name = meta
-            .and_then(|m| m.get("name").or_else(|| m.get("generateName")))
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
-        // Only oomguard's own: the others include kubectl's last-applied-configuration, a
-        // copy of the whole manifest.
-        let annotations = meta
-            .and_then(|m| m.get("annotations"))
-            .and_then(Value::as_object)
-            .map(|a| {
-                a.iter()
-                    .filter(|(k, _)| k.starts_with(OWN_ANNOTATION_PREFIX))
-                    .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let partial = PartialObject::deserialize(object).map_err(|e| WorkloadError::Malformed {
+            kind: kind.as_str(),
+            message: e.to_string(),
+        })?;
+        Self::from_partial(kind, partial, namespace)
+    }
+
+    /// Reads a workload straight from the object's JSON text (the admission path).
+    pub fn from_json(
+        kind: WorkloadKind,
+        json: &str,
+        namespace: &str,
+    ) -> Result<Workload, WorkloadError> {
+        if !json.trim_start().starts_with('{') {
+            return Err(WorkloadError::NotAnObject);
+        }
+        let partial: PartialObject =
+            serde_json::from_str(json).map_err(|e| WorkloadError::Malformed {
+                kind: kind.as_str(),
+                message: e.to_string(),
+            })?;
+        Self::from_partial(kind, partial, namespace)
+    }
+
+    fn from_partial(
+        kind: WorkloadKind,
+        o: PartialObject,
+        namespace: &str,
+    ) -> Result<Workload, WorkloadError> {
+        let meta = o.metadata;
+        let has_metadata = meta.is_some();
+        let meta = meta.unwrap_or_default();
+        let name = meta.name.or(meta.generate_name).unwrap_or_default();
+        let has_annotations = meta.annotations.is_some();
+        let annotations = meta.annotations.unwrap_or_default().0;
         let controlled_by = meta
-            .and_then(|m| m.get("ownerReferences"))
-            .and_then(Value::as_array)
-            .and_then(|refs| {
-                refs.iter()
-                    .find(|r| r.get("controller").and_then(Value::as_bool) == Some(true))
-            })
+            .owner_references
+            .unwrap_or_default()
+            .into_iter()
+            .find(|r| r.controller == Some(true))
             .map(|r| {
                 format!(
                     "{}/{}",
-                    r.get("kind").and_then(Value::as_str).unwrap_or("?"),
-                    r.get("name").and_then(Value::as_str).unwrap_or("?")
+                    r.kind.as_deref().unwrap_or("?"),
+                    r.name.as_deref().unwrap_or("?")
                 )
             });
         let path = kind.pod_spec_path();
-        let mut spec = object;
-        for seg in path {
-            spec = spec.get(*seg).ok_or_else(|| WorkloadError::NoPodSpec {
-                kind: kind.as_str(),
-                name: name.clone(),
-                path: path.join("."),
-            })?;
-        }
+        let no_pod_spec = || WorkloadError::NoPodSpec {
+            kind: kind.as_str(),
+            name: name.clone(),
+            path: path.join("."),
+        };
+        let spec = o.spec.ok_or_else(no_pod_spec)?;
+        let pod = match kind {
+            WorkloadKind::Pod => PartialPodSpec {
+                containers: spec.containers,
+                init_containers: spec.init_containers,
+            },
+            WorkloadKind::CronJob => spec
+                .job_template
+                .and_then(|j| j.spec)
+                .and_then(|s| s.template)
+                .and_then(|t| t.spec)
+                .ok_or_else(no_pod_spec)?,
+            _ => spec.template.and_then(|t| t.spec).ok_or_else(no_pod_spec)?,
+        };
         let mut containers = Vec::new();
         for (list, default_role) in [
-            ("initContainers", ContainerRole::Init),
-            ("containers", ContainerRole::Main),
+            (pod.init_containers, ContainerRole::Init),
+            (pod.containers, ContainerRole::Main),
         ] {
-            let items = match spec.get(list) {
-                None | Some(Value::Null) => continue,
-                Some(Value::Array(items)) => items,
-                Some(_) => {
-                    return Err(WorkloadError::BadContainers {
-                        kind: kind.as_str(),
-                        name,
-                        path: format!("{}.{list}", path.join(".")),
-                    })
-                }
-            };
-            for (index, c) in items.iter().enumerate() {
+            for (index, c) in list.unwrap_or_default().into_iter().enumerate() {
                 let role = if default_role == ContainerRole::Init
-                    && c.get("restartPolicy").and_then(Value::as_str) == Some("Always")
+                    && c.restart_policy.as_deref() == Some("Always")
                 {
                     ContainerRole::Sidecar
                 } else {
                     default_role
                 };
-                let resources = c.get("resources").filter(|r| r.is_object());
+                let (has_resources, limits, requests) = match c.resources {
+                    Some(r) => (true, r.limits, r.requests),
+                    None => (false, None, None),
+                };
                 containers.push(ContainerSpec {
-                    name: c
-                        .get("name")
-                        .and_then(Value::as_str)
-                        .unwrap_or("")
-                        .to_string(),
+                    name: c.name.unwrap_or_default(),
                     role,
                     index,
-                    limit: MemoryField::read(resources, "limits"),
-                    request: MemoryField::read(resources, "requests"),
-                    has_resources: resources.is_some(),
-                    has_limits: resources
-                        .and_then(|r| r.get("limits"))
-                        .is_some_and(Value::is_object),
+                    has_limits: limits.is_some(),
+                    limit: MemoryField::read(limits.as_ref().and_then(|l| l.memory.as_ref())),
+                    request: MemoryField::read(requests.as_ref().and_then(|r| r.memory.as_ref())),
+                    has_resources,
                 });
             }
         }
         Ok(Workload {
             kind,
-            namespace: namespace.to_string(),
+            namespace: meta.namespace.unwrap_or_else(|| namespace.to_string()),
             name,
             annotations,
             containers,
             controlled_by,
+            has_metadata,
+            has_annotations,
             pod_spec_path: path,
         })
     }
@@ -372,14 +516,24 @@ mod tests {
             Workload::from_object(WorkloadKind::Deployment, &json!({"spec": {}}), "ns"),
             Err(WorkloadError::NoPodSpec { .. })
         ));
-        assert!(matches!(
+        for w in [
             Workload::from_object(
                 WorkloadKind::Pod,
                 &json!({"spec": {"containers": "web"}}),
-                "ns"
+                "ns",
             ),
-            Err(WorkloadError::BadContainers { .. })
-        ));
+            Workload::from_json(
+                WorkloadKind::Pod,
+                r#"{"spec": {"containers": "web"}}"#,
+                "ns",
+            ),
+        ] {
+            assert!(matches!(w, Err(WorkloadError::Malformed { .. })), "{w:?}");
+        }
+        assert_eq!(
+            Workload::from_json(WorkloadKind::Pod, "[1]", "ns").unwrap_err(),
+            WorkloadError::NotAnObject
+        );
     }
 
     #[test]

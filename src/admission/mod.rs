@@ -103,29 +103,22 @@ impl Admitter {
         let Some(kind) = WorkloadKind::from_group_kind(&req.kind.group, &req.kind.kind) else {
             return Decision::skipped();
         };
-        let Some(object) = req.object.as_ref() else {
+        let Some(object) = req.object.as_ref().filter(|o| o.get() != "null") else {
             return Decision::skipped();
         };
-        let namespace = req
-            .namespace
-            .clone()
-            .or_else(|| {
-                object
-                    .pointer("/metadata/namespace")
-                    .and_then(Value::as_str)
-                    .map(str::to_string)
-            })
-            .unwrap_or_default();
-        let mut decision = self
-            .object(endpoint, policies, kind, object, &namespace)
-            .await;
-        // The apiserver fills the name of generateName objects after admission.
-        if let (Some(v), Some(name)) = (decision.verdict.as_mut(), req.name.as_ref()) {
-            if v.workload.name.is_empty() {
-                v.workload.name = name.clone();
+        let fallback = req.namespace.as_deref().unwrap_or("");
+        let workload = Workload::from_json(kind, object.get(), fallback).map(|mut w| {
+            // The request's namespace is the one the object is stored in.
+            if let Some(ns) = req.namespace.as_ref().filter(|ns| !ns.is_empty()) {
+                w.namespace = ns.clone();
             }
-        }
-        decision
+            // The apiserver fills the name of generateName objects after admission.
+            if let Some(name) = req.name.as_ref().filter(|n| !n.is_empty()) {
+                w.name = name.clone();
+            }
+            w
+        });
+        self.decide(endpoint, policies, workload).await
     }
 
     /// Decides one object of a known kind (the webhook and `check` share this).
@@ -137,7 +130,21 @@ impl Admitter {
         object: &Value,
         namespace: &str,
     ) -> Decision {
-        let workload = match Workload::from_object(kind, object, namespace) {
+        self.decide(
+            endpoint,
+            policies,
+            Workload::from_object(kind, object, namespace),
+        )
+        .await
+    }
+
+    async fn decide(
+        &self,
+        endpoint: Endpoint,
+        policies: &PolicySet,
+        workload: Result<Workload, crate::workload::WorkloadError>,
+    ) -> Decision {
+        let workload = match workload {
             Ok(w) => w,
             Err(e) => {
                 // The apiserver's own validation rejects such objects; do not add to it.
@@ -149,7 +156,7 @@ impl Admitter {
                 return d;
             }
         };
-        let policy = policies.for_namespace(namespace);
+        let policy = policies.for_namespace(&workload.namespace);
         if policy.mode == Mode::Off
             || workload.controlled_by.is_some()
             || policy.excludes_workload(&workload.name)
@@ -193,7 +200,7 @@ impl Admitter {
         let now = history.as_ref().map_or(0, |h| h.now);
         let verdict = verdict::decide(&workload, status, &policy, now);
         let mut decision = match endpoint {
-            Endpoint::Mutate => mutate(&workload, object, verdict),
+            Endpoint::Mutate => mutate(&workload, verdict),
             Endpoint::Validate => validate(verdict),
         };
         decision.history_error = history_error;
@@ -201,8 +208,8 @@ impl Admitter {
     }
 }
 
-fn mutate(workload: &Workload, object: &Value, verdict: Verdict) -> Decision {
-    let (patch, changes) = patch::build(workload, object, &verdict);
+fn mutate(workload: &Workload, verdict: Verdict) -> Decision {
+    let (patch, changes) = patch::build(workload, &verdict);
     let mut answer = Answer::allow();
     let outcome = if changes.is_empty() {
         Outcome::Allowed

@@ -3,7 +3,7 @@
 
 use json_patch::{AddOperation, Patch, PatchOperation};
 use jsonptr::PointerBuf;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::quantity::{format_bytes, to_quantity};
 use crate::verdict::{Action, Verdict};
@@ -25,7 +25,7 @@ pub struct Change {
 
 /// The patch that carries out the verdict's raise/add actions, and what it changes. Empty when
 /// nothing is to change, which makes re-admission of a patched object a no-op.
-pub fn build(workload: &Workload, object: &Value, verdict: &Verdict) -> (Patch, Vec<Change>) {
+pub fn build(workload: &Workload, verdict: &Verdict) -> (Patch, Vec<Change>) {
     let mut ops = Vec::new();
     let mut changes = Vec::new();
     for cv in &verdict.containers {
@@ -89,8 +89,7 @@ pub fn build(workload: &Workload, object: &Value, verdict: &Verdict) -> (Patch, 
         .map(|c| c.reason.as_str())
         .collect::<Vec<_>>()
         .join("; ");
-    let annotations = object.pointer("/metadata/annotations");
-    if annotations.is_some_and(Value::is_object) {
+    if workload.has_annotations {
         for (k, v) in [(CHANGED_ANNOTATION, summary), (REASON_ANNOTATION, reasons)] {
             ops.push(PatchOperation::Add(AddOperation {
                 path: PointerBuf::from_tokens(["metadata", "annotations", k]),
@@ -99,7 +98,7 @@ pub fn build(workload: &Workload, object: &Value, verdict: &Verdict) -> (Patch, 
         }
     } else {
         let value = json!({ CHANGED_ANNOTATION: summary, REASON_ANNOTATION: reasons });
-        let path = if object.get("metadata").is_some_and(Value::is_object) {
+        let path = if workload.has_metadata {
             PointerBuf::from_tokens(["metadata", "annotations"])
         } else {
             ops.push(PatchOperation::Add(AddOperation {

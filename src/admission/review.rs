@@ -33,8 +33,9 @@ pub struct ReviewRequest {
     pub operation: String,
     #[serde(default)]
     pub sub_resource: Option<String>,
+    /// Left as JSON text: only the parts the engine reads are ever deserialized.
     #[serde(default)]
-    pub object: Option<Value>,
+    pub object: Option<Box<serde_json::value::RawValue>>,
     #[serde(default)]
     pub dry_run: Option<bool>,
 }
