@@ -171,8 +171,9 @@ pub enum WorkloadError {
 // built, which is what keeps the admission path cheap (the object can be a megabyte, and
 // kubectl's last-applied annotation alone is a copy of the manifest).
 
+/// The parts of an object the engine reads (deserialize it from the object's JSON or YAML).
 #[derive(Default, Deserialize)]
-struct PartialObject {
+pub struct PartialObject {
     #[serde(default)]
     metadata: Option<PartialMeta>,
     #[serde(default)]
@@ -335,7 +336,8 @@ impl Workload {
         Self::from_partial(kind, partial, namespace)
     }
 
-    fn from_partial(
+    /// Reads a workload from its already deserialized parts (one pass over an AdmissionReview).
+    pub fn from_partial(
         kind: WorkloadKind,
         o: PartialObject,
         namespace: &str,

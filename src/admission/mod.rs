@@ -93,7 +93,7 @@ impl Admitter {
         &self,
         endpoint: Endpoint,
         policies: &PolicySet,
-        req: &review::ReviewRequest,
+        req: &mut review::ReviewRequest,
     ) -> Decision {
         if req.sub_resource.as_deref().is_some_and(|s| !s.is_empty())
             || !matches!(req.operation.as_str(), "CREATE" | "UPDATE")
@@ -103,11 +103,18 @@ impl Admitter {
         let Some(kind) = WorkloadKind::from_group_kind(&req.kind.group, &req.kind.kind) else {
             return Decision::skipped();
         };
-        let Some(object) = req.object.as_ref().filter(|o| o.get() != "null") else {
-            return Decision::skipped();
-        };
         let fallback = req.namespace.as_deref().unwrap_or("");
-        let workload = Workload::from_json(kind, object.get(), fallback).map(|mut w| {
+        let workload = match req.object.take() {
+            None => return Decision::skipped(),
+            Some(review::ObjectData::Raw(raw)) if raw.get() == "null" => {
+                return Decision::skipped()
+            }
+            Some(review::ObjectData::Raw(raw)) => Workload::from_json(kind, raw.get(), fallback),
+            Some(review::ObjectData::Parsed(partial)) => {
+                Workload::from_partial(kind, *partial, fallback)
+            }
+        };
+        let workload = workload.map(|mut w| {
             // The request's namespace is the one the object is stored in.
             if let Some(ns) = req.namespace.as_ref().filter(|ns| !ns.is_empty()) {
                 w.namespace = ns.clone();

@@ -5,6 +5,8 @@ use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::workload::PartialObject;
+
 pub const API_VERSION: &str = "admission.k8s.io/v1";
 pub const KIND: &str = "AdmissionReview";
 
@@ -18,26 +20,70 @@ pub struct GroupVersionKind {
     pub kind: String,
 }
 
+/// The object under review: deserialized in the same pass as the review when it is well-formed,
+/// else kept as text so that its error can be reported precisely.
+#[derive(Debug)]
+pub enum ObjectData {
+    Parsed(Box<PartialObject>),
+    Raw(Box<serde_json::value::RawValue>),
+}
+
+impl std::fmt::Debug for PartialObject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PartialObject")
+    }
+}
+
 /// The parts of `request` oomguard uses.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug)]
 pub struct ReviewRequest {
     pub uid: String,
-    #[serde(default)]
     pub kind: GroupVersionKind,
-    #[serde(default)]
     pub namespace: Option<String>,
-    #[serde(default)]
     pub name: Option<String>,
-    #[serde(default)]
     pub operation: String,
-    #[serde(default)]
     pub sub_resource: Option<String>,
-    /// Left as JSON text: only the parts the engine reads are ever deserialized.
-    #[serde(default)]
-    pub object: Option<Box<serde_json::value::RawValue>>,
-    #[serde(default)]
+    pub object: Option<ObjectData>,
     pub dry_run: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RequestFields<O> {
+    uid: String,
+    #[serde(default)]
+    kind: GroupVersionKind,
+    #[serde(default)]
+    namespace: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    operation: String,
+    #[serde(default)]
+    sub_resource: Option<String>,
+    #[serde(default = "none")]
+    object: Option<O>,
+    #[serde(default)]
+    dry_run: Option<bool>,
+}
+
+fn none<O>() -> Option<O> {
+    None
+}
+
+impl<O> RequestFields<O> {
+    fn into_request(self, object: impl FnOnce(O) -> ObjectData) -> ReviewRequest {
+        ReviewRequest {
+            uid: self.uid,
+            kind: self.kind,
+            namespace: self.namespace,
+            name: self.name,
+            operation: self.operation,
+            sub_resource: self.sub_resource,
+            object: self.object.map(object),
+            dry_run: self.dry_run,
+        }
+    }
 }
 
 /// A body that is not an AdmissionReview at all: answered with HTTP 400.
@@ -66,43 +112,57 @@ impl BadReview {
 
 /// A parsed review. `mismatch` is set when apiVersion/kind are not `admission.k8s.io/v1`
 /// AdmissionReview: the request is still answered (allowed, with a warning).
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Review {
     pub request: ReviewRequest,
     pub mismatch: Option<String>,
 }
 
-/// The outer AdmissionReview, with the request left unparsed: it is deserialized once, straight
-/// from its bytes (building the object's JSON tree twice was a measurable part of an admission).
 #[derive(Deserialize)]
-struct Envelope<'a> {
+struct Envelope<R> {
     #[serde(default, rename = "apiVersion")]
     api_version: Option<String>,
     #[serde(default)]
     kind: Option<String>,
-    #[serde(default, borrow)]
-    request: Option<&'a serde_json::value::RawValue>,
+    #[serde(default = "none")]
+    request: Option<R>,
 }
 
-pub fn parse(body: &[u8]) -> Result<Review, BadReview> {
-    let envelope: Envelope = serde_json::from_slice(body).map_err(|e| match e.classify() {
-        serde_json::error::Category::Data => BadReview::NotAnObject,
-        _ => BadReview::NotJson(e.to_string()),
-    })?;
-    let api_version = envelope.api_version.as_deref().unwrap_or("");
-    let kind = envelope.kind.as_deref().unwrap_or("");
-    let mismatch = (api_version != API_VERSION || kind != KIND).then(|| {
+fn mismatch(api_version: Option<&str>, kind: Option<&str>) -> Option<String> {
+    let (api_version, kind) = (api_version.unwrap_or(""), kind.unwrap_or(""));
+    (api_version != API_VERSION || kind != KIND).then(|| {
         format!(
             "got {api_version} {kind}, expected {API_VERSION}; set admissionReviewVersions: [v1]"
         )
-    });
+    })
+}
+
+/// Parses a review. A well-formed one is read in one pass, its object straight into the parts
+/// the engine uses; anything else is re-read step by step to say exactly what is wrong.
+pub fn parse(body: &[u8]) -> Result<Review, BadReview> {
+    if let Ok(e) = serde_json::from_slice::<Envelope<RequestFields<PartialObject>>>(body) {
+        if let Some(r) = e.request {
+            return Ok(Review {
+                mismatch: mismatch(e.api_version.as_deref(), e.kind.as_deref()),
+                request: r.into_request(|o| ObjectData::Parsed(Box::new(o))),
+            });
+        }
+    }
+    let envelope: Envelope<&serde_json::value::RawValue> =
+        serde_json::from_slice(body).map_err(|e| match e.classify() {
+            serde_json::error::Category::Data => BadReview::NotAnObject,
+            _ => BadReview::NotJson(e.to_string()),
+        })?;
     let raw = envelope
         .request
         .filter(|r| r.get() != "null")
         .ok_or(BadReview::MissingRequest)?;
-    let request: ReviewRequest =
+    let fields: RequestFields<Box<serde_json::value::RawValue>> =
         serde_json::from_str(raw.get()).map_err(|e| BadReview::BadRequest(e.to_string()))?;
-    Ok(Review { request, mismatch })
+    Ok(Review {
+        mismatch: mismatch(envelope.api_version.as_deref(), envelope.kind.as_deref()),
+        request: fields.into_request(ObjectData::Raw),
+    })
 }
 
 /// What to answer.

@@ -84,7 +84,11 @@ impl App {
                     )
                 } else {
                     let policies = self.policies.current();
-                    let d = self.admitter.review(endpoint, &policies, &r.request).await;
+                    let mut request = r.request;
+                    let d = self
+                        .admitter
+                        .review(endpoint, &policies, &mut request)
+                        .await;
                     if let Some(reason) = d.history_error {
                         self.metrics
                             .history_unavailable
@@ -104,10 +108,10 @@ impl App {
                             ($level:ident) => {
                                 tracing::$level!(
                                     endpoint = endpoint.as_str(),
-                                    uid = %r.request.uid,
+                                    uid = %request.uid,
                                     workload = %v.workload,
                                     outcome = d.outcome.as_str(),
-                                    dry_run = r.request.dry_run.unwrap_or(false),
+                                    dry_run = request.dry_run.unwrap_or(false),
                                     severity = v.severity().as_str(),
                                     reasons = ?v.reasons(),
                                     "admission"
@@ -122,7 +126,7 @@ impl App {
                     }
                     (
                         StatusCode::OK,
-                        review::response(&r.request.uid, &d.answer),
+                        review::response(&request.uid, &d.answer),
                         d.outcome.as_str(),
                     )
                 }
