@@ -130,18 +130,11 @@ pub async fn check(
             .object(Endpoint::Mutate, policies, kind, &doc, &namespace)
             .await;
         let mut object = doc;
-        if let Some(p) = &m.answer.patch {
-            match serde_json::from_value::<json_patch::Patch>(p.clone()) {
-                Ok(patch) => {
-                    if let Err(e) = json_patch::patch(&mut object, &patch) {
-                        r.warnings.push(format!(
-                            "oomguard: internal error: its patch does not apply: {e}"
-                        ));
-                    }
-                }
-                Err(e) => r
-                    .warnings
-                    .push(format!("oomguard: internal error: bad patch: {e}")),
+        if let Some(patch) = &m.answer.patch {
+            if let Err(e) = json_patch::patch(&mut object, patch) {
+                r.warnings.push(format!(
+                    "oomguard: internal error: its patch does not apply: {e}"
+                ));
             }
         }
         r.warnings.extend(m.answer.warnings.iter().cloned());

@@ -222,7 +222,7 @@ fn mutate(workload: &Workload, verdict: Verdict) -> Decision {
         Outcome::Allowed
     } else {
         answer.warnings = review::fit_warnings(changes.iter().map(patch::change_warning));
-        answer.patch = serde_json::to_value(&patch).ok();
+        answer.patch = Some(patch);
         Outcome::Mutated
     };
     Decision {

@@ -3,7 +3,6 @@
 
 use base64::Engine as _;
 use serde::Deserialize;
-use serde_json::{json, Value};
 
 use crate::workload::PartialObject;
 
@@ -169,7 +168,7 @@ pub fn parse(body: &[u8]) -> Result<Review, BadReview> {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Answer {
     pub allowed: bool,
-    pub patch: Option<Value>,
+    pub patch: Option<json_patch::Patch>,
     pub warnings: Vec<String>,
     /// HTTP-like code and message for a denial.
     pub status: Option<(u16, String)>,
@@ -184,26 +183,64 @@ impl Answer {
     }
 }
 
+/// The AdmissionReview sent back (serialized as is: no intermediate JSON tree).
+#[derive(Debug, serde::Serialize)]
+pub struct ReviewAnswer<'a> {
+    #[serde(rename = "apiVersion")]
+    api_version: &'static str,
+    kind: &'static str,
+    response: ResponseBody<'a>,
+}
+
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ResponseBody<'a> {
+    uid: &'a str,
+    allowed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patch_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patch: Option<String>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    warnings: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<Status<'a>>,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct Status<'a> {
+    code: u16,
+    message: &'a str,
+    reason: &'static str,
+}
+
 /// The AdmissionReview answer for a request uid.
-pub fn response(uid: &str, answer: &Answer) -> Value {
-    let mut resp = json!({ "uid": uid, "allowed": answer.allowed });
-    if let Some(patch) = &answer.patch {
-        let bytes = serde_json::to_vec(patch).unwrap_or_default();
-        resp["patchType"] = json!("JSONPatch");
-        resp["patch"] = json!(base64::engine::general_purpose::STANDARD.encode(bytes));
+pub fn response<'a>(uid: &'a str, answer: &'a Answer) -> ReviewAnswer<'a> {
+    let patch = answer.patch.as_ref().map(|p| {
+        // A json_patch::Patch always serializes; an empty array would be harmless anyway.
+        let bytes = serde_json::to_vec(p).unwrap_or_else(|_| b"[]".to_vec());
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    });
+    ReviewAnswer {
+        api_version: API_VERSION,
+        kind: KIND,
+        response: ResponseBody {
+            uid,
+            allowed: answer.allowed,
+            patch_type: patch.as_ref().map(|_| "JSONPatch"),
+            patch,
+            warnings: &answer.warnings,
+            status: answer.status.as_ref().map(|(code, message)| Status {
+                code: *code,
+                message,
+                reason: match code {
+                    403 => "Forbidden",
+                    400 => "BadRequest",
+                    _ => "Invalid",
+                },
+            }),
+        },
     }
-    if !answer.warnings.is_empty() {
-        resp["warnings"] = json!(answer.warnings);
-    }
-    if let Some((code, message)) = &answer.status {
-        let reason = match code {
-            403 => "Forbidden",
-            400 => "BadRequest",
-            _ => "Invalid",
-        };
-        resp["status"] = json!({ "code": code, "message": message, "reason": reason });
-    }
-    json!({ "apiVersion": API_VERSION, "kind": KIND, "response": resp })
 }
 
 /// Per-line limit: the apiserver truncates at 256; kubectl output stays readable at 120.
@@ -251,6 +288,7 @@ pub fn fit_warnings(lines: impl IntoIterator<Item = String>) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::{json, Value};
 
     #[test]
     fn bad_bodies_are_classified() {
@@ -277,11 +315,13 @@ mod tests {
     fn response_shape() {
         let a = Answer {
             allowed: false,
-            patch: Some(json!([{"op": "add", "path": "/a", "value": 1}])),
+            patch: Some(
+                serde_json::from_value(json!([{"op": "add", "path": "/a", "value": 1}])).unwrap(),
+            ),
             warnings: vec!["w".into()],
             status: Some((403, "no".into())),
         };
-        let r = response("u1", &a);
+        let r = serde_json::to_value(response("u1", &a)).unwrap();
         assert_eq!(r["apiVersion"], API_VERSION);
         assert_eq!(r["response"]["uid"], "u1");
         assert_eq!(r["response"]["patchType"], "JSONPatch");

@@ -66,7 +66,7 @@ impl App {
                 };
                 (
                     StatusCode::BAD_REQUEST,
-                    review::response("", &answer),
+                    answer_bytes(&review::response("", &answer)),
                     "error",
                 )
             }
@@ -79,7 +79,7 @@ impl App {
                     };
                     (
                         StatusCode::OK,
-                        review::response(&r.request.uid, &answer),
+                        answer_bytes(&review::response(&r.request.uid, &answer)),
                         "error",
                     )
                 } else {
@@ -126,7 +126,7 @@ impl App {
                     }
                     (
                         StatusCode::OK,
-                        review::response(&request.uid, &d.answer),
+                        answer_bytes(&review::response(&request.uid, &d.answer)),
                         d.outcome.as_str(),
                     )
                 }
@@ -145,8 +145,13 @@ impl App {
                 endpoint: endpoint.as_str(),
             })
             .observe(start.elapsed().as_secs_f64());
-        (status, axum::Json(value)).into_response()
+        (status, [(header::CONTENT_TYPE, "application/json")], value).into_response()
     }
+}
+
+/// Serializes an answer; it has only strings, numbers and booleans, so this cannot fail.
+fn answer_bytes(answer: &review::ReviewAnswer<'_>) -> Vec<u8> {
+    serde_json::to_vec(answer).unwrap_or_default()
 }
 
 async fn mutate(State(app): State<Arc<App>>, body: Bytes) -> Response {
