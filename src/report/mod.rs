@@ -151,8 +151,13 @@ pub struct Analysis {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
-    #[error("{0}")]
+    #[error(transparent)]
     History(#[from] HistoryError),
+    #[error("namespace {namespace:?}: cannot read its history: {error}")]
+    Namespace {
+        namespace: String,
+        error: HistoryError,
+    },
     #[error(
         "namespace {namespace:?}: {url} has no data for it: no container_memory_working_set_bytes \
          of any pod in namespace=\"{namespace}\" over the last {window} (queried: 5-minute peaks \
@@ -215,7 +220,12 @@ impl ReportSource {
                 Ok(keys)
             }
             ReportSource::Prometheus(p) => {
-                let ns = p.namespace(namespace, window_secs).await?;
+                let ns = p.namespace(namespace, window_secs).await.map_err(|error| {
+                    ReportError::Namespace {
+                        namespace: namespace.to_string(),
+                        error,
+                    }
+                })?;
                 if ns.is_empty() {
                     return Err(ReportError::NoData {
                         namespace: namespace.to_string(),
@@ -464,6 +474,7 @@ async fn targets(
 ) -> Result<(Vec<Target>, Vec<String>), ReportError> {
     let mut out = Vec::new();
     if let Some(m) = req.manifests {
+        let mut all_namespaces = BTreeSet::new();
         for doc in &m.docs {
             let api_version = doc.get("apiVersion").and_then(Value::as_str).unwrap_or("");
             let kind_s = doc.get("kind").and_then(Value::as_str).unwrap_or("");
@@ -474,6 +485,7 @@ async fn targets(
                 .pointer("/metadata/namespace")
                 .and_then(Value::as_str)
                 .unwrap_or("default");
+            all_namespaces.insert(namespace.to_string());
             if !req.namespaces.is_empty() && !req.namespaces.iter().any(|n| n == namespace) {
                 continue;
             }
@@ -504,7 +516,7 @@ async fn targets(
                 return Err(ReportError::NoWorkloads {
                     namespace: ns.clone(),
                     place: m.name.clone(),
-                    known: known(&found.iter().cloned().collect::<Vec<_>>()),
+                    known: known(&all_namespaces.iter().cloned().collect::<Vec<_>>()),
                 });
             }
         }
