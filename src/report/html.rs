@@ -174,11 +174,11 @@ pub fn render(analysis: &Analysis) -> anyhow::Result<String> {
         h.push_str(&svg(i, r, chart)?);
         h.push_str("</section>\n");
     }
-    let _ = write!(
+    let _ = writeln!(
         h,
         "<p class=\"meta\">Recommended request: the p95 of the 5-minute working-set peaks \
          (rounded up to Mi, at most the recommended limit). Recommended limit: what the oomguard \
-         webhook uses. {}</p></body></html>\n",
+         webhook uses. {}</p></body></html>",
         if report.skipped.is_empty() {
             String::new()
         } else {

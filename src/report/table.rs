@@ -71,21 +71,15 @@ pub fn write(report: &Report, out: &mut dyn Write) -> io::Result<()> {
     let multi_ns = report.namespaces.len() > 1;
     if !multi_ns {
         if let Some(ns) = report.namespaces.first() {
-            writeln!(out, "namespace {ns} ({})", report.source)?;
+            let head = format!("namespace {ns} ({})", report.source);
+            writeln!(out, "{}", fit(&head, WIDTH))?;
         }
     }
-    // 8 + 28 + 13 + 7 + 7 + 5 + 14 + 13 + 7 separators = 102 at most; the last column is ragged.
+    // 8 + 27 + 13 + 7 + 7 + 4 + 14 + 7 separators = 87, and at most 13 for "10.5Gi/10.5Gi".
     writeln!(
         out,
-        "{:<8} {:<27} {:>13} {:>7} {:>7} {:>4} {:<14} {}",
-        "SEVERITY",
-        "WORKLOAD/CONTAINER",
-        "REQ/LIMIT",
-        "PEAK",
-        "STAT",
-        "OOMS",
-        "FORECAST",
-        "RECOMMENDED"
+        "SEVERITY {:<27} {:>13} {:>7} {:>7} {:>4} {:<14} RECOMMENDED",
+        "WORKLOAD/CONTAINER", "REQ/LIMIT", "PEAK", "STAT", "OOMS", "FORECAST",
     )?;
     for r in &report.recommendations {
         let target = if multi_ns {
@@ -100,7 +94,7 @@ pub fn write(report: &Report, out: &mut dyn Write) -> io::Result<()> {
             format!("{}/{}:{}", short_kind(&r.kind), r.name, r.container)
         };
         let stat = match r.statistic {
-            Some(s) if r.statistic_name != "max" => format!("{}", format_bytes(s)),
+            Some(s) if r.statistic_name != "max" => format_bytes(s),
             Some(_) => "=peak".to_string(),
             None => "-".to_string(),
         };
@@ -145,8 +139,8 @@ pub fn write(report: &Report, out: &mut dyn Write) -> io::Result<()> {
             "?: request unknown: limits are the running containers'; pass -f MANIFESTS for both."
         )?;
     }
-    if !report.skipped.is_empty() {
-        writeln!(out, "skipped: {}", report.skipped.join("; "))?;
+    for s in &report.skipped {
+        writeln!(out, "{}", fit(&format!("skipped: {s}"), WIDTH))?;
     }
     Ok(())
 }
