@@ -200,34 +200,40 @@ fn downsample(points: &[(f64, f64)]) -> Vec<(f64, f64)> {
         .collect()
 }
 
-fn x_label(h: &f64) -> String {
-    let h = h.round();
-    if h == 0.0 {
+/// An x-axis label: the time from now in the axis' unit (hours, or days for long spans).
+fn x_label(v: f64, unit: &str) -> String {
+    let v = (v * 10.0).round() / 10.0;
+    if v == 0.0 {
         "now".to_string()
-    } else if h.abs() >= 48.0 {
-        format!("{:+}d", (h / 24.0).round())
     } else {
-        format!("{h:+}h")
+        format!("{v:+}{unit}")
     }
 }
 
 /// One chart as inline SVG.
 fn svg(index: usize, r: &Recommendation, c: &Chart) -> anyhow::Result<String> {
     let now = c.now;
-    let hours = |t: i64| (t - now) as f64 / 3600.0;
-    let horizon_h = r.horizon_secs as f64 / 3600.0;
+    let first = c
+        .peaks
+        .first()
+        .map_or(now - 86_400, |p| p.t)
+        .min(c.fit_at.unwrap_or(now));
+    // The x axis counts hours from now, or days when the history spans more than four.
+    let (unit_secs, unit) = if now - first > 4 * 86_400 {
+        (86_400.0, "d")
+    } else {
+        (3600.0, "h")
+    };
+    let hours = |t: i64| (t - now) as f64 / unit_secs;
+    let horizon_h = r.horizon_secs as f64 / unit_secs;
     let peaks: Vec<(f64, f64)> = downsample(
         &c.peaks
             .iter()
             .map(|s| (hours(s.t), s.bytes / MI))
             .collect::<Vec<_>>(),
     );
-    let x0 = peaks
-        .first()
-        .map_or(-24.0, |p| p.0)
-        .min(c.fit_at.map_or(0.0, hours))
-        .min(-1.0);
-    let x1 = horizon_h.max(1.0);
+    let x0 = hours(first).min(-1.0);
+    let x1 = horizon_h.max(0.1);
     let mi = |b: Option<u64>| b.map(|b| b as f64 / MI);
     let limit = mi(r.limit);
     let rec = mi(r.recommended_limit);
@@ -252,8 +258,9 @@ fn svg(index: usize, r: &Recommendation, c: &Chart) -> anyhow::Result<String> {
             .y_label_area_size(56)
             .caption(
                 format!(
-                    "{} · 5-minute peaks, limits and the {}h forecast",
-                    r.container, horizon_h
+                    "{} · 5-minute peaks, limits and the {} forecast",
+                    r.container,
+                    crate::policy::Duration(r.horizon_secs)
                 ),
                 ("sans-serif", 15),
             )
@@ -264,9 +271,13 @@ fn svg(index: usize, r: &Recommendation, c: &Chart) -> anyhow::Result<String> {
             .bold_line_style(BLACK.mix(0.08))
             .x_labels(10)
             .y_labels(6)
-            .x_label_formatter(&x_label)
+            .x_label_formatter(&|v| x_label(*v, unit))
             .y_label_formatter(&|y| format!("{y:.0}Mi"))
-            .x_desc("time from the history's end")
+            .x_desc(if unit == "d" {
+                "days from the end of the history"
+            } else {
+                "hours from the end of the history"
+            })
             .label_style(("sans-serif", 12))
             .draw()?;
 
@@ -411,9 +422,9 @@ mod tests {
 
     #[test]
     fn x_labels_are_relative_to_now() {
-        assert_eq!(x_label(&0.0), "now");
-        assert_eq!(x_label(&-12.0), "-12h");
-        assert_eq!(x_label(&-96.0), "-4d");
-        assert_eq!(x_label(&24.0), "+24h");
+        assert_eq!(x_label(0.0, "h"), "now");
+        assert_eq!(x_label(-12.0, "h"), "-12h");
+        assert_eq!(x_label(-4.0, "d"), "-4d");
+        assert_eq!(x_label(0.5, "d"), "+0.5d");
     }
 }

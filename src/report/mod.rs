@@ -635,3 +635,81 @@ pub fn write(analysis: &Analysis, format: Format, out: &mut dyn Write) -> anyhow
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(name: &str, severity: Severity, ttl: Option<f64>, ooms: u32) -> Recommendation {
+        Recommendation {
+            namespace: "ns".into(),
+            kind: "Deployment".into(),
+            name: name.into(),
+            container: "c".into(),
+            role: ContainerRole::Main,
+            current_from: CurrentFrom::Manifest,
+            request: None,
+            limit: None,
+            peak: None,
+            statistic_name: "max".into(),
+            statistic: None,
+            p95: None,
+            oom_kills: ooms,
+            pattern: None,
+            time_to_limit_secs: ttl,
+            horizon_secs: 86_400,
+            forecast_at_horizon: None,
+            forecast_low: None,
+            forecast_high: None,
+            recommended_request: None,
+            recommended_limit: None,
+            severity,
+            mode: Mode::Warn,
+            reason: String::new(),
+        }
+    }
+
+    #[test]
+    fn risk_order_is_severity_then_time_to_limit_then_oom_kills() {
+        let mut rows = vec![
+            row("info", Severity::Info, None, 0),
+            row("crit-no-ttl-many-ooms", Severity::Critical, None, 50),
+            row("crit-ttl-2h", Severity::Critical, Some(7200.0), 0),
+            row("warn", Severity::Warn, None, 3),
+            row("crit-ttl-10m", Severity::Critical, Some(600.0), 0),
+            row("crit-no-ttl-few-ooms", Severity::Critical, None, 2),
+        ];
+        rows.sort_by(risk_order);
+        let names: Vec<&str> = rows.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "crit-ttl-10m",
+                "crit-ttl-2h",
+                "crit-no-ttl-many-ooms",
+                "crit-no-ttl-few-ooms",
+                "warn",
+                "info"
+            ]
+        );
+    }
+
+    #[test]
+    fn request_is_the_p95_rounded_up_within_min_and_the_limit() {
+        let policy = PolicySpec::default();
+        let mi = 1024 * 1024;
+        assert_eq!(
+            recommended_request(300.2 * mi as f64, 400 * mi, &policy),
+            301 * mi
+        );
+        // Never above the recommended limit, never below the policy's minimum.
+        assert_eq!(
+            recommended_request(500.0 * mi as f64, 400 * mi, &policy),
+            400 * mi
+        );
+        assert_eq!(
+            recommended_request(1.0, 400 * mi, &policy),
+            policy.limits.min.0
+        );
+    }
+}
