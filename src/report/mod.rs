@@ -671,7 +671,7 @@ mod tests {
 
     #[test]
     fn risk_order_is_severity_then_time_to_limit_then_oom_kills() {
-        let mut rows = vec![
+        let mut rows = [
             row("info", Severity::Info, None, 0),
             row("crit-no-ttl-many-ooms", Severity::Critical, None, 50),
             row("crit-ttl-2h", Severity::Critical, Some(7200.0), 0),
