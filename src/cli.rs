@@ -48,6 +48,8 @@ pub enum Command {
     Certs(CertsArgs),
     /// Replay memory traces against oomguard and published recommenders; score OOMs and slack.
     Replay(crate::replay::ReplayArgs),
+    /// Report per container: current and recommended memory request and limit, sorted by risk.
+    Recommend(RecommendArgs),
 }
 
 #[derive(Debug, Args)]
@@ -108,6 +110,29 @@ pub struct CheckArgs {
     /// Print the manifests as the webhook would leave them (text output).
     #[arg(long)]
     pub show_mutated: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RecommendArgs {
+    #[command(flatten)]
+    pub history: HistoryArgs,
+    /// Namespace to report on (repeat for more). Default: the manifests' namespaces, or every
+    /// namespace of the history file; required with --prometheus and no -f.
+    #[arg(short = 'n', long = "namespace", value_name = "NS")]
+    pub namespaces: Vec<String>,
+    /// Folder of policies; without it every namespace gets the built-in default.
+    #[arg(long, value_name = "DIR")]
+    pub policies: Option<PathBuf>,
+    /// Manifests (multi-document YAML, or - for standard input) with the current requests and
+    /// limits, e.g. the GitOps repository's. Without them: the runtime limits from the history
+    /// (requests unknown).
+    #[arg(short = 'f', long = "filename", value_name = "FILE")]
+    pub file: Option<String>,
+    #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
+    pub output: crate::report::Format,
+    /// Write one kustomize strategic-merge patch per workload into this folder.
+    #[arg(long, value_name = "DIR")]
+    pub emit_patches: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -202,6 +227,7 @@ impl Cli {
             Command::Serve(a) => serve(a).await,
             Command::Check(a) => run_check(a).await,
             Command::Certs(a) => certs(a),
+            Command::Recommend(a) => recommend(a).await,
             Command::Replay(a) => {
                 let stdout = std::io::stdout();
                 crate::replay::run(&a, &mut stdout.lock())?;
@@ -236,19 +262,20 @@ async fn serve(a: ServeArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-async fn run_check(a: CheckArgs) -> anyhow::Result<i32> {
-    let text = if a.file == "-" {
+fn read_manifests(file: &str) -> anyhow::Result<String> {
+    if file == "-" {
         let mut s = String::new();
         std::io::stdin()
             .read_to_string(&mut s)
             .context("reading the manifests from standard input")?;
-        s
+        Ok(s)
     } else {
-        std::fs::read_to_string(&a.file)
-            .with_context(|| format!("reading the manifests from {}", a.file))?
-    };
-    let docs = check::parse_documents(&a.file, &text)?;
-    let mut policies = match &a.policies {
+        std::fs::read_to_string(file).with_context(|| format!("reading the manifests from {file}"))
+    }
+}
+
+fn offline_policies(dir: Option<&PathBuf>) -> anyhow::Result<PolicySet> {
+    Ok(match dir {
         Some(dir) => {
             let (store, report) = PolicyStore::open(dir)?;
             if let Some(e) = report.errors.first() {
@@ -258,7 +285,13 @@ async fn run_check(a: CheckArgs) -> anyhow::Result<i32> {
             (*store.current()).clone()
         }
         None => PolicySet::single(Default::default()),
-    };
+    })
+}
+
+async fn run_check(a: CheckArgs) -> anyhow::Result<i32> {
+    let text = read_manifests(&a.file)?;
+    let docs = check::parse_documents(&a.file, &text)?;
+    let mut policies = offline_policies(a.policies.as_ref())?;
     if let Some(m) = a.mode {
         policies = policies.with_mode(m.into());
     }
@@ -284,6 +317,72 @@ async fn run_check(a: CheckArgs) -> anyhow::Result<i32> {
             0
         },
     )
+}
+
+/// More workloads than this get a progress bar (on a terminal).
+const PROGRESS_FROM: usize = 8;
+
+async fn recommend(a: RecommendArgs) -> anyhow::Result<i32> {
+    use crate::report::{self, Manifests, ReportSource};
+    let source = match (&a.history.history, &a.history.prometheus.prometheus) {
+        (Some(path), _) => ReportSource::File(FileSource::new(FileHistory::load(path)?)),
+        (None, Some(_)) => {
+            match crate::history::prometheus::PrometheusSource::from_args(&a.history.prometheus)? {
+                Some(p) => ReportSource::Prometheus(p),
+                None => bail!("recommend needs history: pass --prometheus URL or --history FILE"),
+            }
+        }
+        (None, None) => {
+            bail!("recommend needs history: pass --prometheus URL or --history FILE")
+        }
+    };
+    let manifests = match &a.file {
+        Some(f) => {
+            let text = read_manifests(f)?;
+            Some(Manifests {
+                name: f.clone(),
+                docs: check::parse_documents(f, &text)?,
+            })
+        }
+        None => None,
+    };
+    let policies = offline_policies(a.policies.as_ref())?;
+    let request = report::Request {
+        source: &source,
+        policies: &policies,
+        manifests: manifests.as_ref(),
+        namespaces: &a.namespaces,
+    };
+    // indicatif draws nothing when stderr is not a terminal.
+    let bar = indicatif::ProgressBar::hidden();
+    let mut progress = |done: usize, total: usize| {
+        if total >= PROGRESS_FROM && bar.is_hidden() && done == 1 {
+            bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+            bar.set_length(total as u64);
+            if let Ok(style) = indicatif::ProgressStyle::with_template(
+                "{spinner} analysing workloads {bar:30} {pos}/{len} {elapsed}",
+            ) {
+                bar.set_style(style);
+            }
+        }
+        bar.set_position(done as u64);
+    };
+    let analysis = report::analyse(&request, &mut progress).await?;
+    bar.finish_and_clear();
+    if let Some(dir) = &a.emit_patches {
+        let written = report::patches::write(&analysis.report, dir)?;
+        eprintln!(
+            "wrote {} patch(es) to {} (add them to your kustomization's patches:)",
+            written.files.len(),
+            dir.display()
+        );
+        for s in &written.skipped {
+            eprintln!("no patch for {s}");
+        }
+    }
+    let stdout = std::io::stdout();
+    report::write(&analysis, a.output, &mut stdout.lock())?;
+    Ok(0)
 }
 
 fn certs(a: CertsArgs) -> anyhow::Result<i32> {

@@ -14,6 +14,7 @@ pub mod history;
 pub mod policy;
 pub mod quantity;
 pub mod replay;
+pub mod report;
 pub mod server;
 pub mod verdict;
 pub mod workload;

@@ -16,7 +16,7 @@ use crate::workload::{ContainerRole, ContainerSpec, MemoryField, Workload};
 pub const EXCLUDE_ANNOTATION: &str = "oomguard.io/exclude";
 
 /// How bad a container's limit is. Ordered: the worst wins.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Severity {
     Ok,

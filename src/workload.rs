@@ -69,7 +69,7 @@ impl WorkloadKind {
 }
 
 /// The role of a container in the pod.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ContainerRole {
     Main,

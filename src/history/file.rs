@@ -168,6 +168,41 @@ impl FileHistory {
         })
     }
 
+    /// The workloads the file holds for a namespace, sorted (`oomguard recommend`).
+    pub fn workloads(&self, namespace: &str) -> Vec<WorkloadKey> {
+        let mut keys: Vec<WorkloadKey> = self
+            .workloads
+            .keys()
+            .filter(|k| k.namespace == namespace)
+            .cloned()
+            .collect();
+        keys.sort();
+        keys
+    }
+
+    /// Every namespace the file holds, sorted.
+    pub fn namespaces(&self) -> Vec<String> {
+        let mut ns: Vec<String> = self.workloads.keys().map(|k| k.namespace.clone()).collect();
+        ns.sort();
+        ns.dedup();
+        ns
+    }
+
+    /// The per-interval peaks of one container over a window ending at the file's `now`, oldest
+    /// first (the charts of `oomguard recommend`; the engine only needs their statistics).
+    pub fn window_peaks(&self, query: &HistoryQuery, container: &str) -> Option<Vec<Sample>> {
+        let series = self.workloads.get(&query.key)?;
+        let (_, s) = series.iter().find(|(name, _)| name == container)?;
+        let from = self.now - i64::try_from(query.window_secs).unwrap_or(i64::MAX);
+        Some(
+            s.peaks
+                .iter()
+                .copied()
+                .filter(|x| x.t > from && x.t <= self.now)
+                .collect(),
+        )
+    }
+
     /// The history of one workload over a window ending at the file's `now`.
     pub fn window(&self, query: &HistoryQuery) -> Option<WorkloadHistory> {
         let series = self.workloads.get(&query.key)?;
@@ -259,6 +294,11 @@ impl FileSource {
 
     pub fn path(&self) -> &str {
         &self.file.path
+    }
+
+    /// The loaded file.
+    pub fn file(&self) -> &FileHistory {
+        &self.file
     }
 }
 

@@ -150,6 +150,15 @@ impl NamespaceHistory {
     pub fn is_empty(&self) -> bool {
         self.workloads.is_empty()
     }
+
+    /// The `(workload kind, name)` of every workload seen, sorted. The kind is what the mapping
+    /// labelled it: an owner kind from kube-state-metrics, or a name-pattern class
+    /// (see [`queries::pattern_class`]).
+    pub fn workload_keys(&self) -> Vec<(String, String)> {
+        let mut keys: Vec<(String, String)> = self.workloads.keys().cloned().collect();
+        keys.sort();
+        keys
+    }
 }
 
 impl PrometheusSource {
