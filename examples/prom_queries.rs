@@ -12,14 +12,10 @@ fn main() -> Result<(), String> {
     let window = parse_duration(args.get(1).map(String::as_str).unwrap_or("14d"))?;
     let recent = parse_duration(args.get(2).map(String::as_str).unwrap_or("2d"))?;
     let q = Queries::new(ns, window.as_secs() as i64, recent.as_secs() as i64);
-    println!("# stats (instant query at now)\n{}\n", q.stats);
     println!(
-        "# events (range query over the window, step 5m)\n{}\n",
-        q.events
+        "# window (range query over the window, step 5m)\n{}\n",
+        q.window
     );
-    println!(
-        "# recent (range query over the recent span, step 5m)\n{}",
-        q.recent
-    );
+    println!("# limit (instant query at now)\n{}", q.limit);
     Ok(())
 }

@@ -190,9 +190,9 @@ async fn steady_and_spiky_apps_in_one_namespace_refresh() {
     let src = source(&f.prom.url, f.end);
     check_workload(&src, f, workload(f, "steady-api")).await;
     check_workload(&src, f, workload(f, "spiky-worker")).await;
-    // Both came from one refresh of the namespace: three queries, then cache hits.
+    // Both came from one refresh of the namespace: two queries, then cache hits.
     let s = src.stats();
-    assert_eq!(s.queries, 3, "{s:?}");
+    assert_eq!(s.queries, 2, "{s:?}");
     assert_eq!((s.cache.misses, s.cache.hits), (1, 1), "{s:?}");
     // The spiky app's p95 is far below its max; the steady app's are close.
     let h = src
@@ -211,7 +211,7 @@ async fn without_kube_state_metrics_pods_map_by_name_pattern() {
     for name in ["web", "web-canary", "db", "node-agent", "debug-shell"] {
         check_workload(&src, f, workload(f, name)).await;
     }
-    assert_eq!(src.stats().queries, 3);
+    assert_eq!(src.stats().queries, 2);
     // A DaemonSet's pattern cannot be told from a Job's or a ReplicaSet's: same answer.
     let ds = src
         .fetch(&query("legacy", "DaemonSet", "node-agent"))

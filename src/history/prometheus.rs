@@ -1,12 +1,15 @@
 //! History from Prometheus (or a Thanos querier), batched per namespace and cached.
 //!
-//! One refresh of a `(namespace, window)` sends three queries, whatever the number of workloads in
+//! One refresh of a `(namespace, window)` sends two queries, whatever the number of workloads in
 //! the namespace (see [`queries`] and `bench/PROMETHEUS.md` for their exact text):
-//! 1. **stats** (instant): per workload container, max/p99/p98/p95 and count of the 5-minute peaks
-//!    over the window, the time they cover, and the last memory limit;
-//! 2. **events** (range over the window, 5-minute step, only non-zero points): restarts and OOM
-//!    kills per interval;
-//! 3. **recent** (range over the recent span, 5-minute step): the 5-minute peaks the forecast fits.
+//! 1. **window** (range over the window, 5-minute step): per workload container, the 5-minute
+//!    peaks (max, p99/p98/p95, count and covered time are computed from them here, as
+//!    Prometheus' `*_over_time` functions would; the recent ones are the forecast's samples), and
+//!    per pod container the non-zero restarts and OOM kills per interval (summed here);
+//! 2. **limit** (instant): the last memory limit in the recent span.
+//!
+//! The pod -> workload mapping is costly per step (joins and `label_replace` chains); the window
+//! query joins it once per step for everything it returns.
 //!
 //! Pods are mapped to their workload inside PromQL (so that "the peak of an interval" is the
 //! peak over all pods of the workload): by `kube_pod_owner` / `kube_replicaset_owner` /
@@ -376,7 +379,7 @@ impl Shared {
         Ok(Some(value))
     }
 
-    /// One refresh: the three batched queries of a namespace, then the assembly per workload.
+    /// One refresh: the two batched queries of a namespace, then the assembly per workload.
     async fn load(
         &self,
         namespace: &str,
@@ -391,14 +394,16 @@ impl Shared {
             .min(window)
             .max(STEP_SECS);
         let auth = self.auth_header().await?;
+        // The 5-minute steps in (now - window, now]: the intervals of the file source.
         let end = now - now.rem_euclid(STEP_SECS);
+        let first = now - window + 1;
+        let start = first + (STEP_SECS - first.rem_euclid(STEP_SECS)) % STEP_SECS;
         let q = queries::Queries::new(namespace, window, recent);
 
-        let stats = self.instant(&q.stats, now, auth.clone());
-        let events = self.range(&q.events, end - window + STEP_SECS, end, auth.clone());
-        let recent_q = self.range(&q.recent, end - recent + STEP_SECS, end, auth);
-        let (stats, events, recent) = futures::try_join!(stats, events, recent_q)?;
-        Ok(assemble(now, window_secs, stats, events, recent))
+        let series = self.range(&q.window, start, end, auth.clone());
+        let limits = self.instant(&q.limit, now, auth);
+        let (series, limits) = futures::try_join!(series, limits)?;
+        Ok(assemble(now, window_secs, now - recent, series, limits))
     }
 
     async fn instant(
@@ -524,67 +529,99 @@ fn finite(v: f64) -> Option<f64> {
     v.is_finite().then_some(v)
 }
 
-/// Turns the three answers into histories, one per workload. Tolerates missing or odd series
+/// Prometheus' `max_over_time`: the largest value, NaN only if all are NaN.
+fn prom_max(values: &[f64]) -> Option<f64> {
+    let mut it = values.iter().copied();
+    let first = it.next()?;
+    Some(it.fold(first, |m, v| if v > m || m.is_nan() { v } else { m }))
+}
+
+/// Prometheus' `quantile_over_time` (NaN sorts first, linear interpolation between ranks).
+fn prom_quantile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    super::quantile_sorted(sorted, q)
+}
+
+/// Turns the two answers into histories, one per workload. Tolerates missing or odd series
 /// (skips them): a partial answer gives partial history, never a panic.
+///
+/// The statistics are those the former server-side `max_over_time`, `quantile_over_time`,
+/// `count_over_time` and `timestamp` subqueries computed over the same 5-minute steps.
 fn assemble(
     now: i64,
     window_secs: u64,
-    stats: Vec<InstantVector>,
-    events: Vec<RangeVector>,
-    recent: Vec<RangeVector>,
+    recent_after: i64,
+    series: Vec<RangeVector>,
+    limits: Vec<InstantVector>,
 ) -> NamespaceHistory {
     let mut parts: HashMap<WorkloadId, BTreeMap<String, Parts>> = HashMap::new();
-    for v in stats {
+    // (workload, container, stat) -> interval end -> sum over the pods.
+    let mut events: HashMap<(WorkloadId, String, bool), BTreeMap<i64, f64>> = HashMap::new();
+    for v in series {
         let Some((id, container)) = workload_labels(v.metric()) else {
             continue;
         };
-        let value = finite(v.sample().value());
-        let p = parts.entry(id).or_default().entry(container).or_default();
         match v.metric().get("stat").map(String::as_str) {
-            Some("max") => p.max = value,
-            Some("p99") => p.p99 = value,
-            Some("p98") => p.p98 = value,
-            Some("p95") => p.p95 = value,
-            Some("intervals") => p.intervals = value,
-            Some("covered") => p.covered = value,
-            Some("limit") => p.limit = value,
+            Some("peak") => {
+                let mut points: Vec<(i64, f64)> = v
+                    .samples()
+                    .iter()
+                    .map(|s| (s.timestamp() as i64, s.value()))
+                    .collect();
+                points.sort_by_key(|p| p.0);
+                let p = parts.entry(id).or_default().entry(container).or_default();
+                let (Some(first), Some(last)) = (points.first(), points.last()) else {
+                    continue;
+                };
+                p.covered = Some((last.0 - first.0) as f64);
+                p.intervals = Some(points.len() as f64);
+                let mut values: Vec<f64> = points.iter().map(|p| p.1).collect();
+                p.max = prom_max(&values).and_then(finite);
+                values.sort_by(|a, b| match (a.is_nan(), b.is_nan()) {
+                    (true, true) => std::cmp::Ordering::Equal,
+                    (true, false) => std::cmp::Ordering::Less,
+                    (false, true) => std::cmp::Ordering::Greater,
+                    (false, false) => a.total_cmp(b),
+                });
+                p.p99 = finite(prom_quantile(&values, 0.99));
+                p.p98 = finite(prom_quantile(&values, 0.98));
+                p.p95 = finite(prom_quantile(&values, 0.95));
+                p.samples = points
+                    .into_iter()
+                    .filter(|&(t, b)| t > recent_after && b.is_finite() && b >= 0.0)
+                    .map(|(t, bytes)| Sample { t, bytes })
+                    .collect();
+            }
+            Some(stat @ ("restarts" | "oom")) => {
+                let sums = events.entry((id, container, stat == "oom")).or_default();
+                for s in v.samples() {
+                    *sums.entry(s.timestamp() as i64).or_insert(0.0) += s.value();
+                }
+            }
             _ => {}
         }
     }
-    for v in events {
-        let Some((id, container)) = workload_labels(v.metric()) else {
-            continue;
-        };
-        let stat = v.metric().get("stat").cloned().unwrap_or_default();
+    for ((id, container, oom), sums) in events {
         let p = parts.entry(id).or_default().entry(container).or_default();
-        let list = match stat.as_str() {
-            "restarts" => &mut p.restarts,
-            "oom" => &mut p.ooms,
-            _ => continue,
-        };
-        for s in v.samples() {
-            let Some(n) = finite(s.value()) else { continue };
-            // One entry per event, stamped with the end of its 5-minute interval. Counts are
-            // whole numbers; the cap guards against a nonsense answer blowing up memory.
-            let count = n.round().clamp(0.0, 1_000.0) as usize;
-            list.extend(std::iter::repeat_n(s.timestamp() as i64, count));
+        let list = if oom { &mut p.ooms } else { &mut p.restarts };
+        for (t, n) in sums {
+            // `> 0` drops NaN too. One entry per event, stamped with the end of its 5-minute
+            // interval. Counts are whole numbers; the cap guards against a nonsense answer
+            // blowing up memory.
+            if n.is_finite() && n > 0.0 {
+                let count = n.round().clamp(0.0, 1_000.0) as usize;
+                list.extend(std::iter::repeat_n(t, count));
+            }
         }
     }
-    for v in recent {
+    for v in limits {
         let Some((id, container)) = workload_labels(v.metric()) else {
             continue;
         };
         let p = parts.entry(id).or_default().entry(container).or_default();
-        p.samples = v
-            .samples()
-            .iter()
-            .filter(|s| s.value().is_finite() && s.value() >= 0.0)
-            .map(|s| Sample {
-                t: s.timestamp() as i64,
-                bytes: s.value(),
-            })
-            .collect();
-        p.samples.sort_by_key(|s| s.t);
+        p.limit = finite(v.sample().value());
     }
 
     let workloads = parts
@@ -808,54 +845,44 @@ pub mod queries {
     }
 
     /// `x - x offset 5m` per pod container, counting a series' first value when it is new.
+    /// `(now - before) or now` is `(now - before) or (now unless before)` (both sides have the
+    /// labels `pod, container` only) with one evaluation of `before` less per step.
     fn per_interval_increase(metric_selector: &str) -> String {
         let now = format!("max by (pod, container) ({metric_selector})");
         let before = format!("max by (pod, container) ({metric_selector} offset 5m)");
-        format!("(({now} - {before}) or ({now} unless {before}))")
+        format!("(({now} - {before}) or {now})")
     }
 
     /// The queries of one refresh.
     pub struct Queries {
         /// Per-interval peak of the working set per workload container (a per-step expression).
         pub peak: String,
-        pub stats: String,
-        pub events: String,
-        pub recent: String,
+        /// Range query over the window, step 5m. Per workload container: the per-interval peaks
+        /// (`stat="peak"`, every interval); per pod container (label `epod`): restarts
+        /// (`stat="restarts"`) and OOM kills (`stat="oom"`) per interval, non-zero points only
+        /// (summed per workload container by the client). The mapping is evaluated once per step.
+        pub window: String,
+        /// Instant query at now: the last memory limit in the recent span per workload container.
+        pub limit: String,
     }
 
     impl Queries {
-        pub fn new(namespace: &str, window_secs: i64, recent_secs: i64) -> Queries {
+        pub fn new(namespace: &str, _window_secs: i64, recent_secs: i64) -> Queries {
             let ns = quote(namespace);
             let m = mapping(&ns);
             let wss =
                 format!("container_memory_working_set_bytes{{namespace={ns},{CONTAINER_FILTER}}}");
-            let peak = per_workload("max", &format!("max_over_time({wss}[5m])"), &m);
+            let peak_pod = format!("max by (pod, container) (max_over_time({wss}[5m]))");
+            let peak = per_workload("max", &peak_pod, &m);
             let limit = per_workload(
                 "max",
                 &format!("container_spec_memory_limit_bytes{{namespace={ns},{CONTAINER_FILTER}}}"),
                 &m,
             );
             // Subquery ranges are closed in Prometheus 2.x; one second less gives the
-            // (now - window, now] of the file source: window/5m intervals.
-            let w = format!("{}s", (window_secs - 1).max(1));
+            // (now - recent, now] of the file source: recent/5m intervals.
             let r = format!("{}s", (recent_secs - 1).max(1));
-            let tag = |e: String, stat: &str| lr(&e, "stat", stat, "", "");
-            let sub = |f: &str| format!("{f}(({peak})[{w}:5m])");
-            let stats = [
-                tag(sub("max_over_time"), "max"),
-                tag(format!("quantile_over_time(0.99, ({peak})[{w}:5m])"), "p99"),
-                tag(format!("quantile_over_time(0.98, ({peak})[{w}:5m])"), "p98"),
-                tag(format!("quantile_over_time(0.95, ({peak})[{w}:5m])"), "p95"),
-                tag(sub("count_over_time"), "intervals"),
-                tag(
-                    format!(
-                        "max_over_time(timestamp({peak})[{w}:5m]) - min_over_time(timestamp({peak})[{w}:5m])"
-                    ),
-                    "covered",
-                ),
-                tag(format!("last_over_time(({limit})[{r}:5m])"), "limit"),
-            ]
-            .join("\nor ");
+            let limit = format!("last_over_time(({limit})[{r}:5m])");
 
             let restarts = per_interval_increase(&format!(
                 "kube_pod_container_status_restarts_total{{namespace={ns}}}"
@@ -872,19 +899,31 @@ pub mod queries {
                 lr(&oom_ksm, "src", "ksm", "", ""),
                 lr(&oom_cadvisor, "src", "cadvisor", "", "")
             );
-            let events = [
-                tag(
-                    format!("{} > 0", per_workload("sum", &restarts, &m)),
-                    "restarts",
-                ),
-                tag(format!("{} > 0", per_workload("sum", &ooms, &m)), "oom"),
-            ]
-            .join("\nor ");
+            let tag = |e: &str, stat: &str| lr(e, "stat", stat, "", "");
+            // Events stay per pod (`epod`) through the aggregation: the client sums them per
+            // workload container and keeps the positive sums, as `sum by (...) (...) > 0` would.
+            // Zeros add nothing to a sum, so only non-zero points are sent.
+            let per_pod = |e: &str, stat: &str| {
+                lr(
+                    &tag(&format!("({e} != 0)"), stat),
+                    "epod",
+                    "$1",
+                    "pod",
+                    "(.+)",
+                )
+            };
+            // One join with the mapping for all three (Prometheus evaluates every occurrence of
+            // a subexpression again, at every step).
+            let window = format!(
+                "max by (workload_kind, workload, container, stat, epod) (({}\nor {}\nor {})\n* on (pod) group_left (workload_kind, workload) {m})",
+                tag(&peak_pod, "peak"),
+                per_pod(&restarts, "restarts"),
+                per_pod(&ooms, "oom"),
+            );
             Queries {
-                recent: peak.clone(),
                 peak,
-                stats,
-                events,
+                window,
+                limit,
             }
         }
     }
@@ -913,8 +952,15 @@ mod tests {
     fn query_count_does_not_depend_on_workloads() {
         // The text depends only on the namespace and the spans.
         let q = queries::Queries::new("ns", 14 * 86_400, 2 * 86_400);
-        assert!(q.stats.contains("[1209599s:5m]"));
-        assert!(!q.stats.contains("container_memory_max_usage_bytes"));
+        assert!(q.limit.contains("[172799s:5m]"));
+        assert!(!q.window.contains("container_memory_max_usage_bytes"));
+        // The mapping is joined once in the window query (one evaluation per step).
+        assert_eq!(
+            q.window
+                .matches("group_left (workload_kind, workload)")
+                .count(),
+            1
+        );
     }
 
     #[test]
