@@ -13,6 +13,7 @@ pub mod forecast;
 pub mod history;
 pub mod policy;
 pub mod quantity;
+pub mod reconcile;
 pub mod replay;
 pub mod report;
 pub mod server;

@@ -78,6 +78,10 @@ pub struct ContainerVerdict {
     pub limit: Option<u64>,
     pub request: Option<u64>,
     pub recommended: Option<u64>,
+    /// What the container needs before the policy's min/max clamp (a leak's forecast at the
+    /// horizon included even past the max): above `recommended` means the policy max binds.
+    #[serde(skip)]
+    pub wanted: Option<u64>,
     pub severity: Severity,
     pub action: Action,
     /// One line each, starting with `container NAME:`.
@@ -182,6 +186,17 @@ pub fn decide(
     }
 }
 
+/// Decides one container whose history was found (the reconciler's entry: it sizes limits with
+/// the same rule as admission). `h` None means the source knows nothing of the container yet.
+pub fn decide_one(
+    c: &ContainerSpec,
+    h: Option<&ContainerHistory>,
+    policy: &PolicySpec,
+    now: i64,
+) -> ContainerVerdict {
+    decide_container(c, h, true, policy, now)
+}
+
 fn decide_container(
     c: &ContainerSpec,
     h: Option<&ContainerHistory>,
@@ -196,6 +211,7 @@ fn decide_container(
         limit: c.limit.bytes(),
         request: c.request.bytes(),
         recommended: None,
+        wanted: None,
         severity: Severity::Ok,
         action: Action::None,
         reasons: Vec::new(),
@@ -280,6 +296,11 @@ fn decide_container(
         rec = rec.max(req);
     }
     v.recommended = Some(rec);
+    let beyond = match &fc {
+        Some(fc) if leak_beyond_max => fc.at_horizon,
+        _ => 0.0,
+    };
+    v.wanted = Some(round_up_mi(raw.max(beyond)).max(rec));
     let rec_s = format_bytes(rec as f64);
     let stat_label = format!("{} {}", window, stat_label(policy));
 

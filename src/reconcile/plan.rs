@@ -1,0 +1,669 @@
+//! What the reconciler would do about one workload now: a pure function of the workload's state,
+//! its history, the policy, the actions already taken and `now`.
+//!
+//! Per container (sized by [`verdict::decide_one`], the admission rule, never a second one):
+//! - load pressure (steady or load-following, latest peak / limit above the target utilization):
+//!   replicas = ceil(replicas × utilization / target), clamped to [minReplicas, maxReplicas];
+//!   with an HPA on the workload only a recommendation for its max;
+//! - growth that replicas do not fix (leak, level shift; a spiky container that the verdict finds
+//!   critical): raise the limit to the verdict's recommendation, in place when the cluster can;
+//! - a leak that no limit up to the policy max carries through the horizon: a planned restart
+//!   before the forecast OOM (when `restartBeforeOom`), else out of bounds, no action.
+//!
+//! Then safety: excluded or disabled → none; cooldown after the last action; at most
+//! `maxActionsPerHour` actions in the last hour; `dryRun` marks the whole plan report-only.
+
+use serde::Serialize;
+
+use crate::forecast::Pattern;
+use crate::history::{ContainerHistory, WorkloadHistory};
+use crate::policy::PolicySpec;
+use crate::quantity::Bytes;
+use crate::verdict::{self, human_secs, mib_per_min, Severity};
+use crate::workload::{ContainerRole, ContainerSpec, MemoryField};
+
+/// The workload kinds the reconciler scales and resizes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum ScalableKind {
+    Deployment,
+    StatefulSet,
+}
+
+impl ScalableKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ScalableKind::Deployment => "Deployment",
+            ScalableKind::StatefulSet => "StatefulSet",
+        }
+    }
+}
+
+/// One container as the workload's pod template has it now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerState {
+    pub name: String,
+    /// Memory limit, bytes.
+    pub limit: Option<u64>,
+    /// Memory request, bytes.
+    pub request: Option<u64>,
+}
+
+/// An HPA that targets the workload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HpaInfo {
+    pub min: u32,
+    pub max: u32,
+}
+
+/// What the reconciler read from the cluster about one workload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkloadState {
+    pub kind: ScalableKind,
+    pub namespace: String,
+    pub name: String,
+    pub replicas: u32,
+    pub containers: Vec<ContainerState>,
+    pub hpa: Option<HpaInfo>,
+    /// Annotated `oomguard.io/exclude`.
+    pub excluded: bool,
+    /// The cluster resizes pods in place (Kubernetes 1.33 and later).
+    pub in_place_resize: bool,
+    /// From the rollout strategy: how many pods may be down at once.
+    pub max_unavailable: u32,
+}
+
+/// Kinds of action the reconciler takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ActionKind {
+    ScaleOut,
+    RaiseLimit,
+    Restart,
+}
+
+impl ActionKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActionKind::ScaleOut => "scale-out",
+            ActionKind::RaiseLimit => "raise-limit",
+            ActionKind::Restart => "restart",
+        }
+    }
+
+    /// Which goes first when the hourly budget cannot take them all: the most urgent.
+    fn urgency(self) -> u8 {
+        match self {
+            ActionKind::Restart => 0,
+            ActionKind::RaiseLimit => 1,
+            ActionKind::ScaleOut => 2,
+        }
+    }
+}
+
+/// An action taken earlier (unix seconds), as recorded in the workload's annotations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PastAction {
+    pub at: i64,
+    pub kind: ActionKind,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecentActions {
+    pub actions: Vec<PastAction>,
+}
+
+/// How a limit gets raised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ResizeMethod {
+    /// Resize the running pods (no restart).
+    InPlaceResize,
+    /// Patch the pod template (a rollout).
+    TemplatePatch,
+}
+
+/// What an out-of-bounds plan would have exceeded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "bound")]
+pub enum Bound {
+    /// `reconcile.maxReplicas`.
+    Replicas,
+    /// `limits.max`, for this container.
+    Limit { container: String },
+}
+
+/// One step of a plan. Every variant carries a one-line reason with the numbers.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "type")]
+pub enum Plan {
+    None {
+        reason: String,
+    },
+    ScaleOut {
+        from: u32,
+        to: u32,
+        reason: String,
+    },
+    /// An HPA owns the replica count: recommend a higher max instead of scaling.
+    RecommendHpa {
+        current_max: u32,
+        recommended_max: u32,
+        reason: String,
+    },
+    RaiseLimit {
+        container: String,
+        from: u64,
+        to: u64,
+        method: ResizeMethod,
+        reason: String,
+    },
+    /// Restart the pods before `before_oom_at` (unix seconds), `max_unavailable` at a time.
+    PlannedRestart {
+        container: String,
+        before_oom_at: i64,
+        max_unavailable: u32,
+        batches: u32,
+        reason: String,
+    },
+    /// The fix would exceed the policy's bounds: no action.
+    OutOfBounds {
+        what: Bound,
+        wanted: u64,
+        max: u64,
+        reason: String,
+    },
+    /// Actions held back until `until` (unix seconds).
+    Cooldown {
+        until: i64,
+        reason: String,
+    },
+    /// Actions held back by the hourly budget; `until` is when a slot frees (None: the budget
+    /// is zero).
+    RateLimited {
+        until: Option<i64>,
+        reason: String,
+    },
+}
+
+impl Plan {
+    pub fn reason(&self) -> &str {
+        match self {
+            Plan::None { reason }
+            | Plan::ScaleOut { reason, .. }
+            | Plan::RecommendHpa { reason, .. }
+            | Plan::RaiseLimit { reason, .. }
+            | Plan::PlannedRestart { reason, .. }
+            | Plan::OutOfBounds { reason, .. }
+            | Plan::Cooldown { reason, .. }
+            | Plan::RateLimited { reason, .. } => reason,
+        }
+    }
+
+    /// The action this step takes on the cluster, if any.
+    pub fn action(&self) -> Option<ActionKind> {
+        match self {
+            Plan::ScaleOut { .. } => Some(ActionKind::ScaleOut),
+            Plan::RaiseLimit { .. } => Some(ActionKind::RaiseLimit),
+            Plan::PlannedRestart { .. } => Some(ActionKind::Restart),
+            _ => None,
+        }
+    }
+}
+
+/// The plan for one workload.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReconcilePlan {
+    /// `dryRun`: report the steps, apply none.
+    pub report_only: bool,
+    /// Never empty: at least one `None` with the reason nothing is done.
+    pub steps: Vec<Plan>,
+}
+
+impl ReconcilePlan {
+    /// The steps that act on the cluster (unless report-only).
+    pub fn actions(&self) -> impl Iterator<Item = &Plan> {
+        self.steps.iter().filter(|p| p.action().is_some())
+    }
+}
+
+/// What one container asks for.
+enum Need {
+    /// Nothing; why.
+    Quiet(String),
+    Step(Plan),
+    /// Load pressure: this many replicas; `detail` says which container at what utilization.
+    Replicas {
+        wanted: u32,
+        detail: String,
+    },
+}
+
+/// Plans one workload. Pure: `now` is unix seconds.
+pub fn plan(
+    w: &WorkloadState,
+    history: &WorkloadHistory,
+    policy: &PolicySpec,
+    recent: &RecentActions,
+    now: i64,
+) -> ReconcilePlan {
+    let report_only = policy.reconcile.dry_run;
+    let id = format!("{} {}/{}", w.kind.as_str(), w.namespace, w.name);
+    let none = |reason: String| ReconcilePlan {
+        report_only,
+        steps: vec![Plan::None { reason }],
+    };
+    if w.excluded || policy.excludes_workload(&w.name) {
+        return none(format!("{id}: excluded; no action"));
+    }
+    if !policy.reconcile.enabled {
+        return none(format!(
+            "{id}: reconcile is disabled by the policy; no action"
+        ));
+    }
+    if w.replicas == 0 {
+        return none(format!("{id}: scaled to 0 replicas; no action"));
+    }
+
+    let mut steps = Vec::new();
+    let mut quiet = Vec::new();
+    let mut load: Option<(u32, String)> = None;
+    for c in w
+        .containers
+        .iter()
+        .filter(|c| !policy.excludes_container(&c.name))
+    {
+        match assess(w, c, history.containers.get(&c.name), policy, now) {
+            Need::Quiet(r) => quiet.push(r),
+            Need::Step(p) => steps.push(p),
+            Need::Replicas { wanted, detail } => {
+                if load.as_ref().is_none_or(|(n, _)| wanted > *n) {
+                    load = Some((wanted, detail));
+                }
+            }
+        }
+    }
+    if let Some((wanted, detail)) = load {
+        match scale(w, policy, wanted, &detail) {
+            Ok(p) => steps.push(p),
+            Err(r) => quiet.push(r),
+        }
+    }
+    keep_earliest_restart(&mut steps);
+    if steps.is_empty() {
+        let why = if quiet.is_empty() {
+            "no container to reconcile".to_string()
+        } else {
+            quiet.join("; ")
+        };
+        return none(format!("{id}: no action: {why}"));
+    }
+    ReconcilePlan {
+        report_only,
+        steps: safety(steps, recent, policy, now),
+    }
+}
+
+fn assess(
+    w: &WorkloadState,
+    c: &ContainerState,
+    h: Option<&ContainerHistory>,
+    policy: &PolicySpec,
+    now: i64,
+) -> Need {
+    let name = &c.name;
+    let Some(limit) = c.limit else {
+        return Need::Quiet(format!(
+            "container {name}: no memory limit (admission's call)"
+        ));
+    };
+    let Some(h) = h else {
+        return Need::Quiet(format!("container {name}: no memory history"));
+    };
+    let spec = ContainerSpec {
+        name: name.clone(),
+        role: ContainerRole::Main,
+        index: 0,
+        limit: field(c.limit),
+        request: field(c.request),
+        has_resources: true,
+        has_limits: true,
+    };
+    let v = verdict::decide_one(&spec, Some(h), policy, now);
+    let Some(rec) = v.recommended else {
+        let why = v.reasons.first().cloned();
+        return Need::Quiet(why.unwrap_or_else(|| format!("container {name}: not checked")));
+    };
+    let pattern = h.fit().pattern;
+    let ls = Bytes(limit as f64);
+    match pattern {
+        Pattern::Unknown => Need::Quiet(format!("container {name}: pattern unknown")),
+        Pattern::Steady | Pattern::LoadFollowing => {
+            let Some(current) = latest(h) else {
+                return Need::Quiet(format!("container {name}: no recent sample"));
+            };
+            let u = current / limit as f64;
+            let target = policy.reconcile.target_utilization.0;
+            let detail = format!(
+                "container {name} at {}% of its {ls} limit ({}, {})",
+                pct(u),
+                Bytes(current),
+                pattern.as_str()
+            );
+            if limit == 0 || target <= 0.0 || u <= target {
+                return Need::Quiet(format!("{detail}, within the {}% target", pct(target)));
+            }
+            let wanted = (f64::from(w.replicas) * u / target).ceil();
+            let wanted = if wanted >= f64::from(u32::MAX) {
+                u32::MAX
+            } else {
+                wanted as u32
+            };
+            Need::Replicas { wanted, detail }
+        }
+        Pattern::Spiky if v.severity < Severity::Critical => Need::Quiet(format!(
+            "container {name}: spiky, {} peak {} within its {ls} limit",
+            policy.history.window,
+            Bytes(h.peaks.max)
+        )),
+        Pattern::Leak | Pattern::LevelShift if v.severity < Severity::Warn => Need::Quiet(format!(
+            "container {name}: {}, its {ls} limit lasts {}",
+            pattern.as_str(),
+            policy.forecast.horizon
+        )),
+        Pattern::Spiky | Pattern::Leak | Pattern::LevelShift => {
+            raise(w, c, limit, rec, &v, pattern, policy, now)
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn raise(
+    w: &WorkloadState,
+    c: &ContainerState,
+    limit: u64,
+    rec: u64,
+    v: &verdict::ContainerVerdict,
+    pattern: Pattern,
+    policy: &PolicySpec,
+    now: i64,
+) -> Need {
+    let name = &c.name;
+    let max = policy.limits.max.0;
+    let wanted = v.wanted.unwrap_or(rec).max(rec);
+    let ls = Bytes(limit as f64);
+    let first = v
+        .reasons
+        .first()
+        .cloned()
+        .unwrap_or_else(|| format!("container {name}: {}", pattern.as_str()));
+    if rec > limit && rec <= max {
+        let method = if w.in_place_resize {
+            ResizeMethod::InPlaceResize
+        } else {
+            ResizeMethod::TemplatePatch
+        };
+        let how = match method {
+            ResizeMethod::InPlaceResize => "in place",
+            ResizeMethod::TemplatePatch => "by a template patch (a rollout)",
+        };
+        let capped = if wanted > rec {
+            format!(
+                " (capped at the policy max {}; needs {})",
+                Bytes(max as f64),
+                Bytes(wanted as f64)
+            )
+        } else {
+            String::new()
+        };
+        return Need::Step(Plan::RaiseLimit {
+            container: name.clone(),
+            from: limit,
+            to: rec,
+            method,
+            reason: format!("{first}: raise {ls} → {} {how}{capped}", Bytes(rec as f64)),
+        });
+    }
+    if wanted <= limit && rec <= max {
+        return Need::Quiet(first);
+    }
+    // No limit within the policy fixes it.
+    let fc = v.forecast.as_ref();
+    let ttl = fc.and_then(|f| f.time_to_limit);
+    if let (Pattern::Leak, true, Some(fc), Some(ttl)) =
+        (pattern, policy.reconcile.restart_before_oom, fc, ttl)
+    {
+        if ttl <= policy.forecast.horizon.secs() as f64 {
+            let earliest = fc.time_to_limit_low.unwrap_or(ttl).min(ttl).max(0.0);
+            let at = now.saturating_add(earliest.floor() as i64);
+            let k = w.max_unavailable.max(1);
+            let batches = w.replicas.div_ceil(k);
+            return Need::Step(Plan::PlannedRestart {
+                container: name.clone(),
+                before_oom_at: at,
+                max_unavailable: w.max_unavailable,
+                batches,
+                reason: format!(
+                    "container {name}: leaks +{} MiB/min, hits its {ls} limit in about {} and needs {} (policy max {}); restart {} pods {} at a time ({} batches, maxUnavailable {}) within {}",
+                    mib_per_min(fc.slope),
+                    human_secs(ttl),
+                    Bytes(wanted as f64),
+                    Bytes(max as f64),
+                    w.replicas,
+                    k,
+                    batches,
+                    w.max_unavailable,
+                    human_secs(earliest)
+                ),
+            });
+        }
+    }
+    Need::Step(Plan::OutOfBounds {
+        what: Bound::Limit {
+            container: name.clone(),
+        },
+        wanted,
+        max,
+        reason: format!(
+            "container {name}: {} needs a limit of {}, above the policy max {} (limit {ls}); no action",
+            pattern.as_str(),
+            Bytes(wanted as f64),
+            Bytes(max as f64)
+        ),
+    })
+}
+
+/// The replica step for load pressure: scale, recommend to the HPA, or out of bounds.
+fn scale(
+    w: &WorkloadState,
+    policy: &PolicySpec,
+    wanted: u32,
+    detail: &str,
+) -> Result<Plan, String> {
+    let r = &policy.reconcile;
+    let over = format!("{detail} over the {}% target", pct(r.target_utilization.0));
+    let out_of_bounds = |at: u32| Plan::OutOfBounds {
+        what: Bound::Replicas,
+        wanted: u64::from(wanted),
+        max: u64::from(r.max_replicas),
+        reason: format!(
+            "{over} wants {wanted} replicas, above maxReplicas {} (at {at}); no action",
+            r.max_replicas
+        ),
+    };
+    if let Some(hpa) = w.hpa {
+        if wanted <= hpa.max {
+            return Err(format!(
+                "{over} wants {wanted} replicas, within the max {} of the HPA that owns the count",
+                hpa.max
+            ));
+        }
+        let to = wanted.min(r.max_replicas);
+        if to <= hpa.max {
+            return Ok(out_of_bounds(hpa.max));
+        }
+        let capped = if to < wanted {
+            format!(
+                " (wanted {wanted}, capped at maxReplicas {})",
+                r.max_replicas
+            )
+        } else {
+            String::new()
+        };
+        return Ok(Plan::RecommendHpa {
+            current_max: hpa.max,
+            recommended_max: to,
+            reason: format!(
+                "{over} wants {wanted} replicas; an HPA owns the count: raise its maxReplicas {} → {to}{capped}",
+                hpa.max
+            ),
+        });
+    }
+    let to = wanted.clamp(r.min_replicas, r.max_replicas.max(r.min_replicas));
+    if to <= w.replicas {
+        return if wanted > r.max_replicas {
+            Ok(out_of_bounds(w.replicas))
+        } else {
+            Err(format!(
+                "{over} wants {wanted} replicas, has {}",
+                w.replicas
+            ))
+        };
+    }
+    let capped = if to < wanted {
+        format!(
+            " (wanted {wanted}, capped at maxReplicas {})",
+            r.max_replicas
+        )
+    } else {
+        String::new()
+    };
+    Ok(Plan::ScaleOut {
+        from: w.replicas,
+        to,
+        reason: format!("scale out {} → {to} replicas: {over}{capped}", w.replicas),
+    })
+}
+
+/// One restart restarts every container: keep the earliest.
+fn keep_earliest_restart(steps: &mut Vec<Plan>) {
+    let earliest = steps
+        .iter()
+        .filter_map(|p| match p {
+            Plan::PlannedRestart { before_oom_at, .. } => Some(*before_oom_at),
+            _ => None,
+        })
+        .min();
+    let mut kept = false;
+    steps.retain(|p| match p {
+        Plan::PlannedRestart { before_oom_at, .. } => {
+            let keep = !kept && Some(*before_oom_at) == earliest;
+            kept |= keep;
+            keep
+        }
+        _ => true,
+    });
+}
+
+/// Cooldown and the hourly budget: held-back actions become one `Cooldown` or `RateLimited`
+/// step; the other steps stay.
+fn safety(steps: Vec<Plan>, recent: &RecentActions, policy: &PolicySpec, now: i64) -> Vec<Plan> {
+    let r = &policy.reconcile;
+    let planned = steps.iter().filter(|p| p.action().is_some()).count();
+    if planned == 0 {
+        return steps;
+    }
+    let cooldown = i64::try_from(r.cooldown.secs()).unwrap_or(i64::MAX);
+    if let Some(last) = recent.actions.iter().max_by_key(|a| a.at) {
+        let until = last.at.saturating_add(cooldown);
+        if now < until {
+            let held: Vec<&str> = steps
+                .iter()
+                .filter_map(|p| p.action().map(ActionKind::as_str))
+                .collect();
+            let mut out: Vec<Plan> = steps.into_iter().filter(|p| p.action().is_none()).collect();
+            out.push(Plan::Cooldown {
+                until,
+                reason: format!(
+                    "cooldown {}: last action {} {} ago; holding {} for {}",
+                    r.cooldown,
+                    last.kind.as_str(),
+                    human_secs((now - last.at).max(0) as f64),
+                    held.join(", "),
+                    human_secs((until - now) as f64)
+                ),
+            });
+            return out;
+        }
+    }
+    let mut in_hour: Vec<i64> = recent
+        .actions
+        .iter()
+        .map(|a| a.at)
+        .filter(|&t| t > now - 3600)
+        .collect();
+    in_hour.sort_unstable();
+    let budget = usize::try_from(r.max_actions_per_hour)
+        .unwrap_or(usize::MAX)
+        .saturating_sub(in_hour.len());
+    if planned <= budget {
+        return steps;
+    }
+    // The most urgent actions take the budget.
+    let mut order: Vec<(u8, usize)> = steps
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| p.action().map(|k| (k.urgency(), i)))
+        .collect();
+    order.sort_unstable();
+    let allowed: Vec<usize> = order.iter().take(budget).map(|&(_, i)| i).collect();
+    let mut held = Vec::new();
+    let mut out = Vec::new();
+    for (i, p) in steps.into_iter().enumerate() {
+        match p.action() {
+            Some(k) if !allowed.contains(&i) => held.push(k.as_str()),
+            _ => out.push(p),
+        }
+    }
+    let until = in_hour.first().map(|t| t + 3600);
+    let next = match until {
+        Some(t) => format!("next slot in {}", human_secs((t - now).max(0) as f64)),
+        None => "no actions allowed".to_string(),
+    };
+    out.push(Plan::RateLimited {
+        until,
+        reason: format!(
+            "rate limit: {} actions in the last hour (max {}/h); holding {}; {next}",
+            in_hour.len(),
+            r.max_actions_per_hour,
+            held.join(", ")
+        ),
+    });
+    out
+}
+
+fn field(bytes: Option<u64>) -> MemoryField {
+    match bytes {
+        Some(b) => MemoryField::Valid {
+            raw: b.to_string(),
+            bytes: b,
+        },
+        None => MemoryField::Missing,
+    }
+}
+
+/// The latest usable per-interval peak.
+fn latest(h: &ContainerHistory) -> Option<f64> {
+    h.samples
+        .iter()
+        .rev()
+        .map(|s| s.bytes)
+        .find(|b| b.is_finite() && *b > 0.0)
+}
+
+fn pct(fraction: f64) -> String {
+    format!("{}", (fraction * 100.0).round())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,769 @@
+use std::sync::OnceLock;
+
+use super::*;
+use crate::forecast::LeakFit;
+use crate::history::{PeakStats, Sample};
+use crate::policy::{Duration, Memory};
+use crate::quantity::MI;
+
+const NOW: i64 = 1_800_000_000;
+/// 2048 B/s: exactly 168.75 MiB a day, 0.1 MiB/min.
+const LEAK: f64 = 2048.0;
+
+fn mi(v: f64) -> f64 {
+    v * MI as f64
+}
+
+/// A history whose fit is given: `level`, `slope` (B/s) and `pattern`, no noise; the latest
+/// per-interval peak is `latest` MiB and the window's peak `peak` MiB.
+fn history(pattern: Pattern, level: f64, slope: f64, latest: f64, peak: f64) -> ContainerHistory {
+    let fit = LeakFit {
+        pattern,
+        slope,
+        slope_low: slope,
+        slope_high: slope,
+        level: mi(level),
+        at: NOW,
+        noise: 0.0,
+        lifetimes: 1,
+        confidence: 0.9,
+        since: NOW - 86_400,
+    };
+    let p = mi(peak);
+    ContainerHistory {
+        covered_secs: 14 * 86_400,
+        peaks: PeakStats {
+            max: p,
+            p99: p,
+            p98: p,
+            p95: p,
+            intervals: 4032,
+        },
+        samples: vec![Sample {
+            t: NOW - 300,
+            bytes: mi(latest),
+        }],
+        fit: OnceLock::from(fit),
+        ..Default::default()
+    }
+}
+
+fn histories(cs: Vec<(&str, ContainerHistory)>) -> WorkloadHistory {
+    WorkloadHistory {
+        now: NOW,
+        window_secs: 14 * 86_400,
+        containers: cs.into_iter().map(|(n, h)| (n.to_string(), h)).collect(),
+    }
+}
+
+fn one(h: ContainerHistory) -> WorkloadHistory {
+    histories(vec![("web", h)])
+}
+
+fn container(name: &str, limit_mi: u64) -> ContainerState {
+    ContainerState {
+        name: name.to_string(),
+        limit: Some(limit_mi * MI),
+        request: None,
+    }
+}
+
+fn workload(replicas: u32, limit_mi: u64) -> WorkloadState {
+    WorkloadState {
+        kind: ScalableKind::Deployment,
+        namespace: "team-a".to_string(),
+        name: "web-app".to_string(),
+        replicas,
+        containers: vec![container("web", limit_mi)],
+        hpa: None,
+        excluded: false,
+        in_place_resize: true,
+        max_unavailable: 1,
+    }
+}
+
+fn policy() -> PolicySpec {
+    let mut p = PolicySpec::default();
+    p.reconcile.enabled = true;
+    p.limits.max = Memory(2048 * MI);
+    p
+}
+
+fn none() -> RecentActions {
+    RecentActions::default()
+}
+
+fn steps(w: &WorkloadState, h: &WorkloadHistory, p: &PolicySpec, r: &RecentActions) -> Vec<Plan> {
+    let out = plan(w, h, p, r, NOW);
+    assert_eq!(out.report_only, p.reconcile.dry_run);
+    out.steps
+}
+
+/// 430 MiB of a 512 MiB limit: 84%.
+fn loaded(pattern: Pattern) -> WorkloadHistory {
+    one(history(pattern, 380.0, 0.0, 430.0, 430.0))
+}
+
+#[test]
+fn load_following_pressure_scales_out_proportionally() {
+    // ceil(3 × 0.8398 / 0.7) = ceil(3.6) = 4.
+    let s = steps(
+        &workload(3, 512),
+        &loaded(Pattern::LoadFollowing),
+        &policy(),
+        &none(),
+    );
+    assert_eq!(
+        s,
+        vec![Plan::ScaleOut {
+            from: 3,
+            to: 4,
+            reason: "scale out 3 → 4 replicas: container web at 84% of its 512Mi limit \
+                     (430Mi, load-following) over the 70% target"
+                .to_string()
+        }]
+    );
+}
+
+#[test]
+fn steady_pressure_scales_out_and_respects_min_replicas() {
+    let mut p = policy();
+    p.reconcile.min_replicas = 6;
+    // ceil(2 × 0.8398 / 0.7) = 3, raised to minReplicas 6.
+    let s = steps(&workload(2, 512), &loaded(Pattern::Steady), &p, &none());
+    assert!(
+        matches!(s.as_slice(), [Plan::ScaleOut { from: 2, to: 6, .. }]),
+        "{s:?}"
+    );
+}
+
+#[test]
+fn under_the_target_is_no_action() {
+    let h = one(history(Pattern::Steady, 250.0, 0.0, 256.0, 260.0));
+    let s = steps(&workload(3, 512), &h, &policy(), &none());
+    assert_eq!(
+        s,
+        vec![Plan::None {
+            reason: "Deployment team-a/web-app: no action: container web at 50% of its 512Mi \
+                     limit (256Mi, steady), within the 70% target"
+                .to_string()
+        }]
+    );
+}
+
+#[test]
+fn scale_out_is_capped_at_max_replicas() {
+    // ceil(8 × 0.8398 / 0.7) = ceil(9.6) = 10 fits; ceil(9 × 0.8398 / 0.7) = 11 does not.
+    let s = steps(
+        &workload(9, 512),
+        &loaded(Pattern::LoadFollowing),
+        &policy(),
+        &none(),
+    );
+    assert_eq!(
+        s,
+        vec![Plan::ScaleOut {
+            from: 9,
+            to: 10,
+            reason: "scale out 9 → 10 replicas: container web at 84% of its 512Mi limit \
+                     (430Mi, load-following) over the 70% target (wanted 11, capped at \
+                     maxReplicas 10)"
+                .to_string()
+        }]
+    );
+}
+
+#[test]
+fn at_max_replicas_is_out_of_bounds() {
+    // ceil(10 × 0.83984 / 0.7) = ceil(11.998) = 12.
+    let s = steps(
+        &workload(10, 512),
+        &loaded(Pattern::LoadFollowing),
+        &policy(),
+        &none(),
+    );
+    assert_eq!(
+        s,
+        vec![Plan::OutOfBounds {
+            what: Bound::Replicas,
+            wanted: 12,
+            max: 10,
+            reason: "container web at 84% of its 512Mi limit (430Mi, load-following) over the \
+                     70% target wants 12 replicas, above maxReplicas 10 (at 10); no action"
+                .to_string()
+        }]
+    );
+}
+
+#[test]
+fn with_an_hpa_recommend_its_max_instead_of_scaling() {
+    let mut w = workload(4, 512);
+    w.hpa = Some(HpaInfo { min: 2, max: 4 });
+    // ceil(4 × 0.8398 / 0.7) = ceil(4.8) = 5.
+    let s = steps(&w, &loaded(Pattern::LoadFollowing), &policy(), &none());
+    assert_eq!(
+        s,
+        vec![Plan::RecommendHpa {
+            current_max: 4,
+            recommended_max: 5,
+            reason: "container web at 84% of its 512Mi limit (430Mi, load-following) over the \
+                     70% target wants 5 replicas; an HPA owns the count: raise its maxReplicas \
+                     4 → 5"
+                .to_string()
+        }]
+    );
+    // A recommendation is no action: no cooldown holds it.
+    let recent = RecentActions {
+        actions: vec![PastAction {
+            at: NOW - 10,
+            kind: ActionKind::ScaleOut,
+        }],
+    };
+    let held = steps(&w, &loaded(Pattern::LoadFollowing), &policy(), &recent);
+    assert_eq!(held, s);
+}
+
+#[test]
+fn with_an_hpa_that_can_get_there_nothing_is_done() {
+    let mut w = workload(4, 512);
+    w.hpa = Some(HpaInfo { min: 2, max: 8 });
+    let s = steps(&w, &loaded(Pattern::LoadFollowing), &policy(), &none());
+    assert_eq!(
+        s,
+        vec![Plan::None {
+            reason: "Deployment team-a/web-app: no action: container web at 84% of its 512Mi \
+                     limit (430Mi, load-following) over the 70% target wants 5 replicas, within \
+                     the max 8 of the HPA that owns the count"
+                .to_string()
+        }]
+    );
+}
+
+#[test]
+fn with_an_hpa_at_the_policy_max_replicas_is_out_of_bounds() {
+    let mut w = workload(10, 512);
+    w.hpa = Some(HpaInfo { min: 2, max: 10 });
+    let s = steps(&w, &loaded(Pattern::LoadFollowing), &policy(), &none());
+    assert!(
+        matches!(
+            s.as_slice(),
+            [Plan::OutOfBounds {
+                what: Bound::Replicas,
+                wanted: 12,
+                max: 10,
+                ..
+            }]
+        ),
+        "{s:?}"
+    );
+}
+
+#[test]
+fn spiky_below_the_limit_is_no_action() {
+    // Latest 450 of 512 MiB (88%) is over the target, but spikes are not load: no scale-out.
+    let h = one(history(Pattern::Spiky, 200.0, 0.0, 450.0, 440.0));
+    let s = steps(&workload(3, 512), &h, &policy(), &none());
+    assert_eq!(
+        s,
+        vec![Plan::None {
+            reason: "Deployment team-a/web-app: no action: container web: spiky, 14d peak 440Mi \
+                     within its 512Mi limit"
+                .to_string()
+        }]
+    );
+}
+
+#[test]
+fn spiky_above_the_limit_raises_it() {
+    // Peak 600 MiB over a 512 MiB limit: 600 × 1.15 = 690 MiB.
+    let h = one(history(Pattern::Spiky, 200.0, 0.0, 210.0, 600.0));
+    let mut w = workload(3, 512);
+    w.in_place_resize = false;
+    let s = steps(&w, &h, &policy(), &none());
+    assert_eq!(
+        s,
+        vec![Plan::RaiseLimit {
+            container: "web".to_string(),
+            from: 512 * MI,
+            to: 690 * MI,
+            method: ResizeMethod::TemplatePatch,
+            reason: "container web: limit 512Mi is below the 14d peak 600Mi; recommended 690Mi: \
+                     raise 512Mi → 690Mi by a template patch (a rollout)"
+                .to_string()
+        }]
+    );
+}
+
+/// A leak at 300 MiB growing 168.75 MiB a day against a 400 MiB limit: it gets there in
+/// 100 MiB / 2048 B/s = 51200 s (14 h); 469 MiB at the 24 h horizon.
+fn leaking() -> WorkloadHistory {
+    one(history(Pattern::Leak, 300.0, LEAK, 300.0, 300.0))
+}
+
+#[test]
+fn leak_raises_the_limit_in_place_to_the_verdicts_recommendation() {
+    let s = steps(&workload(3, 400), &leaking(), &policy(), &none());
+    assert_eq!(
+        s,
+        vec![Plan::RaiseLimit {
+            container: "web".to_string(),
+            from: 400 * MI,
+            to: 469 * MI,
+            method: ResizeMethod::InPlaceResize,
+            reason: "container web: limit 400Mi hit in about 14 h at +0.1 MiB/min (leak, 0 \
+                     restarts/24h); recommended 469Mi: raise 400Mi → 469Mi in place"
+                .to_string()
+        }]
+    );
+}
+
+#[test]
+fn raise_goes_to_the_template_without_in_place_resize() {
+    let mut w = workload(3, 400);
+    w.in_place_resize = false;
+    let s = steps(&w, &leaking(), &policy(), &none());
+    assert!(
+        matches!(
+            s.as_slice(),
+            [Plan::RaiseLimit {
+                method: ResizeMethod::TemplatePatch,
+                to,
+                ..
+            }] if *to == 469 * MI
+        ),
+        "{s:?}"
+    );
+}
+
+#[test]
+fn raise_matches_verdict_decide_exactly() {
+    // The plan sizes with the admission rule, whatever the numbers.
+    let w = workload(3, 400);
+    let h = leaking();
+    let spec = ContainerSpec {
+        name: "web".to_string(),
+        role: ContainerRole::Main,
+        index: 0,
+        limit: field(Some(400 * MI)),
+        request: MemoryField::Missing,
+        has_resources: true,
+        has_limits: true,
+    };
+    let v = verdict::decide_one(&spec, h.containers.get("web"), &policy(), NOW);
+    let s = steps(&w, &h, &policy(), &none());
+    match s.as_slice() {
+        [Plan::RaiseLimit { to, .. }] => assert_eq!(Some(*to), v.recommended),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn level_shift_short_of_headroom_raises() {
+    // Moved to 450 MiB, peak 480: 480 × 1.15 = 552 MiB over a 512 MiB limit.
+    let h = one(history(Pattern::LevelShift, 450.0, 0.0, 455.0, 480.0));
+    let s = steps(&workload(3, 512), &h, &policy(), &none());
+    assert_eq!(
+        s,
+        vec![Plan::RaiseLimit {
+            container: "web".to_string(),
+            from: 512 * MI,
+            to: 552 * MI,
+            method: ResizeMethod::InPlaceResize,
+            reason: "container web: limit 512Mi leaves under 15% headroom over the 14d max \
+                     480Mi; recommended 552Mi: raise 512Mi → 552Mi in place"
+                .to_string()
+        }]
+    );
+}
+
+#[test]
+fn leak_within_a_roomy_limit_is_no_action() {
+    // 300 MiB + 168.75 MiB/day stays under 1 GiB for the horizon.
+    let s = steps(&workload(3, 1024), &leaking(), &policy(), &none());
+    assert_eq!(
+        s,
+        vec![Plan::None {
+            reason: "Deployment team-a/web-app: no action: container web: leak, its 1Gi limit \
+                     lasts 1d"
+                .to_string()
+        }]
+    );
+}
+
+fn at_max() -> PolicySpec {
+    let mut p = policy();
+    p.limits.max = Memory(400 * MI);
+    p
+}
+
+#[test]
+fn leak_past_the_limit_max_is_out_of_bounds() {
+    let s = steps(&workload(5, 400), &leaking(), &at_max(), &none());
+    assert_eq!(
+        s,
+        vec![Plan::OutOfBounds {
+            what: Bound::Limit {
+                container: "web".to_string()
+            },
+            wanted: 469 * MI,
+            max: 400 * MI,
+            reason: "container web: leak needs a limit of 469Mi, above the policy max 400Mi \
+                     (limit 400Mi); no action"
+                .to_string()
+        }]
+    );
+}
+
+#[test]
+fn leak_past_the_limit_max_plans_a_restart_honouring_max_unavailable() {
+    let mut p = at_max();
+    p.reconcile.restart_before_oom = true;
+    let mut w = workload(5, 400);
+    w.max_unavailable = 2;
+    let s = steps(&w, &leaking(), &p, &none());
+    assert_eq!(
+        s,
+        vec![Plan::PlannedRestart {
+            container: "web".to_string(),
+            before_oom_at: NOW + 51_200,
+            max_unavailable: 2,
+            batches: 3,
+            reason: "container web: leaks +0.1 MiB/min, hits its 400Mi limit in about 14 h and \
+                     needs 469Mi (policy max 400Mi); restart 5 pods 2 at a time (3 batches, \
+                     maxUnavailable 2) within 14 h"
+                .to_string()
+        }]
+    );
+}
+
+#[test]
+fn restart_with_max_unavailable_zero_goes_one_pod_at_a_time() {
+    let mut p = at_max();
+    p.reconcile.restart_before_oom = true;
+    let mut w = workload(4, 400);
+    w.max_unavailable = 0;
+    let s = steps(&w, &leaking(), &p, &none());
+    assert!(
+        matches!(
+            s.as_slice(),
+            [Plan::PlannedRestart {
+                max_unavailable: 0,
+                batches: 4,
+                ..
+            }]
+        ),
+        "{s:?}"
+    );
+}
+
+#[test]
+fn restart_waits_when_the_oom_is_beyond_the_horizon() {
+    // Horizon 12 h: the OOM in 14 h is past it, and the 12 h forecast (300 + 84.375 MiB)
+    // fits the 400 MiB limit: nothing to do yet.
+    let mut p = at_max();
+    p.reconcile.restart_before_oom = true;
+    p.forecast.horizon = Duration(12 * 3600);
+    let s = steps(&workload(4, 400), &leaking(), &p, &none());
+    assert_eq!(
+        s,
+        vec![Plan::None {
+            reason: "Deployment team-a/web-app: no action: container web: leak, its 400Mi limit \
+                     lasts 12h"
+                .to_string()
+        }]
+    );
+}
+
+#[test]
+fn two_leaking_containers_share_one_restart_the_earliest() {
+    let mut p = at_max();
+    p.reconcile.restart_before_oom = true;
+    let mut w = workload(2, 400);
+    w.containers.push(container("sidecar", 400));
+    // The sidecar leaks twice as fast: it hits 400 MiB in 25600 s.
+    let h = histories(vec![
+        ("web", history(Pattern::Leak, 300.0, LEAK, 300.0, 300.0)),
+        (
+            "sidecar",
+            history(Pattern::Leak, 300.0, 2.0 * LEAK, 300.0, 300.0),
+        ),
+    ]);
+    let s = steps(&w, &h, &p, &none());
+    match s.as_slice() {
+        [Plan::PlannedRestart {
+            container,
+            before_oom_at,
+            ..
+        }] => {
+            assert_eq!(container, "sidecar");
+            assert_eq!(*before_oom_at, NOW + 25_600);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+fn past(ago: i64, kind: ActionKind) -> PastAction {
+    PastAction {
+        at: NOW - ago,
+        kind,
+    }
+}
+
+#[test]
+fn cooldown_holds_actions_after_a_recent_one() {
+    let recent = RecentActions {
+        actions: vec![
+            past(3000, ActionKind::ScaleOut),
+            past(240, ActionKind::RaiseLimit),
+        ],
+    };
+    let s = steps(
+        &workload(3, 512),
+        &loaded(Pattern::LoadFollowing),
+        &policy(),
+        &recent,
+    );
+    assert_eq!(
+        s,
+        vec![Plan::Cooldown {
+            until: NOW + 360,
+            reason: "cooldown 10m: last action raise-limit 4 min ago; holding scale-out for 6 min"
+                .to_string()
+        }]
+    );
+}
+
+#[test]
+fn cooldown_ends_exactly_at_its_length() {
+    let recent = RecentActions {
+        actions: vec![past(600, ActionKind::ScaleOut)],
+    };
+    let s = steps(
+        &workload(3, 512),
+        &loaded(Pattern::LoadFollowing),
+        &policy(),
+        &recent,
+    );
+    assert!(
+        matches!(s.as_slice(), [Plan::ScaleOut { from: 3, to: 4, .. }]),
+        "{s:?}"
+    );
+}
+
+#[test]
+fn rate_limit_counts_the_last_hour_only() {
+    let mut p = policy();
+    p.reconcile.max_actions_per_hour = 2;
+    let mut recent = RecentActions {
+        actions: vec![
+            past(3700, ActionKind::ScaleOut),
+            past(3000, ActionKind::ScaleOut),
+        ],
+    };
+    let w = workload(3, 512);
+    let h = loaded(Pattern::LoadFollowing);
+    // One action in the last hour of at most two: go.
+    let s = steps(&w, &h, &p, &recent);
+    assert!(matches!(s.as_slice(), [Plan::ScaleOut { .. }]), "{s:?}");
+    recent.actions.push(past(1200, ActionKind::RaiseLimit));
+    let s = steps(&w, &h, &p, &recent);
+    assert_eq!(
+        s,
+        vec![Plan::RateLimited {
+            until: Some(NOW + 600),
+            reason: "rate limit: 2 actions in the last hour (max 2/h); holding scale-out; next \
+                     slot in 10 min"
+                .to_string()
+        }]
+    );
+}
+
+#[test]
+fn rate_limit_gives_the_budget_to_the_most_urgent() {
+    let mut p = policy();
+    p.reconcile.max_actions_per_hour = 2;
+    let recent = RecentActions {
+        actions: vec![past(1800, ActionKind::ScaleOut)],
+    };
+    // "app" is under load (listed first), "web" leaks: the raise goes first.
+    let mut w = workload(3, 400);
+    w.containers.insert(0, container("app", 512));
+    let h = histories(vec![
+        ("app", history(Pattern::Steady, 380.0, 0.0, 430.0, 430.0)),
+        ("web", history(Pattern::Leak, 300.0, LEAK, 300.0, 300.0)),
+    ]);
+    let s = steps(&w, &h, &p, &recent);
+    match s.as_slice() {
+        [Plan::RaiseLimit { container, to, .. }, Plan::RateLimited { until, reason }] => {
+            assert_eq!(container, "web");
+            assert_eq!(*to, 469 * MI);
+            assert_eq!(*until, Some(NOW + 1800));
+            assert_eq!(
+                reason,
+                "rate limit: 1 actions in the last hour (max 2/h); holding scale-out; next slot \
+                 in 30 min"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    // With room for both, both go, containers first.
+    p.reconcile.max_actions_per_hour = 3;
+    let s = steps(&w, &h, &p, &recent);
+    assert!(
+        matches!(
+            s.as_slice(),
+            [
+                Plan::RaiseLimit { .. },
+                Plan::ScaleOut { from: 3, to: 4, .. }
+            ]
+        ),
+        "{s:?}"
+    );
+}
+
+#[test]
+fn zero_budget_never_acts() {
+    let mut p = policy();
+    p.reconcile.max_actions_per_hour = 0;
+    let s = steps(&workload(3, 400), &leaking(), &p, &none());
+    match s.as_slice() {
+        [Plan::RateLimited {
+            until: None,
+            reason,
+        }] => assert_eq!(
+            reason,
+            "rate limit: 0 actions in the last hour (max 0/h); holding raise-limit; no actions \
+             allowed"
+        ),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn dry_run_marks_the_plan_report_only_with_the_same_steps() {
+    let mut p = policy();
+    let w = workload(3, 400);
+    let wet = plan(&w, &leaking(), &p, &none(), NOW);
+    p.reconcile.dry_run = true;
+    let dry = plan(&w, &leaking(), &p, &none(), NOW);
+    assert!(!wet.report_only);
+    assert!(dry.report_only);
+    assert_eq!(dry.steps, wet.steps);
+    assert_eq!(dry.actions().count(), 1);
+}
+
+#[test]
+fn excluded_workloads_get_none() {
+    let mut w = workload(3, 400);
+    w.excluded = true;
+    let expect = vec![Plan::None {
+        reason: "Deployment team-a/web-app: excluded; no action".to_string(),
+    }];
+    assert_eq!(steps(&w, &leaking(), &policy(), &none()), expect);
+    let mut p = policy();
+    p.exclude.workloads = vec!["web-app".to_string()];
+    assert_eq!(steps(&workload(3, 400), &leaking(), &p, &none()), expect);
+}
+
+#[test]
+fn excluded_containers_are_skipped() {
+    let mut p = policy();
+    p.exclude.containers = vec!["web".to_string()];
+    let s = steps(&workload(3, 400), &leaking(), &p, &none());
+    assert_eq!(
+        s,
+        vec![Plan::None {
+            reason: "Deployment team-a/web-app: no action: no container to reconcile".to_string()
+        }]
+    );
+}
+
+#[test]
+fn disabled_reconcile_is_none() {
+    let mut p = policy();
+    p.reconcile.enabled = false;
+    let mut w = workload(3, 400);
+    w.kind = ScalableKind::StatefulSet;
+    assert_eq!(
+        steps(&w, &leaking(), &p, &none()),
+        vec![Plan::None {
+            reason: "StatefulSet team-a/web-app: reconcile is disabled by the policy; no action"
+                .to_string()
+        }]
+    );
+}
+
+#[test]
+fn missing_history_limit_or_pattern_is_none_with_why() {
+    let w = workload(3, 400);
+    let s = steps(&w, &histories(vec![]), &policy(), &none());
+    assert_eq!(
+        s[0].reason(),
+        "Deployment team-a/web-app: no action: container web: no memory history"
+    );
+    let mut short = history(Pattern::Leak, 300.0, LEAK, 300.0, 300.0);
+    short.covered_secs = 3600;
+    let s = steps(&w, &one(short), &policy(), &none());
+    assert_eq!(
+        s[0].reason(),
+        "Deployment team-a/web-app: no action: container web: 1h of memory history (need 3h); \
+         limit 400Mi not checked"
+    );
+    let s = steps(
+        &w,
+        &one(history(Pattern::Unknown, 300.0, 0.0, 390.0, 390.0)),
+        &policy(),
+        &none(),
+    );
+    assert_eq!(
+        s[0].reason(),
+        "Deployment team-a/web-app: no action: container web: pattern unknown"
+    );
+    let mut nolimit = workload(3, 400);
+    nolimit.containers[0].limit = None;
+    let s = steps(&nolimit, &leaking(), &policy(), &none());
+    assert_eq!(
+        s[0].reason(),
+        "Deployment team-a/web-app: no action: container web: no memory limit (admission's call)"
+    );
+}
+
+#[test]
+fn scaled_to_zero_is_left_alone() {
+    let s = steps(
+        &workload(0, 512),
+        &loaded(Pattern::LoadFollowing),
+        &policy(),
+        &none(),
+    );
+    assert_eq!(
+        s[0].reason(),
+        "Deployment team-a/web-app: scaled to 0 replicas; no action"
+    );
+}
+
+#[test]
+fn never_beyond_the_policy_bounds() {
+    // Many shapes and sizes: no raise past limits.max, no scale past maxReplicas.
+    let p = policy();
+    for pattern in [
+        Pattern::Steady,
+        Pattern::LoadFollowing,
+        Pattern::Spiky,
+        Pattern::Leak,
+        Pattern::LevelShift,
+    ] {
+        for (level, peak) in [(100.0, 3000.0), (1900.0, 2500.0), (500.0, 520.0)] {
+            for replicas in [1, 9, 10, 30] {
+                let h = one(history(pattern, level, 4.0 * LEAK, peak, peak));
+                for s in steps(&workload(replicas, 512), &h, &p, &none()) {
+                    match s {
+                        Plan::RaiseLimit { to, .. } => assert!(to <= p.limits.max.0),
+                        Plan::ScaleOut { to, .. } => assert!(to <= p.reconcile.max_replicas),
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+}
