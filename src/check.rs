@@ -163,6 +163,12 @@ pub async fn check(
     (results, summary)
 }
 
+/// One document of a multi-document YAML stream.
+fn write_yaml_doc(out: &mut dyn Write, doc: &Value) -> std::io::Result<()> {
+    writeln!(out, "---")?;
+    write!(out, "{}", serde_norway::to_string(doc).unwrap_or_default())
+}
+
 /// Prints results the way kubectl shows a webhook's answer.
 pub fn print(
     results: &[DocResult],
@@ -196,12 +202,7 @@ pub fn print(
             }
             if show_mutated {
                 for r in results {
-                    writeln!(out, "---")?;
-                    write!(
-                        out,
-                        "{}",
-                        serde_norway::to_string(&r.mutated).unwrap_or_default()
-                    )?;
+                    write_yaml_doc(out, &r.mutated)?;
                 }
             }
             writeln!(out, "{summary_line}")?;
@@ -221,12 +222,7 @@ pub fn print(
                 if let Some(d) = &r.denied {
                     writeln!(err, "Error from server (Forbidden): {d}")?;
                 }
-                writeln!(out, "---")?;
-                write!(
-                    out,
-                    "{}",
-                    serde_norway::to_string(&r.mutated).unwrap_or_default()
-                )?;
+                write_yaml_doc(out, &r.mutated)?;
             }
             writeln!(err, "{summary_line}")?;
         }

@@ -225,7 +225,7 @@ fn decide_container(
         v.reasons.push(format!("container {name}: {e}"));
         return v;
     }
-    let window = crate::policy::Duration(policy.history.window.secs());
+    let window = policy.history.window;
     let enough =
         h.filter(|h| h.peaks.intervals > 0 && h.covered_secs >= policy.history.min_history.secs());
     let Some(h) = enough else {
@@ -302,7 +302,7 @@ fn decide_container(
     };
     v.wanted = Some(round_up_mi(raw.max(beyond)).max(rec));
     let rec_s = format_bytes(rec as f64);
-    let stat_label = format!("{} {}", window, stat_label(policy));
+    let stat_label = format!("{} {}", window, policy.statistic.as_str());
 
     match v.limit {
         None => {
@@ -421,15 +421,6 @@ fn apply_missing_limit(v: &mut ContainerVerdict, policy: &PolicySpec, rec: Optio
                 }
             }
         }
-    }
-}
-
-fn stat_label(policy: &PolicySpec) -> &'static str {
-    match policy.statistic {
-        crate::policy::Statistic::Max => "max",
-        crate::policy::Statistic::P99 => "p99",
-        crate::policy::Statistic::P98 => "p98",
-        crate::policy::Statistic::P95 => "p95",
     }
 }
 

@@ -502,14 +502,7 @@ fn scale(
         if to <= hpa.max {
             return Ok(out_of_bounds(hpa.max));
         }
-        let capped = if to < wanted {
-            format!(
-                " (wanted {wanted}, capped at maxReplicas {})",
-                r.max_replicas
-            )
-        } else {
-            String::new()
-        };
+        let capped = capped_note(wanted, to, r.max_replicas);
         return Ok(Plan::RecommendHpa {
             current_max: hpa.max,
             recommended_max: to,
@@ -530,14 +523,7 @@ fn scale(
             ))
         };
     }
-    let capped = if to < wanted {
-        format!(
-            " (wanted {wanted}, capped at maxReplicas {})",
-            r.max_replicas
-        )
-    } else {
-        String::new()
-    };
+    let capped = capped_note(wanted, to, r.max_replicas);
     Ok(Plan::ScaleOut {
         from: w.replicas,
         to,
@@ -667,3 +653,12 @@ fn pct(fraction: f64) -> String {
 
 #[cfg(test)]
 mod tests;
+
+/// " (wanted 12, capped at maxReplicas 10)" when the policy bound cut the replica count.
+fn capped_note(wanted: u32, to: u32, max_replicas: u32) -> String {
+    if to < wanted {
+        format!(" (wanted {wanted}, capped at maxReplicas {max_replicas})")
+    } else {
+        String::new()
+    }
+}
