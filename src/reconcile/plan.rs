@@ -13,7 +13,7 @@
 //! Then safety: excluded or disabled → none; cooldown after the last action; at most
 //! `maxActionsPerHour` actions in the last hour; `dryRun` marks the whole plan report-only.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::forecast::Pattern;
 use crate::history::{ContainerHistory, WorkloadHistory};
@@ -23,7 +23,7 @@ use crate::verdict::{self, human_secs, mib_per_min, Severity};
 use crate::workload::{ContainerRole, ContainerSpec, MemoryField};
 
 /// The workload kinds the reconciler scales and resizes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum ScalableKind {
     Deployment,
     StatefulSet,
@@ -73,7 +73,7 @@ pub struct WorkloadState {
 }
 
 /// Kinds of action the reconciler takes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ActionKind {
     ScaleOut,
@@ -113,7 +113,7 @@ pub struct RecentActions {
 }
 
 /// How a limit gets raised.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ResizeMethod {
     /// Resize the running pods (no restart).

@@ -1,0 +1,290 @@
+//! What the reconciler did to a workload, kept in the workload's own annotations so that a
+//! restarted (or newly elected) reconciler knows it and does not act twice.
+//!
+//! `oomguard.io/remediations` holds a JSON array of [`Remediation`]s, newest last, at most
+//! [`MAX_RECORDS`]. Workloads that carry one are labelled `oomguard.io/remediated: "true"` so that
+//! the records can be listed across namespaces with a label selector. Pure: encoding, decoding and
+//! the outcome rule; the Kubernetes calls live in `apply`.
+
+use serde::{Deserialize, Serialize};
+
+use super::plan::{ActionKind, PastAction, RecentActions, ResizeMethod, ScalableKind};
+
+pub const ANNOTATION: &str = "oomguard.io/remediations";
+pub const LABEL: &str = "oomguard.io/remediated";
+/// Records kept per workload: enough for the hourly budget and the verification window.
+pub const MAX_RECORDS: usize = 20;
+/// Utilization must drop by at least this share of its baseline for an action to count as
+/// effective on utilization alone (the tutorial's step 7).
+pub const EFFECTIVE_DROP: f64 = 0.10;
+
+/// Which workload.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Target {
+    pub kind: ScalableKind,
+    pub namespace: String,
+    pub name: String,
+}
+
+/// What changed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "type")]
+pub enum Change {
+    #[serde(rename_all = "camelCase")]
+    Replicas { from: u32, to: u32 },
+    #[serde(rename_all = "camelCase")]
+    Limit {
+        container: String,
+        /// Bytes.
+        from: u64,
+        to: u64,
+        method: ResizeMethod,
+    },
+    /// A rolling restart (the pod template's restartedAt annotation).
+    #[serde(rename_all = "camelCase")]
+    Restart { container: String },
+}
+
+/// Where a remediation stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    /// Applied; the verification window is still open.
+    Pending,
+    Effective,
+    Ineffective,
+    /// The Kubernetes call failed; nothing changed.
+    Failed,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Pending => "pending",
+            Outcome::Effective => "effective",
+            Outcome::Ineffective => "ineffective",
+            Outcome::Failed => "failed",
+        }
+    }
+}
+
+/// What the workload looked like when the action was taken, for verification.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Baseline {
+    /// Highest latest-peak / limit over the containers, 0..; None without history.
+    pub utilization: Option<f64>,
+    /// OOM kills in the history window, summed over containers.
+    pub oom_kills: u32,
+    /// Unix seconds of the most recent OOM kill before the action.
+    pub last_oom_at: Option<i64>,
+}
+
+/// One remediation: taken by the reconciler on its own or asked for through the API.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Remediation {
+    pub id: String,
+    pub action: ActionKind,
+    pub target: Target,
+    /// Unix seconds when it was applied.
+    pub at: i64,
+    /// "oomguard-reconciler", or the API caller's Kubernetes user name.
+    pub requested_by: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incident_id: Option<String>,
+    pub reason: String,
+    pub change: Change,
+    pub baseline: Baseline,
+    /// Unix seconds when the outcome gets decided.
+    pub verify_at: i64,
+    pub outcome: Outcome,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified_at: Option<i64>,
+    /// Why the outcome is what it is, with the numbers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// Reads the records from the annotation's value. A value that does not parse (edited by hand,
+/// another version) is reported, and the caller treats the workload as having no records only
+/// after logging it.
+pub fn decode(value: Option<&str>) -> Result<Vec<Remediation>, String> {
+    match value {
+        None => Ok(Vec::new()),
+        Some(v) if v.trim().is_empty() => Ok(Vec::new()),
+        Some(v) => serde_json::from_str(v)
+            .map_err(|e| format!("annotation {ANNOTATION} is not a list of remediations: {e}")),
+    }
+}
+
+/// The annotation's value: the newest [`MAX_RECORDS`] records.
+pub fn encode(records: &[Remediation]) -> String {
+    let skip = records.len().saturating_sub(MAX_RECORDS);
+    // Serialising plain data to a string cannot fail.
+    serde_json::to_string(&records[skip..]).unwrap_or_else(|_| "[]".to_string())
+}
+
+/// The actions the cooldown and the hourly budget count: every applied record (failed calls
+/// changed nothing and do not count).
+pub fn recent_actions(records: &[Remediation]) -> RecentActions {
+    RecentActions {
+        actions: records
+            .iter()
+            .filter(|r| r.outcome != Outcome::Failed)
+            .map(|r| PastAction {
+                at: r.at,
+                kind: r.action,
+            })
+            .collect(),
+    }
+}
+
+/// What verification sees once the window has passed.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Observed {
+    /// Highest latest-peak / limit over the containers now.
+    pub utilization: Option<f64>,
+    /// Unix seconds of the most recent OOM kill now known.
+    pub last_oom_at: Option<i64>,
+    /// OOM kills in the history window now.
+    pub oom_kills: u32,
+}
+
+/// The tutorial's rule, decided once the window is over: effective when utilization dropped by at
+/// least [`EFFECTIVE_DROP`] of its baseline, or when no OOM kill happened since the action;
+/// ineffective otherwise. Returns the outcome and a one-line reason with the numbers.
+pub fn judge(r: &Remediation, seen: &Observed) -> (Outcome, String) {
+    let oom_since = seen.last_oom_at.is_some_and(|t| t > r.at);
+    let drop = match (r.baseline.utilization, seen.utilization) {
+        (Some(b), Some(n)) if b > 0.0 => Some((b, n, (b - n) / b)),
+        _ => None,
+    };
+    let util = match drop {
+        Some((b, n, d)) => format!(
+            "utilization {:.0}% → {:.0}% ({:+.0}%)",
+            b * 100.0,
+            n * 100.0,
+            -d * 100.0
+        ),
+        None => "utilization unknown".to_string(),
+    };
+    let dropped = drop.is_some_and(|(_, _, d)| d >= EFFECTIVE_DROP);
+    let oom = if oom_since {
+        "OOM kill after the action"
+    } else {
+        "no OOM kill since the action"
+    };
+    if dropped || !oom_since {
+        (Outcome::Effective, format!("effective: {util}, {oom}"))
+    } else {
+        (Outcome::Ineffective, format!("ineffective: {util}, {oom}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(at: i64, outcome: Outcome, base: Option<f64>) -> Remediation {
+        Remediation {
+            id: format!("r{at}"),
+            action: ActionKind::ScaleOut,
+            target: Target {
+                kind: ScalableKind::Deployment,
+                namespace: "ns".into(),
+                name: "app".into(),
+            },
+            at,
+            requested_by: "oomguard-reconciler".into(),
+            incident_id: None,
+            reason: "test".into(),
+            change: Change::Replicas { from: 2, to: 3 },
+            baseline: Baseline {
+                utilization: base,
+                oom_kills: 1,
+                last_oom_at: Some(at - 100),
+            },
+            verify_at: at + 600,
+            outcome,
+            verified_at: None,
+            detail: None,
+        }
+    }
+
+    #[test]
+    fn round_trip_keeps_the_newest() {
+        let all: Vec<_> = (0..25).map(|i| record(i, Outcome::Pending, None)).collect();
+        let back = decode(Some(&encode(&all))).unwrap();
+        assert_eq!(back.len(), MAX_RECORDS);
+        assert_eq!(back[0].at, 5);
+        assert_eq!(back.last().unwrap(), &all[24]);
+    }
+
+    #[test]
+    fn bad_annotation_is_an_error_that_names_it() {
+        let e = decode(Some("{not json")).unwrap_err();
+        assert!(e.contains(ANNOTATION), "{e}");
+        assert!(decode(None).unwrap().is_empty());
+        assert!(decode(Some(" ")).unwrap().is_empty());
+    }
+
+    #[test]
+    fn failed_calls_do_not_count_as_actions() {
+        let rs = vec![
+            record(100, Outcome::Failed, None),
+            record(200, Outcome::Pending, None),
+        ];
+        let recent = recent_actions(&rs);
+        assert_eq!(recent.actions.len(), 1);
+        assert_eq!(recent.actions[0].at, 200);
+    }
+
+    #[test]
+    fn judge_follows_the_tutorial_rule() {
+        let r = record(1000, Outcome::Pending, Some(0.9));
+        // Dropped 22%, an OOM after: still effective on utilization.
+        let (o, why) = judge(
+            &r,
+            &Observed {
+                utilization: Some(0.7),
+                last_oom_at: Some(1200),
+                oom_kills: 2,
+            },
+        );
+        assert_eq!(o, Outcome::Effective, "{why}");
+        assert!(why.contains("90% → 70%"), "{why}");
+        // No drop, an OOM after the action: ineffective.
+        let (o, why) = judge(
+            &r,
+            &Observed {
+                utilization: Some(0.88),
+                last_oom_at: Some(1200),
+                oom_kills: 2,
+            },
+        );
+        assert_eq!(o, Outcome::Ineffective, "{why}");
+        assert!(why.contains("OOM kill after the action"), "{why}");
+        // No drop, the last OOM was before the action: effective.
+        let (o, _) = judge(
+            &r,
+            &Observed {
+                utilization: Some(0.95),
+                last_oom_at: Some(900),
+                oom_kills: 1,
+            },
+        );
+        assert_eq!(o, Outcome::Effective);
+        // A drop of 5% is not enough on its own.
+        let (o, _) = judge(
+            &r,
+            &Observed {
+                utilization: Some(0.855),
+                last_oom_at: Some(1001),
+                oom_kills: 2,
+            },
+        );
+        assert_eq!(o, Outcome::Ineffective);
+    }
+}
