@@ -255,6 +255,23 @@ pub struct ReconcileSpec {
     pub dry_run: bool,
     #[serde(default)]
     pub restart_before_oom: bool,
+    /// How long after an action its outcome is judged.
+    #[serde(default = "default_verify_window")]
+    pub verify_window: Duration,
+    /// How a limit is raised: in place where the cluster can (auto), always in place, or always
+    /// by a template patch (a rollout).
+    #[serde(default)]
+    pub resize_method: ResizeMethodSetting,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ResizeMethodSetting {
+    /// In place (`pods/resize`) on Kubernetes 1.33 and later, else a template patch.
+    #[default]
+    Auto,
+    InPlace,
+    Template,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
@@ -500,6 +517,9 @@ fn default_target_utilization() -> Percent {
 fn default_cooldown() -> Duration {
     Duration(600)
 }
+fn default_verify_window() -> Duration {
+    Duration(900)
+}
 fn default_max_actions() -> u32 {
     6
 }
@@ -513,6 +533,8 @@ fn default_reconcile() -> ReconcileSpec {
         max_actions_per_hour: default_max_actions(),
         dry_run: false,
         restart_before_oom: false,
+        verify_window: default_verify_window(),
+        resize_method: ResizeMethodSetting::Auto,
     }
 }
 

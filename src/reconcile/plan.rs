@@ -639,7 +639,7 @@ fn field(bytes: Option<u64>) -> MemoryField {
 }
 
 /// The latest usable per-interval peak.
-fn latest(h: &ContainerHistory) -> Option<f64> {
+pub(crate) fn latest(h: &ContainerHistory) -> Option<f64> {
     h.samples
         .iter()
         .rev()

@@ -8,7 +8,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::plan::{ActionKind, PastAction, RecentActions, ResizeMethod, ScalableKind};
+use super::plan::{
+    latest, ActionKind, ContainerState, PastAction, RecentActions, ResizeMethod, ScalableKind,
+};
+use crate::history::WorkloadHistory;
 
 pub const ANNOTATION: &str = "oomguard.io/remediations";
 pub const LABEL: &str = "oomguard.io/remediated";
@@ -152,6 +155,36 @@ pub struct Observed {
     pub oom_kills: u32,
 }
 
+/// Utilization and OOM kills of a workload now: the highest latest-peak / limit over the
+/// containers that have a limit, and the OOM kills of all containers.
+pub fn observe(history: Option<&WorkloadHistory>, containers: &[ContainerState]) -> Observed {
+    let Some(h) = history else {
+        return Observed::default();
+    };
+    let utilization = containers
+        .iter()
+        .filter_map(|c| {
+            let limit = c.limit.filter(|&l| l > 0)? as f64;
+            Some(latest(h.containers.get(&c.name)?)? / limit)
+        })
+        .reduce(f64::max);
+    Observed {
+        utilization,
+        last_oom_at: h.containers.values().filter_map(|c| c.last_oom_at).max(),
+        oom_kills: h.containers.values().map(|c| c.oom_kills).sum(),
+    }
+}
+
+impl From<Observed> for Baseline {
+    fn from(o: Observed) -> Baseline {
+        Baseline {
+            utilization: o.utilization,
+            oom_kills: o.oom_kills,
+            last_oom_at: o.last_oom_at,
+        }
+    }
+}
+
 /// The tutorial's rule, decided once the window is over: effective when utilization dropped by at
 /// least [`EFFECTIVE_DROP`] of its baseline, or when no OOM kill happened since the action;
 /// ineffective otherwise. Returns the outcome and a one-line reason with the numbers.
@@ -239,6 +272,35 @@ mod tests {
         let recent = recent_actions(&rs);
         assert_eq!(recent.actions.len(), 1);
         assert_eq!(recent.actions[0].at, 200);
+    }
+
+    #[test]
+    fn observe_takes_the_most_pressed_container() {
+        use crate::history::{ContainerHistory, Sample};
+        let mut h = WorkloadHistory::default();
+        let hist = |bytes: f64, oom: Option<i64>, kills: u32| ContainerHistory {
+            samples: vec![
+                Sample { t: 1, bytes: 1.0 },
+                Sample { t: 2, bytes },
+                Sample { t: 3, bytes: 0.0 },
+            ],
+            last_oom_at: oom,
+            oom_kills: kills,
+            ..Default::default()
+        };
+        h.containers.insert("a".into(), hist(50.0, Some(10), 1));
+        h.containers.insert("b".into(), hist(90.0, Some(30), 2));
+        let c = |name: &str, limit| ContainerState {
+            name: name.into(),
+            limit,
+            request: None,
+        };
+        let o = observe(Some(&h), &[c("a", Some(100)), c("b", Some(100)), c("x", None)]);
+        assert_eq!(o.utilization, Some(0.9), "the latest non-zero sample of b");
+        assert_eq!((o.last_oom_at, o.oom_kills), (Some(30), 3));
+        let o = observe(Some(&h), &[c("a", Some(100)), c("b", None)]);
+        assert_eq!(o.utilization, Some(0.5));
+        assert_eq!(observe(None, &[c("a", Some(1))]), Observed::default());
     }
 
     #[test]

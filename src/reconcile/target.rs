@@ -1,0 +1,257 @@
+//! Deployments and StatefulSets as the reconciler sees them: what [`plan`](super::plan) needs,
+//! read from the stored object. Pure.
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::PodSpec;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::{Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::plan::{ContainerState, HpaInfo, ScalableKind, WorkloadState};
+use super::record::{self, Remediation, Target};
+use crate::quantity::parse_bytes;
+use crate::verdict::EXCLUDE_ANNOTATION;
+
+/// A workload kind the reconciler scales and resizes.
+pub trait Scalable:
+    Resource<DynamicType = ()> + Clone + DeserializeOwned + Serialize + Debug + Send + Sync + 'static
+{
+    const KIND: ScalableKind;
+    /// `spec.replicas` (Kubernetes' default 1 when unset).
+    fn replicas(&self) -> u32;
+    fn pod_spec(&self) -> Option<&PodSpec>;
+    fn selector(&self) -> Option<&LabelSelector>;
+    /// Pods a rolling update may take down at once (at least 1).
+    fn max_unavailable(&self) -> u32;
+}
+
+fn replicas_of(r: Option<i32>) -> u32 {
+    r.map_or(1, |n| u32::try_from(n).unwrap_or(0))
+}
+
+/// Resolves an int-or-percent against the replica count, rounding down as the Deployment
+/// controller does for maxUnavailable; never below 1.
+fn resolve(v: Option<&IntOrString>, replicas: u32, default_percent: u32) -> u32 {
+    let n = match v {
+        Some(IntOrString::Int(i)) => u32::try_from(*i).unwrap_or(0),
+        Some(IntOrString::String(s)) => match s.trim_end_matches('%').parse::<u32>() {
+            Ok(p) => replicas.saturating_mul(p) / 100,
+            Err(_) => replicas.saturating_mul(default_percent) / 100,
+        },
+        None => replicas.saturating_mul(default_percent) / 100,
+    };
+    n.max(1)
+}
+
+impl Scalable for Deployment {
+    const KIND: ScalableKind = ScalableKind::Deployment;
+    fn replicas(&self) -> u32 {
+        replicas_of(self.spec.as_ref().and_then(|s| s.replicas))
+    }
+    fn pod_spec(&self) -> Option<&PodSpec> {
+        self.spec.as_ref().and_then(|s| s.template.spec.as_ref())
+    }
+    fn selector(&self) -> Option<&LabelSelector> {
+        self.spec.as_ref().map(|s| &s.selector)
+    }
+    fn max_unavailable(&self) -> u32 {
+        let replicas = self.replicas();
+        let strategy = self.spec.as_ref().and_then(|s| s.strategy.as_ref());
+        if strategy.and_then(|s| s.type_.as_deref()) == Some("Recreate") {
+            return replicas.max(1);
+        }
+        let v = strategy
+            .and_then(|s| s.rolling_update.as_ref())
+            .and_then(|r| r.max_unavailable.as_ref());
+        resolve(v, replicas, 25)
+    }
+}
+
+impl Scalable for StatefulSet {
+    const KIND: ScalableKind = ScalableKind::StatefulSet;
+    fn replicas(&self) -> u32 {
+        replicas_of(self.spec.as_ref().and_then(|s| s.replicas))
+    }
+    fn pod_spec(&self) -> Option<&PodSpec> {
+        self.spec.as_ref().and_then(|s| s.template.spec.as_ref())
+    }
+    fn selector(&self) -> Option<&LabelSelector> {
+        self.spec.as_ref().map(|s| &s.selector)
+    }
+    fn max_unavailable(&self) -> u32 {
+        let v = self
+            .spec
+            .as_ref()
+            .and_then(|s| s.update_strategy.as_ref())
+            .and_then(|u| u.rolling_update.as_ref())
+            .and_then(|r| r.max_unavailable.as_ref());
+        match v {
+            None => 1,
+            v => resolve(v, self.replicas(), 0),
+        }
+    }
+}
+
+/// The target of a stored object.
+pub fn target_of<K: Scalable>(obj: &K) -> Target {
+    Target {
+        kind: K::KIND,
+        namespace: obj.namespace().unwrap_or_default(),
+        name: obj.name_any(),
+    }
+}
+
+/// The records kept on the object (an unreadable annotation is an error for the caller to log).
+pub fn records_of<K: Scalable>(obj: &K) -> Result<Vec<Remediation>, String> {
+    record::decode(obj.annotations().get(record::ANNOTATION).map(String::as_str))
+}
+
+/// The HPA (if any) whose scale target is this workload.
+pub fn hpa_for(
+    kind: ScalableKind,
+    name: &str,
+    hpas: &[HorizontalPodAutoscaler],
+) -> Option<HpaInfo> {
+    hpas.iter().find_map(|h| {
+        let spec = h.spec.as_ref()?;
+        let r = &spec.scale_target_ref;
+        (r.kind == kind.as_str() && r.name == name).then(|| HpaInfo {
+            min: spec
+                .min_replicas
+                .map_or(1, |n| u32::try_from(n).unwrap_or(1)),
+            max: u32::try_from(spec.max_replicas).unwrap_or(0),
+        })
+    })
+}
+
+fn memory(m: Option<&BTreeMap<String, Quantity>>) -> Option<u64> {
+    m.and_then(|m| m.get("memory"))
+        .and_then(|q| parse_bytes(&q.0).ok())
+}
+
+/// What the plan needs from the object. Containers whose memory quantity does not parse are
+/// taken as having none (admission reports those).
+pub fn state_of<K: Scalable>(obj: &K, hpa: Option<HpaInfo>, in_place_resize: bool) -> WorkloadState {
+    let t = target_of(obj);
+    let containers = obj
+        .pod_spec()
+        .map(|p| {
+            p.containers
+                .iter()
+                .map(|c| {
+                    let r = c.resources.as_ref();
+                    ContainerState {
+                        name: c.name.clone(),
+                        limit: memory(r.and_then(|r| r.limits.as_ref())),
+                        request: memory(r.and_then(|r| r.requests.as_ref())),
+                    }
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    WorkloadState {
+        kind: t.kind,
+        namespace: t.namespace,
+        name: t.name,
+        replicas: obj.replicas(),
+        containers,
+        hpa,
+        excluded: obj.annotations().get(EXCLUDE_ANNOTATION).map(String::as_str) == Some("true"),
+        in_place_resize,
+        max_unavailable: obj.max_unavailable(),
+    }
+}
+
+/// `matchLabels` as a label selector string (`a=b,c=d`); None without matchLabels (the caller
+/// then finds pods by owner).
+pub fn selector_string(sel: &LabelSelector) -> Option<String> {
+    let labels = sel.match_labels.as_ref()?;
+    if labels.is_empty() {
+        return None;
+    }
+    Some(
+        labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(","),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn deployment(v: serde_json::Value) -> Deployment {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn reads_replicas_limits_and_rollout() {
+        let d = deployment(json!({
+            "metadata": {"name": "app", "namespace": "ns",
+                         "annotations": {"oomguard.io/exclude": "true"}},
+            "spec": {"replicas": 8, "selector": {"matchLabels": {"app": "x", "tier": "web"}},
+                     "strategy": {"rollingUpdate": {"maxUnavailable": "25%"}},
+                     "template": {"spec": {"containers": [
+                        {"name": "a", "resources": {"limits": {"memory": "256Mi"}, "requests": {"memory": "128Mi"}}},
+                        {"name": "b", "resources": {"limits": {"memory": "lots"}}},
+                        {"name": "c"}]}}}
+        }));
+        let s = state_of(&d, None, true);
+        assert_eq!(s.replicas, 8);
+        assert_eq!(s.max_unavailable, 2);
+        assert!(s.excluded && s.in_place_resize);
+        assert_eq!(s.containers[0].limit, Some(256 << 20));
+        assert_eq!(s.containers[0].request, Some(128 << 20));
+        assert_eq!(s.containers[1].limit, None, "unparseable is none");
+        assert_eq!(s.containers[2].limit, None);
+        assert_eq!(
+            selector_string(d.selector().unwrap()).as_deref(),
+            Some("app=x,tier=web")
+        );
+    }
+
+    #[test]
+    fn defaults_follow_kubernetes() {
+        let d = deployment(json!({"metadata": {"name": "a"}, "spec": {"selector": {}, "template": {}}}));
+        assert_eq!(d.replicas(), 1);
+        assert_eq!(
+            d.max_unavailable(),
+            1,
+            "25% of 1 rounds down to 0, never below 1"
+        );
+        let r = deployment(json!({"metadata": {"name": "a"}, "spec": {"replicas": 6, "selector": {},
+            "strategy": {"type": "Recreate"}, "template": {}}}));
+        assert_eq!(r.max_unavailable(), 6);
+        let s: StatefulSet = serde_json::from_value(json!({"metadata": {"name": "s"},
+            "spec": {"replicas": 3, "selector": {}, "serviceName": "s", "template": {}}}))
+        .unwrap();
+        assert_eq!(s.max_unavailable(), 1);
+        assert_eq!(selector_string(s.selector().unwrap()), None);
+    }
+
+    #[test]
+    fn finds_the_hpa_of_the_workload_only() {
+        let hpas: Vec<HorizontalPodAutoscaler> = serde_json::from_value(json!([
+            {"metadata": {"name": "h1"}, "spec": {"maxReplicas": 5,
+                "scaleTargetRef": {"kind": "Deployment", "name": "other", "apiVersion": "apps/v1"}}},
+            {"metadata": {"name": "h2"}, "spec": {"maxReplicas": 7, "minReplicas": 2,
+                "scaleTargetRef": {"kind": "Deployment", "name": "app", "apiVersion": "apps/v1"}}}
+        ]))
+        .unwrap();
+        assert_eq!(
+            hpa_for(ScalableKind::Deployment, "app", &hpas),
+            Some(HpaInfo { min: 2, max: 7 })
+        );
+        assert_eq!(hpa_for(ScalableKind::StatefulSet, "app", &hpas), None);
+    }
+}
