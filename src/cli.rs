@@ -50,6 +50,41 @@ pub enum Command {
     Replay(crate::replay::ReplayArgs),
     /// Report per container: current and recommended memory request and limit, sorted by risk.
     Recommend(RecommendArgs),
+    /// Run the reconciler: act on forecasts at runtime (scale out, raise limits, restart before
+    /// an OOM) and verify that it helped. One replica acts at a time (a Lease).
+    Reconcile(ReconcileArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ReconcileArgs {
+    /// Folder of <namespace>.yaml policies (and default.yaml); reloaded on change. Only
+    /// namespaces whose policy has `reconcile.enabled: true` are acted on.
+    #[arg(long, value_name = "DIR")]
+    pub policies: PathBuf,
+    #[command(flatten)]
+    pub history: HistoryArgs,
+    /// How often every workload is looked at again (changes are looked at at once).
+    #[arg(long, default_value = "1m", value_parser = parse_duration)]
+    pub interval: Duration,
+    /// Watch this namespace only (default: all namespaces).
+    #[arg(long, value_name = "NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Name of the coordination.k8s.io Lease that elects the acting replica.
+    #[arg(long, default_value = "oomguard-reconciler")]
+    pub lease_name: String,
+    /// Namespace of the Lease (default: the pod's own, from POD_NAMESPACE or the service
+    /// account, else "default").
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub lease_namespace: Option<String>,
+    /// How long a Lease holder that stopped renewing keeps it; a standby takes over after this.
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    pub lease_duration: Duration,
+    /// This replica's name in the Lease and in Events (default: POD_NAME, else host name and pid).
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+    /// Plain-HTTP address of /livez, /readyz and /metrics.
+    #[arg(long, default_value = "0.0.0.0:8081")]
+    pub admin_listen: SocketAddr,
 }
 
 #[derive(Debug, Args)]
@@ -228,6 +263,7 @@ impl Cli {
             Command::Check(a) => run_check(a).await,
             Command::Certs(a) => certs(a),
             Command::Recommend(a) => recommend(a).await,
+            Command::Reconcile(a) => reconcile(a).await,
             Command::Replay(a) => {
                 let stdout = std::io::stdout();
                 crate::replay::run(&a, &mut stdout.lock())?;
@@ -257,6 +293,40 @@ async fn serve(a: ServeArgs) -> anyhow::Result<i32> {
         policies: a.policies,
         admitter,
         drain: a.drain,
+    })
+    .await?;
+    Ok(0)
+}
+
+async fn reconcile(a: ReconcileArgs) -> anyhow::Result<i32> {
+    if a.history.history.is_none() && a.history.prometheus.prometheus.is_none() {
+        bail!("reconcile needs history to act on: pass --prometheus URL (or --history FILE)");
+    }
+    let lease_namespace = a.lease_namespace.clone().unwrap_or_else(|| {
+        std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+            .map(|s| s.trim().to_string())
+            .ok()
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "default".to_string())
+    });
+    let identity = a.identity.clone().unwrap_or_else(|| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|_| "oomguard".to_string());
+        format!("{host}-{}", std::process::id())
+    });
+    crate::reconcile::controller::run(crate::reconcile::controller::Options {
+        policies: a.policies,
+        history: history_source(&a.history)?,
+        interval: a.interval,
+        namespace: a.namespace,
+        lease: crate::reconcile::controller::LeaseOptions {
+            name: a.lease_name,
+            namespace: lease_namespace,
+            identity,
+            duration: a.lease_duration,
+        },
+        admin_listen: a.admin_listen,
     })
     .await?;
     Ok(0)

@@ -3,6 +3,9 @@
 //! [`plan`] is the pure decision (what to do about one workload now); [`record`] is what was
 //! done, kept in the workload's annotations. Watching, applying and verifying live at the edges.
 
+pub mod apply;
+pub mod controller;
+pub mod metrics;
 pub mod plan;
 pub mod record;
 pub mod target;

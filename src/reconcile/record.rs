@@ -295,7 +295,10 @@ mod tests {
             limit,
             request: None,
         };
-        let o = observe(Some(&h), &[c("a", Some(100)), c("b", Some(100)), c("x", None)]);
+        let o = observe(
+            Some(&h),
+            &[c("a", Some(100)), c("b", Some(100)), c("x", None)],
+        );
         assert_eq!(o.utilization, Some(0.9), "the latest non-zero sample of b");
         assert_eq!((o.last_oom_at, o.oom_kills), (Some(30), 3));
         let o = observe(Some(&h), &[c("a", Some(100)), c("b", None)]);

@@ -10,6 +10,7 @@ use k8s_openapi::api::core::v1::PodSpec;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use k8s_openapi::NamespaceResourceScope;
 use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -21,7 +22,14 @@ use crate::verdict::EXCLUDE_ANNOTATION;
 
 /// A workload kind the reconciler scales and resizes.
 pub trait Scalable:
-    Resource<DynamicType = ()> + Clone + DeserializeOwned + Serialize + Debug + Send + Sync + 'static
+    Resource<DynamicType = (), Scope = NamespaceResourceScope>
+    + Clone
+    + DeserializeOwned
+    + Serialize
+    + Debug
+    + Send
+    + Sync
+    + 'static
 {
     const KIND: ScalableKind;
     /// `spec.replicas` (Kubernetes' default 1 when unset).
@@ -110,7 +118,11 @@ pub fn target_of<K: Scalable>(obj: &K) -> Target {
 
 /// The records kept on the object (an unreadable annotation is an error for the caller to log).
 pub fn records_of<K: Scalable>(obj: &K) -> Result<Vec<Remediation>, String> {
-    record::decode(obj.annotations().get(record::ANNOTATION).map(String::as_str))
+    record::decode(
+        obj.annotations()
+            .get(record::ANNOTATION)
+            .map(String::as_str),
+    )
 }
 
 /// The HPA (if any) whose scale target is this workload.
@@ -138,7 +150,11 @@ fn memory(m: Option<&BTreeMap<String, Quantity>>) -> Option<u64> {
 
 /// What the plan needs from the object. Containers whose memory quantity does not parse are
 /// taken as having none (admission reports those).
-pub fn state_of<K: Scalable>(obj: &K, hpa: Option<HpaInfo>, in_place_resize: bool) -> WorkloadState {
+pub fn state_of<K: Scalable>(
+    obj: &K,
+    hpa: Option<HpaInfo>,
+    in_place_resize: bool,
+) -> WorkloadState {
     let t = target_of(obj);
     let containers = obj
         .pod_spec()
@@ -163,7 +179,11 @@ pub fn state_of<K: Scalable>(obj: &K, hpa: Option<HpaInfo>, in_place_resize: boo
         replicas: obj.replicas(),
         containers,
         hpa,
-        excluded: obj.annotations().get(EXCLUDE_ANNOTATION).map(String::as_str) == Some("true"),
+        excluded: obj
+            .annotations()
+            .get(EXCLUDE_ANNOTATION)
+            .map(String::as_str)
+            == Some("true"),
         in_place_resize,
         max_unavailable: obj.max_unavailable(),
     }
@@ -222,15 +242,19 @@ mod tests {
 
     #[test]
     fn defaults_follow_kubernetes() {
-        let d = deployment(json!({"metadata": {"name": "a"}, "spec": {"selector": {}, "template": {}}}));
+        let d = deployment(
+            json!({"metadata": {"name": "a"}, "spec": {"selector": {}, "template": {}}}),
+        );
         assert_eq!(d.replicas(), 1);
         assert_eq!(
             d.max_unavailable(),
             1,
             "25% of 1 rounds down to 0, never below 1"
         );
-        let r = deployment(json!({"metadata": {"name": "a"}, "spec": {"replicas": 6, "selector": {},
-            "strategy": {"type": "Recreate"}, "template": {}}}));
+        let r = deployment(
+            json!({"metadata": {"name": "a"}, "spec": {"replicas": 6, "selector": {},
+            "strategy": {"type": "Recreate"}, "template": {}}}),
+        );
         assert_eq!(r.max_unavailable(), 6);
         let s: StatefulSet = serde_json::from_value(json!({"metadata": {"name": "s"},
             "spec": {"replicas": 3, "selector": {}, "serviceName": "s", "template": {}}}))

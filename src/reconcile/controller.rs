@@ -1,0 +1,537 @@
+//! `oomguard reconcile`: a kube-runtime controller over Deployments and StatefulSets.
+//!
+//! Each workload is looked at when it changes and every `--interval`: verify the remediations
+//! whose window is over, plan ([`plan::plan`]), act on what the plan asks (unless the policy says
+//! `dryRun`), and write what was done into the workload's annotations. Only the holder of the
+//! `coordination.k8s.io` Lease acts; the others keep their caches warm and take over when the
+//! holder stops renewing it.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::http::{header, StatusCode};
+use axum::routing::get;
+use axum::Router;
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use kube::api::ListParams;
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::runtime::{watcher, Controller};
+use kube::{Api, Client, ResourceExt};
+use tokio::sync::watch;
+
+use super::apply::{is_conflict, ApplyError, Executor, Request};
+use super::metrics::{ReconcileMetrics, StepLabels};
+use super::plan::{self, Plan};
+use super::record::{self, Outcome};
+use super::target::{hpa_for, records_of, state_of, target_of, Scalable};
+use crate::history::{HistoryQuery, HistorySource, WorkloadHistory, WorkloadKey};
+use crate::policy::store::PolicyStore;
+use crate::policy::{PolicySpec, ResizeMethodSetting};
+
+/// A planned restart is carried out when the earliest plausible OOM is this close.
+pub const RESTART_LEAD_SECS: i64 = 3600;
+
+pub struct LeaseOptions {
+    pub name: String,
+    pub namespace: String,
+    pub identity: String,
+    pub duration: Duration,
+}
+
+pub struct Options {
+    pub policies: PathBuf,
+    pub history: Arc<dyn HistorySource>,
+    pub interval: Duration,
+    /// Watch one namespace only (None: all).
+    pub namespace: Option<String>,
+    pub lease: LeaseOptions,
+    pub admin_listen: SocketAddr,
+}
+
+/// Shared by the reconciles.
+pub struct Ctx {
+    pub exec: Executor,
+    pub policies: Arc<PolicyStore>,
+    pub history: Arc<dyn HistorySource>,
+    pub interval: Duration,
+    pub leader: watch::Receiver<bool>,
+    /// The apiserver is 1.33 or later (`pods/resize`).
+    pub in_place_supported: bool,
+    pub metrics: Arc<ReconcileMetrics>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error(transparent)]
+    Apply(#[from] ApplyError),
+    #[error("{what}: {source}")]
+    Kube {
+        what: String,
+        #[source]
+        source: kube::Error,
+    },
+}
+
+pub fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+fn step_name(p: &Plan) -> &'static str {
+    match p {
+        Plan::None { .. } => "none",
+        Plan::ScaleOut { .. } => "scale-out",
+        Plan::RecommendHpa { .. } => "recommend-hpa",
+        Plan::RaiseLimit { .. } => "raise-limit",
+        Plan::PlannedRestart { .. } => "planned-restart",
+        Plan::OutOfBounds { .. } => "out-of-bounds",
+        Plan::Cooldown { .. } => "cooldown",
+        Plan::RateLimited { .. } => "rate-limited",
+    }
+}
+
+impl Ctx {
+    fn in_place(&self, policy: &PolicySpec) -> bool {
+        match policy.reconcile.resize_method {
+            ResizeMethodSetting::Auto => self.in_place_supported,
+            ResizeMethodSetting::InPlace => true,
+            ResizeMethodSetting::Template => false,
+        }
+    }
+
+    /// The workload's history; None (logged, counted) when the source fails.
+    pub async fn history_of(
+        &self,
+        t: &record::Target,
+        policy: &PolicySpec,
+    ) -> Result<Option<Arc<WorkloadHistory>>, String> {
+        let query = HistoryQuery {
+            key: WorkloadKey {
+                namespace: t.namespace.clone(),
+                kind: t.kind.as_str().to_string(),
+                name: t.name.clone(),
+            },
+            window_secs: policy.history.window.secs(),
+        };
+        self.history.fetch(&query).await.map_err(|e| {
+            self.metrics.error("history");
+            e.to_string()
+        })
+    }
+
+    /// The HPAs of a namespace (for "do not fight the HPA").
+    async fn hpas(&self, namespace: &str) -> Result<Vec<HorizontalPodAutoscaler>, ReconcileError> {
+        Api::<HorizontalPodAutoscaler>::namespaced(self.exec.client.clone(), namespace)
+            .list(&ListParams::default())
+            .await
+            .map(|l| l.items)
+            .map_err(|e| ReconcileError::Kube {
+                what: format!("list HorizontalPodAutoscalers in {namespace}"),
+                source: e,
+            })
+    }
+}
+
+/// One look at one workload.
+pub async fn reconcile<K: Scalable>(obj: Arc<K>, ctx: Arc<Ctx>) -> Result<Action, ReconcileError> {
+    let idle = Action::requeue(ctx.interval);
+    if obj.meta().deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    let t = target_of(obj.as_ref());
+    let policy = ctx.policies.current().for_namespace(&t.namespace);
+    if !policy.reconcile.enabled || !*ctx.leader.borrow() {
+        return Ok(idle);
+    }
+    let id = format!("{} {}/{}", t.kind.as_str(), t.namespace, t.name);
+    let records = match records_of(obj.as_ref()) {
+        Ok(r) => r,
+        Err(e) => {
+            // Acting without knowing what was done could repeat an action: hold off.
+            ctx.metrics.error("annotation");
+            tracing::warn!(workload = %id, error = %e, "no action until the annotation is fixed or removed");
+            ctx.exec
+                .event(obj.as_ref(), EventType::Warning, "BadAnnotation", "Reconcile", format!("{e}; oomguard takes no action on this workload until it is fixed or removed"))
+                .await;
+            return Ok(idle);
+        }
+    };
+    let history = match ctx.history_of(&t, &policy).await {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::warn!(workload = %id, error = %e, "no history; nothing done this round");
+            return Ok(idle);
+        }
+    };
+    let now = unix_now();
+    let hpa = hpa_for(t.kind, &t.name, &ctx.hpas(&t.namespace).await?);
+    let state = state_of(obj.as_ref(), hpa, ctx.in_place(&policy));
+
+    // Verification of the actions whose window is over.
+    let mut records = records;
+    let due: Vec<usize> = records
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.outcome == Outcome::Pending && r.verify_at <= now)
+        .map(|(i, _)| i)
+        .collect();
+    if !due.is_empty() {
+        let seen = record::observe(history.as_deref(), &state.containers);
+        let mut verdicts = Vec::new();
+        for &i in &due {
+            let r = &mut records[i];
+            let (outcome, why) = record::judge(r, &seen);
+            r.outcome = outcome;
+            r.verified_at = Some(now);
+            r.detail = Some(why.clone());
+            verdicts.push((r.id.clone(), r.action, outcome, why));
+        }
+        match ctx
+            .exec
+            .write_records::<K>(&t, &records, obj.resource_version().as_deref())
+            .await
+        {
+            Ok(_) => {
+                for (rid, action, outcome, why) in verdicts {
+                    ctx.metrics.outcome(action.as_str(), outcome.as_str());
+                    let (ty, reason) = match outcome {
+                        Outcome::Effective => (EventType::Normal, "RemediationEffective"),
+                        _ => (EventType::Warning, "RemediationIneffective"),
+                    };
+                    tracing::info!(workload = %id, action = action.as_str(), id = %rid, outcome = outcome.as_str(), detail = %why, "remediation verified");
+                    ctx.exec
+                        .event(
+                            obj.as_ref(),
+                            ty,
+                            reason,
+                            action.as_str(),
+                            format!("{} {rid}: {why}", action.as_str()),
+                        )
+                        .await;
+                }
+            }
+            // Changed meanwhile: the watch brings the new version; verify from it.
+            Err(ApplyError::Conflict(_)) => return Ok(Action::requeue(Duration::from_secs(1))),
+            Err(e) => return Err(e.into()),
+        }
+        // The write changed the object; the watch event brings it back for planning.
+        return Ok(Action::requeue(Duration::from_secs(1)));
+    }
+
+    let recent = record::recent_actions(&records);
+    let p = plan::plan(
+        &state,
+        history.as_deref().unwrap_or(&WorkloadHistory::default()),
+        &policy,
+        &recent,
+        now,
+    );
+    let dry = if p.report_only { "true" } else { "false" };
+    for s in &p.steps {
+        ctx.metrics
+            .steps
+            .get_or_create(&StepLabels {
+                step: step_name(s),
+                dry_run: dry,
+            })
+            .inc();
+    }
+    let mut requests = Vec::new();
+    let mut next = ctx.interval;
+    for s in &p.steps {
+        match s {
+            Plan::None { reason } => tracing::debug!(workload = %id, %reason, "nothing to do"),
+            Plan::Cooldown { reason, .. } | Plan::RateLimited { reason, .. } => {
+                tracing::info!(workload = %id, %reason, "held back")
+            }
+            Plan::OutOfBounds { reason, .. } => {
+                tracing::warn!(workload = %id, %reason, "out of bounds");
+                ctx.exec
+                    .event(
+                        obj.as_ref(),
+                        EventType::Warning,
+                        "OutOfBounds",
+                        "Plan",
+                        reason.clone(),
+                    )
+                    .await;
+            }
+            Plan::RecommendHpa { reason, .. } => {
+                tracing::info!(workload = %id, %reason, "HPA recommendation");
+                ctx.exec
+                    .event(
+                        obj.as_ref(),
+                        EventType::Normal,
+                        "HPARecommendation",
+                        "Plan",
+                        reason.clone(),
+                    )
+                    .await;
+            }
+            _ if p.report_only => {
+                tracing::info!(workload = %id, step = step_name(s), reason = %s.reason(), "dry run: not applied");
+                ctx.exec
+                    .event(
+                        obj.as_ref(),
+                        EventType::Normal,
+                        "DryRun",
+                        "Plan",
+                        format!("dry run, not applied: {}", s.reason()),
+                    )
+                    .await;
+            }
+            Plan::PlannedRestart {
+                before_oom_at,
+                reason,
+                ..
+            } if *before_oom_at - now > RESTART_LEAD_SECS => {
+                let wait = u64::try_from(*before_oom_at - now - RESTART_LEAD_SECS).unwrap_or(0);
+                next = next.min(Duration::from_secs(wait.max(1)));
+                tracing::info!(workload = %id, %reason, in_secs = wait, "restart planned");
+            }
+            step => requests.extend(Request::from_step(step)),
+        }
+    }
+    if !requests.is_empty() {
+        let baseline = record::observe(history.as_deref(), &state.containers).into();
+        let verify_after = i64::try_from(policy.reconcile.verify_window.secs()).unwrap_or(i64::MAX);
+        let done = ctx
+            .exec
+            .execute(obj.as_ref(), records, requests, baseline, verify_after, now)
+            .await?;
+        for r in done
+            .iter()
+            .filter(|r| r.at == now && r.outcome == Outcome::Failed)
+        {
+            ctx.metrics
+                .outcome(r.action.as_str(), Outcome::Failed.as_str());
+        }
+        records = done;
+    }
+    // Come back when the next verification is due, or at the interval.
+    if let Some(due) = records
+        .iter()
+        .filter(|r| r.outcome == Outcome::Pending)
+        .map(|r| r.verify_at)
+        .min()
+    {
+        let wait = u64::try_from(due.saturating_sub(now)).unwrap_or(0).max(1);
+        next = next.min(Duration::from_secs(wait));
+    }
+    Ok(Action::requeue(next))
+}
+
+pub fn error_policy<K: Scalable>(obj: Arc<K>, err: &ReconcileError, ctx: Arc<Ctx>) -> Action {
+    let conflict = matches!(err, ReconcileError::Apply(ApplyError::Conflict(_)))
+        || matches!(err, ReconcileError::Kube { source, .. } if is_conflict(source));
+    ctx.metrics
+        .error(if conflict { "conflict" } else { "kubernetes" });
+    if conflict {
+        tracing::info!(workload = %obj.name_any(), error = %err, "changed meanwhile; planning again");
+        Action::requeue(Duration::from_secs(1))
+    } else {
+        tracing::warn!(workload = %obj.name_any(), error = %err, "reconcile failed; retrying");
+        Action::requeue(Duration::from_secs(10).min(ctx.interval))
+    }
+}
+
+/// A stream that yields each time this reconciler becomes the leader.
+fn on_leadership(rx: watch::Receiver<bool>) -> impl futures::Stream<Item = ()> + Send {
+    futures::stream::unfold(rx, |mut rx| async move {
+        loop {
+            rx.changed().await.ok()?;
+            if *rx.borrow_and_update() {
+                return Some(((), rx));
+            }
+        }
+    })
+}
+
+fn run_controller<K: Scalable>(
+    api: Api<K>,
+    ctx: Arc<Ctx>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) -> impl std::future::Future<Output = ()> {
+    Controller::new(api, watcher::Config::default())
+        .reconcile_all_on(on_leadership(ctx.leader.clone()))
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile::<K>, error_policy::<K>, ctx)
+        .for_each(|res| async move {
+            if let Err(e) = res {
+                tracing::debug!(error = %e, "controller");
+            }
+        })
+}
+
+/// Whether the apiserver is at least 1.33 (in-place pod resize on by default).
+async fn resize_supported(client: &Client) -> bool {
+    match client.apiserver_version().await {
+        Ok(v) => {
+            let num = |s: &str| {
+                s.chars()
+                    .take_while(char::is_ascii_digit)
+                    .collect::<String>()
+                    .parse::<u32>()
+                    .ok()
+            };
+            matches!((num(&v.major), num(&v.minor)), (Some(1), Some(m)) if m >= 33)
+                || num(&v.major).is_some_and(|m| m > 1)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "apiserver version unknown; raising limits by template patch");
+            false
+        }
+    }
+}
+
+/// Runs until SIGTERM/SIGINT.
+pub async fn run(opts: Options) -> anyhow::Result<()> {
+    let (store, report) = PolicyStore::open(&opts.policies)?;
+    tracing::info!(dir = %opts.policies.display(), loaded = report.loaded, broken = report.errors.len(), "policies loaded");
+    let policies = Arc::new(store);
+    let mut policy_watch = crate::server::watch::watch(
+        std::slice::from_ref(&opts.policies),
+        Duration::from_millis(300),
+    )?;
+    let reload = policies.clone();
+    tokio::spawn(async move {
+        while policy_watch.changes.recv().await.is_some() {
+            let r = reload.reload();
+            tracing::info!(
+                loaded = r.loaded,
+                broken = r.errors.len(),
+                "policies reloaded"
+            );
+        }
+    });
+
+    let client = Client::try_default().await.map_err(|e| {
+        anyhow::anyhow!(
+            "cannot reach Kubernetes ({e}); run in a pod with a service account, or set KUBECONFIG"
+        )
+    })?;
+    let in_place_supported = resize_supported(&client).await;
+    let metrics = Arc::new(ReconcileMetrics::new());
+
+    let lease = kube_lease_manager::LeaseManagerBuilder::new(client.clone(), &opts.lease.name)
+        .with_namespace(&opts.lease.namespace)
+        .with_identity(&opts.lease.identity)
+        .with_duration(opts.lease.duration.as_secs().max(2))
+        .with_grace((opts.lease.duration.as_secs() / 3).max(1))
+        .build()
+        .await
+        .map_err(|e| anyhow::anyhow!("lease {}/{}: {e}", opts.lease.namespace, opts.lease.name))?;
+    let (leader, lease_task) = lease.watch().await;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let (m, mut lrx, ident, mut stop) = (
+        metrics.clone(),
+        leader.clone(),
+        opts.lease.identity.clone(),
+        stop_rx.clone(),
+    );
+    tokio::spawn(async move {
+        loop {
+            let is = *lrx.borrow_and_update();
+            m.leader.set(i64::from(is));
+            if is {
+                tracing::info!(identity = %ident, "leader: acting");
+            } else {
+                tracing::info!(identity = %ident, "not the leader: watching only");
+            }
+            tokio::select! {
+                changed = lrx.changed() => if changed.is_err() { break },
+                _ = stop.wait_for(|s| *s) => break,
+            }
+        }
+    });
+
+    let ctx = Arc::new(Ctx {
+        exec: Executor::new(client.clone(), opts.lease.identity.clone()),
+        policies,
+        history: opts.history,
+        interval: opts.interval,
+        leader,
+        in_place_supported,
+        metrics: metrics.clone(),
+    });
+
+    let ready = Arc::new(AtomicBool::new(true));
+    let admin = admin_router(metrics, ready.clone());
+    let listener = tokio::net::TcpListener::bind(opts.admin_listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("admin listener {}: {e}", opts.admin_listen))?;
+    tracing::info!(admin = %format!("http://{}", opts.admin_listen), in_place_resize = in_place_supported, "reconciler started");
+    let admin_server =
+        axum::serve(listener, admin).with_graceful_shutdown(stopped(stop_rx.clone()));
+    tokio::spawn(async move {
+        crate::server::shutdown_signal().await;
+        tracing::info!("shutting down");
+        let _ = stop_tx.send(true);
+    });
+    let (deploy, sts): (Api<Deployment>, Api<StatefulSet>) = match &opts.namespace {
+        Some(ns) => (
+            Api::namespaced(client.clone(), ns),
+            Api::namespaced(client.clone(), ns),
+        ),
+        None => (Api::all(client.clone()), Api::all(client.clone())),
+    };
+    let (_, _, admin_res) = tokio::join!(
+        run_controller(deploy, ctx.clone(), stopped(stop_rx.clone())),
+        run_controller(sts, ctx.clone(), stopped(stop_rx.clone())),
+        admin_server
+    );
+    ready.store(false, Ordering::SeqCst);
+    // Dropping the last receivers makes the lease task release the lease for a fast handover.
+    drop(ctx);
+    match tokio::time::timeout(Duration::from_secs(5), lease_task).await {
+        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "lease not released"),
+        Err(_) => tracing::warn!("lease release timed out"),
+        _ => tracing::info!("lease released"),
+    }
+    admin_res.map_err(|e| anyhow::anyhow!("admin listener: {e}"))?;
+    Ok(())
+}
+
+fn admin_router(metrics: Arc<ReconcileMetrics>, ready: Arc<AtomicBool>) -> Router {
+    Router::new()
+        .route("/livez", get(|| async { "ok" }))
+        .route(
+            "/readyz",
+            get(move || {
+                let ready = ready.clone();
+                async move {
+                    if ready.load(Ordering::SeqCst) {
+                        (StatusCode::OK, "ok")
+                    } else {
+                        (StatusCode::SERVICE_UNAVAILABLE, "stopping")
+                    }
+                }
+            }),
+        )
+        .route(
+            "/metrics",
+            get(move || {
+                let m = metrics.clone();
+                async move {
+                    (
+                        [(
+                            header::CONTENT_TYPE,
+                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        )],
+                        m.encode(),
+                    )
+                }
+            }),
+        )
+}
