@@ -20,7 +20,6 @@ use super::target::{records_of, selector_string, Scalable};
 use crate::quantity::to_quantity;
 
 pub const FIELD_MANAGER: &str = "oomguard-reconciler";
-pub const REQUESTED_BY_RECONCILER: &str = "oomguard-reconciler";
 const RESTARTED_AT: &str = "kubectl.kubernetes.io/restartedAt";
 
 #[derive(Debug, thiserror::Error)]
@@ -81,6 +80,8 @@ fn params() -> PatchParams {
 pub struct Executor {
     pub client: Client,
     recorder: Arc<Recorder>,
+    /// This replica's name (the Lease identity).
+    instance: String,
 }
 
 /// One action to take, as the plan (or an API caller) asked for it.
@@ -94,8 +95,8 @@ pub struct Request {
 }
 
 impl Request {
-    /// The request for a plan step that acts; None for the others.
-    pub fn from_step(step: &Plan) -> Option<Request> {
+    /// The request for a plan step that acts; None for the others. `by` names the replica.
+    pub fn from_step(step: &Plan, by: &str) -> Option<Request> {
         let (action, change) = match step {
             Plan::ScaleOut { from, to, .. } => (
                 ActionKind::ScaleOut,
@@ -131,7 +132,7 @@ impl Request {
             action,
             change,
             reason: step.reason().to_string(),
-            requested_by: REQUESTED_BY_RECONCILER.to_string(),
+            requested_by: by.to_string(),
             incident_id: None,
         })
     }
@@ -141,12 +142,18 @@ impl Executor {
     pub fn new(client: Client, instance: String) -> Executor {
         let reporter = Reporter {
             controller: FIELD_MANAGER.to_string(),
-            instance: Some(instance),
+            instance: Some(instance.clone()),
         };
         Executor {
             recorder: Arc::new(Recorder::new(client.clone(), reporter)),
             client,
+            instance,
         }
+    }
+
+    /// Who the records name for actions this reconciler takes on its own.
+    pub fn reconciler_name(&self) -> String {
+        format!("{FIELD_MANAGER}/{}", self.instance)
     }
 
     fn api<K: Scalable>(&self, namespace: &str) -> Api<K> {

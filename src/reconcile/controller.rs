@@ -184,7 +184,8 @@ pub async fn reconcile<K: Scalable>(obj: Arc<K>, ctx: Arc<Ctx>) -> Result<Action
         .map(|(i, _)| i)
         .collect();
     if !due.is_empty() {
-        let seen = record::observe(history.as_deref(), &state.containers);
+        let limits = record::effective_limits(&state.containers, &records);
+        let seen = record::observe(history.as_deref(), &limits);
         let mut verdicts = Vec::new();
         for &i in &due {
             let r = &mut records[i];
@@ -297,11 +298,12 @@ pub async fn reconcile<K: Scalable>(obj: Arc<K>, ctx: Arc<Ctx>) -> Result<Action
                 next = next.min(Duration::from_secs(wait.max(1)));
                 tracing::info!(workload = %id, %reason, in_secs = wait, "restart planned");
             }
-            step => requests.extend(Request::from_step(step)),
+            step => requests.extend(Request::from_step(step, &ctx.exec.reconciler_name())),
         }
     }
     if !requests.is_empty() {
-        let baseline = record::observe(history.as_deref(), &state.containers).into();
+        let limits = record::effective_limits(&state.containers, &records);
+        let baseline = record::observe(history.as_deref(), &limits).into();
         let verify_after = i64::try_from(policy.reconcile.verify_window.secs()).unwrap_or(i64::MAX);
         let done = ctx
             .exec

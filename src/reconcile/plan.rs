@@ -337,6 +337,11 @@ fn assess(
     let pattern = h.fit().pattern;
     let ls = Bytes(limit as f64);
     match pattern {
+        // Too little of each lifetime to fit (e.g. an OOM loop that restarts every minute or two),
+        // but the verdict saw the limit hit: raise it.
+        Pattern::Unknown if v.severity >= Severity::Critical => {
+            raise(w, c, limit, rec, &v, pattern, policy, now)
+        }
         Pattern::Unknown => Need::Quiet(format!("container {name}: pattern unknown")),
         Pattern::Steady | Pattern::LoadFollowing => {
             let Some(current) = latest(h) else {

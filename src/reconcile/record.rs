@@ -144,6 +144,29 @@ pub fn recent_actions(records: &[Remediation]) -> RecentActions {
     }
 }
 
+/// The limits in force: the template's, raised to what in-place resizes set on the running pods
+/// (the template keeps its value until the next apply or rollout).
+pub fn effective_limits(
+    containers: &[ContainerState],
+    records: &[Remediation],
+) -> Vec<ContainerState> {
+    let mut out = containers.to_vec();
+    for r in records.iter().filter(|r| r.outcome != Outcome::Failed) {
+        if let Change::Limit {
+            container,
+            to,
+            method: ResizeMethod::InPlaceResize,
+            ..
+        } = &r.change
+        {
+            if let Some(c) = out.iter_mut().find(|c| &c.name == container) {
+                c.limit = Some(c.limit.map_or(*to, |l| l.max(*to)));
+            }
+        }
+    }
+    out
+}
+
 /// What verification sees once the window has passed.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Observed {
@@ -304,6 +327,46 @@ mod tests {
         let o = observe(Some(&h), &[c("a", Some(100)), c("b", None)]);
         assert_eq!(o.utilization, Some(0.5));
         assert_eq!(observe(None, &[c("a", Some(1))]), Observed::default());
+    }
+
+    #[test]
+    fn in_place_resizes_count_as_the_limit_in_force() {
+        let mut r = record(10, Outcome::Pending, None);
+        r.change = Change::Limit {
+            container: "web".into(),
+            from: 100,
+            to: 300,
+            method: ResizeMethod::InPlaceResize,
+        };
+        let mut failed = r.clone();
+        failed.outcome = Outcome::Failed;
+        if let Change::Limit { to, .. } = &mut failed.change {
+            *to = 900;
+        }
+        let mut template = r.clone();
+        if let Change::Limit { to, method, .. } = &mut template.change {
+            *to = 800;
+            *method = ResizeMethod::TemplatePatch;
+        }
+        let cs = vec![
+            ContainerState {
+                name: "web".into(),
+                limit: Some(100),
+                request: None,
+            },
+            ContainerState {
+                name: "side".into(),
+                limit: Some(50),
+                request: None,
+            },
+        ];
+        let e = effective_limits(&cs, &[r, failed, template]);
+        assert_eq!(
+            e[0].limit,
+            Some(300),
+            "failed and template records do not count"
+        );
+        assert_eq!(e[1].limit, Some(50));
     }
 
     #[test]

@@ -199,6 +199,7 @@ pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
         let line = line.ok()?;
         if in_body {
             body.push_str(&line);
+            body.push('\n');
         } else if line.is_empty() {
             in_body = true;
         }

@@ -558,6 +558,40 @@ pub fn spiky_app(start: i64, end: i64) -> Workload {
     }
 }
 
+/// A Deployment under steady load near its limit: 2 replicas, container `api`, limit 256 MiB,
+/// working set ~215 MiB (84%) with ±4 MiB of noise. Scale-out material for the reconciler.
+pub fn busy_api(namespace: &str, name: &str, start: i64, end: i64) -> Workload {
+    let mut rng = Rng::new(23);
+    let hash = "84c6d9f5b7";
+    let pods = (0..2)
+        .map(|_| Pod {
+            name: format!("{name}-{hash}-{}", rng.suffix(5)),
+            owner: Owner::ReplicaSet {
+                rs: format!("{name}-{hash}"),
+                deployment: Some(name.to_string()),
+            },
+            start,
+            end,
+            containers: vec![ContainerRun {
+                name: "api".to_string(),
+                limit: 256.0 * MI,
+                ws: scrape_times(start, end, 30)
+                    .map(|t| (t, noisy(&mut rng, 215.0 * MI, 4.0 * MI).round()))
+                    .collect(),
+                restarts: vec![],
+            }],
+        })
+        .collect();
+    Workload {
+        namespace: namespace.to_string(),
+        kind: "Deployment".to_string(),
+        name: name.to_string(),
+        pods,
+        ksm: true,
+        cadvisor_extras: false,
+    }
+}
+
 /// Workloads of a namespace without kube-state-metrics: the pod name is all there is.
 pub fn no_ksm(start: i64, end: i64) -> Vec<Workload> {
     let mut rng = Rng::new(23);

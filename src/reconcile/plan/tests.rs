@@ -767,3 +767,36 @@ fn never_beyond_the_policy_bounds() {
         }
     }
 }
+
+#[test]
+fn an_oom_loop_too_fast_to_fit_still_gets_its_limit_raised() {
+    // Peaks at the 256 MiB limit, 30 OOM kills in the window, no lifetime long enough to fit.
+    let mut h = history(Pattern::Unknown, 0.0, 0.0, 256.0, 256.0);
+    h.oom_kills = 30;
+    h.last_oom_at = Some(NOW - 120);
+    h.restarts = (0..30).map(|i| NOW - 120 - i * 600).collect();
+    let s = steps(&workload(2, 256), &one(h), &policy(), &none());
+    match s.as_slice() {
+        [Plan::RaiseLimit {
+            container,
+            from,
+            to,
+            method,
+            reason,
+        }] => {
+            assert_eq!(container, "web");
+            assert_eq!(*from, 256 * MI);
+            assert!(*to > 256 * MI, "{s:?}");
+            assert_eq!(*method, ResizeMethod::InPlaceResize);
+            assert!(reason.contains("OOM"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // The same series without OOM kills or peaks at the limit: nothing to say.
+    let quiet = history(Pattern::Unknown, 0.0, 0.0, 100.0, 120.0);
+    let s = steps(&workload(2, 256), &one(quiet), &policy(), &none());
+    assert!(
+        matches!(s.as_slice(), [Plan::None { reason }] if reason.contains("pattern unknown")),
+        "{s:?}"
+    );
+}

@@ -1,0 +1,526 @@
+//! `oomguard reconcile` against a real kube-apiserver (with kube-controller-manager, so that
+//! Deployments have pods) and a real Prometheus with backfilled history.
+//!
+//! One test runs the scenarios in order on one control plane:
+//! 1. dry run: the plan is reported (Event, metric) and the stored object is untouched;
+//! 2. the tutorial's memory-leak-app: its limit is raised (in place on the pods, or by a template
+//!    patch), with the record in the annotations and an Event;
+//! 3. load near the limit: replicas raised through the scale subresource; out of bounds: nothing
+//!    done, an Event says why;
+//! 4. verification: each action's outcome is recorded (annotation, Event, metric);
+//! 5. two reconcilers, one Lease: only the holder acts; after it is killed the other takes over
+//!    within the lease duration and acts; nothing is applied twice.
+
+mod common;
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{free_port, repo, BIN};
+use serde_json::Value;
+use support::prom::{self, Prometheus};
+use support::scenario;
+
+const LEASE_SECS: u64 = 6;
+const MI: u64 = 1024 * 1024;
+
+struct ControlPlane {
+    dir: tempfile::TempDir,
+    kubectl: PathBuf,
+    kubeconfig: PathBuf,
+}
+
+impl ControlPlane {
+    fn start() -> ControlPlane {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Command::new("bash")
+            .arg(repo().join("tests/controlplane/controlplane.sh"))
+            .arg("start")
+            .arg(dir.path())
+            .arg("--controllers")
+            .stderr(Stdio::inherit())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "control plane did not start (see above)"
+        );
+        let env = std::fs::read_to_string(dir.path().join("env")).unwrap();
+        let get = |k: &str| {
+            env.lines()
+                .find_map(|l| l.strip_prefix(&format!("export {k}=")))
+                .map(|v| PathBuf::from(v.trim_matches('\'')))
+                .unwrap_or_else(|| panic!("{k} not in env"))
+        };
+        ControlPlane {
+            kubectl: get("KUBECTL"),
+            kubeconfig: get("KUBECONFIG"),
+            dir,
+        }
+    }
+
+    fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        let mut child = Command::new(&self.kubectl)
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        if let Some(input) = stdin {
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(input.as_bytes())
+                .unwrap();
+        }
+        child.wait_with_output().unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.kubectl(args, None);
+        assert!(
+            out.status.success(),
+            "kubectl {args:?} failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn apply(&self, yaml: &str) {
+        let out = self.kubectl(&["apply", "-f", "-"], Some(yaml));
+        assert!(
+            out.status.success(),
+            "kubectl apply failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn json(&self, ns: &str, what: &str) -> Value {
+        serde_json::from_str(&self.ok(&["-n", ns, "get", what, "-o", "json"])).unwrap()
+    }
+
+    /// Reasons of the Events about `name` in `ns`, with their notes and reporting instance.
+    fn events(&self, ns: &str, name: &str) -> Vec<(String, String, String)> {
+        let list = self.json(ns, "events");
+        list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["involvedObject"]["name"] == name)
+            .map(|e| {
+                (
+                    e["reason"].as_str().unwrap_or("").to_string(),
+                    e["message"].as_str().unwrap_or("").to_string(),
+                    e["reportingInstance"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .collect()
+    }
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(repo().join("tests/controlplane/controlplane.sh"))
+            .arg("stop")
+            .arg(self.dir.path())
+            .output();
+    }
+}
+
+struct Reconciler {
+    child: Child,
+    admin: u16,
+    log: PathBuf,
+    identity: String,
+}
+
+impl Reconciler {
+    fn start(
+        dir: &Path,
+        cp: &ControlPlane,
+        policies: &Path,
+        prom: &str,
+        identity: &str,
+    ) -> Reconciler {
+        let admin = free_port();
+        let log = dir.join(format!("reconcile-{identity}.log"));
+        let f = std::fs::File::create(&log).unwrap();
+        let child = Command::new(BIN)
+            .arg("reconcile")
+            .arg("--policies")
+            .arg(policies)
+            .args(["--prometheus", prom])
+            .args(["--interval", "2s"])
+            .args(["--lease-namespace", "default"])
+            .args(["--lease-duration", &format!("{LEASE_SECS}s")])
+            .args(["--identity", identity])
+            .args(["--admin-listen", &format!("127.0.0.1:{admin}")])
+            .env("KUBECONFIG", &cp.kubeconfig)
+            .env("RUST_LOG", "oomguard=debug,info")
+            .stdout(f.try_clone().unwrap())
+            .stderr(f)
+            .spawn()
+            .unwrap();
+        Reconciler {
+            child,
+            admin,
+            log,
+            identity: identity.to_string(),
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn metrics(&self) -> Option<String> {
+        prom::http_get(self.admin, "/metrics").map(|(_, body)| body)
+    }
+
+    /// A sample's value, by the metric line's prefix (name and labels).
+    fn metric(&self, prefix: &str) -> Option<f64> {
+        self.metrics()?
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .and_then(|v| v.trim().parse().ok())
+    }
+
+    fn leader(&self) -> Option<bool> {
+        self.metric("oomguard_reconcile_leader ").map(|v| v == 1.0)
+    }
+}
+
+impl Drop for Reconciler {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn wait_for<T>(what: &str, secs: u64, logs: &[&Reconciler], mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if Instant::now() > deadline {
+            let logs: Vec<String> = logs
+                .iter()
+                .map(|r| format!("--- {} ---\n{}", r.identity, r.log()))
+                .collect();
+            panic!("{what}: not within {secs}s\n{}", logs.join("\n"));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn deployment(ns: &str, name: &str, container: &str, limit: &str, request: &str) -> String {
+    format!(
+        r#"apiVersion: v1
+kind: Namespace
+metadata: {{name: {ns}}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: {name}, namespace: {ns}}}
+spec:
+  replicas: 2
+  selector: {{matchLabels: {{app: {name}}}}}
+  template:
+    metadata: {{labels: {{app: {name}}}}}
+    spec:
+      containers:
+      - name: {container}
+        image: registry.example/{name}:1
+        resources:
+          limits: {{memory: {limit}}}
+          requests: {{memory: {request}}}
+"#
+    )
+}
+
+fn reconcile_policy(extra: &str) -> String {
+    format!(
+        "apiVersion: oomguard.io/v1\nkind: MemoryPolicy\nspec:\n  mode: warn\n  limits: {{min: 64Mi, max: 8Gi}}\n  reconcile: {{enabled: true, verifyWindow: 5s, cooldown: 10m{extra}}}\n"
+    )
+}
+
+fn records(obj: &Value) -> Vec<Value> {
+    obj.pointer("/metadata/annotations/oomguard.io~1remediations")
+        .and_then(Value::as_str)
+        .map(|s| serde_json::from_str(s).unwrap())
+        .unwrap_or_default()
+}
+
+fn quantity_bytes(q: &str) -> u64 {
+    let q = q.trim();
+    if let Some(n) = q.strip_suffix("Mi") {
+        return n.parse::<u64>().unwrap() * MI;
+    }
+    if let Some(n) = q.strip_suffix("Gi") {
+        return n.parse::<u64>().unwrap() * 1024 * MI;
+    }
+    q.parse().unwrap()
+}
+
+#[test]
+fn reconciler_acts_verifies_and_hands_over() {
+    // History: one day ending 4 h ago (out of Prometheus' head block).
+    let end = prom::data_end();
+    let start = end - 86_400;
+    let workloads = [
+        scenario::memory_leak_app(start, end),
+        scenario::busy_api("shop", "busy-api", start, end),
+        scenario::busy_api("capped", "busy-api", start, end),
+        scenario::busy_api("late", "late-api", start, end),
+    ];
+    let work = tempfile::tempdir().unwrap();
+    let om = work.path().join("history.om");
+    {
+        let mut out = std::io::BufWriter::new(std::fs::File::create(&om).unwrap());
+        let series = workloads.iter().flat_map(|w| w.series(30)).collect();
+        scenario::write_openmetrics(series, &mut out).unwrap();
+        scenario::write_eof(&mut out).unwrap();
+    }
+    let data = work.path().join("tsdb");
+    prom::create_blocks(&om, &data);
+    let prometheus = Prometheus::start(&data, &[]);
+    prometheus.wait_queryable("container_memory_working_set_bytes", end - 600);
+
+    let cp = ControlPlane::start();
+    let leak_ns = "self-healing-platform";
+    cp.apply(&deployment(
+        leak_ns,
+        "memory-leak-app",
+        "web",
+        "256Mi",
+        "128Mi",
+    ));
+    cp.apply(&deployment("shop", "busy-api", "api", "256Mi", "128Mi"));
+    cp.apply(&deployment("capped", "busy-api", "api", "256Mi", "128Mi"));
+    cp.apply(&deployment("late", "late-api", "api", "256Mi", "128Mi"));
+    let busy_before = cp.json("shop", "deployment/busy-api");
+
+    let policies = work.path().join("policies");
+    std::fs::create_dir_all(&policies).unwrap();
+    // default.yaml: reconcile off (the default), so "late" is left alone until enabled.
+    std::fs::write(policies.join("default.yaml"), common::policy("warn", "")).unwrap();
+    std::fs::write(
+        policies.join(format!("{leak_ns}.yaml")),
+        reconcile_policy(""),
+    )
+    .unwrap();
+    std::fs::write(
+        policies.join("shop.yaml"),
+        reconcile_policy(", dryRun: true"),
+    )
+    .unwrap();
+    std::fs::write(
+        policies.join("capped.yaml"),
+        reconcile_policy(", maxReplicas: 2"),
+    )
+    .unwrap();
+
+    let a = Reconciler::start(work.path(), &cp, &policies, &prometheus.url, "rec-a");
+    wait_for("rec-a leads", 30, &[&a], || a.leader().filter(|l| *l));
+    let b = Reconciler::start(work.path(), &cp, &policies, &prometheus.url, "rec-b");
+    wait_for("rec-b reports its state", 30, &[&b], || b.leader());
+    assert_eq!(b.leader(), Some(false), "two leaders:\n{}", b.log());
+
+    // 1. Dry run: planned, reported, nothing changed.
+    wait_for("a dry-run scale-out plan", 60, &[&a], || {
+        a.metric("oomguard_reconcile_plan_steps_total{step=\"scale-out\",dry_run=\"true\"} ")
+            .filter(|v| *v >= 1.0)
+    });
+    let events = wait_for("the DryRun event", 20, &[&a], || {
+        let ev = cp.events("shop", "busy-api");
+        ev.iter().any(|e| e.0 == "DryRun").then_some(ev)
+    });
+    let dry = events.iter().find(|e| e.0 == "DryRun").unwrap();
+    assert!(dry.1.contains("scale out 2 → 3 replicas"), "{dry:?}");
+    assert_eq!(dry.2, "rec-a");
+    let busy = cp.json("shop", "deployment/busy-api");
+    assert_eq!(
+        busy["metadata"]["resourceVersion"], busy_before["metadata"]["resourceVersion"],
+        "dry run changed the stored object"
+    );
+    assert_eq!(busy["spec"]["replicas"], 2);
+    assert!(records(&busy).is_empty());
+
+    // 2. The tutorial's leak: the limit is raised.
+    let leak = wait_for("memory-leak-app's limit raised", 60, &[&a], || {
+        let d = cp.json(leak_ns, "deployment/memory-leak-app");
+        (!records(&d).is_empty()).then_some(d)
+    });
+    let rs = records(&leak);
+    assert_eq!(rs.len(), 1, "{rs:?}");
+    let r = &rs[0];
+    assert_eq!(r["action"], "raise-limit", "{r}");
+    assert_eq!(r["requestedBy"], "oomguard-reconciler/rec-a");
+    assert_eq!(r["change"]["container"], "web");
+    assert_eq!(r["change"]["from"], 256 * MI);
+    let to = r["change"]["to"].as_u64().unwrap();
+    assert!(to > 256 * MI && to <= 8 * 1024 * MI, "{r}");
+    let why = r["reason"].as_str().unwrap();
+    assert!(
+        why.contains("OOM-killed") && why.contains("raise 256Mi →"),
+        "{r}"
+    );
+    match r["change"]["method"].as_str().unwrap() {
+        "in-place-resize" => {
+            // The apiserver is 1.36: the pods were resized, the template kept.
+            let pods = cp.json(leak_ns, "pods");
+            let items = pods["items"].as_array().unwrap();
+            assert!(!items.is_empty());
+            for p in items {
+                let lim = p["spec"]["containers"][0]["resources"]["limits"]["memory"]
+                    .as_str()
+                    .unwrap();
+                assert_eq!(quantity_bytes(lim), to, "pod {}", p["metadata"]["name"]);
+            }
+        }
+        "template-patch" => {
+            let lim = leak["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]
+                ["memory"]
+                .as_str()
+                .unwrap();
+            assert_eq!(quantity_bytes(lim), to);
+        }
+        m => panic!("unknown method {m}"),
+    }
+    assert!(cp
+        .events(leak_ns, "memory-leak-app")
+        .iter()
+        .any(|e| e.0 == "RaisedMemoryLimit" && e.1.contains(r["id"].as_str().unwrap())));
+    assert_eq!(
+        leak["metadata"]["labels"]["oomguard.io/remediated"], "true",
+        "the label that lists remediated workloads"
+    );
+
+    // 3. Out of bounds: maxReplicas 2 leaves no room; an Event says so, nothing changes.
+    let ev = wait_for("the OutOfBounds event", 30, &[&a], || {
+        let ev = cp.events("capped", "busy-api");
+        ev.into_iter().find(|e| e.0 == "OutOfBounds")
+    });
+    assert!(ev.1.contains("above maxReplicas 2"), "{ev:?}");
+    let capped = cp.json("capped", "deployment/busy-api");
+    assert_eq!(capped["spec"]["replicas"], 2);
+    assert!(records(&capped).is_empty());
+    assert!(a
+        .metric("oomguard_reconcile_plan_steps_total{step=\"out-of-bounds\",dry_run=\"false\"} ")
+        .is_some_and(|v| v >= 1.0));
+
+    //    Dry run off (a policy reload): scale out through the scale subresource.
+    std::fs::write(policies.join("shop.yaml"), reconcile_policy("")).unwrap();
+    let busy = wait_for("busy-api scaled out", 30, &[&a], || {
+        let d = cp.json("shop", "deployment/busy-api");
+        (d["spec"]["replicas"] == 3).then_some(d)
+    });
+    let rs = records(&busy);
+    assert_eq!(rs.len(), 1, "{rs:?}");
+    assert_eq!(rs[0]["action"], "scale-out");
+    assert_eq!(
+        rs[0]["change"],
+        serde_json::json!({"type": "replicas", "from": 2, "to": 3})
+    );
+    assert_eq!(rs[0]["requestedBy"], "oomguard-reconciler/rec-a");
+    let u = rs[0]["baseline"]["utilization"].as_f64().unwrap();
+    assert!((0.80..0.88).contains(&u), "baseline utilization {u}");
+    let scale = cp.json("shop", "deployment/busy-api");
+    assert_eq!(scale["spec"]["replicas"], 3);
+    assert!(cp
+        .events("shop", "busy-api")
+        .iter()
+        .any(|e| e.0 == "ScaledOut"));
+
+    // 4. Verification after the 5 s window: no OOM since → effective; the limit raise also
+    //    lowered utilization.
+    let verified = wait_for("both outcomes verified", 40, &[&a], || {
+        let b = records(&cp.json("shop", "deployment/busy-api"));
+        let l = records(&cp.json(leak_ns, "deployment/memory-leak-app"));
+        (b[0]["outcome"] != "pending" && l[0]["outcome"] != "pending").then_some((b, l))
+    });
+    for rs in [&verified.0, &verified.1] {
+        assert_eq!(rs.len(), 1);
+        assert_eq!(rs[0]["outcome"], "effective", "{}", rs[0]);
+        assert!(rs[0]["verifiedAt"].as_i64().unwrap() >= rs[0]["verifyAt"].as_i64().unwrap());
+    }
+    // In place: the pods' new limit counts, so utilization fell by from/to.
+    let l = &verified.1[0];
+    let base = l["baseline"]["utilization"].as_f64().unwrap();
+    let from = l["change"]["from"].as_f64().unwrap();
+    let to = l["change"]["to"].as_f64().unwrap();
+    let expect = format!(
+        "utilization {:.0}% → {:.0}%",
+        base * 100.0,
+        base * from / to * 100.0
+    );
+    assert!(
+        l["detail"].as_str().unwrap().contains(&expect),
+        "{l} (expected {expect})"
+    );
+    wait_for("the outcome metrics", 10, &[&a], || {
+        let s =
+            a.metric("oomguard_remediations_total{action=\"scale-out\",outcome=\"effective\"} ")?;
+        let r =
+            a.metric("oomguard_remediations_total{action=\"raise-limit\",outcome=\"effective\"} ")?;
+        (s == 1.0 && r == 1.0).then_some(())
+    });
+    assert_eq!(a.metric("oomguard_remediation_success_ratio "), Some(1.0));
+    assert!(cp
+        .events("shop", "busy-api")
+        .iter()
+        .any(|e| e.0 == "RemediationEffective"));
+    assert_eq!(b.leader(), Some(false));
+
+    // 5. Hand-over: kill the leader without letting it release the lease.
+    let mut a = a;
+    a.child.kill().unwrap();
+    a.child.wait().unwrap();
+    let killed = Instant::now();
+    std::fs::write(policies.join("late.yaml"), reconcile_policy("")).unwrap();
+    wait_for("rec-b takes the lease", LEASE_SECS + 10, &[&b], || {
+        b.leader().filter(|l| *l)
+    });
+    let took = killed.elapsed();
+    assert!(
+        took <= Duration::from_secs(LEASE_SECS + 3),
+        "took over after {took:?}, lease duration {LEASE_SECS}s"
+    );
+    let late = wait_for("rec-b scales late-api", 30, &[&b], || {
+        let d = cp.json("late", "deployment/late-api");
+        (d["spec"]["replicas"] == 3).then_some(d)
+    });
+    let acted = killed.elapsed();
+    eprintln!("hand-over: rec-b leads {took:?} and acts {acted:?} after rec-a was killed");
+    assert_eq!(
+        records(&late)[0]["requestedBy"],
+        "oomguard-reconciler/rec-b"
+    );
+    assert!(
+        acted <= Duration::from_secs(LEASE_SECS + 8),
+        "acted {acted:?} after the leader died"
+    );
+    // Nothing applied twice: the new leader reads the records and holds (cooldown).
+    wait_for("rec-b looked at the others", 20, &[&b], || {
+        b.metric("oomguard_reconcile_plan_steps_total{step=\"cooldown\",dry_run=\"false\"} ")
+            .filter(|v| *v >= 2.0)
+    });
+    let busy = cp.json("shop", "deployment/busy-api");
+    assert_eq!(busy["spec"]["replicas"], 3);
+    assert_eq!(records(&busy).len(), 1);
+    assert_eq!(
+        records(&cp.json(leak_ns, "deployment/memory-leak-app")).len(),
+        1
+    );
+    assert!(b.log().contains("cooldown 10m"), "{}", b.log());
+    drop(prometheus);
+}
