@@ -159,7 +159,7 @@ if k get namespace "$NS" >/dev/null 2>&1 || k get clusterrole oomguard-reconcile
 fi
 
 step "1. render (kubectl kustomize)"
-for dir in "" overlays/openshift overlays/cert-manager overlays/with-reconciler; do
+for dir in "" overlays/openshift overlays/cert-manager; do
   name=${dir:-base}; name=${name##*/}
   if k kustomize "$DEPLOY/$dir" >"$WORK/$name.yaml" 2>"$WORK/render.err"; then
     pass "kustomize deploy/$dir ($(grep -c '^kind:' "$WORK/$name.yaml") objects)"
@@ -169,29 +169,29 @@ for dir in "" overlays/openshift overlays/cert-manager overlays/with-reconciler;
     exit 1
   fi
 done
-B=$WORK/base.yaml O=$WORK/openshift.yaml C=$WORK/cert-manager.yaml R=$WORK/with-reconciler.yaml
+B=$WORK/base.yaml O=$WORK/openshift.yaml C=$WORK/cert-manager.yaml
 expect_count "base: both webhook configurations" 2 '^kind: (Mutating|Validating)WebhookConfiguration$' "$B"
 expect_count "base: no caBundle (each install injects it)" 0 'caBundle' "$B"
 expect_count "base: policies ConfigMap without hash suffix" 1 '^  name: oomguard-policies$' "$B"
 expect_count "base: runAsUser 65532" 1 '^ +runAsUser: 65532$' "$B"
-expect_count "base: a memory limit on the webhook container" 1 '^ +memory: [0-9]+Mi$' \
+expect_count "base: memory limits on both containers (webhook, reconciler)" 2 '^ +memory: [0-9]+Mi$' \
   <(awk '/^ +limits:$/{l=1; next} l && /^ +memory:/{print; l=0} /^ +requests:$/{l=0}' "$B")
-expect_count "base: no reconciler container until its subcommand ships" 0 '^ +- reconcile$' "$B"
-expect_count "with-reconciler: memory limits on both containers" 2 '^ +memory: [0-9]+Mi$' \
-  <(awk '/^ +limits:$/{l=1; next} l && /^ +memory:/{print; l=0} /^ +requests:$/{l=0}' "$R")
-expect_count "with-reconciler: the reconcile sidecar" 1 '^ +- reconcile$' "$R"
-expect_count "with-reconciler: its metrics port on the Service" 1 '^ +(- )?name: recon-metrics$' \
-  <(select_docs 1 '^kind: Service$' "$R")
+expect_count "base: the reconcile sidecar" 1 '^ +- reconcile$' "$B"
+expect_count "base: the reconciler's metrics port on the Service" 1 '^ +(- )?name: recon-metrics$' \
+  <(select_docs 1 '^kind: Service$' "$B")
+expect_count "base: the reconciler knows its pod name and namespace (Lease)" 2 \
+  '^ +- name: POD_(NAME|NAMESPACE)$' "$B"
+expect_count "openshift: the reconcile sidecar too" 1 '^ +- reconcile$' "$O"
 expect_count "openshift: serving-cert-secret-name on the Service" 1 \
   '^    service\.beta\.openshift\.io/serving-cert-secret-name: oomguard-tls$' "$O"
 expect_count "openshift: inject-cabundle on both webhook configurations" 2 \
   '^    service\.beta\.openshift\.io/inject-cabundle: "true"$' "$O"
 expect_count "openshift: no fixed runAsUser/runAsGroup/fsGroup" 0 '^ +(runAsUser|runAsGroup|fsGroup):' "$O"
-expect_count "openshift: the webhook queries Thanos querier on 9091" 1 \
+expect_count "openshift: both containers query Thanos querier on 9091" 2 \
   '^ +- --prometheus=https://thanos-querier\.openshift-monitoring\.svc:9091$' "$O"
-expect_count "openshift: the webhook sends the ServiceAccount token" 1 \
+expect_count "openshift: both send the ServiceAccount token" 2 \
   '^ +- --prometheus-token-file=/var/run/secrets/kubernetes\.io/serviceaccount/token$' "$O"
-expect_count "openshift: the webhook verifies with the service CA" 1 \
+expect_count "openshift: both verify with the service CA" 2 \
   '^ +- --prometheus-ca-file=/var/run/secrets/kubernetes\.io/serviceaccount/service-ca\.crt$' "$O"
 expect_count "openshift: binding to cluster-monitoring-view" 1 '^  name: cluster-monitoring-view$' "$O"
 # cert-manager.io objects: client-side only (the test apiserver has no cert-manager CRDs).
@@ -215,7 +215,6 @@ else
 fi
 dry_run "deploy/" -k "$DEPLOY"
 dry_run "deploy/overlays/openshift" -k "$DEPLOY/overlays/openshift"
-dry_run "deploy/overlays/with-reconciler" -k "$DEPLOY/overlays/with-reconciler"
 select_docs 0 '^apiVersion: cert-manager\.io/' "$C" >"$WORK/cert-manager-core.yaml"
 dry_run "deploy/overlays/cert-manager without its cert-manager.io objects" -f "$WORK/cert-manager-core.yaml"
 echo "     note: the cert-manager.io Issuers and Certificates were checked client-side only (no CRDs here)"
@@ -264,7 +263,7 @@ for v in create patch; do
   can_i yes "$v" events -n default
   can_i yes "$v" events.events.k8s.io -n default
 done
-for v in get create update; do
+for v in get create patch; do
   can_i yes "$v" leases.coordination.k8s.io -n "$NS"
 done
 
@@ -305,5 +304,6 @@ can_i no create serviceaccounts --subresource=token -n "$NS"
 can_i no create leases.coordination.k8s.io -n default
 can_i no update leases.coordination.k8s.io -n kube-system
 can_i no delete leases.coordination.k8s.io -n "$NS"
+can_i no patch leases.coordination.k8s.io -n kube-system
 can_i no '*' '*' -A
 # The EXIT trap (cleanup) deletes what was applied and prints the summary.
