@@ -223,17 +223,33 @@ fn wait_for<T>(what: &str, secs: u64, logs: &[&Reconciler], mut f: impl FnMut() 
 }
 
 fn deployment(ns: &str, name: &str, container: &str, limit: &str, request: &str) -> String {
+    workload("Deployment", ns, name, container, limit, request)
+}
+
+fn workload(
+    kind: &str,
+    ns: &str,
+    name: &str,
+    container: &str,
+    limit: &str,
+    request: &str,
+) -> String {
+    let service = if kind == "StatefulSet" {
+        format!("  serviceName: {name}\n")
+    } else {
+        String::new()
+    };
     format!(
         r#"apiVersion: v1
 kind: Namespace
 metadata: {{name: {ns}}}
 ---
 apiVersion: apps/v1
-kind: Deployment
+kind: {kind}
 metadata: {{name: {name}, namespace: {ns}}}
 spec:
   replicas: 2
-  selector: {{matchLabels: {{app: {name}}}}}
+{service}  selector: {{matchLabels: {{app: {name}}}}}
   template:
     metadata: {{labels: {{app: {name}}}}}
     spec:
@@ -281,6 +297,13 @@ fn reconciler_acts_verifies_and_hands_over() {
         scenario::busy_api("shop", "busy-api", start, end),
         scenario::busy_api("capped", "busy-api", start, end),
         scenario::busy_api("late", "late-api", start, end),
+        scenario::busy("shop", "StatefulSet", "busy-db", start, end),
+        {
+            // The same leak in a namespace whose policy raises limits by a template patch.
+            let mut w = scenario::memory_leak_app(start, end);
+            w.namespace = "legacy".to_string();
+            w
+        },
     ];
     let work = tempfile::tempdir().unwrap();
     let om = work.path().join("history.om");
@@ -307,6 +330,21 @@ fn reconciler_acts_verifies_and_hands_over() {
     cp.apply(&deployment("shop", "busy-api", "api", "256Mi", "128Mi"));
     cp.apply(&deployment("capped", "busy-api", "api", "256Mi", "128Mi"));
     cp.apply(&deployment("late", "late-api", "api", "256Mi", "128Mi"));
+    cp.apply(&workload(
+        "StatefulSet",
+        "shop",
+        "busy-db",
+        "api",
+        "256Mi",
+        "128Mi",
+    ));
+    cp.apply(&deployment(
+        "legacy",
+        "memory-leak-app",
+        "web",
+        "256Mi",
+        "128Mi",
+    ));
     let busy_before = cp.json("shop", "deployment/busy-api");
 
     let policies = work.path().join("policies");
@@ -326,6 +364,11 @@ fn reconciler_acts_verifies_and_hands_over() {
     std::fs::write(
         policies.join("capped.yaml"),
         reconcile_policy(", maxReplicas: 2"),
+    )
+    .unwrap();
+    std::fs::write(
+        policies.join("legacy.yaml"),
+        reconcile_policy(", resizeMethod: template"),
     )
     .unwrap();
 
@@ -404,6 +447,27 @@ fn reconciler_acts_verifies_and_hands_over() {
         leak["metadata"]["labels"]["oomguard.io/remediated"], "true",
         "the label that lists remediated workloads"
     );
+    //    resizeMethod: template → the pod template is patched (a rollout), pods untouched.
+    let legacy = wait_for("legacy's template patched", 30, &[&a], || {
+        let d = cp.json("legacy", "deployment/memory-leak-app");
+        (!records(&d).is_empty()).then_some(d)
+    });
+    let lr = &records(&legacy)[0];
+    assert_eq!(lr["change"]["method"], "template-patch", "{lr}");
+    assert_eq!(
+        lr["change"]["to"].as_u64(),
+        Some(to),
+        "same history, same limit"
+    );
+    let lim = legacy["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["memory"]
+        .as_str()
+        .unwrap();
+    assert_eq!(quantity_bytes(lim), to);
+    let req = legacy["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]
+        ["memory"]
+        .as_str()
+        .unwrap();
+    assert_eq!(req, "128Mi", "a Burstable container keeps its request");
 
     // 3. Out of bounds: maxReplicas 2 leaves no room; an Event says so, nothing changes.
     let ev = wait_for("the OutOfBounds event", 30, &[&a], || {
@@ -440,6 +504,15 @@ fn reconciler_acts_verifies_and_hands_over() {
         .events("shop", "busy-api")
         .iter()
         .any(|e| e.0 == "ScaledOut"));
+    //    The StatefulSet in the same namespace, through its own scale subresource.
+    let db = wait_for("busy-db scaled out", 30, &[&a], || {
+        let s = cp.json("shop", "statefulset/busy-db");
+        (s["spec"]["replicas"] == 3).then_some(s)
+    });
+    let rs = records(&db);
+    assert_eq!(rs.len(), 1, "{rs:?}");
+    assert_eq!(rs[0]["target"]["kind"], "StatefulSet");
+    assert_eq!(rs[0]["change"]["to"], 3);
 
     // 4. Verification after the 5 s window: no OOM since → effective; the limit raise also
     //    lowered utilization.
@@ -467,12 +540,12 @@ fn reconciler_acts_verifies_and_hands_over() {
         l["detail"].as_str().unwrap().contains(&expect),
         "{l} (expected {expect})"
     );
-    wait_for("the outcome metrics", 10, &[&a], || {
+    wait_for("the four outcomes in the metrics", 20, &[&a], || {
         let s =
             a.metric("oomguard_remediations_total{action=\"scale-out\",outcome=\"effective\"} ")?;
         let r =
             a.metric("oomguard_remediations_total{action=\"raise-limit\",outcome=\"effective\"} ")?;
-        (s == 1.0 && r == 1.0).then_some(())
+        (s == 2.0 && r == 2.0).then_some(())
     });
     assert_eq!(a.metric("oomguard_remediation_success_ratio "), Some(1.0));
     assert!(cp

@@ -558,7 +558,12 @@ fn keep_earliest_restart(steps: &mut Vec<Plan>) {
 
 /// Cooldown and the hourly budget: held-back actions become one `Cooldown` or `RateLimited`
 /// step; the other steps stay.
-fn safety(steps: Vec<Plan>, recent: &RecentActions, policy: &PolicySpec, now: i64) -> Vec<Plan> {
+pub(crate) fn safety(
+    steps: Vec<Plan>,
+    recent: &RecentActions,
+    policy: &PolicySpec,
+    now: i64,
+) -> Vec<Plan> {
     let r = &policy.reconcile;
     let planned = steps.iter().filter(|p| p.action().is_some()).count();
     if planned == 0 {

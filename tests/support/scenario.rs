@@ -561,30 +561,45 @@ pub fn spiky_app(start: i64, end: i64) -> Workload {
 /// A Deployment under steady load near its limit: 2 replicas, container `api`, limit 256 MiB,
 /// working set ~215 MiB (84%) with ±4 MiB of noise. Scale-out material for the reconciler.
 pub fn busy_api(namespace: &str, name: &str, start: i64, end: i64) -> Workload {
+    busy(namespace, "Deployment", name, start, end)
+}
+
+/// [`busy_api`] as a Deployment or a StatefulSet (pods `<name>-0`, `<name>-1`).
+pub fn busy(namespace: &str, kind: &str, name: &str, start: i64, end: i64) -> Workload {
     let mut rng = Rng::new(23);
     let hash = "84c6d9f5b7";
     let pods = (0..2)
-        .map(|_| Pod {
-            name: format!("{name}-{hash}-{}", rng.suffix(5)),
-            owner: Owner::ReplicaSet {
-                rs: format!("{name}-{hash}"),
-                deployment: Some(name.to_string()),
-            },
-            start,
-            end,
-            containers: vec![ContainerRun {
-                name: "api".to_string(),
-                limit: 256.0 * MI,
-                ws: scrape_times(start, end, 30)
-                    .map(|t| (t, noisy(&mut rng, 215.0 * MI, 4.0 * MI).round()))
-                    .collect(),
-                restarts: vec![],
-            }],
+        .map(|i| {
+            let (pod, owner) = if kind == "StatefulSet" {
+                (format!("{name}-{i}"), Owner::StatefulSet(name.to_string()))
+            } else {
+                (
+                    format!("{name}-{hash}-{}", rng.suffix(5)),
+                    Owner::ReplicaSet {
+                        rs: format!("{name}-{hash}"),
+                        deployment: Some(name.to_string()),
+                    },
+                )
+            };
+            Pod {
+                name: pod,
+                owner,
+                start,
+                end,
+                containers: vec![ContainerRun {
+                    name: "api".to_string(),
+                    limit: 256.0 * MI,
+                    ws: scrape_times(start, end, 30)
+                        .map(|t| (t, noisy(&mut rng, 215.0 * MI, 4.0 * MI).round()))
+                        .collect(),
+                    restarts: vec![],
+                }],
+            }
         })
         .collect();
     Workload {
         namespace: namespace.to_string(),
-        kind: "Deployment".to_string(),
+        kind: kind.to_string(),
         name: name.to_string(),
         pods,
         ksm: true,
