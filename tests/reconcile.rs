@@ -595,5 +595,41 @@ fn reconciler_acts_verifies_and_hands_over() {
         1
     );
     assert!(b.log().contains("cooldown 10m"), "{}", b.log());
+
+    // 6. A graceful stop (SIGTERM, as on a rollout): the leader exits cleanly and releases the
+    //    lease; the standby (which re-reads the lease when its copy expires) leads within the
+    //    lease duration.
+    let c = Reconciler::start(work.path(), &cp, &policies, &prometheus.url, "rec-c");
+    wait_for("rec-c reports its state", 30, &[&c], || c.leader());
+    assert_eq!(c.leader(), Some(false));
+    let mut b = b;
+    let st = Command::new("kill")
+        .args(["-TERM", &b.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let termed = Instant::now();
+    let exit = b.child.wait().unwrap();
+    let stopped = termed.elapsed();
+    assert!(exit.success(), "rec-b exited with {exit}:\n{}", b.log());
+    assert!(
+        stopped < Duration::from_secs(5),
+        "rec-b took {stopped:?} to stop"
+    );
+    assert!(b.log().contains("lease released"), "{}", b.log());
+    wait_for(
+        "rec-c takes the released lease",
+        LEASE_SECS + 5,
+        &[&c],
+        || c.leader().filter(|l| *l),
+    );
+    let took = termed.elapsed();
+    eprintln!(
+        "graceful hand-over: rec-b stopped in {stopped:?}; rec-c leads {took:?} after SIGTERM"
+    );
+    assert!(
+        took <= Duration::from_secs(LEASE_SECS + 2),
+        "took {took:?}, lease duration {LEASE_SECS}s"
+    );
     drop(prometheus);
 }
