@@ -298,6 +298,7 @@ fn reconciler_acts_verifies_and_hands_over() {
         scenario::busy_api("capped", "busy-api", start, end),
         scenario::busy_api("late", "late-api", start, end),
         scenario::busy("shop", "StatefulSet", "busy-db", start, end),
+        scenario::busy_api("shop", "excluded-api", start, end),
         {
             // The same leak in a namespace whose policy raises limits by a template patch.
             let mut w = scenario::memory_leak_app(start, end);
@@ -338,6 +339,15 @@ fn reconciler_acts_verifies_and_hands_over() {
         "256Mi",
         "128Mi",
     ));
+    cp.apply(&deployment("shop", "excluded-api", "api", "256Mi", "128Mi"));
+    cp.ok(&[
+        "-n",
+        "shop",
+        "annotate",
+        "deployment/excluded-api",
+        "oomguard.io/exclude=true",
+    ]);
+    let excluded_before = cp.json("shop", "deployment/excluded-api");
     cp.apply(&deployment(
         "legacy",
         "memory-leak-app",
@@ -513,6 +523,19 @@ fn reconciler_acts_verifies_and_hands_over() {
     assert_eq!(rs.len(), 1, "{rs:?}");
     assert_eq!(rs[0]["target"]["kind"], "StatefulSet");
     assert_eq!(rs[0]["change"]["to"], 3);
+    //    The same load on a workload annotated oomguard.io/exclude: untouched.
+    let ex = cp.json("shop", "deployment/excluded-api");
+    assert_eq!(
+        ex["metadata"]["resourceVersion"],
+        excluded_before["metadata"]["resourceVersion"]
+    );
+    assert_eq!(ex["spec"]["replicas"], 2);
+    let ours: Vec<_> = cp
+        .events("shop", "excluded-api")
+        .into_iter()
+        .filter(|e| e.2.starts_with("rec-"))
+        .collect();
+    assert!(ours.is_empty(), "{ours:?}");
 
     // 4. Verification after the 5 s window: no OOM since → effective; the limit raise also
     //    lowered utilization.
