@@ -50,6 +50,27 @@ pub enum Command {
     Replay(crate::replay::ReplayArgs),
     /// Report per container: current and recommended memory request and limit, sorted by risk.
     Recommend(RecommendArgs),
+    /// Run only the forecast and remediation API (HTTPS, docs/openapi.yaml); remediations are
+    /// executed when the API runs inside `oomguard reconcile`.
+    Api(ApiCmdArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ApiCmdArgs {
+    #[command(flatten)]
+    pub api: crate::api::ApiArgs,
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: PathBuf,
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: PathBuf,
+    /// Folder of <namespace>.yaml policies (and default.yaml); reloaded on change.
+    #[arg(long, value_name = "DIR")]
+    pub policies: PathBuf,
+    #[command(flatten)]
+    pub history: HistoryArgs,
+    /// How long in-flight requests may finish after SIGTERM.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub drain: Duration,
 }
 
 #[derive(Debug, Args)]
@@ -228,6 +249,7 @@ impl Cli {
             Command::Check(a) => run_check(a).await,
             Command::Certs(a) => certs(a),
             Command::Recommend(a) => recommend(a).await,
+            Command::Api(a) => api(a).await,
             Command::Replay(a) => {
                 let stdout = std::io::stdout();
                 crate::replay::run(&a, &mut stdout.lock())?;
@@ -259,6 +281,60 @@ async fn serve(a: ServeArgs) -> anyhow::Result<i32> {
         drain: a.drain,
     })
     .await?;
+    Ok(0)
+}
+
+/// Opens the policies folder and reloads it when it changes (for processes other than `serve`,
+/// which counts reloads in its metrics).
+pub fn reloading_policies(dir: &std::path::Path) -> anyhow::Result<Arc<PolicyStore>> {
+    let (store, report) = PolicyStore::open(dir)?;
+    for e in &report.errors {
+        tracing::error!(error = %e, "policy file rejected");
+    }
+    let store = Arc::new(store);
+    let mut changes = server::watch::watch(&[dir.to_path_buf()], Duration::from_millis(300))?;
+    let reload = store.clone();
+    tokio::spawn(async move {
+        while changes.changes.recv().await.is_some() {
+            let report = reload.reload();
+            for e in &report.errors {
+                tracing::error!(error = %e, "policy file rejected; the last good one stays in force");
+            }
+            tracing::info!(
+                loaded = report.loaded,
+                broken = report.errors.len(),
+                "policies reloaded"
+            );
+        }
+    });
+    Ok(store)
+}
+
+async fn api(a: ApiCmdArgs) -> anyhow::Result<i32> {
+    if a.api.api_addr.is_none() {
+        bail!("api needs --api-addr ADDR (e.g. 0.0.0.0:9443)");
+    }
+    if a.history.history.is_none() && a.history.prometheus.prometheus.is_none() {
+        bail!("api needs history for its forecasts: pass --prometheus URL (or --history FILE)");
+    }
+    let policies = reloading_policies(&a.policies)?;
+    let client = kube::Client::try_default().await.context(
+        "no Kubernetes client configuration (in-cluster, $KUBECONFIG or ~/.kube/config)",
+    )?;
+    let remediator = Arc::new(crate::api::records::ReadOnlyRemediator {
+        records: crate::api::records::AnnotationRecords::new(client.clone()),
+    });
+    let deps = crate::api::ApiDeps {
+        policies,
+        history: history_source(&a.history)?,
+        client,
+        remediator,
+    };
+    let tls = server::tls::TlsFiles {
+        cert: a.tls_cert,
+        key: a.tls_key,
+    };
+    crate::api::serve(&a.api, &tls, deps, server::shutdown_signal(), a.drain).await?;
     Ok(0)
 }
 
