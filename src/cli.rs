@@ -318,6 +318,9 @@ async fn api(a: ApiCmdArgs) -> anyhow::Result<i32> {
         bail!("api needs history for its forecasts: pass --prometheus URL (or --history FILE)");
     }
     let policies = reloading_policies(&a.policies)?;
+    // kube's rustls client needs a process-wide provider (ring, as everywhere in oomguard); an
+    // error only means one is installed already.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let client = kube::Client::try_default().await.context(
         "no Kubernetes client configuration (in-cluster, $KUBECONFIG or ~/.kube/config)",
     )?;
