@@ -156,7 +156,12 @@ pub fn forecast(
         };
         let fit = h.fit();
         let f = forecast::project(fit, now, horizon_secs, limit_bytes.map(|l| l as f64));
-        let last = h.samples.last();
+        // The latest real sample (a zero is a gap in the scrape, not usage).
+        let last = h
+            .samples
+            .iter()
+            .rev()
+            .find(|s| s.bytes.is_finite() && s.bytes > 0.0);
         let current_bytes = last.and_then(|s| finite(s.bytes));
         let predicted = finite(f.at_horizon).filter(|_| fit.pattern != Pattern::Unknown);
         let status = if limit_bytes.is_some() {
@@ -176,8 +181,11 @@ pub fn forecast(
                 p.as_str(),
                 human_secs(t)
             ),
+            (None, None, Pattern::Leak) => format!(
+                "leak pattern, but its growth does not reach the limit (projected {horizon_text} ahead)"
+            ),
             (None, None, p) => format!(
-                "{} pattern: does not reach the limit within reach of the trend (horizon {horizon_text})",
+                "{} pattern: holds its level, not heading for the limit (projected {horizon_text} ahead)",
                 p.as_str()
             ),
         };

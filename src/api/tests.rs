@@ -908,3 +908,36 @@ async fn each_caller_is_rate_limited() {
     let (s, _) = h.get("/api/v1/remediations", Some("t-bob")).await;
     assert_eq!(s, StatusCode::OK);
 }
+
+#[test]
+fn names_and_horizons_follow_kubernetes_and_the_schema() {
+    use super::predict::parse_horizon;
+    use super::validate::{is_dns_label, is_dns_subdomain, parse_kind};
+    assert!(is_dns_label("self-healing-platform"));
+    assert!(
+        !is_dns_label("Shop") && !is_dns_label("-a") && !is_dns_label("a-") && !is_dns_label("")
+    );
+    assert!(!is_dns_label(&"a".repeat(64)));
+    assert!(is_dns_subdomain("web.v2") && is_dns_subdomain(&"a".repeat(253)));
+    assert!(!is_dns_subdomain("a..b") && !is_dns_subdomain(&"a".repeat(254)));
+    assert!(!is_dns_subdomain("a/b"));
+    assert_eq!(parse_kind("statefulsets"), Some(ScalableKind::StatefulSet));
+    assert_eq!(parse_kind("daemonsets"), None);
+    assert_eq!(parse_horizon("6h"), Ok(21_600));
+    assert_eq!(parse_horizon("0s"), Ok(0));
+    assert_eq!(parse_horizon("90d"), Ok(90 * 86_400));
+    for bad in [
+        "",
+        "h",
+        "6",
+        " 6h",
+        "6h ",
+        "6H",
+        "-1h",
+        "91d",
+        "99999999999999999999s",
+        "6é",
+    ] {
+        assert!(parse_horizon(bad).is_err(), "{bad:?}");
+    }
+}

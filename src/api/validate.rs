@@ -107,19 +107,24 @@ pub fn resource(kind: ScalableKind) -> &'static str {
     }
 }
 
-/// A DNS-1123 label (namespaces): at most 63 of a-z, 0-9 and '-', alphanumeric at both ends.
-pub fn is_dns_label(s: &str) -> bool {
+/// Lowercase letters, digits and '-', alphanumeric at both ends.
+fn is_label_shaped(s: &str) -> bool {
     !s.is_empty()
-        && s.len() <= 63
         && s.bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-')
 }
 
-/// A DNS-1123 subdomain (workload names): dot-separated labels, at most 253 characters.
+/// A DNS-1123 label (namespaces): at most 63 of a-z, 0-9 and '-', alphanumeric at both ends.
+pub fn is_dns_label(s: &str) -> bool {
+    s.len() <= 63 && is_label_shaped(s)
+}
+
+/// A DNS-1123 subdomain (workload names) as Kubernetes checks it: at most 253 characters,
+/// dot-separated parts of a-z, 0-9 and '-', each alphanumeric at both ends.
 pub fn is_dns_subdomain(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 253 && s.split('.').all(is_dns_label)
+    !s.is_empty() && s.len() <= 253 && s.split('.').all(is_label_shaped)
 }
 
 pub fn check_namespace(ns: &str) -> Result<(), ApiError> {
@@ -178,7 +183,7 @@ pub fn parse(body: &[u8]) -> Result<Checked, ApiError> {
             Some(s) if s.trim().is_empty() => {
                 Err(ApiError::invalid(format!("{field}: must not be empty")))
             }
-            Some(s) if s.len() > max => Err(ApiError::invalid(format!(
+            Some(s) if s.chars().count() > max => Err(ApiError::invalid(format!(
                 "{field}: at most {max} characters"
             ))),
             Some(s) if s.chars().any(char::is_control) => Err(ApiError::invalid(format!(
