@@ -292,10 +292,12 @@ pub fn reloading_policies(dir: &std::path::Path) -> anyhow::Result<Arc<PolicySto
         tracing::error!(error = %e, "policy file rejected");
     }
     let store = Arc::new(store);
-    let mut changes = server::watch::watch(&[dir.to_path_buf()], Duration::from_millis(300))?;
+    let watch = server::watch::watch(&[dir.to_path_buf()], Duration::from_millis(300))?;
     let reload = store.clone();
     tokio::spawn(async move {
-        while changes.changes.recv().await.is_some() {
+        // The whole Watch moves here: the watcher stops when it is dropped.
+        let mut watch = watch;
+        while watch.changes.recv().await.is_some() {
             let report = reload.reload();
             for e in &report.errors {
                 tracing::error!(error = %e, "policy file rejected; the last good one stays in force");

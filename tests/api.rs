@@ -626,6 +626,8 @@ async fn authentication_authorisation_validation_and_forecast_against_the_real_a
 
 /// Trigger a scale-out and read its verified outcome. Needs the reconciler's Remediator behind
 /// the API (`oomguard reconcile --api-addr`); `oomguard api` alone answers 503 to a trigger.
+/// To make it real: start `reconcile --api-addr ... --tls-cert ... --tls-key ...` in
+/// `Env::start` (with a short `verifyWindow` in POLICY) instead of `api`, and drop the ignore.
 #[tokio::test]
 #[ignore = "needs the real Remediator (issue #6)"]
 async fn a_caller_allowed_to_scale_triggers_and_reads_the_outcome() {

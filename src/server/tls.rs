@@ -54,13 +54,15 @@ pub fn reloading_config(
     on_reload: impl Fn(Result<(), &TlsError>) + Send + 'static,
 ) -> anyhow::Result<axum_server::tls_rustls::RustlsConfig> {
     let config = axum_server::tls_rustls::RustlsConfig::from_config(files.load()?);
-    let mut cert_watch = super::watch::watch(
+    let cert_watch = super::watch::watch(
         &[files.cert.clone(), files.key.clone()],
         Duration::from_millis(300),
     )?;
     let (files, reload) = (files.clone(), config.clone());
     tokio::spawn(async move {
-        while cert_watch.changes.recv().await.is_some() {
+        // The whole Watch moves here: the watcher stops when it is dropped.
+        let mut watch = cert_watch;
+        while watch.changes.recv().await.is_some() {
             match files.load() {
                 Ok(cfg) => {
                     reload.reload_from_config(cfg);
