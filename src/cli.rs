@@ -59,8 +59,10 @@ pub enum Command {
 pub struct ApiCmdArgs {
     #[command(flatten)]
     pub api: crate::api::ApiArgs,
+    /// Serving certificate (PEM), e.g. tls.crt from `oomguard certs`; reloaded when it changes.
     #[arg(long, value_name = "FILE")]
     pub tls_cert: PathBuf,
+    /// Its private key (PEM).
     #[arg(long, value_name = "FILE")]
     pub tls_key: PathBuf,
     /// Folder of <namespace>.yaml policies (and default.yaml); reloaded on change.
