@@ -51,8 +51,12 @@ pub enum Command {
     /// Report per container: current and recommended memory request and limit, sorted by risk.
     Recommend(RecommendArgs),
     /// Run the reconciler: act on forecasts at runtime (scale out, raise limits, restart before
-    /// an OOM) and verify that it helped. One replica acts at a time (a Lease).
+    /// an OOM) and verify that it helped. One replica acts at a time (a Lease). With
+    /// `--api-addr`, it also serves the forecast and remediation API.
     Reconcile(ReconcileArgs),
+    /// Run only the forecast and remediation API (HTTPS, docs/openapi.yaml) with read-only
+    /// records; remediations are executed when the API runs inside `oomguard reconcile`.
+    Api(ApiCmdArgs),
 }
 
 #[derive(Debug, Args)]
@@ -85,6 +89,34 @@ pub struct ReconcileArgs {
     /// Plain-HTTP address of /livez, /readyz and /metrics.
     #[arg(long, default_value = "0.0.0.0:8081")]
     pub admin_listen: SocketAddr,
+    #[command(flatten)]
+    pub api: crate::api::ApiArgs,
+    /// Serving certificate of the API (PEM); needed with --api-addr. Reloaded when it changes.
+    #[arg(long, value_name = "FILE", requires = "api_addr")]
+    pub tls_cert: Option<PathBuf>,
+    /// Its private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "api_addr")]
+    pub tls_key: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ApiCmdArgs {
+    #[command(flatten)]
+    pub api: crate::api::ApiArgs,
+    /// Serving certificate (PEM), e.g. tls.crt from `oomguard certs`; reloaded when it changes.
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: PathBuf,
+    /// Its private key (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: PathBuf,
+    /// Folder of <namespace>.yaml policies (and default.yaml); reloaded on change.
+    #[arg(long, value_name = "DIR")]
+    pub policies: PathBuf,
+    #[command(flatten)]
+    pub history: HistoryArgs,
+    /// How long in-flight requests may finish after SIGTERM.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub drain: Duration,
 }
 
 #[derive(Debug, Args)]
@@ -264,6 +296,7 @@ impl Cli {
             Command::Certs(a) => certs(a),
             Command::Recommend(a) => recommend(a).await,
             Command::Reconcile(a) => reconcile(a).await,
+            Command::Api(a) => api(a).await,
             Command::Replay(a) => {
                 let stdout = std::io::stdout();
                 crate::replay::run(&a, &mut stdout.lock())?;
@@ -298,6 +331,65 @@ async fn serve(a: ServeArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
+/// Opens the policies folder and reloads it when it changes (for processes other than `serve`,
+/// which counts reloads in its metrics).
+pub fn reloading_policies(dir: &std::path::Path) -> anyhow::Result<Arc<PolicyStore>> {
+    let (store, report) = PolicyStore::open(dir)?;
+    for e in &report.errors {
+        tracing::error!(error = %e, "policy file rejected");
+    }
+    let store = Arc::new(store);
+    let watch = server::watch::watch(&[dir.to_path_buf()], Duration::from_millis(300))?;
+    let reload = store.clone();
+    tokio::spawn(async move {
+        // The whole Watch moves here: the watcher stops when it is dropped.
+        let mut watch = watch;
+        while watch.changes.recv().await.is_some() {
+            let report = reload.reload();
+            for e in &report.errors {
+                tracing::error!(error = %e, "policy file rejected; the last good one stays in force");
+            }
+            tracing::info!(
+                loaded = report.loaded,
+                broken = report.errors.len(),
+                "policies reloaded"
+            );
+        }
+    });
+    Ok(store)
+}
+
+async fn api(a: ApiCmdArgs) -> anyhow::Result<i32> {
+    if a.api.api_addr.is_none() {
+        bail!("api needs --api-addr ADDR (e.g. 0.0.0.0:9443)");
+    }
+    if a.history.history.is_none() && a.history.prometheus.prometheus.is_none() {
+        bail!("api needs history for its forecasts: pass --prometheus URL (or --history FILE)");
+    }
+    let policies = reloading_policies(&a.policies)?;
+    // kube's rustls client needs a process-wide provider (ring, as everywhere in oomguard); an
+    // error only means one is installed already.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = kube::Client::try_default().await.context(
+        "no Kubernetes client configuration (in-cluster, $KUBECONFIG or ~/.kube/config)",
+    )?;
+    let remediator = Arc::new(crate::api::records::ReadOnlyRemediator {
+        records: crate::api::records::AnnotationRecords::new(client.clone()),
+    });
+    let deps = crate::api::ApiDeps {
+        policies,
+        history: history_source(&a.history)?,
+        client,
+        remediator,
+    };
+    let tls = server::tls::TlsFiles {
+        cert: a.tls_cert,
+        key: a.tls_key,
+    };
+    crate::api::serve(&a.api, &tls, deps, server::shutdown_signal(), a.drain).await?;
+    Ok(0)
+}
+
 async fn reconcile(a: ReconcileArgs) -> anyhow::Result<i32> {
     if a.history.history.is_none() && a.history.prometheus.prometheus.is_none() {
         bail!("reconcile needs history to act on: pass --prometheus URL (or --history FILE)");
@@ -315,8 +407,15 @@ async fn reconcile(a: ReconcileArgs) -> anyhow::Result<i32> {
             .unwrap_or_else(|_| "oomguard".to_string());
         format!("{host}-{}", std::process::id())
     });
+    let api = match (&a.api.api_addr, a.tls_cert, a.tls_key) {
+        (None, _, _) => None,
+        (Some(_), Some(cert), Some(key)) => Some((a.api, server::tls::TlsFiles { cert, key })),
+        (Some(_), _, _) => {
+            bail!("--api-addr needs --tls-cert and --tls-key (the API is HTTPS only)")
+        }
+    };
     crate::reconcile::controller::run(crate::reconcile::controller::Options {
-        policies: a.policies,
+        policies: reloading_policies(&a.policies)?,
         history: history_source(&a.history)?,
         interval: a.interval,
         namespace: a.namespace,
@@ -327,6 +426,7 @@ async fn reconcile(a: ReconcileArgs) -> anyhow::Result<i32> {
             duration: a.lease_duration,
         },
         admin_listen: a.admin_listen,
+        api,
     })
     .await?;
     Ok(0)

@@ -48,4 +48,8 @@ if [ -f tests/deploy/validate.sh ] && [ -n "${OOMGUARD_CONTROLPLANE_BIN:-}" ]; t
   . "$cp_dir/env"
   bash tests/deploy/validate.sh "$KUBECTL" "$KUBECONFIG"
 fi
+if [ -f tests/api/schemathesis.sh ] && [ -n "${OOMGUARD_CONTROLPLANE_BIN:-}" ]; then
+  step "API: schemathesis against docs/openapi.yaml and a running oomguard api"
+  bash tests/api/schemathesis.sh
+fi
 step "done"

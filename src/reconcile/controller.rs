@@ -7,7 +7,6 @@
 //! holder stops renewing it.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -45,13 +44,16 @@ pub struct LeaseOptions {
 }
 
 pub struct Options {
-    pub policies: PathBuf,
+    /// The policies, reloading (see `cli::reloading_policies`).
+    pub policies: Arc<PolicyStore>,
     pub history: Arc<dyn HistorySource>,
     pub interval: Duration,
     /// Watch one namespace only (None: all).
     pub namespace: Option<String>,
     pub lease: LeaseOptions,
     pub admin_listen: SocketAddr,
+    /// Serve the forecast and remediation API too (its flags and certificate).
+    pub api: Option<(crate::api::ApiArgs, crate::server::tls::TlsFiles)>,
 }
 
 /// Shared by the reconciles.
@@ -396,24 +398,7 @@ async fn resize_supported(client: &Client) -> bool {
 
 /// Runs until SIGTERM/SIGINT.
 pub async fn run(opts: Options) -> anyhow::Result<()> {
-    let (store, report) = PolicyStore::open(&opts.policies)?;
-    tracing::info!(dir = %opts.policies.display(), loaded = report.loaded, broken = report.errors.len(), "policies loaded");
-    let policies = Arc::new(store);
-    let mut policy_watch = crate::server::watch::watch(
-        std::slice::from_ref(&opts.policies),
-        Duration::from_millis(300),
-    )?;
-    let reload = policies.clone();
-    tokio::spawn(async move {
-        while policy_watch.changes.recv().await.is_some() {
-            let r = reload.reload();
-            tracing::info!(
-                loaded = r.loaded,
-                broken = r.errors.len(),
-                "policies reloaded"
-            );
-        }
-    });
+    let policies = opts.policies.clone();
 
     let client = Client::try_default().await.map_err(|e| {
         anyhow::anyhow!(
@@ -474,6 +459,31 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("admin listener {}: {e}", opts.admin_listen))?;
     tracing::info!(admin = %format!("http://{}", opts.admin_listen), in_place_resize = in_place_supported, "reconciler started");
+    let api = match &opts.api {
+        Some((args, tls)) => {
+            let remediator = Arc::new(super::remediator::KubeRemediator {
+                exec: ctx.exec.clone(),
+                records: crate::api::records::AnnotationRecords::new(client.clone()),
+                policies: ctx.policies.clone(),
+                history: ctx.history.clone(),
+                in_place_supported,
+            });
+            let deps = crate::api::ApiDeps {
+                policies: ctx.policies.clone(),
+                history: ctx.history.clone(),
+                client: client.clone(),
+                remediator,
+            };
+            futures::future::Either::Left(crate::api::serve(
+                args,
+                tls,
+                deps,
+                stopped(stop_rx.clone()),
+                Duration::from_secs(10),
+            ))
+        }
+        None => futures::future::Either::Right(async { Ok(()) }),
+    };
     let admin_server =
         axum::serve(listener, admin).with_graceful_shutdown(stopped(stop_rx.clone()));
     tokio::spawn(async move {
@@ -488,10 +498,11 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         ),
         None => (Api::all(client.clone()), Api::all(client.clone())),
     };
-    let (_, _, admin_res) = tokio::join!(
+    let (_, _, admin_res, api_res) = tokio::join!(
         run_controller(deploy, ctx.clone(), stopped(stop_rx.clone())),
         run_controller(sts, ctx.clone(), stopped(stop_rx.clone())),
-        admin_server
+        admin_server,
+        api
     );
     ready.store(false, Ordering::SeqCst);
     // Dropping the last receivers makes the lease task release the lease for a fast handover.
@@ -502,6 +513,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         _ => tracing::info!("lease released"),
     }
     admin_res.map_err(|e| anyhow::anyhow!("admin listener: {e}"))?;
+    api_res?;
     Ok(())
 }
 

@@ -8,4 +8,5 @@ pub mod controller;
 pub mod metrics;
 pub mod plan;
 pub mod record;
+pub mod remediator;
 pub mod target;

@@ -257,9 +257,6 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
     metrics.policy_broken_files.set(report.errors.len() as i64);
     tracing::info!(dir = %opts.policies.display(), loaded = report.loaded, broken = report.errors.len(), "policies loaded");
 
-    let tls_config = opts.tls.load()?;
-    let rustls_config = axum_server::tls_rustls::RustlsConfig::from_config(tls_config);
-
     let app = Arc::new(App {
         admitter: opts.admitter,
         policies,
@@ -297,46 +294,20 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
             );
         }
     });
-    let mut cert_watch = watch::watch(
-        &[opts.tls.cert.clone(), opts.tls.key.clone()],
-        Duration::from_millis(300),
-    )?;
-    let (tls_files, cert_app, cert_config) = (opts.tls.clone(), app.clone(), rustls_config.clone());
-    tokio::spawn(async move {
-        while cert_watch.changes.recv().await.is_some() {
-            match tls_files.load() {
-                Ok(cfg) => {
-                    cert_config.reload_from_config(cfg);
-                    cert_app
-                        .metrics
-                        .tls_reloads
-                        .get_or_create(&ResultLabels { result: "ok" })
-                        .inc();
-                    tracing::info!("serving certificate reloaded");
-                }
-                Err(e) => {
-                    cert_app
-                        .metrics
-                        .tls_reloads
-                        .get_or_create(&ResultLabels { result: "error" })
-                        .inc();
-                    tracing::error!(error = %e, "serving certificate not reloaded; the previous one stays in use");
-                }
-            }
-        }
-    });
+    let cert_app = app.clone();
+    let rustls_config = tls::reloading_config(&opts.tls, move |result| {
+        let result = if result.is_ok() { "ok" } else { "error" };
+        cert_app
+            .metrics
+            .tls_reloads
+            .get_or_create(&ResultLabels { result })
+            .inc();
+    })?;
 
     let handle = axum_server::Handle::new();
     let admin_handle = axum_server::Handle::new();
-    let mut server = axum_server::bind_rustls(opts.listen, rustls_config)
-        .handle(handle.clone())
-        .http1_only();
-    server
-        .http_builder()
-        .http1()
-        .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(10));
-    let webhook = server.serve(webhook_router(app.clone()).into_make_service());
+    let webhook = tls::bind(opts.listen, rustls_config, handle.clone())
+        .serve(webhook_router(app.clone()).into_make_service());
     let admin = axum_server::bind(opts.admin_listen)
         .handle(admin_handle.clone())
         .serve(admin_router(app.clone()).into_make_service());

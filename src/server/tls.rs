@@ -1,7 +1,9 @@
 //! The serving certificate: rustls (TLS 1.2 and 1.3, ring), re-read when the files change.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::ServerConfig;
@@ -42,6 +44,56 @@ impl TlsFiles {
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(Arc::new(config))
     }
+}
+
+/// The serving certificate as axum-server's config, re-read whenever the files change (a renewed
+/// Secret). `on_reload` hears each reload's result (metrics); a failed reload keeps the previous
+/// certificate in use. Shared by the webhook and the API listener.
+pub fn reloading_config(
+    files: &TlsFiles,
+    on_reload: impl Fn(Result<(), &TlsError>) + Send + 'static,
+) -> anyhow::Result<axum_server::tls_rustls::RustlsConfig> {
+    let config = axum_server::tls_rustls::RustlsConfig::from_config(files.load()?);
+    let cert_watch = super::watch::watch(
+        &[files.cert.clone(), files.key.clone()],
+        Duration::from_millis(300),
+    )?;
+    let (files, reload) = (files.clone(), config.clone());
+    tokio::spawn(async move {
+        // The whole Watch moves here: the watcher stops when it is dropped.
+        let mut watch = cert_watch;
+        while watch.changes.recv().await.is_some() {
+            match files.load() {
+                Ok(cfg) => {
+                    reload.reload_from_config(cfg);
+                    on_reload(Ok(()));
+                    tracing::info!(cert = %files.cert.display(), "serving certificate reloaded");
+                }
+                Err(e) => {
+                    on_reload(Err(&e));
+                    tracing::error!(error = %e, "serving certificate not reloaded; the previous one stays in use");
+                }
+            }
+        }
+    });
+    Ok(config)
+}
+
+/// An HTTPS listener as oomguard runs them: HTTP/1.1 only, 10 s to send the request headers.
+pub fn bind(
+    addr: SocketAddr,
+    config: axum_server::tls_rustls::RustlsConfig,
+    handle: axum_server::Handle<SocketAddr>,
+) -> axum_server::Server<SocketAddr, axum_server::tls_rustls::RustlsAcceptor> {
+    let mut server = axum_server::bind_rustls(addr, config)
+        .handle(handle)
+        .http1_only();
+    server
+        .http_builder()
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(10));
+    server
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, TlsError> {

@@ -1,0 +1,97 @@
+//! Reading the target workload from the cluster (with oomguard's own identity, after the caller
+//! was authorised): its containers and limits through [`crate::workload`], its replica count.
+
+use futures::future::BoxFuture;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use kube::api::Api;
+
+use crate::reconcile::plan::ScalableKind;
+use crate::verdict::EXCLUDE_ANNOTATION;
+use crate::workload::{Workload, WorkloadKind};
+
+/// A workload as the API needs it.
+#[derive(Debug, Clone)]
+pub struct ReadWorkload {
+    pub workload: Workload,
+    /// `spec.replicas` (Kubernetes' default 1 when unset).
+    pub replicas: u32,
+}
+
+impl ReadWorkload {
+    /// Annotated `oomguard.io/exclude: "true"`.
+    pub fn excluded(&self) -> bool {
+        self.workload
+            .annotations
+            .get(EXCLUDE_ANNOTATION)
+            .map(String::as_str)
+            == Some("true")
+    }
+}
+
+pub trait Workloads: Send + Sync {
+    /// The workload, None when it does not exist; Err with a message when the API failed.
+    fn get<'a>(
+        &'a self,
+        kind: ScalableKind,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<ReadWorkload>, String>>;
+}
+
+pub struct KubeWorkloads {
+    pub client: kube::Client,
+}
+
+fn read<K: serde::Serialize>(
+    kind: WorkloadKind,
+    object: &K,
+    namespace: &str,
+    replicas: Option<i32>,
+) -> Result<ReadWorkload, String> {
+    let value = serde_json::to_value(object).map_err(|e| e.to_string())?;
+    let workload = Workload::from_object(kind, &value, namespace).map_err(|e| e.to_string())?;
+    Ok(ReadWorkload {
+        workload,
+        replicas: u32::try_from(replicas.unwrap_or(1)).unwrap_or(0),
+    })
+}
+
+impl Workloads for KubeWorkloads {
+    fn get<'a>(
+        &'a self,
+        kind: ScalableKind,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<ReadWorkload>, String>> {
+        Box::pin(async move {
+            let failed = |e: kube::Error| {
+                format!(
+                    "reading {} {namespace}/{name} from the Kubernetes API: {e}",
+                    kind.as_str()
+                )
+            };
+            match kind {
+                ScalableKind::Deployment => {
+                    let api: Api<Deployment> = Api::namespaced(self.client.clone(), namespace);
+                    match api.get_opt(name).await.map_err(failed)? {
+                        None => Ok(None),
+                        Some(d) => {
+                            let replicas = d.spec.as_ref().and_then(|s| s.replicas);
+                            read(WorkloadKind::Deployment, &d, namespace, replicas).map(Some)
+                        }
+                    }
+                }
+                ScalableKind::StatefulSet => {
+                    let api: Api<StatefulSet> = Api::namespaced(self.client.clone(), namespace);
+                    match api.get_opt(name).await.map_err(failed)? {
+                        None => Ok(None),
+                        Some(s) => {
+                            let replicas = s.spec.as_ref().and_then(|s| s.replicas);
+                            read(WorkloadKind::StatefulSet, &s, namespace, replicas).map(Some)
+                        }
+                    }
+                }
+            }
+        })
+    }
+}
