@@ -262,8 +262,17 @@ kind: MemoryPolicy
 spec:
   mode: warn
   limits: {min: 64Mi, max: 1Gi}
-  reconcile: {enabled: true, minReplicas: 1, maxReplicas: 5}
+  reconcile: {enabled: true, minReplicas: 1, maxReplicas: 5, verifyWindow: 5s}
 ";
+
+/// Which process serves the API.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Serve {
+    /// `oomguard api`: read-only records, 503 to a trigger.
+    ApiOnly,
+    /// `oomguard reconcile --api-addr`: the reconciler's Remediator behind the API.
+    Reconciler,
+}
 
 fn deployment(replicas: u32) -> String {
     format!(
@@ -285,7 +294,7 @@ spec:
 }
 
 impl Env {
-    async fn start() -> Env {
+    async fn start(serve: Serve) -> Env {
         // Prometheus with a day of the leak, ending 4 h before now (the backfill limit).
         let end = prom::data_end();
         let start = end - 86_400;
@@ -319,8 +328,20 @@ impl Env {
         let port = free_port();
         let log = work.path().join("api.log");
         let f = std::fs::File::create(&log).unwrap();
-        let child = Command::new(BIN)
-            .args(["--log-format", "json", "api"])
+        let mut cmd = Command::new(BIN);
+        match serve {
+            Serve::ApiOnly => {
+                cmd.args(["--log-format", "json", "api"]);
+            }
+            Serve::Reconciler => {
+                cmd.args(["--log-format", "json", "reconcile"])
+                    .args(["--interval", "2s"])
+                    .args(["--lease-namespace", "oomguard", "--lease-duration", "6s"])
+                    .args(["--identity", "api-test"])
+                    .args(["--admin-listen", &format!("127.0.0.1:{}", free_port())]);
+            }
+        }
+        let child = cmd
             .args(["--api-addr", &format!("127.0.0.1:{port}")])
             .arg("--tls-cert")
             .arg(certs.join("tls.crt"))
@@ -408,7 +429,7 @@ fn scale(replicas: u32) -> Value {
 
 #[tokio::test]
 async fn authentication_authorisation_validation_and_forecast_against_the_real_apiserver() {
-    let env = Env::start().await;
+    let env = Env::start(Serve::ApiOnly).await;
     let api = &env.api;
 
     // No token: 401 everywhere, before anything else.
@@ -624,14 +645,11 @@ async fn authentication_authorisation_validation_and_forecast_against_the_real_a
     assert!(logged, "{log}");
 }
 
-/// Trigger a scale-out and read its verified outcome. Needs the reconciler's Remediator behind
-/// the API (`oomguard reconcile --api-addr`); `oomguard api` alone answers 503 to a trigger.
-/// To make it real: start `reconcile --api-addr ... --tls-cert ... --tls-key ...` in
-/// `Env::start` (with a short `verifyWindow` in POLICY) instead of `api`, and drop the ignore.
+/// Trigger a scale-out through `oomguard reconcile --api-addr` (the reconciler's Remediator,
+/// running as the oomguard ServiceAccount with deploy/'s RBAC) and read its verified outcome.
 #[tokio::test]
-#[ignore = "needs the real Remediator (issue #6)"]
 async fn a_caller_allowed_to_scale_triggers_and_reads_the_outcome() {
-    let env = Env::start().await;
+    let env = Env::start(Serve::Reconciler).await;
     let api = &env.api;
     let scaler = env.account(
         "scaler",
@@ -666,22 +684,59 @@ async fn a_caller_allowed_to_scale_triggers_and_reads_the_outcome() {
         "jsonpath={.spec.replicas}",
     ]);
     assert_eq!(replicas.trim(), "3");
-    // The outcome appears after verification.
-    let deadline = Instant::now() + Duration::from_secs(300);
+    assert_eq!(v["remediation"]["change"]["from"], 2);
+    assert_eq!(v["remediation"]["outcome"], "pending");
+    // A second request inside the policy's cooldown (10m by default) is held back, not applied.
+    let (s, again) = api.post(&scale(4), Some(&scaler)).await;
+    assert_eq!(s, 429, "{again}");
+    assert_eq!(again["error"], "held_back", "{again}");
+    assert!(
+        again["message"].as_str().unwrap().contains("cooldown"),
+        "{again}"
+    );
+    let replicas = env.cp.ok(&[
+        "-n",
+        NS,
+        "get",
+        "deployment",
+        APP,
+        "-o",
+        "jsonpath={.spec.replicas}",
+    ]);
+    assert_eq!(
+        replicas.trim(),
+        "3",
+        "the held-back request changed nothing"
+    );
+    // The outcome appears after verification (by the reconciler loop, 5 s window).
+    let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let (s, v) = api
             .get(&format!("/api/v1/remediations/{id}"), Some(&scaler))
             .await;
         assert_eq!(s, 200, "{v}");
         if v["status"] != "pending" {
+            // No OOM kill in the history after the action: effective (the tutorial's rule).
+            assert_eq!(v["status"], "effective", "{v}");
             assert!(
-                matches!(v["status"].as_str(), Some("effective" | "ineffective")),
+                v["remediation"]["detail"]
+                    .as_str()
+                    .unwrap()
+                    .contains("no OOM kill since the action"),
                 "{v}"
             );
-            assert!(v["remediation"]["detail"].is_string(), "{v}");
             break;
         }
-        assert!(Instant::now() < deadline, "still pending after 300 s: {v}");
+        assert!(Instant::now() < deadline, "still pending after 60 s: {v}");
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
+    let (s, v) = api
+        .get(
+            &format!("/api/v1/remediations?namespace={NS}"),
+            Some(&scaler),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["namespaces"][NS]["total"], 1, "{v}");
+    assert_eq!(v["namespaces"][NS]["success_rate"], 1.0, "{v}");
 }

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# schemathesis (PyPI) against docs/openapi.yaml and a running `oomguard api`: no 5xx, responses,
+# schemathesis (PyPI) against docs/openapi.yaml and the API served by `oomguard reconcile
+# --api-addr` (the reconciler's Remediator behind it): no 5xx, responses,
 # status codes, content types and headers as documented, invalid data rejected, auth not ignored.
 #
 #   bash tests/api/schemathesis.sh            (from the repo root; tests/run.sh calls it)
 #
 # Installs schemathesis into a cached venv outside the repo (${OOMGUARD_CACHE:-~/.cache/oomguard}/
 # venv), starts the test control plane (tests/controlplane) with the bundled demo workloads, and
-# runs `oomguard api` as oomguard's ServiceAccount with deploy/base/rbac.yaml and the bundled
+# runs `oomguard reconcile --api-addr` as oomguard's ServiceAccount with deploy/base/rbac.yaml and the bundled
 # history file. schemathesis calls it with a cluster-admin ServiceAccount token, so requests get
 # past authorisation into validation and the workload reads. Exits non-zero on any finding.
 #
@@ -83,20 +84,20 @@ contexts:
 current-context: test
 YAML
 
-# reconcile.enabled stays false: the schema's example is a valid scale-out of the demo app, which
-# `oomguard api` alone would pass to its read-only remediator (503, "run the API inside oomguard
-# reconcile"). With the reconciler's Remediator behind the API, enable it here.
+# reconcile.enabled: the schema's example is a valid scale-out of the demo app, which the
+# reconciler's Remediator carries out (then holds further ones back: cooldown, 429).
 mkdir -p "$WORK/policies"
 cat > "$WORK/policies/self-healing-platform.yaml" <<YAML
 apiVersion: oomguard.io/v1
 kind: MemoryPolicy
 spec:
   limits: {min: 64Mi, max: 4Gi}
-  reconcile: {enabled: false, minReplicas: 1, maxReplicas: 10}
+  reconcile: {enabled: true, minReplicas: 1, maxReplicas: 10}
 YAML
 "$BIN" certs --out "$WORK/certs" --dns localhost --ip 127.0.0.1 >/dev/null
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
-KUBECONFIG="$WORK/oomguard.kubeconfig" "$BIN" --log-format json api \
+KUBECONFIG="$WORK/oomguard.kubeconfig" "$BIN" --log-format json reconcile \
+  --lease-namespace oomguard --identity schemathesis --admin-listen 127.0.0.1:0 \
   --api-addr "127.0.0.1:$PORT" --tls-cert "$WORK/certs/tls.crt" --tls-key "$WORK/certs/tls.key" \
   --policies "$WORK/policies" --history examples/memory-leak-app/history.json \
   --api-rate-limit 100000 --api-burst 100000 >"$WORK/api.log" 2>&1 &
@@ -107,7 +108,7 @@ for _ in $(seq 1 100); do
   [[ "$code" == 401 ]] && break
   sleep 0.2
 done
-[[ "$code" == 401 ]] || { echo "oomguard api did not come up:" >&2; cat "$WORK/api.log" >&2; exit 1; }
+[[ "$code" == 401 ]] || { echo "oomguard reconcile --api-addr did not come up:" >&2; cat "$WORK/api.log" >&2; exit 1; }
 # A real forecast first, so that a broken server fails here with a readable message.
 curl -fsS --cacert "$WORK/certs/ca.crt" -H "Authorization: Bearer $TOKEN" \
   "https://localhost:$PORT/api/v1/namespaces/self-healing-platform/workloads/deployments/web-frontend/forecast?horizon=6h" \
@@ -134,7 +135,7 @@ set +e
 rc=$?
 set -e
 if grep -q '"level":"ERROR"' "$WORK/api.log"; then
-  echo "oomguard api logged errors:" >&2
+  echo "oomguard reconcile logged errors:" >&2
   grep '"level":"ERROR"' "$WORK/api.log" >&2
   rc=1
 fi
