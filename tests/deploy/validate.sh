@@ -179,6 +179,10 @@ expect_count "base: memory limits on both containers (webhook, reconciler)" 2 '^
 expect_count "base: the reconcile sidecar" 1 '^ +- reconcile$' "$B"
 expect_count "base: the reconciler's metrics port on the Service" 1 '^ +(- )?name: recon-metrics$' \
   <(select_docs 1 '^kind: Service$' "$B")
+expect_count "base: the API port on the Service" 1 '^ +(- )?name: api$' \
+  <(select_docs 1 '^kind: Service$' "$B")
+expect_count "base and openshift: the reconciler serves the API with the webhook's certificate" 2 \
+  '^ +- --tls-cert=/etc/oomguard/tls/tls\.crt$' <(grep -h -A12 -- '- reconcile$' "$B" "$O")
 expect_count "base: the reconciler knows its pod name and namespace (Lease)" 2 \
   '^ +- name: POD_(NAME|NAMESPACE)$' "$B"
 expect_count "openshift: the reconcile sidecar too" 1 '^ +- reconcile$' "$O"
