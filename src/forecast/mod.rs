@@ -132,6 +132,12 @@ const SPIKE_MIN_FRACTION: f64 = 0.2;
 const SPIKE_MAX_SHARE: f64 = 0.05;
 /// Previous lifetimes looked at for a saw-tooth.
 const POOLED_LIFETIMES: usize = 4;
+/// Width of the noise band around a fit, in noise sigmas (see [`project`], [`steady_limit`]).
+pub const BAND_SIGMAS: f64 = 2.0;
+/// A steady regime may be sized by [`steady_limit`] from this confidence on: the regime covers
+/// most of a day (shape confidence is the share of a day covered), long enough for a daily cycle
+/// or a leak to have shown.
+pub const STEADY_MIN_CONFIDENCE: f64 = 0.9;
 
 /// Fits growth within the most recent container lifetime and names the pattern.
 /// `samples` are per-interval peaks (non-finite and non-positive values are ignored, as gaps);
@@ -286,7 +292,7 @@ pub fn project(fit: &LeakFit, now: i64, horizon: u64, limit: Option<f64>) -> For
         (0.0, 0.0, 0.0)
     };
     let at_horizon = fit.level + slope * dt;
-    let band = 2.0 * fit.noise;
+    let band = BAND_SIGMAS * fit.noise;
     let low = (fit.level + lo_s * dt - band).max(0.0);
     let high = fit.level + hi_s * dt + band;
     let since_fit = (now - fit.at).max(0) as f64;
@@ -318,6 +324,39 @@ pub fn project(fit: &LeakFit, now: i64, horizon: u64, limit: Option<f64>) -> For
         slope,
         confidence: fit.confidence,
     }
+}
+
+/// The limit for a steady regime: Autopilot's rule for steady jobs (the 98th percentile of the
+/// per-interval peaks plus the headroom, Rzadca et al., EuroSys 2020, §3.2) instead of the max
+/// plus the headroom, with oomguard's floor: never below the regime's highest peak plus what the
+/// fit says may come on top of it within the horizon (the noise band, [`BAND_SIGMAS`] sigmas, and
+/// growth at the upper bound of the slope interval); never above `max × (1 + headroom)`, the rule
+/// for every other series.
+///
+/// `p98` and `max` are of the peaks the fit was made on. `None` unless the fit calls the regime
+/// steady with at least [`STEADY_MIN_CONFIDENCE`]: a leak, a level shift, a daily cycle or rare
+/// large spikes are sized from the max.
+///
+/// Where the tail above the p98 is short (peaks within a few per cent of the usual level), the
+/// headroom over the p98 already covers the highest peak and the noise, and the limit follows the
+/// p98; where the highest peak stands out, the floor keeps it, plus the band.
+pub fn steady_limit(
+    fit: &LeakFit,
+    p98: f64,
+    max: f64,
+    headroom: f64,
+    horizon_secs: u64,
+) -> Option<f64> {
+    if fit.pattern != Pattern::Steady || fit.confidence < STEADY_MIN_CONFIDENCE {
+        return None;
+    }
+    let growth = fit.slope_high.max(0.0) * horizon_secs as f64;
+    let floor = max + BAND_SIGMAS * fit.noise + growth;
+    Some(
+        (p98 * (1.0 + headroom))
+            .max(floor)
+            .min(max * (1.0 + headroom)),
+    )
 }
 
 /// Finite, positive samples in time order; borrowed when the input already is.
@@ -498,6 +537,51 @@ mod tests {
         assert_eq!(f.lifetimes, 4);
         assert_eq!(f.pattern, Pattern::Leak);
         assert!((f.slope / rate - 1.0).abs() < 0.05);
+    }
+
+    #[test]
+    fn steady_limit_follows_the_p98_above_the_highest_peak_and_band() {
+        let steady = LeakFit {
+            pattern: Pattern::Steady,
+            slope: 0.0,
+            slope_low: -1.0,
+            slope_high: 1.0,
+            level: 600.0 * MIB,
+            at: 0,
+            noise: 2.0 * MIB,
+            lifetimes: 1,
+            confidence: 1.0,
+            since: 0,
+        };
+        let h = 6 * 3600;
+        let growth = 6.0 * 3600.0;
+        let (p98, headroom) = (602.0 * MIB, 0.1);
+        // Short tail: the p98 plus the headroom covers the peak and the band.
+        let l = steady_limit(&steady, p98, 630.0 * MIB, headroom, h).expect("steady");
+        assert!((l - p98 * 1.1).abs() < 1.0, "{}", l / MIB);
+        // A peak that stands out: the floor (peak + 2 sigmas + growth at the upper slope).
+        let l = steady_limit(&steady, p98, 670.0 * MIB, headroom, h).expect("steady");
+        assert!((l - (674.0 * MIB + growth)).abs() < 1.0, "{}", l / MIB);
+        // Never above the max rule.
+        let noisy = LeakFit {
+            noise: 40.0 * MIB,
+            ..steady.clone()
+        };
+        let l = steady_limit(&noisy, p98, 650.0 * MIB, headroom, h).expect("steady");
+        assert!((l - 650.0 * MIB * 1.1).abs() < 1.0, "{}", l / MIB);
+        // Only for a steady fit with most of a day behind it.
+        for pattern in [Pattern::Spiky, Pattern::Leak, Pattern::LoadFollowing] {
+            let f = LeakFit {
+                pattern,
+                ..steady.clone()
+            };
+            assert_eq!(steady_limit(&f, p98, 630.0 * MIB, headroom, h), None);
+        }
+        let young = LeakFit {
+            confidence: 0.5,
+            ..steady
+        };
+        assert_eq!(steady_limit(&young, p98, 630.0 * MIB, headroom, h), None);
     }
 
     #[test]

@@ -264,7 +264,9 @@ impl Recommender for OlsTrend {
 /// oomguard's rule (DESIGN.md, "The decision"), as the engine applies it:
 /// limit = the largest of
 /// - statistic(peaks) × (1 + headroom), over the window, or since the last level shift when the
-///   forecast sees one (old levels say nothing about the new one);
+///   forecast sees one (old levels say nothing about the new one); when the statistic is the max
+///   and the forecast calls the window steady, Autopilot's p98 rule for steady jobs with
+///   oomguard's floor instead ([`forecast::steady_limit`]);
 /// - the forecast's upper band at the horizon, when the pattern is a leak that has not restarted
 ///   within the window;
 /// - the OOM bump: from the *limit* that was hit, × `bump_ratio` or + `bump_min` whichever is
@@ -284,7 +286,7 @@ pub struct Oomguard {
 /// 15% that VPA and KRR add without such a bump is not needed) and a 6 h forecast horizon (the
 /// tutorial's; the replay decides hourly, so the limit need not cover a day of growth).
 /// Bumps escalate within a day (VPA's 24 h half-life) and are capped at 2× the limit hit;
-/// lowering needs a 10% saving.
+/// lowering needs a 10% saving. Steady series are sized by [`forecast::steady_limit`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct OomguardParams {
     pub window_secs: i64,
@@ -297,6 +299,8 @@ pub struct OomguardParams {
     pub bump_cap: f64,
     pub bump_memory_secs: i64,
     pub lower_hysteresis: f64,
+    /// Size steady series from the p98 ([`forecast::steady_limit`]) when `quantile` is 1.
+    pub steady_p98: bool,
 }
 
 impl Default for OomguardParams {
@@ -311,6 +315,7 @@ impl Default for OomguardParams {
             bump_cap: 2.0,
             bump_memory_secs: 24 * HOUR,
             lower_hysteresis: 0.1,
+            steady_p98: true,
         }
     }
 }
@@ -331,6 +336,13 @@ impl Oomguard {
         let mut peaks: Vec<f64> = regime.iter().map(|s| s.bytes).collect();
         peaks.sort_by(f64::total_cmp);
         let mut limit = quantile_sorted(&peaks, p.quantile) * (1.0 + p.headroom);
+        if p.steady_p98 && p.quantile >= 1.0 {
+            let (p98, max) = (quantile_sorted(&peaks, 0.98), quantile_sorted(&peaks, 1.0));
+            if let Some(steady) = forecast::steady_limit(&fit, p98, max, p.headroom, p.horizon_secs)
+            {
+                limit = steady;
+            }
+        }
         // A leak that has restarted before (a saw-tooth) is sized by its peaks like any other
         // series; the forecast term is for growth beyond anything the window has seen.
         if fit.pattern == Pattern::Leak && fit.lifetimes <= 1 {
@@ -536,6 +548,34 @@ mod tests {
             ..view(&s, &[])
         };
         assert!((g.recommend(&lowered).expect("rec") - 110.0 * MIB).abs() < 1.0);
+    }
+
+    #[test]
+    fn oomguard_sizes_a_steady_series_from_the_p98() {
+        // Two days at 600 MiB ± 1 MiB with one peak at 630 MiB (5% up, too small to be spiky):
+        // the max rule gives 693 MiB, the steady rule ~ the p98 × 1.1.
+        let mut s = flat(48, 600.0);
+        for (i, x) in s.iter_mut().enumerate() {
+            x.bytes += (i % 3) as f64 * MIB;
+        }
+        s[100].bytes = 630.0 * MIB;
+        let g = Oomguard {
+            params: OomguardParams::default(),
+        };
+        let r = g.target(&view(&s, &[])).expect("rec") / MIB;
+        assert!((r - 602.0 * 1.1).abs() < 0.5, "{r}");
+        let max_only = Oomguard {
+            params: OomguardParams {
+                steady_p98: false,
+                ..OomguardParams::default()
+            },
+        };
+        let r = max_only.target(&view(&s, &[])).expect("rec") / MIB;
+        assert!((r - 693.0).abs() < 0.5, "{r}");
+        // A peak that stands out keeps the limit above it.
+        s[100].bytes = 680.0 * MIB;
+        let r = g.target(&view(&s, &[])).expect("rec") / MIB;
+        assert!((680.0..=680.0 * 1.1).contains(&r), "{r}");
     }
 
     #[test]

@@ -63,6 +63,11 @@ pub struct ReplayArgs {
     /// oomguard: headroom over the statistic (0.15 = 15%).
     #[arg(long, default_value_t = 0.10)]
     pub headroom: f64,
+    /// oomguard: size every series from the max, also those the forecast calls steady (which
+    /// are otherwise sized from the p98, Autopilot's rule for steady jobs, floored at the max
+    /// plus the noise band).
+    #[arg(long)]
+    pub no_steady_p98: bool,
     /// oomguard: forecast horizon the limit must cover, hours.
     #[arg(long, default_value_t = 6)]
     pub horizon_hours: u64,
@@ -86,6 +91,7 @@ impl Default for ReplayArgs {
             interval_minutes: 60,
             quantile: 1.0,
             headroom: 0.10,
+            no_steady_p98: false,
             horizon_hours: 6,
             bench: false,
             bench_series: 10_000,
@@ -203,6 +209,7 @@ pub fn run(args: &ReplayArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         quantile: args.quantile,
         headroom: args.headroom,
         horizon_secs: args.horizon_hours * 3600,
+        steady_p98: !args.no_steady_p98,
         ..OomguardParams::default()
     };
     let mut report = Report {
