@@ -8,12 +8,13 @@
 mod common;
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::PathBuf;
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use common::{client_for, free_port, repo, BIN};
 use serde_json::{json, Value};
+use support::controlplane::ControlPlane;
 use support::prom::{self, Prometheus};
 use support::scenario::{self, scrape_times, ContainerRun, Owner, Pod, Workload as Scenario, MI};
 
@@ -55,114 +56,6 @@ fn leaky(start: i64, end: i64) -> Scenario {
 
 fn ws_at(start: i64, t: i64) -> f64 {
     ((BASE_MI + RATE_MI_H * (t - start) as f64 / 3600.0) * MI).round()
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-struct ControlPlane {
-    dir: tempfile::TempDir,
-    kubectl: PathBuf,
-    kubeconfig: PathBuf,
-    url: String,
-}
-
-impl ControlPlane {
-    fn start() -> ControlPlane {
-        let dir = tempfile::tempdir().unwrap();
-        let out = Command::new("bash")
-            .arg(repo().join("tests/controlplane/controlplane.sh"))
-            .arg("start")
-            .arg(dir.path())
-            .stderr(Stdio::inherit())
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "control plane did not start");
-        let env = std::fs::read_to_string(dir.path().join("env")).unwrap();
-        let get = |k: &str| {
-            env.lines()
-                .find_map(|l| l.strip_prefix(&format!("export {k}=")))
-                .map(|v| v.trim_matches('\'').to_string())
-                .unwrap_or_else(|| panic!("{k} not in env"))
-        };
-        ControlPlane {
-            kubectl: get("KUBECTL").into(),
-            kubeconfig: get("KUBECONFIG").into(),
-            url: get("APISERVER_URL"),
-            dir,
-        }
-    }
-
-    fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> Output {
-        use std::io::Write;
-        let mut child = Command::new(&self.kubectl)
-            .arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut pipe = child.stdin.take().unwrap();
-        if let Some(s) = stdin {
-            pipe.write_all(s.as_bytes()).unwrap();
-        }
-        drop(pipe);
-        child.wait_with_output().unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        self.ok_in(args, None)
-    }
-
-    fn ok_in(&self, args: &[&str], stdin: Option<&str>) -> String {
-        let out = self.kubectl(args, stdin);
-        assert!(
-            out.status.success(),
-            "kubectl {args:?} failed:\n{}",
-            text(&out.stderr)
-        );
-        text(&out.stdout)
-    }
-
-    fn apply(&self, yaml: &str) {
-        self.ok_in(&["apply", "-f", "-"], Some(yaml));
-    }
-
-    /// A ServiceAccount token for NS/NAME (the ServiceAccount is created when missing).
-    fn token(&self, ns: &str, name: &str) -> String {
-        let _ = self.kubectl(&["-n", ns, "create", "serviceaccount", name], None);
-        self.ok(&["-n", ns, "create", "token", name, "--duration=1h"])
-            .trim()
-            .to_string()
-    }
-
-    /// A kubeconfig that acts as NS/NAME's ServiceAccount.
-    fn kubeconfig_for(&self, ns: &str, name: &str, out: &Path) {
-        let token = self.token(ns, name);
-        let ca = self.dir.path().join("pki/ca.crt");
-        std::fs::write(
-            out,
-            format!(
-                "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    server: {}\n    certificate-authority: {}\nusers:\n- name: sa\n  user:\n    token: {token}\ncontexts:\n- name: test\n  context: {{cluster: test, user: sa}}\ncurrent-context: test\n",
-                self.url,
-                ca.display()
-            ),
-        )
-        .unwrap();
-    }
-}
-
-impl Drop for ControlPlane {
-    fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(repo().join("tests/controlplane/controlplane.sh"))
-            .arg("stop")
-            .arg(self.dir.path())
-            .output();
-    }
 }
 
 struct ApiProcess {
@@ -309,7 +202,7 @@ impl Env {
         let prom = Prometheus::start(&data, &[]);
         prom.wait_queryable("container_memory_working_set_bytes", end);
 
-        let cp = ControlPlane::start();
+        let cp = ControlPlane::start(false);
         cp.ok(&["create", "namespace", NS]);
         cp.apply(&deployment(2));
         // oomguard's own identity with deploy/'s RBAC only.

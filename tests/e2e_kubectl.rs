@@ -8,82 +8,16 @@
 mod common;
 mod support;
 
+use support::controlplane::ControlPlane;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{free_port, policy, repo, BIN};
 use serde_json::Value;
 
 const NS: &str = "self-healing-platform";
-
-struct ControlPlane {
-    dir: tempfile::TempDir,
-    kubectl: PathBuf,
-    kubeconfig: PathBuf,
-}
-
-impl ControlPlane {
-    fn start() -> ControlPlane {
-        let dir = tempfile::tempdir().unwrap();
-        let out = Command::new("bash")
-            .arg(repo().join("tests/controlplane/controlplane.sh"))
-            .arg("start")
-            .arg(dir.path())
-            .stderr(Stdio::inherit())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "control plane did not start (see above)"
-        );
-        let env = std::fs::read_to_string(dir.path().join("env")).unwrap();
-        let get = |k: &str| {
-            env.lines()
-                .find_map(|l| l.strip_prefix(&format!("export {k}=")))
-                .map(|v| PathBuf::from(v.trim_matches('\'')))
-                .unwrap_or_else(|| panic!("{k} not in env"))
-        };
-        ControlPlane {
-            kubectl: get("KUBECTL"),
-            kubeconfig: get("KUBECONFIG"),
-            dir,
-        }
-    }
-
-    fn kubectl(&self, args: &[&str]) -> Output {
-        Command::new(&self.kubectl)
-            .arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .args(args)
-            .output()
-            .unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.kubectl(args);
-        assert!(
-            out.status.success(),
-            "kubectl {args:?} failed:\n{}",
-            text(&out.stderr)
-        );
-        text(&out.stdout)
-    }
-
-    fn get_json(&self, what: &str) -> Value {
-        serde_json::from_str(&self.ok(&["-n", NS, "get", what, "-o", "json"])).unwrap()
-    }
-}
-
-impl Drop for ControlPlane {
-    fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(repo().join("tests/controlplane/controlplane.sh"))
-            .arg("stop")
-            .arg(self.dir.path())
-            .output();
-    }
-}
 
 struct Serve {
     child: std::process::Child,
@@ -178,7 +112,7 @@ fn limit_of(obj: &Value) -> &str {
 
 #[test]
 fn kubectl_apply_through_the_apiserver() {
-    let cp = ControlPlane::start();
+    let cp = ControlPlane::start(false);
     let work = tempfile::tempdir().unwrap();
     let port = free_port();
     let st = Command::new(BIN)
@@ -209,7 +143,7 @@ fn kubectl_apply_through_the_apiserver() {
     // The webhook configuration takes a moment to reach the apiserver's admission chain.
     let deadline = Instant::now() + Duration::from_secs(30);
     let warn = loop {
-        let out = cp.kubectl(&["apply", "--dry-run=server", "-f", manifests]);
+        let out = cp.kubectl(&["apply", "--dry-run=server", "-f", manifests], None);
         if text(&out.stderr).contains("Warning: oomguard") {
             break out;
         }
@@ -223,7 +157,7 @@ fn kubectl_apply_through_the_apiserver() {
     assert!(warn.status.success());
 
     // warn: applied, with the warnings and their numbers on stderr.
-    let out = cp.kubectl(&["apply", "-f", manifests]);
+    let out = cp.kubectl(&["apply", "-f", manifests], None);
     let stderr = text(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(
@@ -239,7 +173,7 @@ fn kubectl_apply_through_the_apiserver() {
         "{stderr}"
     );
     assert_eq!(
-        limit_of(&cp.get_json("deployment/web-frontend")),
+        limit_of(&cp.json(NS, "deployment/web-frontend")),
         "256Mi",
         "warn mode changes nothing"
     );
@@ -247,7 +181,7 @@ fn kubectl_apply_through_the_apiserver() {
     // mutate: the stored object has the raised limit and oomguard's annotations.
     cp.ok(&["-n", NS, "delete", "deployment,statefulset", "--all"]);
     serve.set_mode(&policies, "mutate");
-    let out = cp.kubectl(&["apply", "-f", manifests]);
+    let out = cp.kubectl(&["apply", "-f", manifests], None);
     let stderr = text(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(
@@ -256,14 +190,14 @@ fn kubectl_apply_through_the_apiserver() {
         ),
         "{stderr}"
     );
-    let front = cp.get_json("deployment/web-frontend");
+    let front = cp.json(NS, "deployment/web-frontend");
     assert_eq!(limit_of(&front), "347Mi");
     assert_eq!(
         front["metadata"]["annotations"]["oomguard.io/limits-changed"],
         "web: 256Mi -> 347Mi"
     );
     assert_eq!(
-        limit_of(&cp.get_json("deployment/memory-leak-app")),
+        limit_of(&cp.json(NS, "deployment/memory-leak-app")),
         "443Mi"
     );
     let version = front["metadata"]["resourceVersion"].clone();
@@ -271,9 +205,9 @@ fn kubectl_apply_through_the_apiserver() {
     // Applying the same manifests again changes nothing more. (kubectl's three-way merge sends
     // the manifest's 256Mi back and prints "configured"; oomguard raises it to the same 347Mi,
     // so the apiserver stores nothing new.)
-    let out = cp.kubectl(&["apply", "-f", manifests]);
+    let out = cp.kubectl(&["apply", "-f", manifests], None);
     assert!(out.status.success());
-    let again = cp.get_json("deployment/web-frontend");
+    let again = cp.json(NS, "deployment/web-frontend");
     assert_eq!(limit_of(&again), "347Mi");
     assert_eq!(
         again["metadata"]["resourceVersion"], version,
@@ -283,7 +217,7 @@ fn kubectl_apply_through_the_apiserver() {
     // An edit of something else re-admits the object: still no second raise.
     cp.ok(&["-n", NS, "scale", "deployment/web-frontend", "--replicas=4"]);
     cp.ok(&["-n", NS, "label", "deployment/web-frontend", "tier=front"]);
-    assert_eq!(limit_of(&cp.get_json("deployment/web-frontend")), "347Mi");
+    assert_eq!(limit_of(&cp.json(NS, "deployment/web-frontend")), "347Mi");
 
     // enforce: refused with oomguard's message; a server dry run says the same and stores nothing.
     cp.ok(&["-n", NS, "delete", "deployment,statefulset", "--all"]);
@@ -293,7 +227,7 @@ fn kubectl_apply_through_the_apiserver() {
         if dry {
             args.push("--dry-run=server");
         }
-        let out = cp.kubectl(&args);
+        let out = cp.kubectl(&args, None);
         let stderr = text(&out.stderr);
         assert!(!out.status.success(), "enforce must fail the apply");
         assert!(
@@ -304,10 +238,10 @@ fn kubectl_apply_through_the_apiserver() {
             stderr.contains("set resources.limits.memory of web to at least 347Mi"),
             "{stderr}"
         );
-        let get = cp.kubectl(&["-n", NS, "get", "deployment/web-frontend"]);
+        let get = cp.kubectl(&["-n", NS, "get", "deployment/web-frontend"], None);
         assert!(!get.status.success(), "a denied object must not be stored");
         if dry {
-            let get = cp.kubectl(&["-n", NS, "get", "statefulset/session-cache"]);
+            let get = cp.kubectl(&["-n", NS, "get", "statefulset/session-cache"], None);
             assert!(
                 !get.status.success(),
                 "dry run stored the allowed StatefulSet"
@@ -317,12 +251,12 @@ fn kubectl_apply_through_the_apiserver() {
 
     // The webhook stopped: failurePolicy Ignore lets the apply through.
     drop(serve);
-    let out = cp.kubectl(&["apply", "-f", manifests]);
+    let out = cp.kubectl(&["apply", "-f", manifests], None);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(
         !text(&out.stderr).contains("oomguard"),
         "{}",
         text(&out.stderr)
     );
-    assert_eq!(limit_of(&cp.get_json("deployment/web-frontend")), "256Mi");
+    assert_eq!(limit_of(&cp.json(NS, "deployment/web-frontend")), "256Mi");
 }

@@ -15,125 +15,17 @@ mod common;
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use common::{free_port, repo, BIN};
+use common::{free_port, BIN};
 use serde_json::Value;
+use support::controlplane::ControlPlane;
 use support::prom::{self, Prometheus};
 use support::scenario;
 
 const LEASE_SECS: u64 = 6;
 const MI: u64 = 1024 * 1024;
-
-struct ControlPlane {
-    dir: tempfile::TempDir,
-    kubectl: PathBuf,
-    kubeconfig: PathBuf,
-}
-
-impl ControlPlane {
-    fn start() -> ControlPlane {
-        let dir = tempfile::tempdir().unwrap();
-        let out = Command::new("bash")
-            .arg(repo().join("tests/controlplane/controlplane.sh"))
-            .arg("start")
-            .arg(dir.path())
-            .arg("--controllers")
-            .stderr(Stdio::inherit())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "control plane did not start (see above)"
-        );
-        let env = std::fs::read_to_string(dir.path().join("env")).unwrap();
-        let get = |k: &str| {
-            env.lines()
-                .find_map(|l| l.strip_prefix(&format!("export {k}=")))
-                .map(|v| PathBuf::from(v.trim_matches('\'')))
-                .unwrap_or_else(|| panic!("{k} not in env"))
-        };
-        ControlPlane {
-            kubectl: get("KUBECTL"),
-            kubeconfig: get("KUBECONFIG"),
-            dir,
-        }
-    }
-
-    fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> Output {
-        let mut child = Command::new(&self.kubectl)
-            .arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        if let Some(input) = stdin {
-            use std::io::Write;
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(input.as_bytes())
-                .unwrap();
-        }
-        child.wait_with_output().unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.kubectl(args, None);
-        assert!(
-            out.status.success(),
-            "kubectl {args:?} failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn apply(&self, yaml: &str) {
-        let out = self.kubectl(&["apply", "-f", "-"], Some(yaml));
-        assert!(
-            out.status.success(),
-            "kubectl apply failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    fn json(&self, ns: &str, what: &str) -> Value {
-        serde_json::from_str(&self.ok(&["-n", ns, "get", what, "-o", "json"])).unwrap()
-    }
-
-    /// Reasons of the Events about `name` in `ns`, with their notes and reporting instance.
-    fn events(&self, ns: &str, name: &str) -> Vec<(String, String, String)> {
-        let list = self.json(ns, "events");
-        list["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|e| e["involvedObject"]["name"] == name)
-            .map(|e| {
-                (
-                    e["reason"].as_str().unwrap_or("").to_string(),
-                    e["message"].as_str().unwrap_or("").to_string(),
-                    e["reportingInstance"].as_str().unwrap_or("").to_string(),
-                )
-            })
-            .collect()
-    }
-}
-
-impl Drop for ControlPlane {
-    fn drop(&mut self) {
-        let _ = Command::new("bash")
-            .arg(repo().join("tests/controlplane/controlplane.sh"))
-            .arg("stop")
-            .arg(self.dir.path())
-            .output();
-    }
-}
 
 struct Reconciler {
     child: Child,
@@ -319,7 +211,7 @@ fn reconciler_acts_verifies_and_hands_over() {
     let prometheus = Prometheus::start(&data, &[]);
     prometheus.wait_queryable("container_memory_working_set_bytes", end - 600);
 
-    let cp = ControlPlane::start();
+    let cp = ControlPlane::start(true);
     let leak_ns = "self-healing-platform";
     cp.apply(&deployment(
         leak_ns,

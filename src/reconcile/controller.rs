@@ -29,7 +29,7 @@ use super::metrics::{ReconcileMetrics, StepLabels};
 use super::plan::{self, Plan};
 use super::record::{self, Outcome};
 use super::target::{hpa_for, records_of, state_of, target_of, Scalable};
-use crate::history::{HistoryQuery, HistorySource, WorkloadHistory, WorkloadKey};
+use crate::history::{HistorySource, WorkloadHistory};
 use crate::policy::store::PolicyStore;
 use crate::policy::{PolicySpec, ResizeMethodSetting};
 
@@ -115,14 +115,7 @@ impl Ctx {
         t: &record::Target,
         policy: &PolicySpec,
     ) -> Result<Option<Arc<WorkloadHistory>>, String> {
-        let query = HistoryQuery {
-            key: WorkloadKey {
-                namespace: t.namespace.clone(),
-                kind: t.kind.as_str().to_string(),
-                name: t.name.clone(),
-            },
-            window_secs: policy.history.window.secs(),
-        };
+        let query = t.history_query(policy.history.window.secs());
         self.history.fetch(&query).await.map_err(|e| {
             self.metrics.error("history");
             e.to_string()

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::plan::{
     latest, ActionKind, ContainerState, PastAction, RecentActions, ResizeMethod, ScalableKind,
 };
-use crate::history::WorkloadHistory;
+use crate::history::{HistoryQuery, WorkloadHistory, WorkloadKey};
 
 pub const ANNOTATION: &str = "oomguard.io/remediations";
 pub const LABEL: &str = "oomguard.io/remediated";
@@ -28,6 +28,20 @@ pub struct Target {
     pub kind: ScalableKind,
     pub namespace: String,
     pub name: String,
+}
+
+impl Target {
+    /// What to ask the history source for, over the policy's window.
+    pub fn history_query(&self, window_secs: u64) -> HistoryQuery {
+        HistoryQuery {
+            key: WorkloadKey {
+                namespace: self.namespace.clone(),
+                kind: self.kind.as_str().to_string(),
+                name: self.name.clone(),
+            },
+            window_secs,
+        }
+    }
 }
 
 /// What changed.

@@ -20,7 +20,7 @@ use super::record::{self, Change, Remediation, Target};
 use super::target::{hpa_for, records_of, state_of, Scalable};
 use crate::api::backend::{Caller, RemediateError, Remediator, RequestedAction, Validated};
 use crate::api::records::AnnotationRecords;
-use crate::history::{HistoryQuery, HistorySource, WorkloadKey};
+use crate::history::HistorySource;
 use crate::policy::store::PolicyStore;
 use crate::policy::ResizeMethodSetting;
 
@@ -231,14 +231,7 @@ impl KubeRemediator {
                     _ => {}
                 }
             }
-            let query = HistoryQuery {
-                key: WorkloadKey {
-                    namespace: t.namespace.clone(),
-                    kind: t.kind.as_str().to_string(),
-                    name: t.name.clone(),
-                },
-                window_secs: policy.history.window.secs(),
-            };
+            let query = t.history_query(policy.history.window.secs());
             let history =
                 match tokio::time::timeout(BASELINE_TIMEOUT, self.history.fetch(&query)).await {
                     Ok(Ok(h)) => h,
