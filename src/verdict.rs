@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::forecast::{self, Forecast, Pattern};
 use crate::history::{ContainerHistory, WorkloadHistory, WorkloadKey};
-use crate::policy::{MissingLimit, Mode, PolicySpec};
+use crate::policy::{MissingLimit, Mode, PolicySpec, Statistic};
 use crate::quantity::{format_bytes, round_up_mi, Bytes};
 use crate::workload::{ContainerRole, ContainerSpec, MemoryField, Workload};
 
@@ -248,11 +248,23 @@ fn decide_container(
         return v;
     };
 
-    let stat = policy.statistic.of(&h.peaks);
+    let headroom = 1.0 + policy.headroom.0;
+    let steady = match policy.statistic {
+        Statistic::Auto => forecast::steady_limit(
+            h.fit(),
+            h.peaks.p98,
+            h.peaks.max,
+            policy.headroom.0,
+            policy.forecast.horizon.secs(),
+        ),
+        _ => None,
+    };
+    // `auto` on a steady series: what the statistic amounts to, so that sized = stat × headroom.
+    let stat = steady.map_or_else(|| policy.statistic.of(&h.peaks), |l| l / headroom);
     v.peak = Some(h.peaks.max);
     v.statistic = Some(stat);
     v.oom_kills = h.oom_kills;
-    let sized = stat * (1.0 + policy.headroom.0);
+    let sized = stat * headroom;
     let mut candidates = vec![sized];
 
     // The OOM bump starts from the limit the kills happened at, escalating with repeats.
@@ -302,7 +314,11 @@ fn decide_container(
     };
     v.wanted = Some(round_up_mi(raw.max(beyond)).max(rec));
     let rec_s = format_bytes(rec as f64);
-    let stat_label = format!("{} {}", window, policy.statistic.as_str());
+    let stat_label = if steady.is_some() {
+        format!("{window} steady p98")
+    } else {
+        format!("{} {}", window, policy.statistic.as_str())
+    };
 
     match v.limit {
         None => {

@@ -48,6 +48,11 @@ pub enum Statistic {
     P99,
     P98,
     P95,
+    /// The max, except for a series the forecast calls steady (confidence ≥ 0.9): its p98,
+    /// floored at the max plus the noise band and the growth at the upper slope bound over the
+    /// horizon (Autopilot's rule for steady jobs; `forecast::steady_limit`). The replay
+    /// benchmark's rule.
+    Auto,
 }
 
 impl Statistic {
@@ -57,6 +62,7 @@ impl Statistic {
             Statistic::P99 => "p99",
             Statistic::P98 => "p98",
             Statistic::P95 => "p95",
+            Statistic::Auto => "auto",
         }
     }
 
@@ -66,6 +72,8 @@ impl Statistic {
             Statistic::P99 => p.p99,
             Statistic::P98 => p.p98,
             Statistic::P95 => p.p95,
+            // Without a fit to tell a steady series: the max.
+            Statistic::Auto => p.max,
         }
     }
 }
@@ -369,7 +377,8 @@ pub fn parse_yaml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, Strin
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner().to_string();
-        if path.is_empty() || path == "." {
+        // serde_norway already names the field for some errors (unknown variants): once is enough.
+        if path.is_empty() || path == "." || inner.starts_with(&format!("{path}: ")) {
             inner
         } else {
             format!("{path}: {inner}")
@@ -613,6 +622,13 @@ spec:
                 "{msg}"
             );
             assert!(msg.contains(field), "{field} not in {msg}");
+            if !field.is_empty() {
+                assert_eq!(
+                    msg.matches(&format!("{field}:")).count(),
+                    1,
+                    "the field named once: {msg}"
+                );
+            }
         }
     }
 }

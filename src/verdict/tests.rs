@@ -166,6 +166,47 @@ fn statistic_and_bounds_apply() {
 }
 
 #[test]
+fn auto_sizes_a_steady_series_from_its_p98_never_below_its_max() {
+    // ≈200Mi flat with one peak of 215Mi: steady (7.5% is no spike), the max stands out.
+    let h = flat_history(200.0, 215.0);
+    let c = &h.containers["web"];
+    assert_eq!(c.fit().pattern, Pattern::Steady, "precondition");
+    let mut p = policy(Mode::Warn);
+    p.statistic = crate::policy::Statistic::Auto;
+    let v = decide(
+        &deployment(Some("1Gi"), None),
+        HistoryStatus::Found(&h),
+        &p,
+        NOW,
+    );
+    let auto = v.containers[0].recommended.unwrap();
+    // p98 × 1.15 ≈ 230Mi is above the floor (215Mi + noise band), below the max rule (248Mi).
+    assert_eq!(auto, round_up_mi(c.peaks.p98 * 1.15));
+    assert!(auto < round_up_mi(c.peaks.max * 1.15), "{auto}");
+    assert!(auto as f64 > c.peaks.max);
+    assert!(
+        v.containers[0]
+            .reasons
+            .iter()
+            .any(|r| r.contains("14d steady p98")),
+        "{:?}",
+        v.containers[0].reasons
+    );
+    // A series with a spike far above its level is not steady: auto is the max rule.
+    let spiky = flat_history(200.0, 900.0);
+    let v = decide(
+        &deployment(Some("1Gi"), None),
+        HistoryStatus::Found(&spiky),
+        &p,
+        NOW,
+    );
+    assert_eq!(
+        v.containers[0].recommended,
+        Some(round_up_mi(spiky.containers["web"].peaks.max * 1.15))
+    );
+}
+
+#[test]
 fn oom_kills_bump_from_the_limit_and_escalate() {
     let w = deployment(Some("256Mi"), None);
     let mut h = flat_history(200.0, 250.0);
