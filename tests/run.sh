@@ -49,7 +49,7 @@ if [ -f tests/deploy/validate.sh ] && [ -n "${OOMGUARD_CONTROLPLANE_BIN:-}" ]; t
   bash tests/deploy/validate.sh "$KUBECTL" "$KUBECONFIG"
 fi
 if [ -f tests/api/schemathesis.sh ] && [ -n "${OOMGUARD_CONTROLPLANE_BIN:-}" ]; then
-  step "API: schemathesis against docs/openapi.yaml and a running oomguard api"
+  step "API: schemathesis against docs/openapi.yaml and oomguard reconcile --api-addr"
   bash tests/api/schemathesis.sh
 fi
 step "done"
