@@ -233,14 +233,108 @@ pub fn response<'a>(uid: &'a str, answer: &'a Answer) -> ReviewAnswer<'a> {
             status: answer.status.as_ref().map(|(code, message)| Status {
                 code: *code,
                 message,
-                reason: match code {
-                    403 => "Forbidden",
-                    400 => "BadRequest",
-                    _ => "Invalid",
-                },
+                reason: status_reason(*code),
             }),
         },
     }
+}
+
+/// The AdmissionReview answer for a request uid, as JSON bytes: the same JSON as serializing
+/// [`response`], written straight into one buffer (the patch is rendered once and base64-encoded
+/// in place, with no string escaping of the base64 text, which needs none).
+pub fn response_bytes(uid: &str, answer: &Answer) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256);
+    out.extend_from_slice(br#"{"apiVersion":""#);
+    out.extend_from_slice(API_VERSION.as_bytes());
+    out.extend_from_slice(br#"","kind":""#);
+    out.extend_from_slice(KIND.as_bytes());
+    out.extend_from_slice(br#"","response":{"uid":"#);
+    write_str(&mut out, uid);
+    out.extend_from_slice(if answer.allowed {
+        br#","allowed":true"#
+    } else {
+        br#","allowed":false"#
+    });
+    if let Some(patch) = &answer.patch {
+        let json = patch_json(patch);
+        out.extend_from_slice(br#","patchType":"JSONPatch","patch":""#);
+        let engine = &base64::engine::general_purpose::STANDARD;
+        let start = out.len();
+        out.resize(
+            start + base64::encoded_len(json.len(), true).unwrap_or(0),
+            0,
+        );
+        match engine.encode_slice(&json, &mut out[start..]) {
+            Ok(n) => out.truncate(start + n),
+            // Only if the length above were wrong: encode the slow way.
+            Err(_) => {
+                out.truncate(start);
+                out.extend_from_slice(engine.encode(&json).as_bytes());
+            }
+        }
+        out.push(b'"');
+    }
+    if !answer.warnings.is_empty() {
+        out.extend_from_slice(br#","warnings":["#);
+        for (i, w) in answer.warnings.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            write_str(&mut out, w);
+        }
+        out.push(b']');
+    }
+    if let Some((code, message)) = &answer.status {
+        out.extend_from_slice(br#","status":{"code":"#);
+        out.extend_from_slice(code.to_string().as_bytes());
+        out.extend_from_slice(br#","message":"#);
+        write_str(&mut out, message);
+        out.extend_from_slice(br#","reason":""#);
+        out.extend_from_slice(status_reason(*code).as_bytes());
+        out.extend_from_slice(br#""}"#);
+    }
+    out.extend_from_slice(b"}}");
+    out
+}
+
+fn status_reason(code: u16) -> &'static str {
+    match code {
+        403 => "Forbidden",
+        400 => "BadRequest",
+        _ => "Invalid",
+    }
+}
+
+/// A JSON string, escaped as serde_json escapes it.
+fn write_str(out: &mut Vec<u8>, s: &str) {
+    // Writing into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, s);
+}
+
+/// The patch as JSON (what serde_json makes of a `json_patch::Patch`), without going through
+/// serde's internally tagged enums for the `add` operations oomguard writes.
+pub fn patch_json(patch: &json_patch::Patch) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64 + 160 * patch.0.len());
+    out.push(b'[');
+    for (i, op) in patch.0.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        match op {
+            json_patch::PatchOperation::Add(add) => {
+                out.extend_from_slice(br#"{"op":"add","path":"#);
+                write_str(&mut out, add.path.as_str());
+                out.extend_from_slice(br#","value":"#);
+                let _ = serde_json::to_writer(&mut out, &add.value);
+                out.push(b'}');
+            }
+            other => {
+                let _ = serde_json::to_writer(&mut out, other);
+            }
+        }
+    }
+    out.push(b']');
+    out
 }
 
 /// Per-line limit: the apiserver truncates at 256; kubectl output stays readable at 120.
@@ -334,6 +428,54 @@ mod tests {
         );
         assert_eq!(r["response"]["status"]["code"], 403);
         assert_eq!(r["response"]["status"]["reason"], "Forbidden");
+    }
+
+    #[test]
+    fn written_answers_are_the_serialized_ones() {
+        let patch: json_patch::Patch = serde_json::from_value(json!([
+            {"op": "add", "path": "/spec/template/spec/containers/0/resources", "value": {"limits": {"memory": "347Mi"}}},
+            {"op": "add", "path": "/metadata/annotations/oomguard.io~1reason", "value": "a \"quoted\"\n reason"},
+            {"op": "add", "path": "/metadata", "value": {}},
+            {"op": "replace", "path": "/a", "value": 1},
+            {"op": "remove", "path": "/b"}
+        ]))
+        .unwrap();
+        let answers = [
+            Answer::allow(),
+            Answer {
+                allowed: false,
+                patch: None,
+                warnings: vec![],
+                status: Some((403, "denied: \"x\"\u{1}é".into())),
+            },
+            Answer {
+                allowed: true,
+                patch: Some(patch.clone()),
+                warnings: vec!["w1 \\ \t".into(), "w2 ü".into()],
+                status: None,
+            },
+            Answer {
+                allowed: true,
+                patch: Some(json_patch::Patch(vec![])),
+                warnings: vec![],
+                status: Some((400, "bad".into())),
+            },
+            Answer {
+                allowed: true,
+                patch: None,
+                warnings: vec![],
+                status: Some((413, "large".into())),
+            },
+        ];
+        for uid in ["", "0f4d9c2e-1b1a", "odd \"uid\""] {
+            for a in &answers {
+                assert_eq!(
+                    String::from_utf8(response_bytes(uid, a)).unwrap(),
+                    serde_json::to_string(&response(uid, a)).unwrap()
+                );
+            }
+        }
+        assert_eq!(patch_json(&patch), serde_json::to_vec(&patch).unwrap());
     }
 
     #[test]
