@@ -429,6 +429,22 @@ impl Workload {
         }
     }
 
+    /// [`Self::container_pointer`] as text, built without escaping: its tokens are fixed names
+    /// and an index, which need none.
+    pub fn container_path(&self, c: &ContainerSpec) -> String {
+        use std::fmt::Write as _;
+        let mut path = String::with_capacity(64);
+        for t in self.pod_spec_path {
+            path.push('/');
+            path.push_str(t);
+        }
+        path.push('/');
+        path.push_str(c.role.list());
+        // Writing into a String cannot fail.
+        let _ = write!(path, "/{}", c.index);
+        path
+    }
+
     /// JSON pointer to a container, escaped token by token.
     pub fn container_pointer(&self, c: &ContainerSpec) -> PointerBuf {
         let index = c.index.to_string();
@@ -505,6 +521,9 @@ mod tests {
                 w.container_pointer(&w.containers[1]).to_string(),
                 format!("{prefix}/initContainers/1")
             );
+            for c in &w.containers {
+                assert_eq!(w.container_path(c), w.container_pointer(c).to_string());
+            }
         }
     }
 
