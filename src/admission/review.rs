@@ -355,17 +355,11 @@ pub fn fit_warnings(lines: impl IntoIterator<Item = String>) -> Vec<String> {
     let mut total = 0;
     let mut dropped = 0;
     for line in lines {
-        let one: String = line
-            .chars()
-            .map(|c| if c.is_control() { ' ' } else { c })
-            .collect();
-        let one = if one.chars().count() > MAX_WARNING_CHARS {
-            let mut s: String = one.chars().take(MAX_WARNING_CHARS - 3).collect();
-            s.push_str("...");
-            s
-        } else {
-            one
-        };
+        // Most lines are short and have no control characters (C0, DEL, and C1, which UTF-8
+        // writes after a 0xC2 byte): kept as they are, without a copy.
+        let plain = line.len() <= MAX_WARNING_CHARS
+            && !line.bytes().any(|b| b < 0x20 || b == 0x7f || b == 0xc2);
+        let one: String = if plain { line } else { fit_line(line) };
         if out.contains(&one) {
             continue;
         }
@@ -383,6 +377,21 @@ pub fn fit_warnings(lines: impl IntoIterator<Item = String>) -> Vec<String> {
         ));
     }
     out
+}
+
+/// One line of at most 120 characters, control characters as spaces.
+fn fit_line(line: String) -> String {
+    let one: String = line
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if one.chars().count() > MAX_WARNING_CHARS {
+        let mut s: String = one.chars().take(MAX_WARNING_CHARS - 3).collect();
+        s.push_str("...");
+        s
+    } else {
+        one
+    }
 }
 
 #[cfg(test)]
@@ -496,5 +505,12 @@ mod tests {
             fit_warnings(vec!["a\nb".into(), "a\nb".into()]),
             vec!["a b".to_string()]
         );
+        // Plain lines are kept as they are; C1 controls and long lines are still fitted.
+        assert_eq!(
+            fit_warnings(vec!["plain é ° line".into(), "c1 \u{85} here".into()]),
+            vec!["plain é ° line".to_string(), "c1   here".to_string()]
+        );
+        let exact = "é".repeat(MAX_WARNING_CHARS);
+        assert_eq!(fit_warnings(vec![exact.clone()]), vec![exact]);
     }
 }
