@@ -48,22 +48,22 @@ pub struct ReviewRequest {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct RequestFields<O> {
-    uid: String,
+pub(super) struct RequestFields<O> {
+    pub(super) uid: String,
     #[serde(default)]
-    kind: GroupVersionKind,
+    pub(super) kind: GroupVersionKind,
     #[serde(default)]
-    namespace: Option<String>,
+    pub(super) namespace: Option<String>,
     #[serde(default)]
-    name: Option<String>,
+    pub(super) name: Option<String>,
     #[serde(default)]
-    operation: String,
+    pub(super) operation: String,
     #[serde(default)]
-    sub_resource: Option<String>,
+    pub(super) sub_resource: Option<String>,
     #[serde(default = "none")]
-    object: Option<O>,
+    pub(super) object: Option<O>,
     #[serde(default)]
-    dry_run: Option<bool>,
+    pub(super) dry_run: Option<bool>,
 }
 
 fn none<O>() -> Option<O> {
@@ -118,13 +118,13 @@ pub struct Review {
 }
 
 #[derive(Deserialize)]
-struct Envelope<R> {
+pub(super) struct Envelope<R> {
     #[serde(default, rename = "apiVersion")]
-    api_version: Option<String>,
+    pub(super) api_version: Option<String>,
     #[serde(default)]
-    kind: Option<String>,
+    pub(super) kind: Option<String>,
     #[serde(default = "none")]
-    request: Option<R>,
+    pub(super) request: Option<R>,
 }
 
 fn mismatch(api_version: Option<&str>, kind: Option<&str>) -> Option<String> {
@@ -140,9 +140,13 @@ fn mismatch(api_version: Option<&str>, kind: Option<&str>) -> Option<String> {
 /// the engine uses; anything else is re-read step by step to say exactly what is wrong.
 pub fn parse(body: &[u8]) -> Result<Review, BadReview> {
     // One check of the whole body spares serde_json checking every key and string it reads
-    // (a body that is not UTF-8 is read as before, from bytes).
+    // (a body that is not UTF-8 is read as before, from bytes). A plain review is read by the
+    // scanner; what it does not read exactly as serde would, serde reads.
     let fast = match std::str::from_utf8(body) {
-        Ok(text) => serde_json::from_str::<Envelope<RequestFields<PartialObject>>>(text),
+        Ok(text) => match super::scan::review(text) {
+            Some(e) => Ok(e),
+            None => serde_json::from_str::<Envelope<RequestFields<PartialObject>>>(text),
+        },
         Err(_) => serde_json::from_slice::<Envelope<RequestFields<PartialObject>>>(body),
     };
     if let Ok(e) = fast {
