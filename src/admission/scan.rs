@@ -25,7 +25,6 @@ const MAX_DEPTH: u32 = 100;
 pub(super) fn review(text: &str) -> Option<Envelope<RequestFields<PartialObject>>> {
     let mut s = Scanner {
         b: text.as_bytes(),
-        text,
         i: 0,
         depth: 0,
     };
@@ -34,9 +33,9 @@ pub(super) fn review(text: &str) -> Option<Envelope<RequestFields<PartialObject>
     let mut kind = Unset::new();
     let mut request = Unset::new();
     s.object(|s, key| match key {
-        "apiVersion" => api_version.set(s.opt_string()?),
-        "kind" => kind.set(s.opt_string()?),
-        "request" => request.set(s.opt(Scanner::request)?),
+        b"apiVersion" => api_version.set(s.opt_string()?),
+        b"kind" => kind.set(s.opt_string()?),
+        b"request" => request.set(s.opt(Scanner::request)?),
         _ => s.skip_value(),
     })?;
     s.ws();
@@ -70,8 +69,8 @@ impl<T> Unset<T> {
 }
 
 struct Scanner<'a> {
+    /// The review's text (UTF-8: it came as a &str).
     b: &'a [u8],
-    text: &'a str,
     i: usize,
     depth: u32,
 }
@@ -134,7 +133,7 @@ impl<'a> Scanner<'a> {
 
     /// A string at the cursor: its raw text and whether it has escapes (checked as serde_json
     /// checks the strings it skips: no control characters, known escapes, `\u` and 4 hex digits).
-    fn raw_string(&mut self) -> Option<(&'a str, bool)> {
+    fn raw_string(&mut self) -> Option<(&'a [u8], bool)> {
         self.eat(b'"')?;
         let start = self.i;
         let mut escaped = false;
@@ -143,8 +142,7 @@ impl<'a> Scanner<'a> {
             let c = *self.b.get(self.i)?;
             match c {
                 b'"' => {
-                    // Both ends are ASCII quotes, so this is a char boundary of the &str.
-                    let raw = self.text.get(start..self.i)?;
+                    let raw = self.b.get(start..self.i)?;
                     self.i += 1;
                     return Some((raw, escaped));
                 }
@@ -170,7 +168,8 @@ impl<'a> Scanner<'a> {
     /// A string kept as a value: plain only (an escaped one is left to serde).
     fn string(&mut self) -> Option<String> {
         match self.raw_string()? {
-            (s, false) => Some(s.to_owned()),
+            // Cut at ASCII quotes out of a &str: UTF-8.
+            (s, false) => std::str::from_utf8(s).ok().map(str::to_owned),
             (_, true) => None,
         }
     }
@@ -198,7 +197,7 @@ impl<'a> Scanner<'a> {
 
     /// An object, calling `field` with the cursor on each value (which it must consume). Keys
     /// with escapes give up: serde would match them unescaped.
-    fn object(&mut self, mut field: impl FnMut(&mut Self, &'a str) -> Option<()>) -> Option<()> {
+    fn object(&mut self, mut field: impl FnMut(&mut Self, &'a [u8]) -> Option<()>) -> Option<()> {
         self.eat(b'{')?;
         self.enter()?;
         self.ws();
@@ -314,14 +313,14 @@ impl<'a> Scanner<'a> {
         let mut object = Unset::new();
         let mut dry_run = Unset::new();
         self.object(|s, key| match key {
-            "uid" => uid.set(s.string()?),
-            "kind" => kind.set(s.gvk()?),
-            "namespace" => namespace.set(s.opt_string()?),
-            "name" => name.set(s.opt_string()?),
-            "operation" => operation.set(s.string()?),
-            "subResource" => sub_resource.set(s.opt_string()?),
-            "object" => object.set(s.opt(Scanner::partial_object)?),
-            "dryRun" => dry_run.set(s.opt_bool()?),
+            b"uid" => uid.set(s.string()?),
+            b"kind" => kind.set(s.gvk()?),
+            b"namespace" => namespace.set(s.opt_string()?),
+            b"name" => name.set(s.opt_string()?),
+            b"operation" => operation.set(s.string()?),
+            b"subResource" => sub_resource.set(s.opt_string()?),
+            b"object" => object.set(s.opt(Scanner::partial_object)?),
+            b"dryRun" => dry_run.set(s.opt_bool()?),
             _ => s.skip_value(),
         })?;
         Some(RequestFields {
@@ -342,9 +341,9 @@ impl<'a> Scanner<'a> {
         let mut version = Unset::new();
         let mut kind = Unset::new();
         self.object(|s, key| match key {
-            "group" => group.set(s.string()?),
-            "version" => version.set(s.string()?),
-            "kind" => kind.set(s.string()?),
+            b"group" => group.set(s.string()?),
+            b"version" => version.set(s.string()?),
+            b"kind" => kind.set(s.string()?),
             _ => s.skip_value(),
         })?;
         Some(GroupVersionKind {
@@ -358,8 +357,8 @@ impl<'a> Scanner<'a> {
         let mut metadata = Unset::new();
         let mut spec = Unset::new();
         self.object(|s, key| match key {
-            "metadata" => metadata.set(s.opt(Scanner::meta)?),
-            "spec" => spec.set(s.opt(Scanner::spec)?),
+            b"metadata" => metadata.set(s.opt(Scanner::meta)?),
+            b"spec" => spec.set(s.opt(Scanner::spec)?),
             _ => s.skip_value(),
         })?;
         Some(PartialObject {
@@ -375,11 +374,11 @@ impl<'a> Scanner<'a> {
         let mut annotations = Unset::new();
         let mut owner_references = Unset::new();
         self.object(|s, key| match key {
-            "name" => name.set(s.opt_string()?),
-            "generateName" => generate_name.set(s.opt_string()?),
-            "namespace" => namespace.set(s.opt_string()?),
-            "annotations" => annotations.set(s.opt(Scanner::own_annotations)?),
-            "ownerReferences" => owner_references.set(s.opt(|s| s.list(Scanner::owner))?),
+            b"name" => name.set(s.opt_string()?),
+            b"generateName" => generate_name.set(s.opt_string()?),
+            b"namespace" => namespace.set(s.opt_string()?),
+            b"annotations" => annotations.set(s.opt(Scanner::own_annotations)?),
+            b"ownerReferences" => owner_references.set(s.opt(|s| s.list(Scanner::owner))?),
             _ => s.skip_value(),
         })?;
         Some(PartialMeta {
@@ -395,9 +394,9 @@ impl<'a> Scanner<'a> {
     fn own_annotations(&mut self) -> Option<OwnAnnotations> {
         let mut own = BTreeMap::new();
         self.object(|s, key| {
-            if key.starts_with(OWN_ANNOTATION_PREFIX) {
+            if key.starts_with(OWN_ANNOTATION_PREFIX.as_bytes()) {
                 if let Some(v) = s.opt_string()? {
-                    own.insert(key.to_owned(), v);
+                    own.insert(std::str::from_utf8(key).ok()?.to_owned(), v);
                 }
                 Some(())
             } else {
@@ -412,9 +411,9 @@ impl<'a> Scanner<'a> {
         let mut name = Unset::new();
         let mut controller = Unset::new();
         self.object(|s, key| match key {
-            "kind" => kind.set(s.opt_string()?),
-            "name" => name.set(s.opt_string()?),
-            "controller" => controller.set(s.opt_bool()?),
+            b"kind" => kind.set(s.opt_string()?),
+            b"name" => name.set(s.opt_string()?),
+            b"controller" => controller.set(s.opt_bool()?),
             _ => s.skip_value(),
         })?;
         Some(PartialOwner {
@@ -439,10 +438,10 @@ impl<'a> Scanner<'a> {
         let mut containers = Unset::new();
         let mut init_containers = Unset::new();
         self.object(|s, key| match key {
-            "template" => template.set(s.opt(Scanner::template)?),
-            "jobTemplate" => job_template.set(s.opt(Scanner::job_template)?),
-            "containers" => containers.set(s.opt(|s| s.list(Scanner::container))?),
-            "initContainers" => init_containers.set(s.opt(|s| s.list(Scanner::container))?),
+            b"template" => template.set(s.opt(Scanner::template)?),
+            b"jobTemplate" => job_template.set(s.opt(Scanner::job_template)?),
+            b"containers" => containers.set(s.opt(|s| s.list(Scanner::container))?),
+            b"initContainers" => init_containers.set(s.opt(|s| s.list(Scanner::container))?),
             _ => s.skip_value(),
         })?;
         Some(PartialSpec {
@@ -456,7 +455,7 @@ impl<'a> Scanner<'a> {
     fn job_template(&mut self) -> Option<PartialJobTemplate> {
         let mut spec = Unset::new();
         self.object(|s, key| match key {
-            "spec" => spec.set(s.opt(Scanner::job_spec)?),
+            b"spec" => spec.set(s.opt(Scanner::job_spec)?),
             _ => s.skip_value(),
         })?;
         Some(PartialJobTemplate {
@@ -467,7 +466,7 @@ impl<'a> Scanner<'a> {
     fn job_spec(&mut self) -> Option<PartialJobSpec> {
         let mut template = Unset::new();
         self.object(|s, key| match key {
-            "template" => template.set(s.opt(Scanner::template)?),
+            b"template" => template.set(s.opt(Scanner::template)?),
             _ => s.skip_value(),
         })?;
         Some(PartialJobSpec {
@@ -478,7 +477,7 @@ impl<'a> Scanner<'a> {
     fn template(&mut self) -> Option<PartialTemplate> {
         let mut spec = Unset::new();
         self.object(|s, key| match key {
-            "spec" => spec.set(s.opt(Scanner::pod_spec)?),
+            b"spec" => spec.set(s.opt(Scanner::pod_spec)?),
             _ => s.skip_value(),
         })?;
         Some(PartialTemplate {
@@ -490,8 +489,8 @@ impl<'a> Scanner<'a> {
         let mut containers = Unset::new();
         let mut init_containers = Unset::new();
         self.object(|s, key| match key {
-            "containers" => containers.set(s.opt(|s| s.list(Scanner::container))?),
-            "initContainers" => init_containers.set(s.opt(|s| s.list(Scanner::container))?),
+            b"containers" => containers.set(s.opt(|s| s.list(Scanner::container))?),
+            b"initContainers" => init_containers.set(s.opt(|s| s.list(Scanner::container))?),
             _ => s.skip_value(),
         })?;
         Some(PartialPodSpec {
@@ -505,9 +504,9 @@ impl<'a> Scanner<'a> {
         let mut restart_policy = Unset::new();
         let mut resources = Unset::new();
         self.object(|s, key| match key {
-            "name" => name.set(s.opt_string()?),
-            "restartPolicy" => restart_policy.set(s.opt_string()?),
-            "resources" => resources.set(s.opt(Scanner::resources)?),
+            b"name" => name.set(s.opt_string()?),
+            b"restartPolicy" => restart_policy.set(s.opt_string()?),
+            b"resources" => resources.set(s.opt(Scanner::resources)?),
             _ => s.skip_value(),
         })?;
         Some(PartialContainer {
@@ -521,8 +520,8 @@ impl<'a> Scanner<'a> {
         let mut limits = Unset::new();
         let mut requests = Unset::new();
         self.object(|s, key| match key {
-            "limits" => limits.set(s.opt(Scanner::quantities)?),
-            "requests" => requests.set(s.opt(Scanner::quantities)?),
+            b"limits" => limits.set(s.opt(Scanner::quantities)?),
+            b"requests" => requests.set(s.opt(Scanner::quantities)?),
             _ => s.skip_value(),
         })?;
         Some(PartialResources {
@@ -535,7 +534,7 @@ impl<'a> Scanner<'a> {
     fn quantities(&mut self) -> Option<PartialQuantities> {
         let mut memory = Unset::new();
         self.object(|s, key| match key {
-            "memory" => memory.set(s.opt(|s| s.string().map(Value::String))?),
+            b"memory" => memory.set(s.opt(|s| s.string().map(Value::String))?),
             _ => s.skip_value(),
         })?;
         Some(PartialQuantities {
