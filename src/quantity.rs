@@ -179,7 +179,19 @@ pub fn format_bytes(bytes: f64) -> String {
 
 /// `{n}{unit}` without the formatting machinery (these go into every admission's messages).
 fn with_unit(n: u64, unit: &str) -> String {
-    let mut s = n.to_string();
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    let mut rest = n;
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    let mut s = String::with_capacity(digits.len() - start + unit.len());
+    s.extend(digits[start..].iter().map(|&d| char::from(d)));
     s.push_str(unit);
     s
 }
@@ -213,6 +225,13 @@ impl fmt::Debug for Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn whole_units_print_as_format_does() {
+        for n in [0, 1, 9, 10, 99, 100, 347, 1_000_000, u64::MAX] {
+            assert_eq!(with_unit(n, "Mi"), format!("{n}Mi"));
+        }
+    }
 
     #[test]
     fn the_plain_forms_read_as_the_general_grammar_does() {
