@@ -20,6 +20,9 @@ pub struct QuantityError {
 
 /// Parses a memory quantity into bytes, rounding fractional bytes up.
 pub fn parse_bytes(input: &str) -> Result<u64, QuantityError> {
+    if let Some(bytes) = parse_plain(input) {
+        return Ok(bytes);
+    }
     let err = |reason| QuantityError {
         input: input.to_string(),
         reason,
@@ -112,6 +115,38 @@ pub fn parse_bytes(input: &str) -> Result<u64, QuantityError> {
     u64::try_from(bytes).map_err(|_| too_large())
 }
 
+/// The common forms (`256Mi`, `1Gi`, `512M`, `1000000`: whole digits and a unit) without the
+/// general grammar's allocation; None for anything else, which [`parse_bytes`] then reads.
+fn parse_plain(s: &str) -> Option<u64> {
+    let b = s.as_bytes();
+    let digits = b.iter().take_while(|c| c.is_ascii_digit()).count();
+    // Up to 18 digits fit in a u64 with room; more go the general way.
+    if digits == 0 || digits > 18 {
+        return None;
+    }
+    let mut n: u64 = 0;
+    for c in &b[..digits] {
+        n = n * 10 + u64::from(c - b'0');
+    }
+    let multiplier: u64 = match &s[digits..] {
+        "" => 1,
+        "Ki" => KI,
+        "Mi" => MI,
+        "Gi" => GI,
+        "Ti" => GI << 10,
+        "Pi" => GI << 20,
+        "Ei" => GI << 30,
+        "k" => 1_000,
+        "M" => 1_000_000,
+        "G" => 1_000_000_000,
+        "T" => 1_000_000_000_000,
+        "P" => 1_000_000_000_000_000,
+        "E" => 1_000_000_000_000_000_000,
+        _ => return None,
+    };
+    n.checked_mul(multiplier)
+}
+
 /// Bytes rounded up to whole MiB.
 pub fn round_up_mi(bytes: f64) -> u64 {
     if !bytes.is_finite() || bytes <= 0.0 {
@@ -128,25 +163,44 @@ pub fn format_bytes(bytes: f64) -> String {
     }
     let b = bytes.round() as u64;
     if b >= GI && b % GI == 0 {
-        return format!("{}Gi", b / GI);
+        return with_unit(b / GI, "Gi");
     }
     if b >= 10 * GI {
         return format!("{:.1}Gi", bytes / GI as f64);
     }
     if b >= MI {
-        return format!("{}Mi", (bytes / MI as f64).round() as u64);
+        return with_unit((bytes / MI as f64).round() as u64, "Mi");
     }
     if b >= KI {
-        return format!("{}Ki", (bytes / KI as f64).round() as u64);
+        return with_unit((bytes / KI as f64).round() as u64, "Ki");
     }
-    format!("{b}")
+    b.to_string()
+}
+
+/// `{n}{unit}` without the formatting machinery (these go into every admission's messages).
+fn with_unit(n: u64, unit: &str) -> String {
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    let mut rest = n;
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    let mut s = String::with_capacity(digits.len() - start + unit.len());
+    s.extend(digits[start..].iter().map(|&d| char::from(d)));
+    s.push_str(unit);
+    s
 }
 
 /// A quantity string to put into a manifest: exact, in the largest binary unit that divides it.
 pub fn to_quantity(bytes: u64) -> String {
     for (unit, size) in [("Ti", GI * 1024), ("Gi", GI), ("Mi", MI), ("Ki", KI)] {
         if bytes >= size && bytes % size == 0 {
-            return format!("{}{unit}", bytes / size);
+            return with_unit(bytes / size, unit);
         }
     }
     bytes.to_string()
@@ -171,6 +225,43 @@ impl fmt::Debug for Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn whole_units_print_as_format_does() {
+        for n in [0, 1, 9, 10, 99, 100, 347, 1_000_000, u64::MAX] {
+            assert_eq!(with_unit(n, "Mi"), format!("{n}Mi"));
+        }
+    }
+
+    #[test]
+    fn the_plain_forms_read_as_the_general_grammar_does() {
+        for n in [
+            "0",
+            "1",
+            "7",
+            "256",
+            "999999999999999999",
+            "000128",
+            "18446744073",
+        ] {
+            for unit in [
+                "", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei", "k", "M", "G", "T", "P", "E", "m", "e3",
+                "x", " ",
+            ] {
+                let s = format!("{n}{unit}");
+                if let Some(b) = parse_plain(&s) {
+                    // The general way, without the fast path.
+                    let general = parse_bytes(&format!(" {s}"));
+                    assert_eq!(general, Ok(b), "{s}");
+                }
+            }
+        }
+        assert_eq!(parse_plain("256Mi"), Some(256 * MI));
+        assert_eq!(parse_plain("16Ei"), None);
+        assert_eq!(parse_plain("1.5Gi"), None);
+        assert_eq!(parse_plain("-1Mi"), None);
+        assert_eq!(parse_plain(" 1Mi"), None);
+    }
 
     #[test]
     fn every_form_kubernetes_accepts() {

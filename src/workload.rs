@@ -173,40 +173,44 @@ pub enum WorkloadError {
 
 /// The parts of an object the engine reads (deserialize it from the object's JSON or YAML).
 #[derive(Default, Deserialize)]
+#[cfg_attr(test, derive(PartialEq))]
 pub struct PartialObject {
     #[serde(default)]
-    metadata: Option<PartialMeta>,
+    pub(crate) metadata: Option<PartialMeta>,
     #[serde(default)]
-    spec: Option<PartialSpec>,
+    pub(crate) spec: Option<PartialSpec>,
 }
 
 #[derive(Default, Deserialize)]
-struct PartialMeta {
+#[cfg_attr(test, derive(PartialEq))]
+pub(crate) struct PartialMeta {
     #[serde(default)]
-    name: Option<String>,
+    pub(crate) name: Option<String>,
     #[serde(default, rename = "generateName")]
-    generate_name: Option<String>,
+    pub(crate) generate_name: Option<String>,
     #[serde(default)]
-    namespace: Option<String>,
+    pub(crate) namespace: Option<String>,
     #[serde(default)]
-    annotations: Option<OwnAnnotations>,
+    pub(crate) annotations: Option<OwnAnnotations>,
     #[serde(default, rename = "ownerReferences")]
-    owner_references: Option<Vec<PartialOwner>>,
+    pub(crate) owner_references: Option<Vec<PartialOwner>>,
 }
 
 #[derive(Deserialize)]
-struct PartialOwner {
+#[cfg_attr(test, derive(PartialEq))]
+pub(crate) struct PartialOwner {
     #[serde(default)]
-    kind: Option<String>,
+    pub(crate) kind: Option<String>,
     #[serde(default)]
-    name: Option<String>,
+    pub(crate) name: Option<String>,
     #[serde(default)]
-    controller: Option<bool>,
+    pub(crate) controller: Option<bool>,
 }
 
 /// The `oomguard.io/` annotations; the others are skipped unread.
 #[derive(Default)]
-struct OwnAnnotations(BTreeMap<String, String>);
+#[cfg_attr(test, derive(PartialEq))]
+pub(crate) struct OwnAnnotations(pub(crate) BTreeMap<String, String>);
 
 impl<'de> Deserialize<'de> for OwnAnnotations {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -238,67 +242,75 @@ impl<'de> Deserialize<'de> for OwnAnnotations {
 }
 
 #[derive(Default, Deserialize)]
-struct PartialSpec {
+#[cfg_attr(test, derive(PartialEq))]
+pub(crate) struct PartialSpec {
     #[serde(default)]
-    template: Option<PartialTemplate>,
+    pub(crate) template: Option<PartialTemplate>,
     #[serde(default, rename = "jobTemplate")]
-    job_template: Option<PartialJobTemplate>,
+    pub(crate) job_template: Option<PartialJobTemplate>,
     // A Pod's spec is the pod spec itself. (Not `#[serde(flatten)]`: that buffers every other
     // field of the spec.)
     #[serde(default)]
-    containers: Option<Vec<PartialContainer>>,
+    pub(crate) containers: Option<Vec<PartialContainer>>,
     #[serde(default, rename = "initContainers")]
-    init_containers: Option<Vec<PartialContainer>>,
+    pub(crate) init_containers: Option<Vec<PartialContainer>>,
 }
 
 #[derive(Default, Deserialize)]
-struct PartialJobTemplate {
+#[cfg_attr(test, derive(PartialEq))]
+pub(crate) struct PartialJobTemplate {
     #[serde(default)]
-    spec: Option<PartialJobSpec>,
+    pub(crate) spec: Option<PartialJobSpec>,
 }
 
 #[derive(Default, Deserialize)]
-struct PartialJobSpec {
+#[cfg_attr(test, derive(PartialEq))]
+pub(crate) struct PartialJobSpec {
     #[serde(default)]
-    template: Option<PartialTemplate>,
+    pub(crate) template: Option<PartialTemplate>,
 }
 
 #[derive(Default, Deserialize)]
-struct PartialTemplate {
+#[cfg_attr(test, derive(PartialEq))]
+pub(crate) struct PartialTemplate {
     #[serde(default)]
-    spec: Option<PartialPodSpec>,
+    pub(crate) spec: Option<PartialPodSpec>,
 }
 
 #[derive(Default, Deserialize)]
-struct PartialPodSpec {
+#[cfg_attr(test, derive(PartialEq))]
+pub(crate) struct PartialPodSpec {
     #[serde(default)]
-    containers: Option<Vec<PartialContainer>>,
+    pub(crate) containers: Option<Vec<PartialContainer>>,
     #[serde(default, rename = "initContainers")]
-    init_containers: Option<Vec<PartialContainer>>,
+    pub(crate) init_containers: Option<Vec<PartialContainer>>,
 }
 
 #[derive(Deserialize)]
-struct PartialContainer {
+#[cfg_attr(test, derive(PartialEq))]
+pub(crate) struct PartialContainer {
     #[serde(default)]
-    name: Option<String>,
+    pub(crate) name: Option<String>,
     #[serde(default, rename = "restartPolicy")]
-    restart_policy: Option<String>,
+    pub(crate) restart_policy: Option<String>,
     #[serde(default)]
-    resources: Option<PartialResources>,
+    pub(crate) resources: Option<PartialResources>,
 }
 
 #[derive(Deserialize)]
-struct PartialResources {
+#[cfg_attr(test, derive(PartialEq))]
+pub(crate) struct PartialResources {
     #[serde(default)]
-    limits: Option<PartialQuantities>,
+    pub(crate) limits: Option<PartialQuantities>,
     #[serde(default)]
-    requests: Option<PartialQuantities>,
+    pub(crate) requests: Option<PartialQuantities>,
 }
 
 #[derive(Deserialize)]
-struct PartialQuantities {
+#[cfg_attr(test, derive(PartialEq))]
+pub(crate) struct PartialQuantities {
     #[serde(default)]
-    memory: Option<Value>,
+    pub(crate) memory: Option<Value>,
 }
 
 impl Workload {
@@ -429,6 +441,22 @@ impl Workload {
         }
     }
 
+    /// [`Self::container_pointer`] as text, built without escaping: its tokens are fixed names
+    /// and an index, which need none.
+    pub fn container_path(&self, c: &ContainerSpec) -> String {
+        use std::fmt::Write as _;
+        let mut path = String::with_capacity(64);
+        for t in self.pod_spec_path {
+            path.push('/');
+            path.push_str(t);
+        }
+        path.push('/');
+        path.push_str(c.role.list());
+        // Writing into a String cannot fail.
+        let _ = write!(path, "/{}", c.index);
+        path
+    }
+
     /// JSON pointer to a container, escaped token by token.
     pub fn container_pointer(&self, c: &ContainerSpec) -> PointerBuf {
         let index = c.index.to_string();
@@ -505,6 +533,9 @@ mod tests {
                 w.container_pointer(&w.containers[1]).to_string(),
                 format!("{prefix}/initContainers/1")
             );
+            for c in &w.containers {
+                assert_eq!(w.container_path(c), w.container_pointer(c).to_string());
+            }
         }
     }
 

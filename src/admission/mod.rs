@@ -3,6 +3,7 @@
 
 pub mod patch;
 pub mod review;
+mod scan;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -2,8 +2,8 @@
 //! patch whose parent is missing with an internal error, even under `failurePolicy: Ignore`.
 
 use json_patch::{AddOperation, Patch, PatchOperation};
-use jsonptr::PointerBuf;
-use serde_json::json;
+use jsonptr::{Pointer, PointerBuf};
+use serde_json::{json, Value};
 
 use crate::quantity::{format_bytes, to_quantity};
 use crate::verdict::{Action, Verdict};
@@ -40,21 +40,24 @@ pub fn build(workload: &Workload, verdict: &Verdict) -> (Patch, Vec<Change>) {
         else {
             continue;
         };
-        let base = workload.container_pointer(spec);
         let q = json!(to_quantity(to));
-        let (path, value) = if !spec.has_resources {
-            (
-                child(&base, &["resources"]),
-                json!({ "limits": { "memory": q } }),
-            )
+        let (suffix, value) = if !spec.has_resources {
+            ("/resources", json!({ "limits": { "memory": q } }))
         } else if !spec.has_limits {
-            (
-                child(&base, &["resources", "limits"]),
-                json!({ "memory": q }),
-            )
+            ("/resources/limits", json!({ "memory": q }))
         } else {
-            (child(&base, &["resources", "limits", "memory"]), q)
+            ("/resources/limits/memory", q)
         };
+        let mut path = workload.container_path(spec);
+        path.push_str(suffix);
+        // The tokens need no escaping (a fixed path and an index), so this always parses.
+        let path = PointerBuf::parse(path).unwrap_or_else(|_| {
+            let mut p = workload.container_pointer(spec);
+            for t in suffix.split('/').skip(1) {
+                p.push_back(t);
+            }
+            p
+        });
         ops.push(PatchOperation::Add(AddOperation { path, value }));
         let reason = cv
             .reasons
@@ -90,35 +93,34 @@ pub fn build(workload: &Workload, verdict: &Verdict) -> (Patch, Vec<Change>) {
         .collect::<Vec<_>>()
         .join("; ");
     if workload.has_annotations {
-        for (k, v) in [(CHANGED_ANNOTATION, summary), (REASON_ANNOTATION, reasons)] {
+        for (path, v) in [(CHANGED_POINTER, summary), (REASON_POINTER, reasons)] {
             ops.push(PatchOperation::Add(AddOperation {
-                path: PointerBuf::from_tokens(["metadata", "annotations", k]),
-                value: json!(v),
+                path: path.to_buf(),
+                value: Value::String(v),
             }));
         }
     } else {
         let value = json!({ CHANGED_ANNOTATION: summary, REASON_ANNOTATION: reasons });
-        let path = if workload.has_metadata {
-            PointerBuf::from_tokens(["metadata", "annotations"])
-        } else {
+        if !workload.has_metadata {
             ops.push(PatchOperation::Add(AddOperation {
-                path: PointerBuf::from_tokens(["metadata"]),
+                path: METADATA_POINTER.to_buf(),
                 value: json!({}),
             }));
-            PointerBuf::from_tokens(["metadata", "annotations"])
-        };
-        ops.push(PatchOperation::Add(AddOperation { path, value }));
+        }
+        ops.push(PatchOperation::Add(AddOperation {
+            path: ANNOTATIONS_POINTER.to_buf(),
+            value,
+        }));
     }
     (Patch(ops), changes)
 }
 
-fn child(base: &PointerBuf, tokens: &[&str]) -> PointerBuf {
-    let mut p = base.clone();
-    for t in tokens {
-        p.push_back(*t);
-    }
-    p
-}
+// The annotations' pointers, escaped once (`/` in a key is `~1`); checked when compiled.
+const METADATA_POINTER: &Pointer = Pointer::from_static("/metadata");
+const ANNOTATIONS_POINTER: &Pointer = Pointer::from_static("/metadata/annotations");
+const CHANGED_POINTER: &Pointer =
+    Pointer::from_static("/metadata/annotations/oomguard.io~1limits-changed");
+const REASON_POINTER: &Pointer = Pointer::from_static("/metadata/annotations/oomguard.io~1reason");
 
 /// "container web: limit 256Mi is below ...; recommended 347Mi" → "limit 256Mi is below ...".
 fn strip_recommended(reason: &str) -> String {
@@ -138,4 +140,26 @@ pub fn change_warning(c: &Change) -> String {
         format_bytes(c.to as f64),
         c.reason
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn annotation_pointers_are_the_escaped_keys() {
+        assert_eq!(*METADATA_POINTER, PointerBuf::from_tokens(["metadata"]));
+        assert_eq!(
+            *ANNOTATIONS_POINTER,
+            PointerBuf::from_tokens(["metadata", "annotations"])
+        );
+        assert_eq!(
+            *CHANGED_POINTER,
+            PointerBuf::from_tokens(["metadata", "annotations", CHANGED_ANNOTATION])
+        );
+        assert_eq!(
+            *REASON_POINTER,
+            PointerBuf::from_tokens(["metadata", "annotations", REASON_ANNOTATION])
+        );
+    }
 }

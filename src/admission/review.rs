@@ -48,22 +48,22 @@ pub struct ReviewRequest {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct RequestFields<O> {
-    uid: String,
+pub(super) struct RequestFields<O> {
+    pub(super) uid: String,
     #[serde(default)]
-    kind: GroupVersionKind,
+    pub(super) kind: GroupVersionKind,
     #[serde(default)]
-    namespace: Option<String>,
+    pub(super) namespace: Option<String>,
     #[serde(default)]
-    name: Option<String>,
+    pub(super) name: Option<String>,
     #[serde(default)]
-    operation: String,
+    pub(super) operation: String,
     #[serde(default)]
-    sub_resource: Option<String>,
+    pub(super) sub_resource: Option<String>,
     #[serde(default = "none")]
-    object: Option<O>,
+    pub(super) object: Option<O>,
     #[serde(default)]
-    dry_run: Option<bool>,
+    pub(super) dry_run: Option<bool>,
 }
 
 fn none<O>() -> Option<O> {
@@ -118,13 +118,13 @@ pub struct Review {
 }
 
 #[derive(Deserialize)]
-struct Envelope<R> {
+pub(super) struct Envelope<R> {
     #[serde(default, rename = "apiVersion")]
-    api_version: Option<String>,
+    pub(super) api_version: Option<String>,
     #[serde(default)]
-    kind: Option<String>,
+    pub(super) kind: Option<String>,
     #[serde(default = "none")]
-    request: Option<R>,
+    pub(super) request: Option<R>,
 }
 
 fn mismatch(api_version: Option<&str>, kind: Option<&str>) -> Option<String> {
@@ -139,7 +139,17 @@ fn mismatch(api_version: Option<&str>, kind: Option<&str>) -> Option<String> {
 /// Parses a review. A well-formed one is read in one pass, its object straight into the parts
 /// the engine uses; anything else is re-read step by step to say exactly what is wrong.
 pub fn parse(body: &[u8]) -> Result<Review, BadReview> {
-    if let Ok(e) = serde_json::from_slice::<Envelope<RequestFields<PartialObject>>>(body) {
+    // One check of the whole body spares serde_json checking every key and string it reads
+    // (a body that is not UTF-8 is read as before, from bytes). A plain review is read by the
+    // scanner; what it does not read exactly as serde would, serde reads.
+    let fast = match std::str::from_utf8(body) {
+        Ok(text) => match super::scan::review(text) {
+            Some(e) => Ok(e),
+            None => serde_json::from_str::<Envelope<RequestFields<PartialObject>>>(text),
+        },
+        Err(_) => serde_json::from_slice::<Envelope<RequestFields<PartialObject>>>(body),
+    };
+    if let Ok(e) = fast {
         if let Some(r) = e.request {
             return Ok(Review {
                 mismatch: mismatch(e.api_version.as_deref(), e.kind.as_deref()),
@@ -233,14 +243,108 @@ pub fn response<'a>(uid: &'a str, answer: &'a Answer) -> ReviewAnswer<'a> {
             status: answer.status.as_ref().map(|(code, message)| Status {
                 code: *code,
                 message,
-                reason: match code {
-                    403 => "Forbidden",
-                    400 => "BadRequest",
-                    _ => "Invalid",
-                },
+                reason: status_reason(*code),
             }),
         },
     }
+}
+
+/// The AdmissionReview answer for a request uid, as JSON bytes: the same JSON as serializing
+/// [`response`], written straight into one buffer (the patch is rendered once and base64-encoded
+/// in place, with no string escaping of the base64 text, which needs none).
+pub fn response_bytes(uid: &str, answer: &Answer) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256);
+    out.extend_from_slice(br#"{"apiVersion":""#);
+    out.extend_from_slice(API_VERSION.as_bytes());
+    out.extend_from_slice(br#"","kind":""#);
+    out.extend_from_slice(KIND.as_bytes());
+    out.extend_from_slice(br#"","response":{"uid":"#);
+    write_str(&mut out, uid);
+    out.extend_from_slice(if answer.allowed {
+        br#","allowed":true"#
+    } else {
+        br#","allowed":false"#
+    });
+    if let Some(patch) = &answer.patch {
+        let json = patch_json(patch);
+        out.extend_from_slice(br#","patchType":"JSONPatch","patch":""#);
+        let engine = &base64::engine::general_purpose::STANDARD;
+        let start = out.len();
+        out.resize(
+            start + base64::encoded_len(json.len(), true).unwrap_or(0),
+            0,
+        );
+        match engine.encode_slice(&json, &mut out[start..]) {
+            Ok(n) => out.truncate(start + n),
+            // Only if the length above were wrong: encode the slow way.
+            Err(_) => {
+                out.truncate(start);
+                out.extend_from_slice(engine.encode(&json).as_bytes());
+            }
+        }
+        out.push(b'"');
+    }
+    if !answer.warnings.is_empty() {
+        out.extend_from_slice(br#","warnings":["#);
+        for (i, w) in answer.warnings.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            write_str(&mut out, w);
+        }
+        out.push(b']');
+    }
+    if let Some((code, message)) = &answer.status {
+        out.extend_from_slice(br#","status":{"code":"#);
+        out.extend_from_slice(code.to_string().as_bytes());
+        out.extend_from_slice(br#","message":"#);
+        write_str(&mut out, message);
+        out.extend_from_slice(br#","reason":""#);
+        out.extend_from_slice(status_reason(*code).as_bytes());
+        out.extend_from_slice(br#""}"#);
+    }
+    out.extend_from_slice(b"}}");
+    out
+}
+
+fn status_reason(code: u16) -> &'static str {
+    match code {
+        403 => "Forbidden",
+        400 => "BadRequest",
+        _ => "Invalid",
+    }
+}
+
+/// A JSON string, escaped as serde_json escapes it.
+fn write_str(out: &mut Vec<u8>, s: &str) {
+    // Writing into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, s);
+}
+
+/// The patch as JSON (what serde_json makes of a `json_patch::Patch`), without going through
+/// serde's internally tagged enums for the `add` operations oomguard writes.
+pub fn patch_json(patch: &json_patch::Patch) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64 + 160 * patch.0.len());
+    out.push(b'[');
+    for (i, op) in patch.0.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        match op {
+            json_patch::PatchOperation::Add(add) => {
+                out.extend_from_slice(br#"{"op":"add","path":"#);
+                write_str(&mut out, add.path.as_str());
+                out.extend_from_slice(br#","value":"#);
+                let _ = serde_json::to_writer(&mut out, &add.value);
+                out.push(b'}');
+            }
+            other => {
+                let _ = serde_json::to_writer(&mut out, other);
+            }
+        }
+    }
+    out.push(b']');
+    out
 }
 
 /// Per-line limit: the apiserver truncates at 256; kubectl output stays readable at 120.
@@ -255,17 +359,11 @@ pub fn fit_warnings(lines: impl IntoIterator<Item = String>) -> Vec<String> {
     let mut total = 0;
     let mut dropped = 0;
     for line in lines {
-        let one: String = line
-            .chars()
-            .map(|c| if c.is_control() { ' ' } else { c })
-            .collect();
-        let one = if one.chars().count() > MAX_WARNING_CHARS {
-            let mut s: String = one.chars().take(MAX_WARNING_CHARS - 3).collect();
-            s.push_str("...");
-            s
-        } else {
-            one
-        };
+        // Most lines are short and have no control characters (C0, DEL, and C1, which UTF-8
+        // writes after a 0xC2 byte): kept as they are, without a copy.
+        let plain = line.len() <= MAX_WARNING_CHARS
+            && !line.bytes().any(|b| b < 0x20 || b == 0x7f || b == 0xc2);
+        let one: String = if plain { line } else { fit_line(line) };
         if out.contains(&one) {
             continue;
         }
@@ -283,6 +381,21 @@ pub fn fit_warnings(lines: impl IntoIterator<Item = String>) -> Vec<String> {
         ));
     }
     out
+}
+
+/// One line of at most 120 characters, control characters as spaces.
+fn fit_line(line: String) -> String {
+    let one: String = line
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if one.chars().count() > MAX_WARNING_CHARS {
+        let mut s: String = one.chars().take(MAX_WARNING_CHARS - 3).collect();
+        s.push_str("...");
+        s
+    } else {
+        one
+    }
 }
 
 #[cfg(test)]
@@ -337,6 +450,54 @@ mod tests {
     }
 
     #[test]
+    fn written_answers_are_the_serialized_ones() {
+        let patch: json_patch::Patch = serde_json::from_value(json!([
+            {"op": "add", "path": "/spec/template/spec/containers/0/resources", "value": {"limits": {"memory": "347Mi"}}},
+            {"op": "add", "path": "/metadata/annotations/oomguard.io~1reason", "value": "a \"quoted\"\n reason"},
+            {"op": "add", "path": "/metadata", "value": {}},
+            {"op": "replace", "path": "/a", "value": 1},
+            {"op": "remove", "path": "/b"}
+        ]))
+        .unwrap();
+        let answers = [
+            Answer::allow(),
+            Answer {
+                allowed: false,
+                patch: None,
+                warnings: vec![],
+                status: Some((403, "denied: \"x\"\u{1}é".into())),
+            },
+            Answer {
+                allowed: true,
+                patch: Some(patch.clone()),
+                warnings: vec!["w1 \\ \t".into(), "w2 ü".into()],
+                status: None,
+            },
+            Answer {
+                allowed: true,
+                patch: Some(json_patch::Patch(vec![])),
+                warnings: vec![],
+                status: Some((400, "bad".into())),
+            },
+            Answer {
+                allowed: true,
+                patch: None,
+                warnings: vec![],
+                status: Some((413, "large".into())),
+            },
+        ];
+        for uid in ["", "0f4d9c2e-1b1a", "odd \"uid\""] {
+            for a in &answers {
+                assert_eq!(
+                    String::from_utf8(response_bytes(uid, a)).unwrap(),
+                    serde_json::to_string(&response(uid, a)).unwrap()
+                );
+            }
+        }
+        assert_eq!(patch_json(&patch), serde_json::to_vec(&patch).unwrap());
+    }
+
+    #[test]
     fn warnings_fit_the_apiserver_limits() {
         let long = "x".repeat(300);
         let lines: Vec<String> = (0..100).map(|i| format!("{i} {long}")).collect();
@@ -348,5 +509,12 @@ mod tests {
             fit_warnings(vec!["a\nb".into(), "a\nb".into()]),
             vec!["a b".to_string()]
         );
+        // Plain lines are kept as they are; C1 controls and long lines are still fitted.
+        assert_eq!(
+            fit_warnings(vec!["plain é ° line".into(), "c1 \u{85} here".into()]),
+            vec!["plain é ° line".to_string(), "c1   here".to_string()]
+        );
+        let exact = "é".repeat(MAX_WARNING_CHARS);
+        assert_eq!(fit_warnings(vec![exact.clone()]), vec![exact]);
     }
 }

@@ -66,7 +66,7 @@ impl App {
                 };
                 (
                     StatusCode::BAD_REQUEST,
-                    answer_bytes(&review::response("", &answer)),
+                    review::response_bytes("", &answer),
                     "error",
                 )
             }
@@ -79,7 +79,7 @@ impl App {
                     };
                     (
                         StatusCode::OK,
-                        answer_bytes(&review::response(&r.request.uid, &answer)),
+                        review::response_bytes(&r.request.uid, &answer),
                         "error",
                     )
                 } else {
@@ -126,7 +126,7 @@ impl App {
                     }
                     (
                         StatusCode::OK,
-                        answer_bytes(&review::response(&request.uid, &d.answer)),
+                        review::response_bytes(&request.uid, &d.answer),
                         d.outcome.as_str(),
                     )
                 }
@@ -147,11 +147,6 @@ impl App {
             .observe(start.elapsed().as_secs_f64());
         (status, [(header::CONTENT_TYPE, "application/json")], value).into_response()
     }
-}
-
-/// Serializes an answer; it has only strings, numbers and booleans, so this cannot fail.
-fn answer_bytes(answer: &review::ReviewAnswer<'_>) -> Vec<u8> {
-    serde_json::to_vec(answer).unwrap_or_default()
 }
 
 async fn mutate(State(app): State<Arc<App>>, body: Bytes) -> Response {
