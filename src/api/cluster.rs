@@ -6,6 +6,7 @@ use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use kube::api::Api;
 
 use crate::reconcile::plan::ScalableKind;
+use crate::reconcile::target::Scalable;
 use crate::verdict::EXCLUDE_ANNOTATION;
 use crate::workload::{Workload, WorkloadKind};
 
@@ -42,17 +43,16 @@ pub struct KubeWorkloads {
     pub client: kube::Client,
 }
 
-fn read<K: serde::Serialize>(
+fn read<K: Scalable>(
     kind: WorkloadKind,
     object: &K,
     namespace: &str,
-    replicas: Option<i32>,
 ) -> Result<ReadWorkload, String> {
     let value = serde_json::to_value(object).map_err(|e| e.to_string())?;
     let workload = Workload::from_object(kind, &value, namespace).map_err(|e| e.to_string())?;
     Ok(ReadWorkload {
         workload,
-        replicas: u32::try_from(replicas.unwrap_or(1)).unwrap_or(0),
+        replicas: object.replicas(),
     })
 }
 
@@ -75,20 +75,14 @@ impl Workloads for KubeWorkloads {
                     let api: Api<Deployment> = Api::namespaced(self.client.clone(), namespace);
                     match api.get_opt(name).await.map_err(failed)? {
                         None => Ok(None),
-                        Some(d) => {
-                            let replicas = d.spec.as_ref().and_then(|s| s.replicas);
-                            read(WorkloadKind::Deployment, &d, namespace, replicas).map(Some)
-                        }
+                        Some(d) => read(WorkloadKind::Deployment, &d, namespace).map(Some),
                     }
                 }
                 ScalableKind::StatefulSet => {
                     let api: Api<StatefulSet> = Api::namespaced(self.client.clone(), namespace);
                     match api.get_opt(name).await.map_err(failed)? {
                         None => Ok(None),
-                        Some(s) => {
-                            let replicas = s.spec.as_ref().and_then(|s| s.replicas);
-                            read(WorkloadKind::StatefulSet, &s, namespace, replicas).map(Some)
-                        }
+                        Some(s) => read(WorkloadKind::StatefulSet, &s, namespace).map(Some),
                     }
                 }
             }

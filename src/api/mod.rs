@@ -148,12 +148,6 @@ pub struct ApiState {
     pub max_body: usize,
 }
 
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
-
 /// The client's address, when the listener recorded it.
 pub struct Peer(pub Option<IpAddr>);
 
@@ -319,7 +313,7 @@ async fn forecast_inner(
         w,
         &policy,
         history.as_deref(),
-        unix_now(),
+        crate::history::unix_now(),
         horizon,
         app.history.name(),
     );
@@ -445,7 +439,7 @@ async fn create_inner(
         .remediator
         .trigger(&validated, &caller)
         .await
-        .map_err(|e| ApiError::from_remediate(e, unix_now()))?;
+        .map_err(|e| ApiError::from_remediate(e, crate::history::unix_now()))?;
     let mut resp = json(
         StatusCode::ACCEPTED,
         &Accepted {
@@ -506,7 +500,7 @@ async fn get_inner(
         .remediator
         .get(&id)
         .await
-        .map_err(|e| ApiError::from_remediate(e, unix_now()))?
+        .map_err(|e| ApiError::from_remediate(e, crate::history::unix_now()))?
         .ok_or_else(|| ApiError::not_found(format!("no remediation {id:?}")))?;
     let t = &record.target;
     app.require(
@@ -610,7 +604,7 @@ async fn list_inner(
         .remediator
         .list(ns)
         .await
-        .map_err(|e| ApiError::from_remediate(e, unix_now()))?;
+        .map_err(|e| ApiError::from_remediate(e, crate::history::unix_now()))?;
     records.retain(|r| {
         ns.is_none_or(|n| r.target.namespace == n)
             && (statefulsets || r.target.kind != ScalableKind::StatefulSet)

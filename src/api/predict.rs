@@ -157,11 +157,7 @@ pub fn forecast(
         let fit = h.fit();
         let f = forecast::project(fit, now, horizon_secs, limit_bytes.map(|l| l as f64));
         // The latest real sample (a zero is a gap in the scrape, not usage).
-        let last = h
-            .samples
-            .iter()
-            .rev()
-            .find(|s| s.bytes.is_finite() && s.bytes > 0.0);
+        let last = h.latest();
         let current_bytes = last.and_then(|s| finite(s.bytes));
         let predicted = finite(f.at_horizon).filter(|_| fit.pattern != Pattern::Unknown);
         let status = if limit_bytes.is_some() {

@@ -17,6 +17,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::forecast::{self, LeakFit};
 
+/// Wall-clock unix seconds (0 if the clock is before 1970). The pure core takes `now` as an
+/// argument; the edges (sources, reconciler, API) read it here.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
 /// One point of a memory series: unix seconds and bytes (working set, or its per-interval peak).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Sample {
@@ -126,6 +134,14 @@ impl ContainerHistory {
     pub fn fit(&self) -> &LeakFit {
         self.fit
             .get_or_init(|| forecast::fit(&self.samples, &self.restarts))
+    }
+
+    /// The latest usable per-interval peak (a zero or a non-finite value is a scrape gap).
+    pub fn latest(&self) -> Option<&Sample> {
+        self.samples
+            .iter()
+            .rev()
+            .find(|s| s.bytes.is_finite() && s.bytes > 0.0)
     }
 
     /// Restarts in the `secs` seconds up to `now`.

@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use futures::future::BoxFuture;
 use prometheus_http_query::reqwest;
@@ -343,12 +343,7 @@ fn lookup(ns: &NamespaceHistory, kind: &str, name: &str) -> Option<Arc<WorkloadH
 
 impl Shared {
     fn now(&self) -> i64 {
-        self.eval_time.unwrap_or_else(|| {
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-                .unwrap_or(0)
-        })
+        self.eval_time.unwrap_or_else(super::unix_now)
     }
 
     fn err(&self, message: impl Into<String>) -> HistoryError {

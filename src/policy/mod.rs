@@ -282,6 +282,17 @@ pub enum ResizeMethodSetting {
     Template,
 }
 
+impl ResizeMethodSetting {
+    /// Whether limits are raised in place, given whether the apiserver has `pods/resize`.
+    pub fn in_place(self, supported: bool) -> bool {
+        match self {
+            ResizeMethodSetting::Auto => supported,
+            ResizeMethodSetting::InPlace => true,
+            ResizeMethodSetting::Template => false,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Exclusions {

@@ -8,6 +8,7 @@
 
 use std::sync::Arc;
 
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
@@ -48,7 +49,7 @@ impl ApplyError {
     }
 }
 
-pub fn is_conflict(e: &kube::Error) -> bool {
+fn is_conflict(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == 409)
 }
 
@@ -158,6 +159,17 @@ impl Executor {
 
     fn api<K: Scalable>(&self, namespace: &str) -> Api<K> {
         Api::namespaced(self.client.clone(), namespace)
+    }
+
+    /// The HPAs of a namespace (the reconciler never fights one for the replica count).
+    pub async fn hpas(&self, namespace: &str) -> Result<Vec<HorizontalPodAutoscaler>, ApplyError> {
+        Api::<HorizontalPodAutoscaler>::namespaced(self.client.clone(), namespace)
+            .list(&ListParams::default())
+            .await
+            .map(|l| l.items)
+            .map_err(|e| {
+                ApplyError::kube(format!("list HorizontalPodAutoscalers in {namespace}"), e)
+            })
     }
 
     /// Publishes an Event on the workload; a failure is logged, never fatal.

@@ -9,29 +9,27 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use axum::http::{header, StatusCode};
 use axum::routing::get;
 use axum::Router;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
-use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use kube::api::ListParams;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::runtime::{watcher, Controller};
 use kube::{Api, Client, ResourceExt};
 use tokio::sync::watch;
 
-use super::apply::{is_conflict, ApplyError, Executor, Request};
+use super::apply::{ApplyError, Executor, Request};
 use super::metrics::{ReconcileMetrics, StepLabels};
 use super::plan::{self, Plan};
 use super::record::{self, Outcome};
 use super::target::{hpa_for, records_of, state_of, target_of, Scalable};
-use crate::history::{HistorySource, WorkloadHistory};
+use crate::history::{unix_now, HistorySource, WorkloadHistory};
 use crate::policy::store::PolicyStore;
-use crate::policy::{PolicySpec, ResizeMethodSetting};
+use crate::policy::PolicySpec;
 
 /// A planned restart is carried out when the earliest plausible OOM is this close.
 pub const RESTART_LEAD_SECS: i64 = 3600;
@@ -68,25 +66,6 @@ pub struct Ctx {
     pub metrics: Arc<ReconcileMetrics>,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum ReconcileError {
-    #[error(transparent)]
-    Apply(#[from] ApplyError),
-    #[error("{what}: {source}")]
-    Kube {
-        what: String,
-        #[source]
-        source: kube::Error,
-    },
-}
-
-pub fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
-
 fn step_name(p: &Plan) -> &'static str {
     match p {
         Plan::None { .. } => "none",
@@ -101,14 +80,6 @@ fn step_name(p: &Plan) -> &'static str {
 }
 
 impl Ctx {
-    fn in_place(&self, policy: &PolicySpec) -> bool {
-        match policy.reconcile.resize_method {
-            ResizeMethodSetting::Auto => self.in_place_supported,
-            ResizeMethodSetting::InPlace => true,
-            ResizeMethodSetting::Template => false,
-        }
-    }
-
     /// The workload's history; None (logged, counted) when the source fails.
     pub async fn history_of(
         &self,
@@ -121,22 +92,10 @@ impl Ctx {
             e.to_string()
         })
     }
-
-    /// The HPAs of a namespace (for "do not fight the HPA").
-    async fn hpas(&self, namespace: &str) -> Result<Vec<HorizontalPodAutoscaler>, ReconcileError> {
-        Api::<HorizontalPodAutoscaler>::namespaced(self.exec.client.clone(), namespace)
-            .list(&ListParams::default())
-            .await
-            .map(|l| l.items)
-            .map_err(|e| ReconcileError::Kube {
-                what: format!("list HorizontalPodAutoscalers in {namespace}"),
-                source: e,
-            })
-    }
 }
 
 /// One look at one workload.
-pub async fn reconcile<K: Scalable>(obj: Arc<K>, ctx: Arc<Ctx>) -> Result<Action, ReconcileError> {
+pub async fn reconcile<K: Scalable>(obj: Arc<K>, ctx: Arc<Ctx>) -> Result<Action, ApplyError> {
     let idle = Action::requeue(ctx.interval);
     if obj.meta().deletion_timestamp.is_some() {
         return Ok(Action::await_change());
@@ -167,8 +126,12 @@ pub async fn reconcile<K: Scalable>(obj: Arc<K>, ctx: Arc<Ctx>) -> Result<Action
         }
     };
     let now = unix_now();
-    let hpa = hpa_for(t.kind, &t.name, &ctx.hpas(&t.namespace).await?);
-    let state = state_of(obj.as_ref(), hpa, ctx.in_place(&policy));
+    let hpa = hpa_for(t.kind, &t.name, &ctx.exec.hpas(&t.namespace).await?);
+    let in_place = policy
+        .reconcile
+        .resize_method
+        .in_place(ctx.in_place_supported);
+    let state = state_of(obj.as_ref(), hpa, in_place);
 
     // Verification of the actions whose window is over.
     let mut records = records;
@@ -216,7 +179,7 @@ pub async fn reconcile<K: Scalable>(obj: Arc<K>, ctx: Arc<Ctx>) -> Result<Action
             }
             // Changed meanwhile: the watch brings the new version; verify from it.
             Err(ApplyError::Conflict(_)) => return Ok(Action::requeue(Duration::from_secs(1))),
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(e),
         }
         // The write changed the object; the watch event brings it back for planning.
         return Ok(Action::requeue(Duration::from_secs(1)));
@@ -326,9 +289,8 @@ pub async fn reconcile<K: Scalable>(obj: Arc<K>, ctx: Arc<Ctx>) -> Result<Action
     Ok(Action::requeue(next))
 }
 
-pub fn error_policy<K: Scalable>(obj: Arc<K>, err: &ReconcileError, ctx: Arc<Ctx>) -> Action {
-    let conflict = matches!(err, ReconcileError::Apply(ApplyError::Conflict(_)))
-        || matches!(err, ReconcileError::Kube { source, .. } if is_conflict(source));
+pub fn error_policy<K: Scalable>(obj: Arc<K>, err: &ApplyError, ctx: Arc<Ctx>) -> Action {
+    let conflict = matches!(err, ApplyError::Conflict(_));
     ctx.metrics
         .error(if conflict { "conflict" } else { "kubernetes" });
     if conflict {

@@ -344,7 +344,7 @@ fn assess(
         }
         Pattern::Unknown => Need::Quiet(format!("container {name}: pattern unknown")),
         Pattern::Steady | Pattern::LoadFollowing => {
-            let Some(current) = latest(h) else {
+            let Some(current) = h.latest().map(|s| s.bytes) else {
                 return Need::Quiet(format!("container {name}: no recent sample"));
             };
             let u = current / limit as f64;
@@ -558,48 +558,22 @@ fn keep_earliest_restart(steps: &mut Vec<Plan>) {
 
 /// Cooldown and the hourly budget: held-back actions become one `Cooldown` or `RateLimited`
 /// step; the other steps stay.
-pub(crate) fn safety(
-    steps: Vec<Plan>,
-    recent: &RecentActions,
-    policy: &PolicySpec,
-    now: i64,
-) -> Vec<Plan> {
-    let r = &policy.reconcile;
+fn safety(steps: Vec<Plan>, recent: &RecentActions, policy: &PolicySpec, now: i64) -> Vec<Plan> {
     let planned = steps.iter().filter(|p| p.action().is_some()).count();
     if planned == 0 {
         return steps;
     }
-    let cooldown = i64::try_from(r.cooldown.secs()).unwrap_or(i64::MAX);
-    if let Some(last) = recent.actions.iter().max_by_key(|a| a.at) {
-        let until = last.at.saturating_add(cooldown);
-        if now < until {
-            let held: Vec<&str> = steps
-                .iter()
-                .filter_map(|p| p.action().map(ActionKind::as_str))
-                .collect();
-            let mut out: Vec<Plan> = steps.into_iter().filter(|p| p.action().is_none()).collect();
-            out.push(Plan::Cooldown {
-                until,
-                reason: format!(
-                    "cooldown {}: last action {} {} ago; holding {} for {}",
-                    r.cooldown,
-                    last.kind.as_str(),
-                    human_secs((now - last.at).max(0) as f64),
-                    held.join(", "),
-                    human_secs((until - now) as f64)
-                ),
-            });
-            return out;
-        }
-    }
-    let mut in_hour: Vec<i64> = recent
-        .actions
+    let held: Vec<&str> = steps
         .iter()
-        .map(|a| a.at)
-        .filter(|&t| t > now - 3600)
+        .filter_map(|p| p.action().map(ActionKind::as_str))
         .collect();
-    in_hour.sort_unstable();
-    let budget = usize::try_from(r.max_actions_per_hour)
+    if let Some(cool) = cooldown(recent, policy, now, &held) {
+        let mut out: Vec<Plan> = steps.into_iter().filter(|p| p.action().is_none()).collect();
+        out.push(cool);
+        return out;
+    }
+    let in_hour = actions_in_hour(recent, now);
+    let budget = usize::try_from(policy.reconcile.max_actions_per_hour)
         .unwrap_or(usize::MAX)
         .saturating_sub(in_hour.len());
     if planned <= budget {
@@ -621,21 +595,74 @@ pub(crate) fn safety(
             _ => out.push(p),
         }
     }
+    out.push(rate_limited(&in_hour, policy, now, &held));
+    out
+}
+
+/// Whether one more action of `kind` would be held back now (for actions asked for from
+/// outside the plan, e.g. through the API): the `Cooldown` or `RateLimited` step, or None.
+pub(crate) fn held_back(
+    kind: ActionKind,
+    recent: &RecentActions,
+    policy: &PolicySpec,
+    now: i64,
+) -> Option<Plan> {
+    let held = [kind.as_str()];
+    if let Some(cool) = cooldown(recent, policy, now, &held) {
+        return Some(cool);
+    }
+    let in_hour = actions_in_hour(recent, now);
+    let max = usize::try_from(policy.reconcile.max_actions_per_hour).unwrap_or(usize::MAX);
+    (in_hour.len() >= max).then(|| rate_limited(&in_hour, policy, now, &held))
+}
+
+/// The `Cooldown` step while the last action's cooldown runs.
+fn cooldown(recent: &RecentActions, policy: &PolicySpec, now: i64, held: &[&str]) -> Option<Plan> {
+    let r = &policy.reconcile;
+    let cooldown = i64::try_from(r.cooldown.secs()).unwrap_or(i64::MAX);
+    let last = recent.actions.iter().max_by_key(|a| a.at)?;
+    let until = last.at.saturating_add(cooldown);
+    (now < until).then(|| Plan::Cooldown {
+        until,
+        reason: format!(
+            "cooldown {}: last action {} {} ago; holding {} for {}",
+            r.cooldown,
+            last.kind.as_str(),
+            human_secs((now - last.at).max(0) as f64),
+            held.join(", "),
+            human_secs((until - now) as f64)
+        ),
+    })
+}
+
+/// Times of the actions in the hour up to `now`, oldest first.
+fn actions_in_hour(recent: &RecentActions, now: i64) -> Vec<i64> {
+    let mut in_hour: Vec<i64> = recent
+        .actions
+        .iter()
+        .map(|a| a.at)
+        .filter(|&t| t > now - 3600)
+        .collect();
+    in_hour.sort_unstable();
+    in_hour
+}
+
+/// The `RateLimited` step for the `held` actions, given the hour's actions.
+fn rate_limited(in_hour: &[i64], policy: &PolicySpec, now: i64, held: &[&str]) -> Plan {
     let until = in_hour.first().map(|t| t + 3600);
     let next = match until {
         Some(t) => format!("next slot in {}", human_secs((t - now).max(0) as f64)),
         None => "no actions allowed".to_string(),
     };
-    out.push(Plan::RateLimited {
+    Plan::RateLimited {
         until,
         reason: format!(
             "rate limit: {} actions in the last hour (max {}/h); holding {}; {next}",
             in_hour.len(),
-            r.max_actions_per_hour,
+            policy.reconcile.max_actions_per_hour,
             held.join(", ")
         ),
-    });
-    out
+    }
 }
 
 fn field(bytes: Option<u64>) -> MemoryField {
@@ -646,15 +673,6 @@ fn field(bytes: Option<u64>) -> MemoryField {
         },
         None => MemoryField::Missing,
     }
-}
-
-/// The latest usable per-interval peak.
-pub(crate) fn latest(h: &ContainerHistory) -> Option<f64> {
-    h.samples
-        .iter()
-        .rev()
-        .map(|s| s.bytes)
-        .find(|b| b.is_finite() && *b > 0.0)
 }
 
 fn pct(fraction: f64) -> String {

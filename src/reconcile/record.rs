@@ -9,7 +9,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::plan::{
-    latest, ActionKind, ContainerState, PastAction, RecentActions, ResizeMethod, ScalableKind,
+    ActionKind, ContainerState, PastAction, RecentActions, ResizeMethod, ScalableKind,
 };
 use crate::history::{HistoryQuery, WorkloadHistory, WorkloadKey};
 
@@ -202,7 +202,7 @@ pub fn observe(history: Option<&WorkloadHistory>, containers: &[ContainerState])
         .iter()
         .filter_map(|c| {
             let limit = c.limit.filter(|&l| l > 0)? as f64;
-            Some(latest(h.containers.get(&c.name)?)? / limit)
+            Some(h.containers.get(&c.name)?.latest()?.bytes / limit)
         })
         .reduce(f64::max);
     Observed {

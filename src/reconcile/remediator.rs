@@ -10,19 +10,16 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
-use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use kube::api::ListParams;
 use kube::Api;
 
 use super::apply::{is_not_found, ApplyError, Executor, Request};
-use super::plan::{self, ActionKind, Plan, ResizeMethod, ScalableKind};
+use super::plan::{self, Plan, ResizeMethod, ScalableKind};
 use super::record::{self, Change, Remediation, Target};
 use super::target::{hpa_for, records_of, state_of, Scalable};
 use crate::api::backend::{Caller, RemediateError, Remediator, RequestedAction, Validated};
 use crate::api::records::AnnotationRecords;
 use crate::history::HistorySource;
 use crate::policy::store::PolicyStore;
-use crate::policy::ResizeMethodSetting;
 
 /// How long a trigger waits for the workload's history (for the verification baseline).
 const BASELINE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -39,10 +36,6 @@ pub struct KubeRemediator {
 
 fn upstream(e: ApplyError) -> RemediateError {
     RemediateError::Upstream(e.to_string())
-}
-
-fn unix_now() -> i64 {
-    super::controller::unix_now()
 }
 
 impl KubeRemediator {
@@ -85,27 +78,11 @@ impl KubeRemediator {
             }
             let hpas = match req.action {
                 RequestedAction::Scale { .. } => {
-                    Api::<HorizontalPodAutoscaler>::namespaced(
-                        self.exec.client.clone(),
-                        &t.namespace,
-                    )
-                    .list(&ListParams::default())
-                    .await
-                    .map_err(|e| {
-                        RemediateError::Upstream(format!(
-                            "list HorizontalPodAutoscalers in {}: {e}",
-                            t.namespace
-                        ))
-                    })?
-                    .items
+                    self.exec.hpas(&t.namespace).await.map_err(upstream)?
                 }
                 RequestedAction::RaiseLimit { .. } => Vec::new(),
             };
-            let in_place = match r.resize_method {
-                ResizeMethodSetting::Auto => self.in_place_supported,
-                ResizeMethodSetting::InPlace => true,
-                ResizeMethodSetting::Template => false,
-            };
+            let in_place = r.resize_method.in_place(self.in_place_supported);
             let state = state_of(&obj, hpa_for(t.kind, &t.name, &hpas), in_place);
             if state.excluded || policy.excludes_workload(&t.name) {
                 return Err(RemediateError::Refused(format!(
@@ -200,36 +177,20 @@ impl KubeRemediator {
                 }
             };
             let kind = req.action.kind();
-            let now = unix_now();
+            let now = crate::history::unix_now();
             // The reconciler's own safety: cooldown and the hourly cap.
-            let probe = match kind {
-                ActionKind::ScaleOut => Plan::ScaleOut {
-                    from: 0,
-                    to: 0,
-                    reason: String::new(),
-                },
-                _ => Plan::RaiseLimit {
-                    container: String::new(),
-                    from: 0,
-                    to: 0,
-                    method: ResizeMethod::TemplatePatch,
-                    reason: String::new(),
-                },
-            };
             let recent = record::recent_actions(&records);
-            for step in plan::safety(vec![probe], &recent, &policy, now) {
-                match step {
-                    Plan::Cooldown { until, reason } => {
-                        return Err(RemediateError::HeldBack {
-                            until: Some(until),
-                            reason,
-                        })
-                    }
-                    Plan::RateLimited { until, reason } => {
-                        return Err(RemediateError::HeldBack { until, reason })
-                    }
-                    _ => {}
+            match plan::held_back(kind, &recent, &policy, now) {
+                Some(Plan::Cooldown { until, reason }) => {
+                    return Err(RemediateError::HeldBack {
+                        until: Some(until),
+                        reason,
+                    })
                 }
+                Some(Plan::RateLimited { until, reason }) => {
+                    return Err(RemediateError::HeldBack { until, reason })
+                }
+                _ => {}
             }
             let query = t.history_query(policy.history.window.secs());
             let history =

@@ -800,3 +800,43 @@ fn an_oom_loop_too_fast_to_fit_still_gets_its_limit_raised() {
         "{s:?}"
     );
 }
+
+#[test]
+fn held_back_answers_for_one_action_as_the_plan_would() {
+    let mut p = policy();
+    p.reconcile.max_actions_per_hour = 2;
+    // Inside the cooldown: the same step the plan gives.
+    let recent = RecentActions {
+        actions: vec![past(240, ActionKind::RaiseLimit)],
+    };
+    assert_eq!(
+        held_back(ActionKind::ScaleOut, &recent, &p, NOW),
+        Some(Plan::Cooldown {
+            until: NOW + 360,
+            reason: "cooldown 10m: last action raise-limit 4 min ago; holding scale-out for 6 min"
+                .to_string()
+        })
+    );
+    // Past the cooldown, one slot left of two: free.
+    let mut recent = RecentActions {
+        actions: vec![past(3000, ActionKind::ScaleOut)],
+    };
+    assert_eq!(held_back(ActionKind::ScaleOut, &recent, &p, NOW), None);
+    // Budget used up: rate limited until the oldest leaves the hour.
+    recent.actions.push(past(1200, ActionKind::RaiseLimit));
+    assert_eq!(
+        held_back(ActionKind::RaiseLimit, &recent, &p, NOW),
+        Some(Plan::RateLimited {
+            until: Some(NOW + 600),
+            reason: "rate limit: 2 actions in the last hour (max 2/h); holding raise-limit; next \
+                     slot in 10 min"
+                .to_string()
+        })
+    );
+    // A zero budget never frees.
+    p.reconcile.max_actions_per_hour = 0;
+    assert!(matches!(
+        held_back(ActionKind::Restart, &none(), &p, NOW),
+        Some(Plan::RateLimited { until: None, .. })
+    ));
+}
