@@ -20,7 +20,7 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 CACHE_ROOT="${OOMGUARD_CACHE:-${HOME:-/root}/.cache/oomguard}/controlplane"
-BINARIES=(etcd kube-apiserver kubectl kube-controller-manager)
+BINARIES=(etcd kube-apiserver kubectl kube-controller-manager kube-scheduler kubelet)
 # Part of the cache key: bump it when the build flags below change, to force a rebuild.
 BUILD_RECIPE=1
 
