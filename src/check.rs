@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use crate::admission::{Admitter, Decision, Endpoint, Outcome};
 use crate::policy::store::PolicySet;
-use crate::verdict::Verdict;
+use crate::verdict::{Severity, Verdict};
 use crate::workload::WorkloadKind;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -27,7 +27,7 @@ pub struct DocResult {
     pub kind: String,
     pub namespace: String,
     pub name: String,
-    /// pass, warn, fail or skip.
+    /// pass, warn, fail, unknown (no memory history to check it against yet) or skip.
     pub result: &'static str,
     pub warnings: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -44,6 +44,8 @@ pub struct Summary {
     pub pass: usize,
     pub warn: usize,
     pub fail: usize,
+    /// Workloads with no memory history yet (nothing checked, nothing to say).
+    pub unknown: usize,
     pub skip: usize,
 }
 
@@ -153,6 +155,13 @@ pub async fn check(
         } else if v.outcome == Outcome::Skipped && m.outcome == Outcome::Skipped {
             summary.skip += 1;
             "skip"
+        } else if r
+            .verdict
+            .as_ref()
+            .is_some_and(|v| v.severity() == Severity::Unknown)
+        {
+            summary.unknown += 1;
+            "unknown"
         } else {
             summary.pass += 1;
             "pass"
@@ -185,13 +194,16 @@ pub fn print(
     match format {
         Format::Text => {
             for r in results.iter().filter(|r| r.result != "skip") {
+                let result = match r.result {
+                    "unknown" => "not checked (no memory history yet)",
+                    other => other,
+                };
                 writeln!(
                     out,
-                    "{}/{} ({}): {}",
+                    "{}/{} ({}): {result}",
                     r.kind.to_lowercase(),
                     r.name,
                     r.namespace,
-                    r.result
                 )?;
                 for w in &r.warnings {
                     writeln!(out, "Warning: {w}")?;
@@ -206,6 +218,13 @@ pub fn print(
                 }
             }
             writeln!(out, "{summary_line}")?;
+            if summary.unknown > 0 {
+                writeln!(
+                    out,
+                    "not checked: {} (no memory history yet; pass --history or --prometheus)",
+                    summary.unknown
+                )?;
+            }
             if summary.skip > 0 {
                 writeln!(
                     out,

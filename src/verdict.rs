@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::forecast::{self, Forecast, Pattern};
 use crate::history::{ContainerHistory, WorkloadHistory, WorkloadKey};
 use crate::policy::{MissingLimit, Mode, PolicySpec, Statistic};
-use crate::quantity::{format_bytes, round_up_mi, Bytes};
+use crate::quantity::{format_bytes, round_up_mi, Bytes, MI};
 use crate::workload::{ContainerRole, ContainerSpec, MemoryField, Workload};
 
 /// Annotation that opts a workload out of every check.
@@ -100,6 +100,10 @@ pub struct Verdict {
     pub containers: Vec<ContainerVerdict>,
     /// Set when the limits were not checked at all (history unavailable); one line.
     pub unchecked: Option<String>,
+    /// One line about the whole workload: too little history to check it yet, or restarts and
+    /// OOM kills the source cannot see. None for a workload the source has never seen (a new
+    /// one: nothing to say).
+    pub note: Option<String>,
 }
 
 impl Verdict {
@@ -142,9 +146,10 @@ impl Verdict {
         )
     }
 
-    /// Every reason of every container that is not ok, plus the unchecked note.
+    /// Every reason of every container that is not ok, plus the workload's notes.
     pub fn reasons(&self) -> Vec<String> {
         let mut out: Vec<String> = self.unchecked.iter().cloned().collect();
+        out.extend(self.note.iter().cloned());
         for c in &self.containers {
             out.extend(c.reasons.iter().cloned());
         }
@@ -165,25 +170,63 @@ pub fn decide(
         }
         _ => None,
     };
-    let containers = workload
+    let found = match history {
+        HistoryStatus::Found(w) => Some(w),
+        _ => None,
+    };
+    let events_unseen = found.and_then(|w| w.events_unseen.as_deref());
+    let containers: Vec<ContainerVerdict> = workload
         .containers
         .iter()
         .filter(|c| !policy.excludes_container(&c.name))
         .map(|c| {
-            let h = match history {
-                HistoryStatus::Found(w) => w.containers.get(&c.name),
-                _ => None,
-            };
+            let h = found.and_then(|w| w.containers.get(&c.name));
             let available = !matches!(history, HistoryStatus::Unavailable(_));
-            decide_container(c, h, available, policy, now)
+            decide_container(c, h, available, events_unseen, policy, now)
         })
         .collect();
+    let note = found.and_then(|w| workload_note(&containers, w, policy));
     Verdict {
         workload: workload.key(),
         mode: policy.mode,
         containers,
         unchecked,
+        note,
     }
+}
+
+/// The one line a workload with history gets when some of it could not be checked: too little
+/// history (the shortest container's coverage), and restarts or OOM kills the source cannot see.
+fn workload_note(
+    containers: &[ContainerVerdict],
+    w: &WorkloadHistory,
+    policy: &PolicySpec,
+) -> Option<String> {
+    let mut parts = Vec::new();
+    if containers.iter().any(|c| c.severity == Severity::Unknown) {
+        let have = containers
+            .iter()
+            .filter(|c| c.severity == Severity::Unknown)
+            .map(|c| w.containers.get(&c.container).map_or(0, |h| h.covered_secs))
+            .min()
+            .unwrap_or(0);
+        parts.push(too_little_history(have, policy));
+    }
+    if let Some(why) = &w.events_unseen {
+        parts.push(format!(
+            "OOM kills cannot be seen without kube-state-metrics ({why}); nothing is lowered"
+        ));
+    }
+    (!parts.is_empty()).then(|| parts.join("; "))
+}
+
+/// "1h of memory history (need 3h): limits not checked yet".
+pub fn too_little_history(have_secs: u64, policy: &PolicySpec) -> String {
+    format!(
+        "{} of memory history (need {}): limits not checked yet",
+        crate::policy::Duration(have_secs),
+        policy.history.min_history
+    )
 }
 
 /// Decides one container whose history was found (the reconciler's entry: it sizes limits with
@@ -191,16 +234,74 @@ pub fn decide(
 pub fn decide_one(
     c: &ContainerSpec,
     h: Option<&ContainerHistory>,
+    events_unseen: bool,
     policy: &PolicySpec,
     now: i64,
 ) -> ContainerVerdict {
-    decide_container(c, h, true, policy, now)
+    decide_container(c, h, true, events_unseen.then_some(""), policy, now)
+}
+
+/// The OOM bump of a container: its OOM kills answered at the limit they happened at.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OomBumpAsk {
+    /// The limit to ask for (before rounding and the policy's bounds).
+    pub to: f64,
+    /// The limit the kills behind it happened at, and how many there were at it.
+    pub at: f64,
+    pub kills: u32,
+    /// Whether some kills happened at the current limit or above it: it is still too small.
+    pub at_current: bool,
+}
+
+/// Kills are grouped by the limit they happened at; each group asks for
+/// max(limit × ratio^steps, limit + min) with steps = ceil(log2(kills at it + 1)), at most
+/// `maxSteps`. Kills at a limit below the current one ask at most that limit's bump: a raise
+/// already answered them, and bumping again from today's limit would ratchet up to the policy
+/// max for as long as they stay in the window. Kills at the current limit escalate as they
+/// repeat. A kill whose limit is unknown counts at the limit in force at its time, else at
+/// `current`. The ask is the largest group's; None without kills or limits.
+pub fn oom_bump(
+    h: &ContainerHistory,
+    current: Option<f64>,
+    bump: &crate::policy::OomBump,
+) -> Option<OomBumpAsk> {
+    // Limits are whole bytes; kills at one limit share its key.
+    let mut at: std::collections::BTreeMap<u64, u32> = std::collections::BTreeMap::new();
+    for k in &h.oom_kills {
+        if let Some(l) = h.kill_limit(k).or(current).filter(|l| *l > 0.0) {
+            *at.entry(l.round() as u64).or_insert(0) += 1;
+        }
+    }
+    let max_steps = f64::from(bump.max_steps.max(1));
+    let mut best: Option<OomBumpAsk> = None;
+    for (&limit, &kills) in &at {
+        let l = limit as f64;
+        let steps = (f64::from(kills) + 1.0).log2().ceil().clamp(1.0, max_steps);
+        let to = (l * bump.ratio.powf(steps)).max(l + bump.min.0 as f64);
+        // Within half a MiB counts as the same limit (rounding of quantities and of sources).
+        let at_current = current.is_some_and(|c| l >= c - (MI as f64) / 2.0);
+        if best.is_none_or(|b| to > b.to) {
+            best = Some(OomBumpAsk {
+                to,
+                at: l,
+                kills,
+                at_current,
+            });
+        }
+        if at_current {
+            if let Some(b) = best.as_mut() {
+                b.at_current = true;
+            }
+        }
+    }
+    best
 }
 
 fn decide_container(
     c: &ContainerSpec,
     h: Option<&ContainerHistory>,
     history_available: bool,
+    events_unseen: Option<&str>,
     policy: &PolicySpec,
     now: i64,
 ) -> ContainerVerdict {
@@ -226,23 +327,25 @@ fn decide_container(
         return v;
     }
     let window = policy.history.window;
-    let enough =
-        h.filter(|h| h.peaks.intervals > 0 && h.covered_secs >= policy.history.min_history.secs());
+    // OOM kills are evidence with any amount of history: a crash-looping container has sparse
+    // peaks (it is mostly in back-off) and the peak before each kill is rarely scraped.
+    let enough = h.filter(|h| {
+        !h.oom_kills.is_empty()
+            || (h.peaks.intervals > 0 && h.covered_secs >= policy.history.min_history.secs())
+    });
     let Some(h) = enough else {
         if !history_available {
             return v;
         }
+        // The workload's note says it once; a missing limit needs no history to be wrong.
         v.severity = Severity::Unknown;
-        let have = h.map_or(0, |h| h.covered_secs);
-        let limit = v.limit.map_or("no limit".to_string(), |l| {
-            format!("limit {}", Bytes(l as f64))
-        });
-        v.reasons.push(format!(
-            "container {name}: {} of memory history (need {}); {limit} not checked",
-            crate::policy::Duration(have),
-            policy.history.min_history
-        ));
         if v.limit.is_none() {
+            if policy.missing_limit != MissingLimit::Ignore {
+                v.severity = Severity::Warn;
+                v.reasons.push(format!(
+                    "container {name}: no memory limit; set resources.limits.memory (no history yet to size it from)"
+                ));
+            }
             apply_missing_limit(&mut v, policy, None);
         }
         return v;
@@ -261,26 +364,20 @@ fn decide_container(
     };
     // `auto` on a steady series: what the statistic amounts to, so that sized = stat × headroom.
     let stat = steady.map_or_else(|| policy.statistic.of(&h.peaks), |l| l / headroom);
-    v.peak = Some(h.peaks.max);
-    v.statistic = Some(stat);
-    v.oom_kills = h.oom_kills;
+    let has_peaks = h.peaks.intervals > 0;
+    if has_peaks {
+        v.peak = Some(h.peaks.max);
+        v.statistic = Some(stat);
+    }
+    v.oom_kills = h.oom_count();
     let sized = stat * headroom;
     let mut candidates = vec![sized];
 
-    // The OOM bump starts from the limit the kills happened at, escalating with repeats.
-    let oom_limit = h.runtime_limit.or(v.limit.map(|l| l as f64));
-    let bump = match (h.oom_kills, oom_limit) {
-        (0, _) | (_, None) => None,
-        (n, Some(l)) => {
-            let steps = (f64::from(n) + 1.0)
-                .log2()
-                .ceil()
-                .clamp(1.0, f64::from(policy.oom_bump.max_steps.max(1)));
-            let b = (l * policy.oom_bump.ratio.powf(steps)).max(l + policy.oom_bump.min.0 as f64);
-            candidates.push(b);
-            Some(b)
-        }
-    };
+    let current = v.limit.map(|l| l as f64);
+    let bump = oom_bump(h, current.or(h.runtime_limit), &policy.oom_bump);
+    if let Some(b) = &bump {
+        candidates.push(b.to);
+    }
 
     let max = policy.limits.max.0 as f64;
     let fc = policy.forecast.enabled.then(|| {
@@ -306,6 +403,13 @@ fn decide_container(
     // A limit below the request is invalid; never recommend one.
     if let Some(req) = v.request {
         rec = rec.max(req);
+    }
+    // Never lower from censored data: after restarts or OOM kills the peaks stop at the limit
+    // (the kernel killed the container there), and without the restart source a kill may have
+    // gone unseen.
+    let censored = !h.restarts.is_empty() || !h.oom_kills.is_empty() || events_unseen.is_some();
+    if let (true, Some(l)) = (censored, v.limit) {
+        rec = rec.max(l);
     }
     v.recommended = Some(rec);
     let beyond = match &fc {
@@ -333,7 +437,7 @@ fn decide_container(
         Some(limit) => {
             let l = limit as f64;
             let ls = Bytes(l);
-            if l < h.peaks.max {
+            if has_peaks && l < h.peaks.max {
                 v.severity = Severity::Critical;
                 v.reasons.push(format!(
                     "container {name}: limit {ls} is below the {window} peak {}; recommended {rec_s}",
@@ -341,16 +445,24 @@ fn decide_container(
                 ));
             }
             if let Some(b) = bump {
-                if l < b.min(max) {
+                // Below what the kills ask (a raise that did not go far enough, or a limit put
+                // back down), or killed at this very limit.
+                if l < round_up_mi(b.to.min(max)) as f64 - 0.5 || (b.at_current && l < max) {
                     v.severity = Severity::Critical;
                     let ago = h
-                        .last_oom_at
+                        .last_oom_at()
                         .map(|t| format!(", last {} ago", human_secs((now - t).max(0) as f64)))
                         .unwrap_or_default();
+                    let others = h.oom_count().saturating_sub(b.kills);
+                    let others = if others > 0 {
+                        format!(" (+{others} at other limits)")
+                    } else {
+                        String::new()
+                    };
                     v.reasons.push(format!(
-                        "container {name}: OOM-killed {}x in {window} at limit {}{ago}; recommended {rec_s}",
-                        h.oom_kills,
-                        Bytes(oom_limit.unwrap_or(l))
+                        "container {name}: OOM-killed {}x in {window} at limit {}{others}{ago}; recommended {rec_s}",
+                        b.kills,
+                        Bytes(b.at)
                     ));
                 }
             }
@@ -372,7 +484,7 @@ fn decide_container(
                     }
                 }
             }
-            if v.severity < Severity::Critical && l < rec as f64 && rec > limit {
+            if has_peaks && v.severity < Severity::Critical && l < rec as f64 && rec > limit {
                 v.severity = Severity::Warn;
                 v.reasons.push(format!(
                     "container {name}: limit {ls} leaves under {}% headroom over the {stat_label} {}; recommended {rec_s}",

@@ -134,9 +134,13 @@ fn assert_container(what: &str, got: &ContainerHistory, want: &Expected) {
         );
     }
     assert_eq!(got.restarts, want.restarts, "{what}: restarts");
-    assert_eq!(got.oom_kills as usize, want.ooms.len(), "{what}: oom_kills");
     assert_eq!(
-        got.last_oom_at,
+        got.oom_count() as usize,
+        want.ooms.len(),
+        "{what}: oom_kills"
+    );
+    assert_eq!(
+        got.last_oom_at(),
         want.ooms.last().copied(),
         "{what}: last_oom_at"
     );

@@ -207,8 +207,8 @@ pub fn forecast(
             time_to_limit_low_seconds: f.time_to_limit_low.and_then(finite),
             time_to_limit_high_seconds: f.time_to_limit_high.and_then(finite),
             peak_bytes: finite(h.peaks.max).filter(|_| h.peaks.intervals > 0),
-            oom_kills: h.oom_kills,
-            last_oom_at: h.last_oom_at,
+            oom_kills: h.oom_count(),
+            last_oom_at: h.last_oom_at(),
             history_seconds: h.covered_secs,
         });
     }

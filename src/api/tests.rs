@@ -243,6 +243,7 @@ fn leak_history() -> WorkloadHistory {
         now: NOW,
         window_secs: 14 * 86_400,
         containers,
+        events_unseen: None,
     }
 }
 

@@ -17,8 +17,11 @@
 //!         # without them the peaks are used).
 //!         samples: [[1763971170, 268435456], ...]
 //!         restarts: [1763885000, ...]  # unix seconds (optional)
-//!         oomKills: [1763885000, ...]  # unix seconds (optional)
-//!         limit: 256Mi                 # the limit the containers ran with (optional)
+//!         # OOM kills (optional): unix seconds, or [unix seconds, the limit it hit in bytes].
+//!         oomKills: [1763885000, [1763885600, 268435456], ...]
+//!         limit: 256Mi                 # the limit the containers run with now (optional)
+//!         # When the limit changed (optional): [unix seconds, bytes from then on], 0 = none.
+//!         limitHistory: [[1763800000, 268435456], [1763890000, 464519168]]
 //! ```
 
 use std::collections::HashMap;
@@ -29,8 +32,8 @@ use futures::future::BoxFuture;
 use serde::Deserialize;
 
 use super::{
-    ContainerHistory, HistoryError, HistoryQuery, HistorySource, PeakStats, Sample,
-    WorkloadHistory, WorkloadKey,
+    ContainerHistory, HistoryError, HistoryQuery, HistorySource, LimitChange, OomKill, PeakStats,
+    Sample, WorkloadHistory, WorkloadKey,
 };
 use crate::quantity;
 
@@ -63,9 +66,19 @@ struct FileContainer {
     #[serde(default)]
     restarts: Vec<i64>,
     #[serde(default)]
-    oom_kills: Vec<i64>,
+    oom_kills: Vec<FileOomKill>,
     #[serde(default)]
     limit: Option<String>,
+    #[serde(default)]
+    limit_history: Vec<(i64, f64)>,
+}
+
+/// An `oomKills` entry: unix seconds, or `[unix seconds, limit bytes]`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged, expecting = "unix seconds, or [unix seconds, limit bytes]")]
+enum FileOomKill {
+    At(i64),
+    AtLimit(i64, f64),
 }
 
 /// The parsed file: full series per workload; each query cuts its window out of them.
@@ -81,8 +94,9 @@ struct FileSeries {
     peaks: Vec<Sample>,
     samples: Vec<Sample>,
     restarts: Vec<i64>,
-    oom_kills: Vec<i64>,
+    oom_kills: Vec<OomKill>,
     limit: Option<f64>,
+    limit_history: Vec<LimitChange>,
 }
 
 impl FileHistory {
@@ -143,19 +157,48 @@ impl FileHistory {
                 if peaks.is_empty() {
                     peaks = samples.clone();
                 }
-                if peaks.is_empty() {
+                if peaks.is_empty() && c.oom_kills.is_empty() {
                     return Err(err(format!(
-                        "workloads {key} container {name}: needs peaks or samples"
+                        "workloads {key} container {name}: needs peaks, samples or oomKills"
                     )));
                 }
+                let bytes_ok = |b: f64| b.is_finite() && b >= 0.0;
+                let mut oom_kills = Vec::with_capacity(c.oom_kills.len());
+                for k in c.oom_kills {
+                    oom_kills.push(match k {
+                        FileOomKill::At(t) => OomKill { t, limit: None },
+                        FileOomKill::AtLimit(t, b) if bytes_ok(b) && b > 0.0 => OomKill {
+                            t,
+                            limit: Some(b),
+                        },
+                        FileOomKill::AtLimit(t, _) => {
+                            return Err(err(format!(
+                                "workloads {key} container {name}: oomKills [{t}, ...]: the limit must be a positive byte count"
+                            )))
+                        }
+                    });
+                }
+                oom_kills.sort_by_key(|k| k.t);
+                if c.limit_history.iter().any(|&(_, b)| !bytes_ok(b)) {
+                    return Err(err(format!(
+                        "workloads {key} container {name}: limitHistory must be [unix seconds, non-negative bytes] pairs"
+                    )));
+                }
+                let mut limit_history: Vec<LimitChange> = c
+                    .limit_history
+                    .into_iter()
+                    .map(|(since, bytes)| LimitChange { since, bytes })
+                    .collect();
+                limit_history.sort_by_key(|c| c.since);
                 containers.push((
                     name,
                     FileSeries {
                         peaks,
                         samples,
                         restarts: c.restarts,
-                        oom_kills: c.oom_kills,
+                        oom_kills,
                         limit,
+                        limit_history,
                     },
                 ));
             }
@@ -227,11 +270,11 @@ impl FileHistory {
                     (Some(a), Some(b)) => u64::try_from(b.t - a.t).unwrap_or(0),
                     _ => 0,
                 };
-                let ooms: Vec<i64> = s
+                let ooms: Vec<OomKill> = s
                     .oom_kills
                     .iter()
                     .copied()
-                    .filter(|&t| in_window(t))
+                    .filter(|k| in_window(k.t))
                     .collect();
                 let mut restarts: Vec<i64> = s
                     .restarts
@@ -239,9 +282,16 @@ impl FileHistory {
                     .copied()
                     .filter(|&t| in_window(t))
                     .collect();
-                restarts.extend(ooms.iter().copied());
+                restarts.extend(ooms.iter().map(|k| k.t));
                 restarts.sort_unstable();
                 restarts.dedup();
+                // The change in force at the window's start, and those inside it.
+                let first_inside = s.limit_history.partition_point(|c| c.since <= from);
+                let limit_history = s.limit_history[first_inside.saturating_sub(1)..]
+                    .iter()
+                    .copied()
+                    .filter(|c| c.since <= self.now)
+                    .collect();
                 (
                     name.clone(),
                     ContainerHistory {
@@ -249,9 +299,9 @@ impl FileHistory {
                         peaks: PeakStats::from_peaks(&peaks),
                         samples,
                         restarts,
-                        oom_kills: u32::try_from(ooms.len()).unwrap_or(u32::MAX),
-                        last_oom_at: ooms.iter().copied().max(),
+                        oom_kills: ooms,
                         runtime_limit: s.limit,
+                        limit_history,
                         ..Default::default()
                     },
                 )
@@ -261,6 +311,7 @@ impl FileHistory {
             now: self.now,
             window_secs: query.window_secs,
             containers,
+            events_unseen: None,
         })
     }
 }

@@ -91,6 +91,23 @@ pub fn quantile_sorted(sorted: &[f64], q: f64) -> f64 {
     }
 }
 
+/// One OOM kill: when, and the memory limit the container was killed at.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct OomKill {
+    /// Unix seconds (the end of the interval the kill was seen in, for Prometheus).
+    pub t: i64,
+    /// The limit in force when it happened, in bytes; None when the source cannot tell (then
+    /// [`ContainerHistory::kill_limit`] takes it from the limit history).
+    pub limit: Option<f64>,
+}
+
+/// From `since` (unix seconds) on, the containers ran with a limit of `bytes` (0: no limit).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct LimitChange {
+    pub since: i64,
+    pub bytes: f64,
+}
+
 /// History of one container of a workload (all its pods merged).
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct ContainerHistory {
@@ -102,12 +119,12 @@ pub struct ContainerHistory {
     pub samples: Vec<Sample>,
     /// Unix seconds of container restarts seen in the window (OOM kills included).
     pub restarts: Vec<i64>,
-    /// OOM kills counted in the window.
-    pub oom_kills: u32,
-    /// Unix seconds of the most recent OOM kill, when known.
-    pub last_oom_at: Option<i64>,
-    /// Memory limit the running containers had, in bytes, when known.
+    /// OOM kills in the window, oldest first, each with the limit it happened at.
+    pub oom_kills: Vec<OomKill>,
+    /// Memory limit the running containers have now, in bytes, when known.
     pub runtime_limit: Option<f64>,
+    /// When the limit changed in the window, oldest first (empty: unknown, or never changed).
+    pub limit_history: Vec<LimitChange>,
     /// Cache of [`ContainerHistory::fit`]; leave it `Default::default()`.
     #[serde(skip)]
     pub fit: OnceLock<LeakFit>,
@@ -120,9 +137,9 @@ impl Clone for ContainerHistory {
             peaks: self.peaks,
             samples: self.samples.clone(),
             restarts: self.restarts.clone(),
-            oom_kills: self.oom_kills,
-            last_oom_at: self.last_oom_at,
+            oom_kills: self.oom_kills.clone(),
             runtime_limit: self.runtime_limit,
+            limit_history: self.limit_history.clone(),
             fit: self.fit.clone(),
         }
     }
@@ -151,6 +168,36 @@ impl ContainerHistory {
             .filter(|&&t| t > now - secs && t <= now)
             .count()
     }
+
+    /// OOM kills in the window.
+    pub fn oom_count(&self) -> u32 {
+        u32::try_from(self.oom_kills.len()).unwrap_or(u32::MAX)
+    }
+
+    /// Unix seconds of the most recent OOM kill.
+    pub fn last_oom_at(&self) -> Option<i64> {
+        self.oom_kills.iter().map(|k| k.t).max()
+    }
+
+    /// The limit in force at `t`: the last change at or before it, else the runtime limit
+    /// (None for no limit, or when nothing is known).
+    pub fn limit_at(&self, t: i64) -> Option<f64> {
+        let known = self
+            .limit_history
+            .iter()
+            .rev()
+            .find(|c| c.since <= t)
+            .map(|c| c.bytes)
+            .or(self.runtime_limit);
+        known.filter(|&b| b.is_finite() && b > 0.0)
+    }
+
+    /// The limit an OOM kill happened at: its own, else the limit in force at its time.
+    pub fn kill_limit(&self, k: &OomKill) -> Option<f64> {
+        k.limit
+            .filter(|&b| b.is_finite() && b > 0.0)
+            .or_else(|| self.limit_at(k.t))
+    }
 }
 
 /// History of every container of one workload, as of `now` (unix seconds).
@@ -159,6 +206,11 @@ pub struct WorkloadHistory {
     pub now: i64,
     pub window_secs: u64,
     pub containers: BTreeMap<String, ContainerHistory>,
+    /// Set when the source cannot see restarts and OOM kills (Prometheus without
+    /// kube-state-metrics series for the namespace): why, in a few words. Nothing is then
+    /// lowered, as a kill may have gone unseen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events_unseen: Option<String>,
 }
 
 /// What to fetch: the workload and the policy's window.

@@ -29,7 +29,8 @@ use prometheus_http_query::Client;
 
 use super::cache::{CacheStatsSnapshot, TtlCache};
 use super::{
-    ContainerHistory, HistoryError, HistoryQuery, HistorySource, PeakStats, Sample, WorkloadHistory,
+    ContainerHistory, HistoryError, HistoryQuery, HistorySource, OomKill, PeakStats, Sample,
+    WorkloadHistory,
 };
 
 /// Seconds each per-interval peak covers (and the step of every query).
@@ -632,6 +633,7 @@ fn assemble(
                     now,
                     window_secs,
                     containers,
+                    events_unseen: None,
                 }),
             )
         })
@@ -666,8 +668,7 @@ fn container_history(mut p: Parts) -> ContainerHistory {
         },
         samples: p.samples,
         restarts,
-        oom_kills: u32::try_from(p.ooms.len()).unwrap_or(u32::MAX),
-        last_oom_at: p.ooms.last().copied(),
+        oom_kills: p.ooms.iter().map(|&t| OomKill { t, limit: None }).collect(),
         // 0 means "no limit" in cAdvisor.
         runtime_limit: p.limit.filter(|&l| l > 0.0),
         ..Default::default()

@@ -273,7 +273,8 @@ pub fn plan(
         .iter()
         .filter(|c| !policy.excludes_container(&c.name))
     {
-        match assess(w, c, history.containers.get(&c.name), policy, now) {
+        let h = history.containers.get(&c.name);
+        match assess(w, c, h, history.events_unseen.is_some(), policy, now) {
             Need::Quiet(r) => quiet.push(r),
             Need::Step(p) => steps.push(p),
             Need::Replicas { wanted, detail } => {
@@ -308,6 +309,7 @@ fn assess(
     w: &WorkloadState,
     c: &ContainerState,
     h: Option<&ContainerHistory>,
+    events_unseen: bool,
     policy: &PolicySpec,
     now: i64,
 ) -> Need {
@@ -329,10 +331,13 @@ fn assess(
         has_resources: true,
         has_limits: true,
     };
-    let v = verdict::decide_one(&spec, Some(h), policy, now);
+    let v = verdict::decide_one(&spec, Some(h), events_unseen, policy, now);
     let Some(rec) = v.recommended else {
-        let why = v.reasons.first().cloned();
-        return Need::Quiet(why.unwrap_or_else(|| format!("container {name}: not checked")));
+        let why = match v.severity {
+            Severity::Unknown => verdict::too_little_history(h.covered_secs, policy),
+            _ => v.reasons.first().cloned().unwrap_or("not checked".into()),
+        };
+        return Need::Quiet(format!("container {name}: {why}"));
     };
     let pattern = h.fit().pattern;
     let ls = Bytes(limit as f64);

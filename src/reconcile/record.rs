@@ -207,8 +207,8 @@ pub fn observe(history: Option<&WorkloadHistory>, containers: &[ContainerState])
         .reduce(f64::max);
     Observed {
         utilization,
-        last_oom_at: h.containers.values().filter_map(|c| c.last_oom_at).max(),
-        oom_kills: h.containers.values().map(|c| c.oom_kills).sum(),
+        last_oom_at: h.containers.values().filter_map(|c| c.last_oom_at()).max(),
+        oom_kills: h.containers.values().map(|c| c.oom_count()).sum(),
     }
 }
 
@@ -321,8 +321,14 @@ mod tests {
                 Sample { t: 2, bytes },
                 Sample { t: 3, bytes: 0.0 },
             ],
-            last_oom_at: oom,
-            oom_kills: kills,
+            // `kills` kills, the last at `oom`.
+            oom_kills: (0..kills)
+                .map(|i| crate::history::OomKill {
+                    t: oom.unwrap_or(0) - i64::from(i),
+                    limit: None,
+                })
+                .rev()
+                .collect(),
             ..Default::default()
         };
         h.containers.insert("a".into(), hist(50.0, Some(10), 1));

@@ -1,7 +1,7 @@
-use serde_json::json;
+use serde_json::{json, Value};
 
 use super::*;
-use crate::history::{PeakStats, Sample};
+use crate::history::{LimitChange, OomKill, PeakStats, Sample};
 use crate::policy::{Memory, Percent};
 use crate::quantity::MI;
 use crate::workload::WorkloadKind;
@@ -43,6 +43,7 @@ fn flat_history(level: f64, peak: f64) -> WorkloadHistory {
         now: NOW,
         window_secs: 14 * 86400,
         containers: [("web".to_string(), c)].into_iter().collect(),
+        events_unseen: None,
     }
 }
 
@@ -206,13 +207,16 @@ fn auto_sizes_a_steady_series_from_its_p98_never_below_its_max() {
     );
 }
 
+fn kills(at: &[i64], limit: Option<f64>) -> Vec<OomKill> {
+    at.iter().map(|&t| OomKill { t, limit }).collect()
+}
+
 #[test]
 fn oom_kills_bump_from_the_limit_and_escalate() {
     let w = deployment(Some("256Mi"), None);
     let mut h = flat_history(200.0, 250.0);
     let c = h.containers.get_mut("web").unwrap();
-    c.oom_kills = 1;
-    c.last_oom_at = Some(NOW - 7200);
+    c.oom_kills = kills(&[NOW - 7200], None);
     c.runtime_limit = Some(256.0 * MI as f64);
     let v = decide(&w, HistoryStatus::Found(&h), &policy(Mode::Warn), NOW);
     let cv = &v.containers[0];
@@ -227,7 +231,10 @@ fn oom_kills_bump_from_the_limit_and_escalate() {
         cv.reasons
     );
 
-    h.containers.get_mut("web").unwrap().oom_kills = 12;
+    h.containers.get_mut("web").unwrap().oom_kills = kills(
+        &(0..12).map(|i| NOW - 7200 - i * 600).collect::<Vec<_>>(),
+        None,
+    );
     let v = decide(&w, HistoryStatus::Found(&h), &policy(Mode::Warn), NOW);
     // Twelve kills: three steps, 256 × 1.2³ = 442.4Mi → 443Mi.
     assert_eq!(v.containers[0].recommended, Some(443 * MI));
@@ -244,6 +251,187 @@ fn oom_kills_bump_from_the_limit_and_escalate() {
         "{:?}",
         v.containers[0].reasons
     );
+}
+
+/// The ratchet: 6 kills at 256Mi, raised to 443Mi, then 36 h at ~300Mi without a kill.
+fn raised_after_kills(with_kill_limits: bool) -> WorkloadHistory {
+    let mi = MI as f64;
+    let raise = NOW - 36 * 3600;
+    let mut h = flat_history(300.0, 300.0);
+    let c = h.containers.get_mut("web").unwrap();
+    let at: Vec<i64> = (0..6).map(|i| raise - 3600 - i * 900).rev().collect();
+    c.oom_kills = kills(&at, with_kill_limits.then_some(256.0 * mi));
+    c.restarts = at;
+    c.runtime_limit = Some(443.0 * mi);
+    if !with_kill_limits {
+        c.limit_history = vec![
+            LimitChange {
+                since: NOW - 14 * 86400,
+                bytes: 256.0 * mi,
+            },
+            LimitChange {
+                since: raise,
+                bytes: 443.0 * mi,
+            },
+        ];
+    }
+    h
+}
+
+#[test]
+fn kills_at_an_older_lower_limit_do_not_ratchet() {
+    for with_kill_limits in [true, false] {
+        let h = raised_after_kills(with_kill_limits);
+        let w = deployment(Some("443Mi"), None);
+        let v = decide(&w, HistoryStatus::Found(&h), &policy(Mode::Enforce), NOW);
+        let c = &v.containers[0];
+        // 256 × 1.2³ = 442.4Mi was the answer to those kills; 443Mi carries it.
+        assert_eq!(c.recommended, Some(443 * MI), "{:?}", c.reasons);
+        assert!(c.severity < Severity::Critical, "{:?}", c.reasons);
+        assert!(!v.denied());
+        // Re-applying the old manifest (256Mi) asks for that bump again, not more.
+        let v = decide(
+            &deployment(Some("256Mi"), None),
+            HistoryStatus::Found(&h),
+            &policy(Mode::Mutate),
+            NOW,
+        );
+        assert_eq!(v.containers[0].action, Action::Raise { to: 443 * MI });
+        assert!(
+            v.containers[0]
+                .reasons
+                .iter()
+                .any(|r| r.contains("OOM-killed 6x in 14d at limit 256Mi")),
+            "{:?}",
+            v.containers[0].reasons
+        );
+        // And the reconciler's entry gives the same number.
+        let spec = &deployment(Some("443Mi"), None).containers[0];
+        let one = decide_one(
+            spec,
+            h.containers.get("web"),
+            false,
+            &policy(Mode::Warn),
+            NOW,
+        );
+        assert_eq!(one.recommended, Some(443 * MI));
+    }
+}
+
+#[test]
+fn kills_at_the_current_limit_still_escalate() {
+    let mi = MI as f64;
+    let mut h = raised_after_kills(true);
+    let c = h.containers.get_mut("web").unwrap();
+    c.oom_kills
+        .extend(kills(&[NOW - 3600, NOW - 600], Some(443.0 * mi)));
+    let v = decide(
+        &deployment(Some("443Mi"), None),
+        HistoryStatus::Found(&h),
+        &policy(Mode::Enforce),
+        NOW,
+    );
+    let c = &v.containers[0];
+    assert_eq!(c.severity, Severity::Critical);
+    // Two kills at 443Mi: two steps, 443 × 1.44 = 637.9Mi → 638Mi.
+    assert_eq!(c.recommended, Some(638 * MI));
+    assert!(
+        c.reasons[0].contains("OOM-killed 2x in 14d at limit 443Mi (+6 at other limits)"),
+        "{:?}",
+        c.reasons
+    );
+    assert!(v.denied());
+    // A limit put back down below old kills is critical too.
+    let v = decide(
+        &deployment(Some("300Mi"), None),
+        HistoryStatus::Found(&raised_after_kills(true)),
+        &policy(Mode::Enforce),
+        NOW,
+    );
+    assert!(v.denied(), "{:?}", v.reasons());
+}
+
+#[test]
+fn oom_kills_count_with_any_amount_of_history() {
+    // The crash loop on a real kubelet: 8 kills at 64Mi in 8 minutes, two sparse peaks
+    // far below the limit (the peak before each kill is never scraped).
+    let mi = MI as f64;
+    let mut c = ContainerHistory {
+        covered_secs: 60,
+        peaks: PeakStats::from_peaks(&[20.0 * mi, 30.0 * mi]),
+        samples: vec![
+            Sample {
+                t: NOW - 300,
+                bytes: 20.0 * mi,
+            },
+            Sample {
+                t: NOW - 240,
+                bytes: 30.0 * mi,
+            },
+        ],
+        runtime_limit: Some(64.0 * mi),
+        ..Default::default()
+    };
+    c.oom_kills = kills(
+        &(0..8).map(|i| NOW - 480 + i * 60).collect::<Vec<_>>(),
+        Some(64.0 * mi),
+    );
+    c.restarts = c.oom_kills.iter().map(|k| k.t).collect();
+    let h = WorkloadHistory {
+        now: NOW,
+        window_secs: 14 * 86400,
+        containers: [("web".to_string(), c)].into_iter().collect(),
+        events_unseen: None,
+    };
+    let w = deployment(Some("64Mi"), None);
+    let v = decide(&w, HistoryStatus::Found(&h), &policy(Mode::Enforce), NOW);
+    let cv = &v.containers[0];
+    assert_eq!(cv.severity, Severity::Critical, "{:?}", cv.reasons);
+    // 8 kills: ceil(log2 9) = 4 steps, capped at 3: max(64 × 1.728, 64 + 100) = 164Mi.
+    assert_eq!(cv.recommended, Some(164 * MI));
+    assert!(v.denied());
+    assert!(v.note.is_none(), "{:?}", v.note);
+}
+
+#[test]
+fn censored_data_is_never_lowered() {
+    // 10 kills at 64Mi but the peaks say 31Mi: the peaks stop where the kernel killed.
+    let mi = MI as f64;
+    let mut h = flat_history(20.0, 31.0);
+    let c = h.containers.get_mut("web").unwrap();
+    let at: Vec<i64> = (0..10).map(|i| NOW - 86400 * 3 - i * 60).rev().collect();
+    c.oom_kills = kills(&at, Some(128.0 * mi));
+    c.restarts = at;
+    let w = deployment(Some("256Mi"), None);
+    let v = decide(&w, HistoryStatus::Found(&h), &policy(Mode::Warn), NOW);
+    let cv = &v.containers[0];
+    // Kills at 128Mi ask 228Mi; a 256Mi limit is kept, never lowered to 36Mi.
+    assert_eq!(cv.recommended, Some(256 * MI));
+    assert!(cv.severity < Severity::Warn, "{:?}", cv.reasons);
+
+    // Restarts alone (no OOM reason) censor too.
+    let mut h = flat_history(20.0, 31.0);
+    h.containers.get_mut("web").unwrap().restarts = vec![NOW - 3600];
+    let v = decide(&w, HistoryStatus::Found(&h), &policy(Mode::Warn), NOW);
+    assert_eq!(v.containers[0].recommended, Some(256 * MI));
+
+    // No restart source at all: said once, nothing lowered.
+    let mut h = flat_history(20.0, 31.0);
+    h.events_unseen = Some("no kube_pod_container_status_restarts_total in team-a".into());
+    let v = decide(&w, HistoryStatus::Found(&h), &policy(Mode::Warn), NOW);
+    assert_eq!(v.containers[0].recommended, Some(256 * MI));
+    assert_eq!(v.reasons().len(), 1, "{:?}", v.reasons());
+    assert!(
+        v.reasons()[0].starts_with("OOM kills cannot be seen without kube-state-metrics"),
+        "{:?}",
+        v.reasons()
+    );
+
+    // With a clean history the over-provisioned note still says how far it could go down.
+    let h = flat_history(20.0, 31.0);
+    let v = decide(&w, HistoryStatus::Found(&h), &policy(Mode::Warn), NOW);
+    assert_eq!(v.containers[0].recommended, Some(36 * MI));
+    assert_eq!(v.containers[0].severity, Severity::Info);
 }
 
 #[test]
@@ -266,6 +454,7 @@ fn a_leak_predicted_within_the_horizon_is_critical() {
         now: NOW,
         window_secs: 14 * 86400,
         containers: [("web".to_string(), c)].into_iter().collect(),
+        events_unseen: None,
     };
     let v = decide(
         &deployment(Some("256Mi"), None),
@@ -332,14 +521,11 @@ fn missing_limits_follow_the_policy() {
 fn unknown_and_unavailable_history_never_deny() {
     let w = deployment(Some("64Mi"), None);
     let p = policy(Mode::Enforce);
+    // A new workload: nothing known, nothing to say.
     let v = decide(&w, HistoryStatus::Missing, &p, NOW);
     assert_eq!(v.containers[0].severity, Severity::Unknown);
     assert!(!v.denied());
-    assert!(
-        v.containers[0].reasons[0].contains("need 3h"),
-        "{:?}",
-        v.containers[0].reasons
-    );
+    assert!(v.reasons().is_empty(), "{:?}", v.reasons());
 
     let v = decide(
         &w,
@@ -354,12 +540,60 @@ fn unknown_and_unavailable_history_never_deny() {
         "memory limits not checked (allowed): Prometheus did not answer within 2000 ms"
     );
 
-    // Too little history is unknown too.
+    // Too little history is unknown too, said once for the workload.
     let mut h = flat_history(200.0, 301.0);
     h.containers.get_mut("web").unwrap().covered_secs = 3600;
     let v = decide(&w, HistoryStatus::Found(&h), &p, NOW);
     assert_eq!(v.containers[0].severity, Severity::Unknown);
     assert!(!v.denied());
+    assert_eq!(
+        v.reasons(),
+        vec!["1h of memory history (need 3h): limits not checked yet".to_string()]
+    );
+}
+
+#[test]
+fn missing_history_is_one_line_per_workload_and_missing_limits_are_still_said() {
+    let names = ["a", "b", "c", "d", "e", "f", "g"];
+    let containers: Vec<Value> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            if i == 3 {
+                json!({"name": n})
+            } else {
+                json!({"name": n, "resources": {"limits": {"memory": "128Mi"}}})
+            }
+        })
+        .collect();
+    let obj = json!({"metadata": {"name": "seven"},
+        "spec": {"template": {"spec": {"containers": containers}}}});
+    let w = Workload::from_object(WorkloadKind::Deployment, &obj, "team-a").unwrap();
+    let mut h = flat_history(20.0, 30.0);
+    let short = h.containers.remove("web").unwrap();
+    for n in names {
+        let mut c = short.clone();
+        c.covered_secs = 1200;
+        h.containers.insert(n.to_string(), c);
+    }
+    for status in [HistoryStatus::Found(&h), HistoryStatus::Missing] {
+        let v = decide(&w, status, &policy(Mode::Warn), NOW);
+        let reasons = v.reasons();
+        let missing = "container d: no memory limit; set resources.limits.memory";
+        assert!(
+            reasons.iter().any(|r| r.starts_with(missing)),
+            "{reasons:?}"
+        );
+        let history_lines = reasons.iter().filter(|r| r.contains("history")).count();
+        let expected = if matches!(status, HistoryStatus::Found(_)) {
+            2
+        } else {
+            1
+        };
+        // The history note once (Found), plus the missing-limit line, which names history.
+        assert_eq!(history_lines, expected, "{reasons:?}");
+        assert_eq!(reasons.len(), expected, "{reasons:?}");
+    }
 }
 
 #[test]

@@ -2,7 +2,7 @@ use std::sync::OnceLock;
 
 use super::*;
 use crate::forecast::LeakFit;
-use crate::history::{PeakStats, Sample};
+use crate::history::{OomKill, PeakStats, Sample};
 use crate::policy::{Duration, Memory};
 use crate::quantity::MI;
 
@@ -53,6 +53,7 @@ fn histories(cs: Vec<(&str, ContainerHistory)>) -> WorkloadHistory {
         now: NOW,
         window_secs: 14 * 86_400,
         containers: cs.into_iter().map(|(n, h)| (n.to_string(), h)).collect(),
+        events_unseen: None,
     }
 }
 
@@ -349,7 +350,7 @@ fn raise_matches_verdict_decide_exactly() {
         has_resources: true,
         has_limits: true,
     };
-    let v = verdict::decide_one(&spec, h.containers.get("web"), &policy(), NOW);
+    let v = verdict::decide_one(&spec, h.containers.get("web"), false, &policy(), NOW);
     let s = steps(&w, &h, &policy(), &none());
     match s.as_slice() {
         [Plan::RaiseLimit { to, .. }] => assert_eq!(Some(*to), v.recommended),
@@ -706,8 +707,8 @@ fn missing_history_limit_or_pattern_is_none_with_why() {
     let s = steps(&w, &one(short), &policy(), &none());
     assert_eq!(
         s[0].reason(),
-        "Deployment team-a/web-app: no action: container web: 1h of memory history (need 3h); \
-         limit 400Mi not checked"
+        "Deployment team-a/web-app: no action: container web: 1h of memory history (need 3h): \
+         limits not checked yet"
     );
     let s = steps(
         &w,
@@ -772,9 +773,12 @@ fn never_beyond_the_policy_bounds() {
 fn an_oom_loop_too_fast_to_fit_still_gets_its_limit_raised() {
     // Peaks at the 256 MiB limit, 30 OOM kills in the window, no lifetime long enough to fit.
     let mut h = history(Pattern::Unknown, 0.0, 0.0, 256.0, 256.0);
-    h.oom_kills = 30;
-    h.last_oom_at = Some(NOW - 120);
     h.restarts = (0..30).map(|i| NOW - 120 - i * 600).collect();
+    h.oom_kills = h
+        .restarts
+        .iter()
+        .map(|&t| OomKill { t, limit: None })
+        .collect();
     let s = steps(&workload(2, 256), &one(h), &policy(), &none());
     match s.as_slice() {
         [Plan::RaiseLimit {
