@@ -119,6 +119,28 @@ impl Verdict {
         self.containers.iter().any(|c| c.action == Action::Deny)
     }
 
+    /// Drops every action (an UPDATE that leaves memory as it was: warnings only), saying so
+    /// when a denial is let through.
+    pub fn warn_only(&mut self) {
+        let denied = self.denied();
+        for c in &mut self.containers {
+            c.action = Action::None;
+        }
+        if denied {
+            self.containers
+                .iter_mut()
+                .filter(|c| c.severity == Severity::Critical)
+                .take(1)
+                .for_each(|c| {
+                    c.reasons.push(
+                        "allowed: this update leaves memory requests and limits as they were; \
+                         the next change to them is enforced"
+                            .to_string(),
+                    )
+                });
+        }
+    }
+
     /// The message a denied user sees: what is wrong and what to set, with the numbers.
     pub fn deny_message(&self) -> String {
         let mut parts = Vec::new();

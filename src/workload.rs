@@ -147,6 +147,8 @@ pub struct Workload {
     /// Set when another object controls this one (a ReplicaSet of a Deployment, a Pod of a
     /// ReplicaSet): the owner was already checked.
     pub controlled_by: Option<String>,
+    /// `metadata.deletionTimestamp` is set: the object is being deleted.
+    pub deleting: bool,
     /// Whether `metadata` and `metadata.annotations` exist (a patch must create what is missing).
     pub has_metadata: bool,
     pub has_annotations: bool,
@@ -194,6 +196,19 @@ pub(crate) struct PartialMeta {
     pub(crate) annotations: Option<OwnAnnotations>,
     #[serde(default, rename = "ownerReferences")]
     pub(crate) owner_references: Option<Vec<PartialOwner>>,
+    /// Set (to anything but null) when the object is being deleted.
+    #[serde(default, rename = "deletionTimestamp")]
+    pub(crate) deletion_timestamp: Option<Present>,
+}
+
+/// A field whose value does not matter, only that it is there (read without being built).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Present;
+
+impl<'de> Deserialize<'de> for Present {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        serde::de::IgnoredAny::deserialize(d).map(|_| Present)
+    }
 }
 
 #[derive(Deserialize)]
@@ -359,6 +374,7 @@ impl Workload {
         let meta = meta.unwrap_or_default();
         let name = meta.name.or(meta.generate_name).unwrap_or_default();
         let has_annotations = meta.annotations.is_some();
+        let deleting = meta.deletion_timestamp.is_some();
         let annotations = meta.annotations.unwrap_or_default().0;
         let controlled_by = meta
             .owner_references
@@ -427,6 +443,7 @@ impl Workload {
             annotations,
             containers,
             controlled_by,
+            deleting,
             has_metadata,
             has_annotations,
             pod_spec_path: path,

@@ -47,6 +47,14 @@ async fn mutate_mode_patches_apply_and_are_idempotent() {
         ("deployment-update.json", "/spec/template/spec/containers/0"),
     ] {
         let mut review = fixture(name);
+        if name == "deployment-update.json" {
+            // The recorded update leaves memory as it was: never patched (no rollout of ours).
+            let r = w.review("/mutate", &review).await;
+            assert!(r.get("patch").is_none() && r["allowed"] == true, "{r}");
+            // An update that lowers the limit is decided like a create.
+            review["request"]["oldObject"]["spec"]["template"]["spec"]["containers"][0]
+                ["resources"]["limits"]["memory"] = json!("512Mi");
+        }
         let r = w.review("/mutate", &review).await;
         assert_eq!(r["allowed"], true, "{name}");
         let object = review["request"]["object"].clone();
@@ -504,6 +512,11 @@ async fn recorded_apiserver_reviews_in_mutate_mode() {
             assert!(r.get("patch").is_none(), "{name}: nothing to raise: {r}");
             continue;
         }
+        if name.starts_with("update--") {
+            // `kubectl set env` leaves memory as it was: a patch would be a rollout of ours.
+            assert!(r.get("patch").is_none(), "{name}: patched an update: {r}");
+            continue;
+        }
         let patched = apply_patch(&r, &object);
         let ptr = if kind == "Pod" {
             "/spec/containers/0"
@@ -541,8 +554,19 @@ async fn recorded_apiserver_reviews_in_enforce_mode() {
     {
         let r = w.review("/validate", &review).await;
         let denied = !r["allowed"].as_bool().unwrap();
-        let expect_denied = name.contains("web-frontend") || name.contains("memory-leak-app");
+        // The recorded update (`kubectl set env`) leaves memory as it was: warned, not denied.
+        let update = name.starts_with("update--");
+        let expect_denied =
+            !update && (name.contains("web-frontend") || name.contains("memory-leak-app"));
         assert_eq!(denied, expect_denied, "{name}: {r}");
+        if update {
+            assert!(
+                warnings(&r)
+                    .iter()
+                    .any(|w| w.contains("below the 14d peak 301Mi")),
+                "{name}: {r}"
+            );
+        }
         if denied {
             assert_eq!(r["status"]["code"], 403);
         }

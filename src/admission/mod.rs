@@ -14,7 +14,7 @@ use crate::history::{HistoryQuery, HistorySource, WorkloadHistory};
 use crate::policy::store::PolicySet;
 use crate::policy::Mode;
 use crate::verdict::{self, HistoryStatus, Verdict, EXCLUDE_ANNOTATION};
-use crate::workload::{Workload, WorkloadKind};
+use crate::workload::{ContainerRole, Workload, WorkloadKind};
 use review::Answer;
 
 /// Which webhook path is asking.
@@ -61,6 +61,143 @@ impl Outcome {
     }
 }
 
+/// What an admission may do to an object: the one table behind the webhook, `check` and the
+/// README ("What each operation may do").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Decided as a new object: warnings, a patch in mutate mode, a denial in enforce mode.
+    Full,
+    /// Warnings at most: never patched (a patch would start a rollout nobody asked for), never
+    /// denied (labels, replicas, images, `rollout restart` must always go through).
+    WarnOnly,
+    /// Allowed untouched, without a word.
+    Untouched,
+}
+
+/// Why an admission has the scope it has (a row of the table).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScopeRule {
+    Create,
+    /// `deletionTimestamp` set: the garbage collector removes finalizers with UPDATEs, and a
+    /// denial would hang the deletion forever.
+    BeingDeleted,
+    /// Pods change resources only through the resize subresource; a Job's template is immutable.
+    ImmutableTemplate,
+    /// Every container's memory request and limit, and the set of containers, as before.
+    MemoryUnchanged,
+    /// An UPDATE that changes memory requests or limits (or adds or removes containers).
+    MemoryChanged,
+    /// A DELETE, or a subresource (`scale`, `status`, `resize`): not a change to the template.
+    NotTheTemplate,
+}
+
+impl ScopeRule {
+    pub const ALL: [ScopeRule; 6] = [
+        ScopeRule::Create,
+        ScopeRule::MemoryChanged,
+        ScopeRule::MemoryUnchanged,
+        ScopeRule::ImmutableTemplate,
+        ScopeRule::BeingDeleted,
+        ScopeRule::NotTheTemplate,
+    ];
+
+    pub fn scope(self) -> Scope {
+        match self {
+            ScopeRule::Create | ScopeRule::MemoryChanged => Scope::Full,
+            ScopeRule::MemoryUnchanged => Scope::WarnOnly,
+            ScopeRule::ImmutableTemplate | ScopeRule::BeingDeleted | ScopeRule::NotTheTemplate => {
+                Scope::Untouched
+            }
+        }
+    }
+
+    /// The operation column of the README's table.
+    pub fn describe(self) -> &'static str {
+        match self {
+            ScopeRule::Create => "CREATE",
+            ScopeRule::MemoryChanged => {
+                "UPDATE that changes a memory request or limit, or the set of containers"
+            }
+            ScopeRule::MemoryUnchanged => {
+                "UPDATE that leaves memory as it was (labels, annotations, replicas, image, `rollout restart`)"
+            }
+            ScopeRule::ImmutableTemplate => "UPDATE of a Pod or a Job",
+            ScopeRule::BeingDeleted => {
+                "UPDATE of an object being deleted (`deletionTimestamp` set: finalizers removed)"
+            }
+            ScopeRule::NotTheTemplate => "DELETE; `scale`, `status` and `resize` subresources",
+        }
+    }
+
+    /// What each mode does under this rule, as the README's table says it.
+    pub fn effect(self, mode: Mode) -> &'static str {
+        match (self.scope(), mode) {
+            (_, Mode::Off) | (Scope::Untouched, _) => "allowed untouched",
+            (Scope::WarnOnly, _) => "warnings only",
+            (Scope::Full, Mode::Warn) => "warnings",
+            (Scope::Full, Mode::Mutate) => "limits raised (a patch), warnings",
+            (Scope::Full, Mode::Enforce) => "denied when critical, else warnings",
+        }
+    }
+}
+
+/// The rule an admission falls under. `old` is the stored object of an UPDATE.
+pub fn scope_rule(operation: &str, new: &Workload, old: Option<&Workload>) -> ScopeRule {
+    if new.deleting || old.is_some_and(|o| o.deleting) {
+        return ScopeRule::BeingDeleted;
+    }
+    if operation != "UPDATE" {
+        return ScopeRule::Create;
+    }
+    if matches!(new.kind, WorkloadKind::Pod | WorkloadKind::Job) {
+        return ScopeRule::ImmutableTemplate;
+    }
+    match old {
+        Some(old) if !same_memory(new, old) => ScopeRule::MemoryChanged,
+        // No oldObject (the apiserver always sends one): assume nothing changed, never deny.
+        _ => ScopeRule::MemoryUnchanged,
+    }
+}
+
+/// Same containers (by list and name) with the same memory requests and limits.
+fn same_memory(a: &Workload, b: &Workload) -> bool {
+    use crate::workload::MemoryField;
+    fn key(f: &MemoryField) -> Option<Result<u64, &str>> {
+        match f {
+            MemoryField::Missing => None,
+            MemoryField::Valid { bytes, .. } => Some(Ok(*bytes)),
+            MemoryField::Invalid(e) => Some(Err(e.input.as_str())),
+        }
+    }
+    let mut x: Vec<_> = a
+        .containers
+        .iter()
+        .map(|c| {
+            (
+                c.role == ContainerRole::Main,
+                &c.name,
+                key(&c.limit),
+                key(&c.request),
+            )
+        })
+        .collect();
+    let mut y: Vec<_> = b
+        .containers
+        .iter()
+        .map(|c| {
+            (
+                c.role == ContainerRole::Main,
+                &c.name,
+                key(&c.limit),
+                key(&c.request),
+            )
+        })
+        .collect();
+    x.sort();
+    y.sort();
+    x == y
+}
+
 /// What the engine decided for one object.
 #[derive(Debug, Clone)]
 pub struct Decision {
@@ -99,21 +236,30 @@ impl Admitter {
         if req.sub_resource.as_deref().is_some_and(|s| !s.is_empty())
             || !matches!(req.operation.as_str(), "CREATE" | "UPDATE")
         {
+            // ScopeRule::NotTheTemplate
             return Decision::skipped();
         }
         let Some(kind) = WorkloadKind::from_group_kind(&req.kind.group, &req.kind.kind) else {
             return Decision::skipped();
         };
         let fallback = req.namespace.as_deref().unwrap_or("");
-        let workload = match req.object.take() {
-            None => return Decision::skipped(),
-            Some(review::ObjectData::Raw(raw)) if raw.get() == "null" => {
-                return Decision::skipped()
+        let read = |o: Option<review::ObjectData>| match o {
+            None => None,
+            Some(review::ObjectData::Raw(raw)) if raw.get() == "null" => None,
+            Some(review::ObjectData::Raw(raw)) => {
+                Some(Workload::from_json(kind, raw.get(), fallback))
             }
-            Some(review::ObjectData::Raw(raw)) => Workload::from_json(kind, raw.get(), fallback),
             Some(review::ObjectData::Parsed(partial)) => {
-                Workload::from_partial(kind, *partial, fallback)
+                Some(Workload::from_partial(kind, *partial, fallback))
             }
+        };
+        let Some(workload) = read(req.object.take()) else {
+            return Decision::skipped();
+        };
+        // An old object that cannot be read is as good as none: warnings at most.
+        let old = match req.operation.as_str() {
+            "UPDATE" => read(req.old_object.take()).and_then(Result::ok),
+            _ => None,
         };
         let workload = workload.map(|mut w| {
             // The request's namespace is the one the object is stored in.
@@ -126,10 +272,15 @@ impl Admitter {
             }
             w
         });
-        self.decide(endpoint, policies, workload).await
+        let rule = match &workload {
+            Ok(w) => scope_rule(&req.operation, w, old.as_ref()),
+            Err(_) => ScopeRule::Create,
+        };
+        self.decide(endpoint, policies, workload, rule).await
     }
 
-    /// Decides one object of a known kind (the webhook and `check` share this).
+    /// Decides one object of a known kind as a CREATE (`check`: a manifest about to be
+    /// applied; the webhook and `check` share the rest).
     pub async fn object(
         &self,
         endpoint: Endpoint,
@@ -138,12 +289,12 @@ impl Admitter {
         object: &Value,
         namespace: &str,
     ) -> Decision {
-        self.decide(
-            endpoint,
-            policies,
-            Workload::from_object(kind, object, namespace),
-        )
-        .await
+        let workload = Workload::from_object(kind, object, namespace);
+        let rule = match &workload {
+            Ok(w) => scope_rule("CREATE", w, None),
+            Err(_) => ScopeRule::Create,
+        };
+        self.decide(endpoint, policies, workload, rule).await
     }
 
     async fn decide(
@@ -151,7 +302,12 @@ impl Admitter {
         endpoint: Endpoint,
         policies: &PolicySet,
         workload: Result<Workload, crate::workload::WorkloadError>,
+        rule: ScopeRule,
     ) -> Decision {
+        let scope = rule.scope();
+        if scope == Scope::Untouched {
+            return Decision::skipped();
+        }
         let workload = match workload {
             Ok(w) => w,
             Err(e) => {
@@ -174,7 +330,8 @@ impl Admitter {
                 .map(String::as_str)
                 == Some("true")
             || (endpoint == Endpoint::Mutate
-                && !matches!(policy.mode, Mode::Mutate | Mode::Enforce))
+                && (scope == Scope::WarnOnly
+                    || !matches!(policy.mode, Mode::Mutate | Mode::Enforce)))
         {
             return Decision::skipped();
         }
@@ -206,7 +363,10 @@ impl Admitter {
             (None, None) => HistoryStatus::Missing,
         };
         let now = history.as_ref().map_or(0, |h| h.now);
-        let verdict = verdict::decide(&workload, status, &policy, now);
+        let mut verdict = verdict::decide(&workload, status, &policy, now);
+        if scope == Scope::WarnOnly {
+            verdict.warn_only();
+        }
         let mut decision = match endpoint {
             Endpoint::Mutate => mutate(&workload, verdict),
             Endpoint::Validate => validate(verdict),
@@ -298,6 +458,97 @@ mod tests {
         fn name(&self) -> &'static str {
             "prometheus"
         }
+    }
+
+    fn workload(kind: WorkloadKind, containers: Value, deleting: bool) -> Workload {
+        let mut meta = json!({"name": "w"});
+        if deleting {
+            meta["deletionTimestamp"] = json!("2026-11-29T10:00:00Z");
+        }
+        let pod = json!({ "containers": containers });
+        let obj = match kind {
+            WorkloadKind::Pod => json!({"metadata": meta, "spec": pod}),
+            _ => json!({"metadata": meta, "spec": {"template": {"spec": pod}}}),
+        };
+        Workload::from_object(kind, &obj, "ns").unwrap()
+    }
+
+    #[test]
+    fn updates_are_decided_against_the_old_object() {
+        let web = |limit: &str, image: &str| {
+            json!([{"name": "web", "image": image,
+                "resources": {"limits": {"memory": limit}, "requests": {"memory": "64Mi"}}}])
+        };
+        let d = |c: Value| workload(WorkloadKind::Deployment, c, false);
+        let old = d(web("256Mi", "a"));
+        // Image, labels, replicas, restartedAt: memory as it was.
+        assert_eq!(
+            scope_rule("UPDATE", &d(web("256Mi", "b")), Some(&old)),
+            ScopeRule::MemoryUnchanged
+        );
+        // The same quantity written another way is the same memory.
+        assert_eq!(
+            scope_rule("UPDATE", &d(web("268435456", "a")), Some(&old)),
+            ScopeRule::MemoryUnchanged
+        );
+        assert_eq!(
+            scope_rule("UPDATE", &d(web("128Mi", "a")), Some(&old)),
+            ScopeRule::MemoryChanged
+        );
+        let two = json!([{"name": "web", "resources": {"limits": {"memory": "256Mi"},
+            "requests": {"memory": "64Mi"}}}, {"name": "side"}]);
+        assert_eq!(
+            scope_rule("UPDATE", &d(two), Some(&old)),
+            ScopeRule::MemoryChanged
+        );
+        assert_eq!(
+            scope_rule("CREATE", &d(web("256Mi", "a")), None),
+            ScopeRule::Create
+        );
+        // Being deleted: the new object or the old one carries deletionTimestamp.
+        let gone = workload(WorkloadKind::Deployment, web("1Mi", "a"), true);
+        assert_eq!(
+            scope_rule("UPDATE", &gone, Some(&old)),
+            ScopeRule::BeingDeleted
+        );
+        assert_eq!(
+            scope_rule("UPDATE", &d(web("1Mi", "a")), Some(&gone)),
+            ScopeRule::BeingDeleted
+        );
+        for kind in [WorkloadKind::Pod, WorkloadKind::Job] {
+            let w = workload(kind, web("1Mi", "a"), false);
+            let o = workload(kind, web("256Mi", "a"), false);
+            assert_eq!(
+                scope_rule("UPDATE", &w, Some(&o)),
+                ScopeRule::ImmutableTemplate
+            );
+        }
+        // Without an old object (the apiserver always sends one): never denied, never patched.
+        assert_eq!(
+            scope_rule("UPDATE", &d(web("1Mi", "a")), None),
+            ScopeRule::MemoryUnchanged
+        );
+    }
+
+    /// The README's table is this code's table.
+    #[test]
+    fn the_readme_table_is_the_scope_rules() {
+        let modes = [Mode::Warn, Mode::Mutate, Mode::Enforce];
+        let mut table =
+            String::from("| operation | warn | mutate | enforce |\n|---|---|---|---|\n");
+        for rule in ScopeRule::ALL {
+            table.push_str(&format!("| {} |", rule.describe()));
+            for m in modes {
+                table.push_str(&format!(" {} |", rule.effect(m)));
+            }
+            table.push('\n');
+        }
+        let readme =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+        assert!(
+            readme.contains(&table),
+            "README.md must carry this table (section \"What each operation may do\"):\n{table}"
+        );
     }
 
     fn deployment() -> Value {

@@ -43,6 +43,8 @@ pub struct ReviewRequest {
     pub operation: String,
     pub sub_resource: Option<String>,
     pub object: Option<ObjectData>,
+    /// The stored object an UPDATE replaces.
+    pub old_object: Option<ObjectData>,
     pub dry_run: Option<bool>,
 }
 
@@ -62,6 +64,8 @@ pub(super) struct RequestFields<O> {
     pub(super) sub_resource: Option<String>,
     #[serde(default = "none")]
     pub(super) object: Option<O>,
+    #[serde(default = "none")]
+    pub(super) old_object: Option<O>,
     #[serde(default)]
     pub(super) dry_run: Option<bool>,
 }
@@ -71,7 +75,7 @@ fn none<O>() -> Option<O> {
 }
 
 impl<O> RequestFields<O> {
-    fn into_request(self, object: impl FnOnce(O) -> ObjectData) -> ReviewRequest {
+    fn into_request(self, object: impl Fn(O) -> ObjectData) -> ReviewRequest {
         ReviewRequest {
             uid: self.uid,
             kind: self.kind,
@@ -79,7 +83,8 @@ impl<O> RequestFields<O> {
             name: self.name,
             operation: self.operation,
             sub_resource: self.sub_resource,
-            object: self.object.map(object),
+            object: self.object.map(&object),
+            old_object: self.old_object.map(&object),
             dry_run: self.dry_run,
         }
     }

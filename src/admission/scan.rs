@@ -15,7 +15,7 @@ use super::review::{Envelope, GroupVersionKind, RequestFields};
 use crate::workload::{
     OwnAnnotations, PartialContainer, PartialJobSpec, PartialJobTemplate, PartialMeta,
     PartialObject, PartialOwner, PartialPodSpec, PartialQuantities, PartialResources, PartialSpec,
-    PartialTemplate, OWN_ANNOTATION_PREFIX,
+    PartialTemplate, Present, OWN_ANNOTATION_PREFIX,
 };
 
 /// Nesting beyond this gives up (serde_json's limit is 128).
@@ -311,6 +311,7 @@ impl<'a> Scanner<'a> {
         let mut operation = Unset::new();
         let mut sub_resource = Unset::new();
         let mut object = Unset::new();
+        let mut old_object = Unset::new();
         let mut dry_run = Unset::new();
         self.object(|s, key| match key {
             b"uid" => uid.set(s.string()?),
@@ -320,6 +321,7 @@ impl<'a> Scanner<'a> {
             b"operation" => operation.set(s.string()?),
             b"subResource" => sub_resource.set(s.opt_string()?),
             b"object" => object.set(s.opt(Scanner::partial_object)?),
+            b"oldObject" => old_object.set(s.opt(Scanner::partial_object)?),
             b"dryRun" => dry_run.set(s.opt_bool()?),
             _ => s.skip_value(),
         })?;
@@ -332,6 +334,7 @@ impl<'a> Scanner<'a> {
             operation: operation.get().unwrap_or_default(),
             sub_resource: sub_resource.get().flatten(),
             object: object.get().flatten(),
+            old_object: old_object.get().flatten(),
             dry_run: dry_run.get().flatten(),
         })
     }
@@ -373,12 +376,16 @@ impl<'a> Scanner<'a> {
         let mut namespace = Unset::new();
         let mut annotations = Unset::new();
         let mut owner_references = Unset::new();
+        let mut deletion_timestamp = Unset::new();
         self.object(|s, key| match key {
             b"name" => name.set(s.opt_string()?),
             b"generateName" => generate_name.set(s.opt_string()?),
             b"namespace" => namespace.set(s.opt_string()?),
             b"annotations" => annotations.set(s.opt(Scanner::own_annotations)?),
             b"ownerReferences" => owner_references.set(s.opt(|s| s.list(Scanner::owner))?),
+            b"deletionTimestamp" => {
+                deletion_timestamp.set(s.opt(|s| s.skip_value().map(|_| Present))?)
+            }
             _ => s.skip_value(),
         })?;
         Some(PartialMeta {
@@ -387,6 +394,7 @@ impl<'a> Scanner<'a> {
             namespace: namespace.get().flatten(),
             annotations: annotations.get().flatten(),
             owner_references: owner_references.get().flatten(),
+            deletion_timestamp: deletion_timestamp.get().flatten(),
         })
     }
 
@@ -562,6 +570,7 @@ mod tests {
             && x.operation == y.operation
             && x.sub_resource == y.sub_resource
             && x.object == y.object
+            && x.old_object == y.old_object
             && x.dry_run == y.dry_run
     }
 
