@@ -7,7 +7,8 @@
 #   for the kubectl end-to-end tests: built once and cached outside the repo
 #   (${OOMGUARD_CACHE:-~/.cache/oomguard}); later runs reuse it.
 # Then: cargo fmt --check, clippy -D warnings, cargo test (unit, TLS webhook, check CLI,
-# Prometheus, kubectl end to end), and the deploy/ manifests against the real apiserver.
+# Prometheus, kubectl end to end, the replay with `oomguard check` on its decisions), and the
+# deploy/ manifests against the real apiserver.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$(date +%s)
@@ -36,9 +37,10 @@ fi
 step "cargo fmt --check"
 cargo fmt --check
 step "cargo clippy"
-cargo clippy --all-targets --quiet -- -D warnings
+cargo clippy --all-targets --all-features --quiet -- -D warnings
 step "cargo test"
-cargo test --all-targets 2>&1 | tee target/test-output.txt
+# --all-features: the replay benchmark's tests (feature `replay`, not in the shipped binary).
+cargo test --all-targets --all-features 2>&1 | tee target/test-output.txt
 if [ -f tests/deploy/validate.sh ] && [ -n "${OOMGUARD_CONTROLPLANE_BIN:-}" ]; then
   step "deploy/ against the real apiserver"
   cp_dir=$(mktemp -d)
