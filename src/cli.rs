@@ -68,7 +68,7 @@ pub struct ReconcileArgs {
     #[command(flatten)]
     pub history: HistoryArgs,
     /// How often every workload is looked at again (changes are looked at at once).
-    #[arg(long, default_value = "1m", value_parser = parse_duration)]
+    #[arg(long, default_value = "1m", value_parser = crate::duration::parse)]
     pub interval: Duration,
     /// Watch this namespace only (default: all namespaces).
     #[arg(long, value_name = "NAMESPACE")]
@@ -81,7 +81,7 @@ pub struct ReconcileArgs {
     #[arg(long, env = "POD_NAMESPACE")]
     pub lease_namespace: Option<String>,
     /// How long a Lease holder that stopped renewing keeps it; a standby takes over after this.
-    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    #[arg(long, default_value = "15s", value_parser = crate::duration::parse)]
     pub lease_duration: Duration,
     /// This replica's name in the Lease and in Events (default: POD_NAME, else host name and pid).
     #[arg(long, env = "POD_NAME")]
@@ -115,7 +115,7 @@ pub struct ApiCmdArgs {
     #[command(flatten)]
     pub history: HistoryArgs,
     /// How long in-flight requests may finish after SIGTERM.
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = crate::duration::parse)]
     pub drain: Duration,
 }
 
@@ -127,7 +127,7 @@ pub struct HistoryArgs {
     #[command(flatten)]
     pub prometheus: crate::history::prometheus::PrometheusArgs,
     /// Deadline for fetching a workload's history during an admission.
-    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    #[arg(long, default_value = "2s", value_parser = crate::duration::parse)]
     pub history_timeout: Duration,
 }
 
@@ -149,7 +149,7 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub history: HistoryArgs,
     /// How long in-flight requests may finish after SIGTERM.
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = crate::duration::parse)]
     pub drain: Duration,
 }
 
@@ -246,18 +246,6 @@ pub struct CertsArgs {
     /// Replace existing files.
     #[arg(long)]
     pub force: bool,
-}
-
-/// "2s", "500ms", "1m".
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    if let Some(ms) = s.strip_suffix("ms") {
-        return ms
-            .parse::<u64>()
-            .map(Duration::from_millis)
-            .map_err(|_| format!("{s:?} is not a duration like 500ms"));
-    }
-    crate::policy::Duration::parse(s).map(|d| Duration::from_secs(d.secs()))
 }
 
 /// A source that knows nothing: every workload is "no history yet".
@@ -373,8 +361,8 @@ async fn api(a: ApiCmdArgs) -> anyhow::Result<i32> {
     let client = kube::Client::try_default().await.context(
         "no Kubernetes client configuration (in-cluster, $KUBECONFIG or ~/.kube/config)",
     )?;
-    let remediator = Arc::new(crate::api::records::ReadOnlyRemediator {
-        records: crate::api::records::AnnotationRecords::new(client.clone()),
+    let remediator = Arc::new(crate::reconcile::records::ReadOnlyRemediator {
+        records: crate::reconcile::records::AnnotationRecords::new(client.clone()),
     });
     let deps = crate::api::ApiDeps {
         policies,
@@ -407,16 +395,34 @@ async fn reconcile(a: ReconcileArgs) -> anyhow::Result<i32> {
             .unwrap_or_else(|_| "oomguard".to_string());
         format!("{host}-{}", std::process::id())
     });
-    let api = match (&a.api.api_addr, a.tls_cert, a.tls_key) {
-        (None, _, _) => None,
-        (Some(_), Some(cert), Some(key)) => Some((a.api, server::tls::TlsFiles { cert, key })),
-        (Some(_), _, _) => {
-            bail!("--api-addr needs --tls-cert and --tls-key (the API is HTTPS only)")
-        }
-    };
+    let policies = reloading_policies(&a.policies)?;
+    let history = history_source(&a.history)?;
+    // The API, when asked for, beside the controller with the reconciler's own remediator.
+    let beside: Option<crate::reconcile::controller::Beside> =
+        match (&a.api.api_addr, a.tls_cert, a.tls_key) {
+            (None, _, _) => None,
+            (Some(_), Some(cert), Some(key)) => {
+                let (args, tls) = (a.api, server::tls::TlsFiles { cert, key });
+                let (policies, history) = (policies.clone(), history.clone());
+                Some(Box::new(move |remediator, client, stop| {
+                    Box::pin(async move {
+                        let deps = crate::api::ApiDeps {
+                            policies,
+                            history,
+                            client,
+                            remediator,
+                        };
+                        crate::api::serve(&args, &tls, deps, stop, Duration::from_secs(10)).await
+                    })
+                }))
+            }
+            (Some(_), _, _) => {
+                bail!("--api-addr needs --tls-cert and --tls-key (the API is HTTPS only)")
+            }
+        };
     crate::reconcile::controller::run(crate::reconcile::controller::Options {
-        policies: reloading_policies(&a.policies)?,
-        history: history_source(&a.history)?,
+        policies,
+        history,
         interval: a.interval,
         namespace: a.namespace,
         lease: crate::reconcile::controller::LeaseOptions {
@@ -426,7 +432,7 @@ async fn reconcile(a: ReconcileArgs) -> anyhow::Result<i32> {
             duration: a.lease_duration,
         },
         admin_listen: a.admin_listen,
-        api,
+        beside,
     })
     .await?;
     Ok(0)
