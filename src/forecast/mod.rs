@@ -22,8 +22,14 @@ use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 
-use crate::history::Sample;
 pub use lifetimes::{split_lifetimes, DROP_RATIO};
+
+/// One point of a memory series: unix seconds and bytes (working set, or its per-interval peak).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Sample {
+    pub t: i64,
+    pub bytes: f64,
+}
 use robust::{bin_medians, residual_sigma, theil_sen, Line};
 
 /// The shape of a memory series.

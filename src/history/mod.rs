@@ -15,6 +15,8 @@ use std::sync::{Arc, OnceLock};
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
+// The sample type is the forecast's, which reads series; history only holds them.
+pub use crate::forecast::Sample;
 use crate::forecast::{self, LeakFit};
 
 /// Wall-clock unix seconds (0 if the clock is before 1970). The pure core takes `now` as an
@@ -23,13 +25,6 @@ pub fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
-
-/// One point of a memory series: unix seconds and bytes (working set, or its per-interval peak).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct Sample {
-    pub t: i64,
-    pub bytes: f64,
 }
 
 /// Which workload a history belongs to.
