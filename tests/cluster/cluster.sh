@@ -94,9 +94,10 @@ install_packages() {
   command -v containerd >/dev/null || need+=(containerd)
   command -v runc >/dev/null || need+=(runc)
   [[ -x /usr/lib/cni/bridge ]] || need+=(containernetworking-plugins)
-  [[ -x /bin/busybox ]] && /bin/busybox --list 2>/dev/null | grep -qx tr && ldd /bin/busybox 2>&1 |
-    grep -q 'not a dynamic' || need+=(busybox-static)
+  # Static: the test images have no libraries.
+  dpkg -s busybox-static >/dev/null 2>&1 || need+=(busybox-static)
   command -v prometheus >/dev/null || need+=(prometheus)
+  [[ -f /etc/ssl/certs/ca-certificates.crt ]] || need+=(ca-certificates)
   for p in openssl curl python3 ip; do command -v "$p" >/dev/null || need+=("$p"); done
   [[ ${#need[@]} -eq 0 ]] && return
   need=("${need[@]/#ip/iproute2}")
@@ -154,13 +155,18 @@ cmd_image() {
       # distroless' (65532), as deploy/Containerfile builds it.
       local bin="${CARGO_TARGET_DIR:-$REPO/target}/release/oomguard" lib
       [[ -x "$bin" ]] || die "$bin is missing: run 'cargo build --release' first"
-      local -a files=(--file "$bin:/oomguard" --dir /tmp --dir /etc)
+      # Without its line tables (150 MB with them): a faster import, the same code.
+      strip -o "$out/oomguard" "$bin" 2>/dev/null || cp "$bin" "$out/oomguard"
+      local -a files=(--file "$out/oomguard:/oomguard" --dir /tmp --dir /etc)
       while read -r lib; do
         files+=(--file "$(readlink -f "$lib"):$lib")
       done < <(ldd "$bin" | grep -o '/[^ ]*' | sort -u)
       printf 'root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n' > "$out/passwd"
       printf 'root:x:0:\nnonroot:x:65532:\n' > "$out/group"
       files+=(--file "$out/passwd:/etc/passwd" --file "$out/group:/etc/group")
+      # The system CA bundle, as distroless has it: the Prometheus client (reqwest's platform
+      # verifier) refuses to start without one, even for an http:// URL.
+      files+=(--file /etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt)
       python3 "$HERE/mkimage.py" "$out/oomguard.tar" "$OOMGUARD_IMAGE" --entrypoint '["/oomguard"]' \
         --cmd '["--help"]' --user 65532:65532 "${files[@]}" ;;
     *) die "unknown image '$name' (test, pause or oomguard)" ;;
@@ -304,6 +310,8 @@ failCgroupV1: false
 cgroupDriver: cgroupfs
 cgroupRoot: /$CGROUP_ROOT
 failSwapOn: false
+# Lowering its own oom_score_adj needs CAP_SYS_RESOURCE, which this sandbox does not have.
+oomScoreAdj: 0
 # A test node on a shared machine: never evict for disk or memory the tests did not use.
 evictionHard: {memory.available: "50Mi", nodefs.available: "1%", nodefs.inodesFree: "1%", imagefs.available: "1%", imagefs.inodesFree: "1%"}
 imageGCHighThresholdPercent: 100
