@@ -77,20 +77,47 @@ fn leak(chunk: u64, every: &str, count: u32) -> String {
     )
 }
 
-fn ensure_namespace(node: &Node, ns: &str) {
-    let _ = node.kubectl(&["create", "namespace", ns], None);
+/// A namespace of this run (`base-XXXXX`, so that a rerun on the same node starts from no
+/// history) with its policy added to oomguard's policies ConfigMap, as a user adds one, and
+/// written to `policies/` for `oomguard recommend`.
+fn namespace(node: &Node, base: &str, policy: &str) -> String {
+    let ns = format!("{base}-{:05x}", unix_now() % 0xfffff);
+    node.ok(&["create", "namespace", &ns]);
+    let key = format!("{ns}.yaml");
+    let patch = serde_json::json!({"data": {&key: policy}}).to_string();
+    node.ok(&[
+        "-n",
+        "oomguard",
+        "patch",
+        "configmap",
+        "oomguard-policies",
+        "--type=merge",
+        "-p",
+        &patch,
+    ]);
+    std::fs::create_dir_all(policies_dir()).unwrap();
+    std::fs::write(policies_dir().join(&key), policy).unwrap();
     // Pods are refused until the namespace's default ServiceAccount exists.
     poll(
         &format!("the default ServiceAccount of {ns}"),
         2 * MIN,
         EVERY,
         || {
-            node.kubectl(&["-n", ns, "get", "serviceaccount", "default"], None)
+            node.kubectl(&["-n", &ns, "get", "serviceaccount", "default"], None)
                 .status
                 .success()
                 .then_some(())
         },
     );
+    ns
+}
+
+fn policies_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("node-policies")
+}
+
+fn policy(spec: &str) -> String {
+    format!("apiVersion: oomguard.io/v1\nkind: MemoryPolicy\nspec:\n{spec}")
 }
 
 fn set_policy_mode(node: &Node, ns: &str, mode: &str) {
@@ -157,8 +184,7 @@ fn bytes_of(q: &str) -> u64 {
 }
 
 fn recommend(node: &Node, namespaces: &[&str]) -> Value {
-    let policies =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cluster/overlay/policies");
+    let policies = policies_dir();
     let mut cmd = std::process::Command::new(common::BIN);
     cmd.args([
         "recommend",
@@ -190,8 +216,44 @@ fn row<'a>(report: &'a Value, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no row for {name} in {report}"))
 }
 
-/// Tests 1, 4 and 5, in order on their own namespaces: 4 needs 1's kills seen first (it stops
-/// kube-state-metrics), 5 reads what 1 and 4 left.
+/// `yaml` with an annotation on the Deployment itself: `kubectl apply` sends nothing when nothing
+/// changed, and a user's next apply changes something (an annotation here, so no rollout).
+fn step(yaml: &str, n: u32) -> String {
+    yaml.replacen(
+        "kind: Deployment\nmetadata:\n",
+        &format!("kind: Deployment\nmetadata:\n  annotations: {{example.com/step: \"{n}\"}}\n"),
+        1,
+    )
+}
+
+/// Scales a Deployment to 0 and returns the restarts of its pods as they ended.
+fn stop(node: &Node, ns: &str, app: &str) -> u64 {
+    let mut last = node.restarts(ns, app);
+    node.ok(&[
+        "-n",
+        ns,
+        "scale",
+        &format!("deployment/{app}"),
+        "--replicas=0",
+    ]);
+    poll(
+        &format!("the pods of {app} to end"),
+        2 * MIN,
+        Duration::from_secs(1),
+        || {
+            let pods = node.pods(ns, app);
+            if pods.is_empty() {
+                return Some(());
+            }
+            last = last.max(node.restarts(ns, app));
+            None
+        },
+    );
+    last
+}
+
+/// Tests 1, 4 and 5, in order on namespaces of their own: 4 stops kube-state-metrics, so it
+/// comes after 1 has seen its kills; 5 reads what 1 and 4 left.
 #[test]
 #[ignore = "needs the real node of tests/cluster (bash tests/run.sh)"]
 fn tutorial_leak_is_oom_killed_warned_refused_raised_and_counted_once_across_a_ksm_gap() {
@@ -199,7 +261,12 @@ fn tutorial_leak_is_oom_killed_warned_refused_raised_and_counted_once_across_a_k
     let t0 = Instant::now();
 
     // Test 4's workloads start now, so that their kills are long over when the gap begins.
-    ensure_namespace(&node, "node-ksm");
+    let ksm_ns = namespace(
+        &node,
+        "node-ksm",
+        &policy("  mode: warn\n  history: {window: 1d, minHistory: 1m}\n"),
+    );
+    let ksm = ksm_ns.as_str();
     // OOM-killed by the kernel at 64Mi twice (the count survives restarts in an emptyDir), then
     // quiet at ~20 MiB.
     let crashy = format!(
@@ -207,21 +274,23 @@ fn tutorial_leak_is_oom_killed_warned_refused_raised_and_counted_once_across_a_k
         leak(4 << 20, "0.2", 0),
         leak(4 << 20, "1", 5)
     );
-    node.apply_ok(&deployment(
-        &node, "node-ksm", "crashy", 1, "64Mi", "32Mi", &crashy,
-    ));
-    // Never restarts; its peak (48 MiB for two minutes) is early, then it frees it.
+    let crashy = deployment(&node, ksm, "crashy", 1, "64Mi", "32Mi", &crashy);
+    node.apply_ok(&crashy);
+    // Never restarts; its peak (48 MiB for two and a half minutes) is early, then it frees it.
     let quiet = "big=$(head -c 50331648 /dev/zero | tr '\\0' x)\nsleep 150\nunset big\nwhile :; do sleep 3600; done\n";
-    node.apply_ok(&deployment(
-        &node, "node-ksm", "quiet", 1, "128Mi", "64Mi", quiet,
-    ));
+    node.apply_ok(&deployment(&node, ksm, "quiet", 1, "128Mi", "64Mi", quiet));
 
     // ---- 1. the tutorial's memory-leak-app (10 MiB every 2 s instead of 5 s), 256Mi, 2 replicas
-    ensure_namespace(&node, "node-leak");
+    let leak_ns = namespace(
+        &node,
+        "node-leak",
+        &policy("  mode: warn\n  history: {window: 1d, minHistory: 1m}\n  limits: {min: 16Mi, max: 8Gi}\n  oomBump: {ratio: 1.2, min: 100Mi, maxSteps: 3}\n"),
+    );
+    let ns = leak_ns.as_str();
     let app = |limit: &str| {
         deployment(
             &node,
-            "node-leak",
+            ns,
             "memory-leak-app",
             2,
             limit,
@@ -230,8 +299,10 @@ fn tutorial_leak_is_oom_killed_warned_refused_raised_and_counted_once_across_a_k
         )
     };
     node.apply_ok(&app("256Mi"));
-    let kills = poll("4 OOM kills of memory-leak-app", 10 * MIN, EVERY, || {
-        let pods = node.pods("node-leak", "memory-leak-app");
+    // The kubelet's count of kills over time: what oomguard reports must be one of them.
+    let mut counts: Vec<(Instant, u64)> = Vec::new();
+    let kubelet_count = |counts: &mut Vec<(Instant, u64)>| {
+        let pods = node.pods(ns, "memory-leak-app");
         let mut n = 0;
         for c in pods.iter().flat_map(|p| {
             p["status"]["containerStatuses"]
@@ -247,29 +318,53 @@ fn tutorial_leak_is_oom_killed_warned_refused_raised_and_counted_once_across_a_k
                 assert_eq!(last["exitCode"], 137, "{c}");
             }
         }
+        counts.push((Instant::now(), n));
+        n
+    };
+    let kills = poll("4 OOM kills of memory-leak-app", 10 * MIN, EVERY, || {
+        let n = kubelet_count(&mut counts);
         (n >= 4).then_some(n)
     });
+    let killed = Instant::now();
     eprintln!("test 1: {kills} OOM kills after {:?}", t0.elapsed());
-    // kube-state-metrics and Prometheus have seen them.
-    poll("Prometheus to see the kills", 3 * MIN, EVERY, || {
-        let seen = node.scalar(
-            r#"sum(kube_pod_container_status_restarts_total{namespace="node-leak",container="app"})"#,
-        )?;
-        (seen >= kills as f64).then_some(())
-    });
-    // The kills up to now are in Prometheus; give the webhook's cache (20 s) time to hold them.
-    let before = node.restarts("node-leak", "memory-leak-app");
-    std::thread::sleep(Duration::from_secs(45));
-    let out = node.apply(&app("256Mi"));
-    let after = node.restarts("node-leak", "memory-leak-app");
+    // Server-side dry runs (no side effects) until oomguard's view has kills: Prometheus'
+    // scrapes, oomguard's 5-minute steps and its cache are in between.
+    poll(
+        "oomguard to warn about the kills",
+        15 * MIN,
+        Duration::from_secs(10),
+        || {
+            kubelet_count(&mut counts);
+            let out = node.kubectl(
+                &["apply", "--dry-run=server", "-f", "-"],
+                Some(&step(&app("256Mi"), 1)),
+            );
+            oom_warning(&text(&out.stderr), "app")
+        },
+    );
+    eprintln!(
+        "test 1: oomguard warned about the kills {:?} after the 4th",
+        killed.elapsed()
+    );
+    let asked = Instant::now();
+    let out = node.apply(&step(&app("256Mi"), 2));
+    let now_count = kubelet_count(&mut counts);
     let stderr = text(&out.stderr);
     eprintln!("test 1, warn: {stderr}");
     assert!(out.status.success(), "{stderr}");
     let (n, rec) = oom_warning(&stderr, "app")
         .unwrap_or_else(|| panic!("no OOM warning from oomguard in: {stderr}"));
+    // oomguard's history lags by its 5-minute step, a scrape and its cache (20 s): the count is
+    // the kubelet's at most 7 minutes ago, and never more than the kubelet's now.
+    let floor = counts
+        .iter()
+        .filter(|(t, _)| asked.duration_since(*t) >= 7 * MIN)
+        .map(|(_, n)| *n)
+        .max()
+        .unwrap_or(1);
     assert!(
-        (before..=after).contains(&n),
-        "oomguard counted {n} OOM kills; the kubelet counted {before} before the history was read and {after} after"
+        (floor..=now_count).contains(&n),
+        "oomguard counted {n} OOM kills; the kubelet {floor} 7 minutes earlier and {now_count} now"
     );
     assert!(
         stderr.contains(&format!("OOM-killed {n}x in 1d at limit 256Mi")),
@@ -282,7 +377,7 @@ fn tutorial_leak_is_oom_killed_warned_refused_raised_and_counted_once_across_a_k
     );
 
     // enforce: a change of the limit that does not answer the kills is refused.
-    set_policy_mode(&node, "node-leak", "enforce");
+    set_policy_mode(&node, ns, "enforce");
     poll("the webhook to enforce", 3 * MIN, EVERY, || {
         let out = node.kubectl(
             &["apply", "--dry-run=server", "-f", "-"],
@@ -302,10 +397,10 @@ fn tutorial_leak_is_oom_killed_warned_refused_raised_and_counted_once_across_a_k
         "{stderr}"
     );
     assert!(stderr.contains("OOM-killed"), "{stderr}");
-    assert_eq!(limit_of(&node, "node-leak", "memory-leak-app"), "256Mi");
+    assert_eq!(limit_of(&node, ns, "memory-leak-app"), "256Mi");
 
     // mutate: the same apply is admitted with the limit raised to the recommendation.
-    set_policy_mode(&node, "node-leak", "mutate");
+    set_policy_mode(&node, ns, "mutate");
     poll("the webhook to mutate", 3 * MIN, EVERY, || {
         let out = node.kubectl(
             &["apply", "--dry-run=server", "-o", "json", "-f", "-"],
@@ -318,12 +413,13 @@ fn tutorial_leak_is_oom_killed_warned_refused_raised_and_counted_once_across_a_k
     });
     let stderr = node.apply_ok(&app("300Mi"));
     eprintln!("test 1, mutate: {stderr}");
-    let stored = limit_of(&node, "node-leak", "memory-leak-app");
-    assert!(
-        bytes_of(&stored) > 300 << 20,
-        "stored limit {stored} was not raised"
+    let stored = limit_of(&node, ns, "memory-leak-app");
+    assert_eq!(
+        bytes_of(&stored),
+        rec_bytes,
+        "stored limit {stored}, recommended {rec}"
     );
-    let d = node.json("node-leak", "deployment/memory-leak-app");
+    let d = node.json(ns, "deployment/memory-leak-app");
     let changed = d["metadata"]["annotations"]["oomguard.io/limits-changed"]
         .as_str()
         .unwrap_or("");
@@ -335,35 +431,27 @@ fn tutorial_leak_is_oom_killed_warned_refused_raised_and_counted_once_across_a_k
         "test 1: {n} kills counted, recommended {rec}, stored after mutate {stored} ({:?})",
         t0.elapsed()
     );
-    // Stop leaking: tests 4 and 5 read a namespace that no longer changes.
-    node.ok(&[
-        "-n",
-        "node-leak",
-        "scale",
-        "deployment/memory-leak-app",
-        "--replicas=0",
-    ]);
+    // Enough of it: the node has other tests to run.
+    stop(&node, ns, "memory-leak-app");
 
     // ---- 4. kube-state-metrics down for 10 minutes of scrapes, back as a new instance
-    let crashy_kills = poll("crashy's 2 kills in Prometheus", 5 * MIN, EVERY, || {
-        let v = node.scalar(
-            r#"max(kube_pod_container_status_restarts_total{namespace="node-ksm",pod=~"crashy-.*"})"#,
-        )?;
-        (v >= 2.0).then_some(v)
-    });
-    assert_eq!(crashy_kills, 2.0);
-    assert_eq!(node.restarts("node-ksm", "crashy"), 2);
-    let before = recommend(&node, &["node-ksm"]);
+    assert_eq!(node.restarts(ksm, "crashy"), 2);
+    let seen = poll(
+        "oomguard to see crashy's 2 kills",
+        10 * MIN,
+        Duration::from_secs(10),
+        || {
+            let r = recommend(&node, &[ksm]);
+            let n = row(&r, "crashy")["oomKills"].as_u64()?;
+            (n >= 2).then_some(r)
+        },
+    );
     assert_eq!(
-        row(&before, "crashy")["oomKills"],
+        row(&seen, "crashy")["oomKills"],
         2,
-        "before the gap: {before}"
+        "before the gap: {seen}"
     );
-    assert_eq!(
-        row(&before, "quiet")["oomKills"],
-        0,
-        "before the gap: {before}"
-    );
+    assert_eq!(row(&seen, "quiet")["oomKills"], 0, "before the gap: {seen}");
     node.cluster_sh("ksm-stop");
     let gap = Instant::now();
     while gap.elapsed() < 10 * MIN {
@@ -378,9 +466,9 @@ fn tutorial_leak_is_oom_killed_warned_refused_raised_and_counted_once_across_a_k
     node.cluster_sh("ksm-start");
     // Back as a new "pod": a new address, so its series have a new `instance`.
     poll("the new kube-state-metrics' series", 3 * MIN, EVERY, || {
-        let r = node.query(
-            r#"count by (instance) (kube_pod_container_status_restarts_total{namespace="node-ksm"})"#,
-        );
+        let r = node.query(&format!(
+            r#"count by (instance) (kube_pod_container_status_restarts_total{{namespace="{ksm}"}})"#
+        ));
         r.iter()
             .any(|s| {
                 s["metric"]["instance"]
@@ -389,11 +477,11 @@ fn tutorial_leak_is_oom_killed_warned_refused_raised_and_counted_once_across_a_k
             })
             .then_some(())
     });
-    // Two scrapes of the new instance and the caches' TTL.
-    std::thread::sleep(Duration::from_secs(60));
-    let after = recommend(&node, &["node-ksm"]);
-    assert_eq!(node.restarts("node-ksm", "crashy"), 2);
-    assert_eq!(node.restarts("node-ksm", "quiet"), 0);
+    // Past the next 5-minute step and the caches: oomguard has looked at both sides of the gap.
+    std::thread::sleep(6 * MIN);
+    let after = recommend(&node, &[ksm]);
+    assert_eq!(node.restarts(ksm, "crashy"), 2);
+    assert_eq!(node.restarts(ksm, "quiet"), 0);
     assert_eq!(
         row(&after, "crashy")["oomKills"],
         2,
@@ -404,10 +492,8 @@ fn tutorial_leak_is_oom_killed_warned_refused_raised_and_counted_once_across_a_k
         0,
         "after the gap (phantom kills?): {after}"
     );
-    // The webhook's view: the same answer at apply time.
-    let out = node.apply(&deployment(
-        &node, "node-ksm", "crashy", 1, "64Mi", "32Mi", &crashy,
-    ));
+    // The webhook's view: the same count at apply time.
+    let out = node.apply(&step(&crashy, 1));
     let stderr = text(&out.stderr);
     assert_eq!(
         oom_warning(&stderr, "app").map(|w| w.0),
@@ -419,13 +505,10 @@ fn tutorial_leak_is_oom_killed_warned_refused_raised_and_counted_once_across_a_k
         t0.elapsed()
     );
 
-    // ---- 5. recommend's peaks are the maxima of what cAdvisor reported
-    let report = recommend(&node, &["node-ksm", "node-leak"]);
-    for (ns, name) in [
-        ("node-ksm", "crashy"),
-        ("node-ksm", "quiet"),
-        ("node-leak", "memory-leak-app"),
-    ] {
+    // ---- 5. recommend's peaks are the maxima of what cAdvisor reported (the workloads at rest
+    // for minutes, so that every sample is in one of oomguard's 5-minute steps)
+    let report = recommend(&node, &[ksm]);
+    for (ns, name) in [(ksm, "crashy"), (ksm, "quiet")] {
         let r = report["recommendations"]
             .as_array()
             .unwrap()
@@ -477,11 +560,16 @@ fn records(node: &Node, ns: &str, deploy: &str) -> Vec<Value> {
 fn reconciler_raises_a_slow_leak_in_place_before_its_first_oom() {
     let node = Node::from_env();
     let t0 = Instant::now();
-    ensure_namespace(&node, "node-resize");
+    let ns = namespace(
+        &node,
+        "node-resize",
+        &policy("  mode: warn\n  history: {window: 1d, minHistory: 1m}\n  forecast: {horizon: 2h}\n  limits: {min: 16Mi, max: 2Gi}\n  reconcile: {enabled: true, resizeMethod: inPlace, cooldown: 10m, verifyWindow: 2m}\n"),
+    );
+    let ns = ns.as_str();
     // 1 MiB every 15 s: 256Mi in about an hour; the forecast needs 30 minutes of it to call it a leak.
     node.apply_ok(&deployment(
         &node,
-        "node-resize",
+        ns,
         "slow-leak",
         1,
         "256Mi",
@@ -489,7 +577,7 @@ fn reconciler_raises_a_slow_leak_in_place_before_its_first_oom() {
         &leak(1 << 20, "15", 0),
     ));
     let pod = poll("slow-leak to run", 3 * MIN, EVERY, || {
-        let p = node.pods("node-resize", "slow-leak").into_iter().next()?;
+        let p = node.pods(ns, "slow-leak").into_iter().next()?;
         (p["status"]["containerStatuses"][0]["state"]["running"].is_object()).then_some(p)
     });
     let uid = pod["metadata"]["uid"].clone();
@@ -505,12 +593,12 @@ fn reconciler_raises_a_slow_leak_in_place_before_its_first_oom() {
         Duration::from_secs(10),
         || {
             seen.push((unix_now(), working_set(&cg)));
-            let p = node.pods("node-resize", "slow-leak").into_iter().next()?;
+            let p = node.pods(ns, "slow-leak").into_iter().next()?;
             assert_eq!(
                 p["status"]["containerStatuses"][0]["restartCount"], 0,
                 "OOM-killed before the raise: {p}"
             );
-            records(&node, "node-resize", "slow-leak")
+            records(&node, ns, "slow-leak")
                 .into_iter()
                 .find(|r| r["action"] == "raise-limit")
         },
@@ -531,11 +619,7 @@ fn reconciler_raises_a_slow_leak_in_place_before_its_first_oom() {
         (l != 256 << 20).then_some(l)
     });
     assert_eq!(cgroup_limit, to, "the cgroup's memory.limit_in_bytes");
-    let p = node
-        .pods("node-resize", "slow-leak")
-        .into_iter()
-        .next()
-        .unwrap();
+    let p = node.pods(ns, "slow-leak").into_iter().next().unwrap();
     assert_eq!(p["metadata"]["uid"], uid);
     assert_eq!(p["status"]["containerStatuses"][0]["containerID"], cid);
     assert_eq!(p["status"]["containerStatuses"][0]["restartCount"], 0);
@@ -570,20 +654,20 @@ fn reconciler_raises_a_slow_leak_in_place_before_its_first_oom() {
 
     // Verified after the policy's verifyWindow (2m): effective, no OOM kill followed.
     let verified = poll("the raise to be verified", 10 * MIN, EVERY, || {
-        let r = records(&node, "node-resize", "slow-leak")
+        let r = records(&node, ns, "slow-leak")
             .into_iter()
             .find(|r| r["id"] == record["id"])?;
         (r["outcome"] != "pending").then_some(r)
     });
     assert_eq!(verified["outcome"], "effective", "{verified}");
-    let events = node.events("node-resize");
+    let events = node.events(ns);
     assert!(
         events
             .iter()
             .any(|(reason, name, _)| reason == "RemediationEffective" && name == "slow-leak"),
         "{events:?}"
     );
-    assert_eq!(node.restarts("node-resize", "slow-leak"), 0);
+    assert_eq!(node.restarts(ns, "slow-leak"), 0);
     eprintln!("test 2 took {:?}", t0.elapsed());
 }
 
@@ -592,11 +676,16 @@ fn reconciler_raises_a_slow_leak_in_place_before_its_first_oom() {
 fn reconciler_scales_out_a_container_above_its_target_and_the_new_pod_runs() {
     let node = Node::from_env();
     let t0 = Instant::now();
-    ensure_namespace(&node, "node-scale");
+    let ns = namespace(
+        &node,
+        "node-scale",
+        &policy("  mode: warn\n  history: {window: 1d, minHistory: 1m}\n  headroom: 10%\n  forecast: {horizon: 2h}\n  limits: {min: 16Mi, max: 2Gi}\n  reconcile: {enabled: true, minReplicas: 1, maxReplicas: 3, targetUtilization: 70%, cooldown: 10m, verifyWindow: 2m}\n"),
+    );
+    let ns = ns.as_str();
     // 108 MiB held under a 128Mi limit: 85% of it, above the policy's 70% target.
     node.apply_ok(&deployment(
         &node,
-        "node-scale",
+        ns,
         "busy",
         1,
         "128Mi",
@@ -608,7 +697,7 @@ fn reconciler_scales_out_a_container_above_its_target_and_the_new_pod_runs() {
         55 * MIN,
         Duration::from_secs(10),
         || {
-            records(&node, "node-scale", "busy")
+            records(&node, ns, "busy")
                 .into_iter()
                 .find(|r| r["action"] == "scale-out")
         },
@@ -618,11 +707,11 @@ fn reconciler_scales_out_a_container_above_its_target_and_the_new_pod_runs() {
     assert_eq!(record["change"]["from"], 1, "{record}");
     // ceil(1 × 85% / 70%)
     assert_eq!(record["change"]["to"], 2, "{record}");
-    let d = node.json("node-scale", "deployment/busy");
+    let d = node.json(ns, "deployment/busy");
     assert_eq!(d["spec"]["replicas"], 2);
     // The new pod runs: two ready pods, each holding its 108 MiB in a cgroup of its own.
     let pods = poll("two running pods of busy", 5 * MIN, EVERY, || {
-        let pods = node.pods("node-scale", "busy");
+        let pods = node.pods(ns, "busy");
         let ready = pods
             .iter()
             .filter(|p| p["status"]["containerStatuses"][0]["ready"] == true)
@@ -642,7 +731,7 @@ fn reconciler_scales_out_a_container_above_its_target_and_the_new_pod_runs() {
         );
     }
     let verified = poll("the scale-out to be verified", 10 * MIN, EVERY, || {
-        let r = records(&node, "node-scale", "busy")
+        let r = records(&node, ns, "busy")
             .into_iter()
             .find(|r| r["id"] == record["id"])?;
         (r["outcome"] != "pending").then_some(r)
