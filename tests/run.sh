@@ -40,8 +40,6 @@ fi
 
 step "cargo fmt --check"
 cargo fmt --check
-step "cargo clippy"
-cargo clippy --all-targets --quiet -- -D warnings
 
 # Whatever is started below is stopped on any exit.
 cp_dir="" node_dir="" node_pid=""
@@ -70,6 +68,9 @@ if [ -f tests/cluster/cluster.sh ] && [ -n "${OOMGUARD_CONTROLPLANE_BIN:-}" ]; t
   node_pid=$!
 fi
 
+# From here on the real node's tests run beside (they mostly wait).
+step "cargo clippy"
+cargo clippy --all-targets --quiet -- -D warnings
 step "cargo test"
 cargo test --all-targets 2>&1 | tee target/test-output.txt
 if [ -f tests/deploy/validate.sh ] && [ -n "${OOMGUARD_CONTROLPLANE_BIN:-}" ]; then
