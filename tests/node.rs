@@ -252,8 +252,8 @@ fn stop(node: &Node, ns: &str, app: &str) -> u64 {
     last
 }
 
-/// Tests 1, 4 and 5, in order on namespaces of their own: 4 stops kube-state-metrics, so it
-/// comes after 1 has seen its kills; 5 reads what 1 and 4 left.
+/// Tests 1, 5 and 4, in order on namespaces of their own: 4 stops kube-state-metrics, so it
+/// comes after 1 and 5 have read what they need.
 #[test]
 #[ignore = "needs the real node of tests/cluster (bash tests/run.sh)"]
 fn tutorial_leak_is_oom_killed_warned_refused_raised_and_counted_once_across_a_ksm_gap() {
@@ -434,7 +434,7 @@ fn tutorial_leak_is_oom_killed_warned_refused_raised_and_counted_once_across_a_k
     // Enough of it: the node has other tests to run.
     stop(&node, ns, "memory-leak-app");
 
-    // ---- 4. kube-state-metrics down for 10 minutes of scrapes, back as a new instance
+    // ---- 4, before the gap: crashy's two kills are in oomguard's view
     assert_eq!(node.restarts(ksm, "crashy"), 2);
     let seen = poll(
         "oomguard to see crashy's 2 kills",
@@ -452,6 +452,34 @@ fn tutorial_leak_is_oom_killed_warned_refused_raised_and_counted_once_across_a_k
         "before the gap: {seen}"
     );
     assert_eq!(row(&seen, "quiet")["oomKills"], 0, "before the gap: {seen}");
+    // ---- 5. recommend's peaks are the maxima of what cAdvisor reported (the workloads at rest
+    // for minutes, so that every sample is in one of oomguard's 5-minute steps)
+    let report = recommend(&node, &[ksm]);
+    for (ns, name) in [(ksm, "crashy"), (ksm, "quiet")] {
+        let r = report["recommendations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["namespace"] == ns && r["name"] == name)
+            .unwrap_or_else(|| panic!("no row for {ns}/{name}"));
+        let peak = r["peak"]
+            .as_f64()
+            .unwrap_or_else(|| panic!("no peak for {name}: {r}"));
+        let cadvisor = node
+            .scalar(&format!(
+                r#"max(max_over_time(container_memory_working_set_bytes{{namespace="{ns}",pod=~"{name}-.*",container="app"}}[1d]))"#
+            ))
+            .unwrap_or_else(|| panic!("Prometheus has no working set of {ns}/{name}"));
+        eprintln!(
+            "test 5: {ns}/{name}: oomguard peak {peak} B, cAdvisor max {cadvisor} B ({:.1} MiB)",
+            cadvisor / MI
+        );
+        assert_eq!(
+            peak, cadvisor,
+            "{ns}/{name}: recommend's peak is not cAdvisor's maximum"
+        );
+    }
+    // ---- 4. kube-state-metrics down for 10 minutes of scrapes, back as a new instance
     node.cluster_sh("ksm-stop");
     let gap = Instant::now();
     while gap.elapsed() < 10 * MIN {
@@ -505,34 +533,7 @@ fn tutorial_leak_is_oom_killed_warned_refused_raised_and_counted_once_across_a_k
         t0.elapsed()
     );
 
-    // ---- 5. recommend's peaks are the maxima of what cAdvisor reported (the workloads at rest
-    // for minutes, so that every sample is in one of oomguard's 5-minute steps)
-    let report = recommend(&node, &[ksm]);
-    for (ns, name) in [(ksm, "crashy"), (ksm, "quiet")] {
-        let r = report["recommendations"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["namespace"] == ns && r["name"] == name)
-            .unwrap_or_else(|| panic!("no row for {ns}/{name}"));
-        let peak = r["peak"]
-            .as_f64()
-            .unwrap_or_else(|| panic!("no peak for {name}: {r}"));
-        let cadvisor = node
-            .scalar(&format!(
-                r#"max(max_over_time(container_memory_working_set_bytes{{namespace="{ns}",pod=~"{name}-.*",container="app"}}[1d]))"#
-            ))
-            .unwrap_or_else(|| panic!("Prometheus has no working set of {ns}/{name}"));
-        eprintln!(
-            "test 5: {ns}/{name}: oomguard peak {peak} B, cAdvisor max {cadvisor} B ({:.1} MiB)",
-            cadvisor / MI
-        );
-        assert_eq!(
-            peak, cadvisor,
-            "{ns}/{name}: recommend's peak is not cAdvisor's maximum"
-        );
-    }
-    eprintln!("tests 1, 4, 5 took {:?}", t0.elapsed());
+    eprintln!("tests 1, 5, 4 took {:?}", t0.elapsed());
 }
 
 /// The working set of a container's cgroup (usage less inactive file pages, as cAdvisor counts).

@@ -56,7 +56,7 @@ if [ -f tests/cluster/cluster.sh ] && [ -n "${OOMGUARD_CONTROLPLANE_BIN:-}" ]; t
   node_bin=$(cargo test --test node --no-run 2>&1 | sed -n 's/.*Executable tests\/node.rs (\(.*\))$/\1/p')
   [ -x "$node_bin" ] || { echo "could not find the tests/node.rs binary" >&2; exit 1; }
   node_dir=$(mktemp -d /tmp/oomguard-node.XXXXXX)
-  node_log=target/node-test-output.txt
+  node_log="${CARGO_TARGET_DIR:-target}/node-test-output.txt"
   # Its own process group, so that cleanup ends all of it. The test binary is run directly: the
   # foreground cargo test must not wait for it.
   setsid bash -c 'set -e
