@@ -757,15 +757,21 @@ fn node_is_ready_and_scraped_with_real_labels() {
         .iter()
         .any(|c| c["type"] == "Ready" && c["status"] == "True");
     assert!(ready, "{n}");
-    // oomguard's own containers, as cAdvisor names them.
-    let r = node.query(r#"container_memory_working_set_bytes{namespace="oomguard",container=~"webhook|reconciler"}"#);
-    let containers: std::collections::BTreeSet<&str> = r
-        .iter()
-        .filter_map(|s| s["metric"]["container"].as_str())
-        .collect();
-    assert_eq!(
-        containers.into_iter().collect::<Vec<_>>(),
-        ["reconciler", "webhook"]
+    // oomguard's own containers, as cAdvisor names them (once Prometheus has scraped both).
+    let r = poll(
+        "cAdvisor series of oomguard's containers",
+        2 * MIN,
+        EVERY,
+        || {
+            let r = node.query(
+            r#"container_memory_working_set_bytes{namespace="oomguard",container=~"webhook|reconciler"}"#,
+        );
+            let containers: std::collections::BTreeSet<String> = r
+                .iter()
+                .filter_map(|s| s["metric"]["container"].as_str().map(String::from))
+                .collect();
+            (containers.len() == 2).then_some(r)
+        },
     );
     for s in &r {
         assert!(
@@ -778,6 +784,9 @@ fn node_is_ready_and_scraped_with_real_labels() {
         assert_eq!(s["metric"]["job"], "kubelet", "{s}");
         assert!(sample_value(&s["value"]) > 0.0);
     }
-    let owners = node.query(r#"kube_pod_owner{namespace="oomguard",owner_kind="ReplicaSet"}"#);
-    assert_eq!(owners.len(), 2, "{owners:?}");
+    // Both pods, owned by their ReplicaSet, in kube-state-metrics' series.
+    poll("kube_pod_owner of oomguard's pods", 2 * MIN, EVERY, || {
+        let owners = node.query(r#"kube_pod_owner{namespace="oomguard",owner_kind="ReplicaSet"}"#);
+        (owners.len() == 2).then_some(())
+    });
 }
