@@ -44,8 +44,10 @@ cargo fmt --check
 # Whatever is started below is stopped on any exit.
 cp_dir="" node_dir="" node_pid=""
 cleanup() {
+  # The node first (down stops its pods, kubelet and containerd in order), then what is left of
+  # the background job (the test binary).
+  if [ -n "$node_dir" ]; then bash tests/cluster/cluster.sh down "$node_dir" >&2 || true; fi
   if [ -n "$node_pid" ]; then kill -- "-$node_pid" 2>/dev/null || true; fi
-  if [ -n "$node_dir" ]; then bash tests/cluster/cluster.sh down "$node_dir" >/dev/null 2>&1 || true; fi
   if [ -n "$cp_dir" ]; then bash tests/controlplane/controlplane.sh stop "$cp_dir" >/dev/null 2>&1 || true; fi
 }
 trap cleanup EXIT

@@ -597,6 +597,19 @@ cmd_down() {
     stop_pid containerd-shim-runc-v2 "$pid"
   done
   [[ -n "$CONTROLPLANE_DIR" ]] && bash "$CP" stop "$CONTROLPLANE_DIR" >/dev/null 2>&1 || true
+  # Containers whose kubelet, containerd or shim was killed before they were stopped keep
+  # running, reparented: whatever is still in the pods' cgroups was started by this cluster.
+  if [[ -n "$CGROUP_ROOT_MADE" && -d "/sys/fs/cgroup/memory/$CGROUP_ROOT_MADE" ]]; then
+    local i left
+    for ((i = 0; i < 50; i++)); do
+      left=$(find "/sys/fs/cgroup/memory/$CGROUP_ROOT_MADE" -name cgroup.procs -exec cat {} + 2>/dev/null)
+      [[ -z "$left" ]] && break
+      # shellcheck disable=SC2086
+      kill -KILL $left 2>/dev/null || true
+      sleep 0.1
+    done
+    [[ -z "$left" ]] || log "processes still in /sys/fs/cgroup/memory/$CGROUP_ROOT_MADE: $left"
+  fi
   # Mounts under DIR (overlay snapshots, pod volumes, shm), deepest first.
   local m
   while read -r m; do
@@ -613,6 +626,11 @@ cmd_down() {
   fi
   if [[ -n "$BRIDGE_MADE" ]] && ip link show "$BRIDGE_MADE" >/dev/null 2>&1; then
     ip link delete "$BRIDGE_MADE"
+  fi
+  # The record of what to clean stays until nothing is left, so that down can be run again.
+  if [[ -n "$CGROUP_ROOT_MADE" && -d "/sys/fs/cgroup/memory/$CGROUP_ROOT_MADE" ]]; then
+    log "down: $dir (cgroups left; run down again)"
+    return 1
   fi
   rm -f "$dir/state"
   log "down: $dir"
