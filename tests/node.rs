@@ -473,9 +473,23 @@ fn recommend_peaks_are_cadvisors_and_a_ksm_gap_makes_no_phantom_kills() {
         "before the gap: {seen}"
     );
     assert_eq!(row(&seen, "quiet")["oomKills"], 0, "before the gap: {seen}");
-    // ---- 5. recommend's peaks are the maxima of what cAdvisor reported (the workloads at rest
-    // for minutes, so that every sample is in one of oomguard's 5-minute steps)
-    let report = recommend(&node, &[ksm]);
+    // ---- 5. recommend's peaks are the maxima of what cAdvisor reported, once quiet's peak
+    // (its first 150 s) is behind a whole 5-minute step of oomguard's, a scrape and the cache
+    while t0.elapsed() < Duration::from_secs(150) + 7 * MIN {
+        std::thread::sleep(EVERY);
+    }
+    let report = poll(
+        "peaks of crashy and quiet",
+        5 * MIN,
+        Duration::from_secs(10),
+        || {
+            let r = recommend(&node, &[ksm]);
+            let both = ["crashy", "quiet"]
+                .iter()
+                .all(|n| row(&r, n)["peak"].is_number());
+            both.then_some(r)
+        },
+    );
     for (ns, name) in [(ksm, "crashy"), (ksm, "quiet")] {
         let r = report["recommendations"]
             .as_array()
