@@ -455,8 +455,13 @@ fn recommend_peaks_are_cadvisors_and_a_ksm_gap_makes_no_phantom_kills() {
     let quiet = "big=$(head -c 50331648 /dev/zero | tr '\\0' x)\nsleep 150\nunset big\nwhile :; do sleep 3600; done\n";
     node.apply_ok(&deployment(&node, ksm, "quiet", 1, "128Mi", "64Mi", quiet));
 
-    // ---- 4, before the gap: crashy's two kills are in oomguard's view
-    assert_eq!(node.restarts(ksm, "crashy"), 2);
+    // ---- 4, before the gap: crashy is OOM-killed twice, and the kills are in oomguard's view
+    poll("crashy's two OOM kills", 5 * MIN, EVERY, || {
+        (node.restarts(ksm, "crashy") >= 2).then_some(())
+    });
+    let pod = node.pods(ksm, "crashy").remove(0);
+    let last = &pod["status"]["containerStatuses"][0]["lastState"]["terminated"];
+    assert_eq!(last["reason"], "OOMKilled", "{pod}");
     let seen = poll(
         "oomguard to see crashy's 2 kills",
         10 * MIN,
