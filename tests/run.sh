@@ -74,7 +74,8 @@ fi
 step "cargo clippy"
 cargo clippy --all-targets --quiet -- -D warnings
 step "cargo test"
-cargo test --all-targets 2>&1 | tee target/test-output.txt
+mkdir -p "${CARGO_TARGET_DIR:-target}"
+cargo test --all-targets 2>&1 | tee "${CARGO_TARGET_DIR:-target}/test-output.txt"
 if [ -f tests/deploy/validate.sh ] && [ -n "${OOMGUARD_CONTROLPLANE_BIN:-}" ]; then
   step "deploy/ against the real apiserver"
   cp_dir=$(mktemp -d)
