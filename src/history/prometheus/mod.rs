@@ -76,6 +76,10 @@ pub struct PrometheusArgs {
     /// Span of recent 5-minute peaks fetched for the forecast (capped at the policy window).
     #[arg(long, value_name = "DURATION", default_value = "2d", value_parser = parse_duration)]
     pub history_recent: Duration,
+    /// Most (namespace, window) histories held in memory; past it the least recently used one
+    /// is dropped.
+    #[arg(long, value_name = "N", default_value_t = 2000)]
+    pub history_cache_max: usize,
 }
 
 impl Default for PrometheusArgs {
@@ -88,6 +92,7 @@ impl Default for PrometheusArgs {
             prometheus_timeout: Duration::from_secs(120),
             history_ttl: Duration::from_secs(300),
             history_recent: Duration::from_secs(2 * 86_400),
+            history_cache_max: 2000,
         }
     }
 }
@@ -279,7 +284,11 @@ impl PrometheusSource {
                 queries: AtomicU64::new(0),
                 query_errors: AtomicU64::new(0),
             }),
-            cache: TtlCache::new(args.history_ttl),
+            cache: TtlCache::bounded(
+                args.history_ttl,
+                args.history_ttl / 2,
+                args.history_cache_max,
+            ),
         }))
     }
 
@@ -339,6 +348,25 @@ impl PrometheusSource {
         self.namespace(namespace, window_secs).await.map(|_| ())
     }
 
+    /// Loads every `(namespace, window)` into the cache, `concurrency` refreshes at a time
+    /// (warm-up at start). Returns the keys that failed, with why.
+    pub async fn warm_all(
+        &self,
+        keys: Vec<(String, u64)>,
+        concurrency: usize,
+    ) -> Vec<((String, u64), HistoryError)> {
+        use futures::StreamExt;
+        futures::stream::iter(keys)
+            .map(|key| async move {
+                let r = self.warm(&key.0, key.1).await;
+                (key, r)
+            })
+            .buffer_unordered(concurrency.max(1))
+            .filter_map(|(key, r)| async move { r.err().map(|e| (key, e)) })
+            .collect()
+            .await
+    }
+
     /// The namespace's history for a window, from the cache or Prometheus (see the cache docs).
     pub async fn namespace(
         &self,
@@ -358,6 +386,22 @@ impl PrometheusSource {
         let shared = self.shared.clone();
         let (ns, window_secs) = key.clone();
         move || Box::pin(async move { shared.load(&ns, window_secs).await })
+    }
+
+    /// Starts a background reload of every cached `(namespace, window)` past half its TTL for
+    /// which `keep(namespace, window, time since it was last used)` holds; the old history is
+    /// served meanwhile. Returns how many were started.
+    pub fn refresh_due(&self, keep: impl Fn(&str, u64, Duration) -> bool) -> usize {
+        let due = self.cache.due(|k, idle| keep(&k.0, k.1, idle));
+        for key in &due {
+            self.cache.refresh(key, self.loader(key));
+        }
+        due.len()
+    }
+
+    /// The TTL of cached histories.
+    pub fn ttl(&self) -> Duration {
+        self.cache.ttl()
     }
 
     /// Refreshes a namespace now (e.g. a reconciler's periodic sweep), bypassing the TTL.
@@ -501,14 +545,10 @@ impl Shared {
         let window_start = steps.first - STEP_SECS;
         let q = queries::Queries::new(namespace, steps.span(), window_start);
         let mut info = RefreshInfo::default();
-
         let at = At::Instant(steps.end);
-        let (rows_map, rows_limits, rows_counters) = futures::try_join!(
-            self.call(&q.mapping, at, &auth, Rows::default()),
-            self.call(&q.limits, at, &auth, Rows::default()),
-            self.call(&q.counters, at, &auth, Rows::default()),
-        )?;
-        info.queries += 3;
+
+        // The mapping first (cheap): it says whether oomguard's rule covers the window.
+        let rows_map = self.call(&q.mapping, at, &auth, Rows::default()).await?;
         let mut map = Mapping::default();
         let mut rules_at_start = 0.0;
         for (l, v) in &rows_map.0 {
@@ -533,34 +573,51 @@ impl Shared {
             }
         }
         info.kube_prometheus_mapping = map.used_kube_prometheus();
-        let map = Arc::new(map);
-        let pods = PodFacts::new(&rows_limits, &rows_counters);
         // oomguard's peak rule is used when it has run for the whole window.
         info.recorded_peaks = rules_at_start > 0.0;
+        let map = Arc::new(map);
 
-        let (ev_pods, oom_pods, limit_pods) = pods.candidates();
-        info.event_pods = limit_pods.len();
+        // The peaks and the counters at once.
         let peaks_query = if info.recorded_peaks {
             &q.peaks_recorded
         } else {
             &q.peaks
         };
-        let peak_sink = PeakSink::new(steps, map.clone());
-        let peaks = self.range_in_parts(peaks_query, steps, &auth, peak_sink);
-        let events = async {
-            let ev: Vec<&str> = ev_pods.iter().map(String::as_str).collect();
-            let oo: Vec<&str> = oom_pods.iter().map(String::as_str).collect();
-            let li: Vec<&str> = limit_pods.iter().map(String::as_str).collect();
-            match queries::events(namespace, window_start, &ev, &oo, &li) {
-                None => Ok((Rows::default(), 0)),
-                Some(query) => {
-                    self.range_in_parts(&query, steps, &auth, Rows::default())
-                        .await
-                }
+        let peaks =
+            self.range_in_parts(peaks_query, steps, &auth, PeakSink::new(steps, map.clone()));
+        let counters = self.call(&q.counters, at, &auth, Rows::default());
+        let ((peaks, n_peaks), rows_counters) = futures::try_join!(peaks, counters)?;
+        info.queries += 2 + n_peaks;
+
+        // Limits: looked up where each pod was first and last seen (cheap), or scanned over the
+        // window when the pods' times are too many to list.
+        let lookups = limit_lookups(namespace, &peaks.pods);
+        let rows_limits = self
+            .call(
+                lookups.as_deref().unwrap_or(&q.limits),
+                at,
+                &auth,
+                Rows::default(),
+            )
+            .await?;
+        info.queries += 1;
+        let pods = PodFacts::new(&rows_limits, &rows_counters);
+
+        let (ev_pods, oom_pods, limit_pods) = pods.candidates();
+        info.event_pods = limit_pods.len();
+        let ev: Vec<&str> = ev_pods.iter().map(String::as_str).collect();
+        let oo: Vec<&str> = oom_pods.iter().map(String::as_str).collect();
+        let li: Vec<&str> = limit_pods.iter().map(String::as_str).collect();
+        let events = match queries::events(namespace, window_start, &ev, &oo, &li) {
+            None => Rows::default(),
+            Some(query) => {
+                let (rows, n) = self
+                    .range_in_parts(&query, steps, &auth, Rows::default())
+                    .await?;
+                info.queries += n;
+                rows
             }
         };
-        let ((peaks, n_peaks), (events, n_events)) = futures::try_join!(peaks, events)?;
-        info.queries += n_peaks + n_events;
         let assembled = assemble(
             &Assembly {
                 namespace,
@@ -761,6 +818,7 @@ struct PodFacts {
 impl PodFacts {
     fn new(limits: &Rows, counters: &Rows) -> PodFacts {
         let mut f = PodFacts::default();
+        let mut first: HashMap<PodContainer, f64> = HashMap::new();
         for (l, v) in limits.0.iter().chain(&counters.0) {
             let key = (
                 label(l, "pod").to_string(),
@@ -770,8 +828,11 @@ impl PodFacts {
                 continue;
             }
             match label(l, "stat") {
-                "limit" => {
+                "limit" | "limit_last" => {
                     f.limit.insert(key, *v);
+                }
+                "limit_first" => {
+                    first.insert(key, *v);
                 }
                 "limit_changes" => {
                     f.limit_changed.insert(key);
@@ -783,6 +844,13 @@ impl PodFacts {
                     f.oom_events.insert(key);
                 }
                 _ => {}
+            }
+        }
+        // A pod whose limit was not the same where it was first and last seen: resized in place
+        // (its timeline is read step by step).
+        for (key, v) in first {
+            if f.limit.get(&key).is_some_and(|l| *l != v) {
+                f.limit_changed.insert(key);
             }
         }
         f
@@ -812,11 +880,42 @@ impl PodFacts {
     }
 }
 
-/// Where a pod container was seen in the peaks: first and last step index.
+/// Most distinct times the limit lookups may name (beyond, the limits are scanned instead).
+const MAX_LOOKUP_TIMES: usize = 64;
+
+/// An instant query that reads each pod container's limit where it was first and last seen
+/// (`stat="limit_first"`, `"limit_last"`), one `@` branch per distinct time; None when the
+/// pods' times are too many (or there are none).
+fn limit_lookups(namespace: &str, pods: &HashMap<PodContainer, Seen>) -> Option<String> {
+    let mut at: BTreeMap<(i64, &str), Vec<&str>> = BTreeMap::new();
+    for ((pod, _), s) in pods {
+        at.entry((s.first, "limit_first")).or_default().push(pod);
+        at.entry((s.last, "limit_last")).or_default().push(pod);
+    }
+    if at.is_empty() || at.len() > MAX_LOOKUP_TIMES {
+        return None;
+    }
+    let ns = queries::quote(namespace);
+    let parts: Vec<String> = at
+        .into_iter()
+        .map(|((t, stat), mut names)| {
+            names.sort_unstable();
+            names.dedup();
+            format!(
+                r#"label_replace(max by (pod, container) (last_over_time(container_spec_memory_limit_bytes{{namespace={ns},{},pod=~{}}}[5m] @ {t})), "stat", "{stat}", "", "")"#,
+                queries::CONTAINER_FILTER,
+                queries::any_of(names)
+            )
+        })
+        .collect();
+    Some(parts.join("\nor "))
+}
+
+/// Where a pod container was seen in the peaks: first and last step (interval end).
 #[derive(Debug, Clone, Copy)]
 struct Seen {
-    first: usize,
-    last: usize,
+    first: i64,
+    last: i64,
 }
 
 /// Folds the peaks answer into per-workload-container arrays (one value per interval: the max
@@ -877,6 +976,7 @@ impl Sink for PeakSink {
             last = last.max(i);
         }
         if !pod.is_empty() && first != usize::MAX {
+            let (first, last) = (self.steps.time(first), self.steps.time(last));
             let seen = self
                 .pods
                 .entry((pod.to_string(), container.to_string()))
@@ -1096,7 +1196,7 @@ fn container_history(
             }
         }
         let pod_seen = seen.get(&key);
-        let since = pod_seen.map(|s| a.steps.time(s.first));
+        let since = pod_seen.map(|s| s.first);
         match e.filter(|e| !e.limits.is_empty()) {
             Some(e) => timeline.extend(e.limits.iter().copied()),
             None => {
@@ -1106,7 +1206,7 @@ fn container_history(
             }
         }
         if let Some(l) = last_limit {
-            let at = pod_seen.map_or(i64::MIN, |s| a.steps.time(s.last));
+            let at = pod_seen.map_or(i64::MIN, |s| s.last);
             if latest.is_none_or(|(t, v)| at > t || (at == t && l > v)) {
                 latest = Some((at, l));
             }
@@ -1189,7 +1289,10 @@ mod tests {
         // 90 days in 5-minute steps take three range queries of at most 10,000 steps.
         let s = Steps::new(1_000_000_000, 90 * 86_400);
         assert_eq!(s.n, 25_920);
-        assert_eq!((s.n as i64).div_ceil(MAX_STEPS_PER_QUERY), 3);
+        assert_eq!(
+            (s.n as i64 + MAX_STEPS_PER_QUERY - 1) / MAX_STEPS_PER_QUERY,
+            3
+        );
     }
 
     #[test]

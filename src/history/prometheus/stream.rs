@@ -39,9 +39,37 @@ impl fmt::Display for StreamError {
 }
 
 /// Parses one answer from `reader` into `sink`; returns the sink and the answer's warnings.
-pub fn parse<S: Sink>(reader: impl Read, mut sink: S) -> Result<(S, Vec<String>), StreamError> {
-    let mut de =
-        serde_json::Deserializer::from_reader(std::io::BufReader::with_capacity(64 * 1024, reader));
+///
+/// The bytes are split as they arrive: each element of `data.result` (one series) is cut out
+/// and parsed on its own with serde_json from a slice (several times faster than parsing the
+/// whole stream through `io::Read`), and what is left (status, error, warnings, result type) is
+/// parsed at the end as a small skeleton. Memory: one series at a time.
+pub fn parse<S: Sink>(mut reader: impl Read, mut sink: S) -> Result<(S, Vec<String>), StreamError> {
+    let mut splitter = Splitter::default();
+    let mut scratch = SeriesScratch::default();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = reader
+            .read(&mut buf)
+            .map_err(|e| StreamError::Malformed(format!("reading the answer: {e}")))?;
+        if n == 0 {
+            break;
+        }
+        splitter.feed(&buf[..n], &mut |series: &[u8]| {
+            let mut de = serde_json::Deserializer::from_slice(series);
+            SeriesSeed {
+                scratch: &mut scratch,
+            }
+            .deserialize(&mut de)
+            .and_then(|()| de.end())
+            .map_err(|e| StreamError::Malformed(e.to_string()))?;
+            sink.series(&scratch.labels, &scratch.points);
+            Ok(())
+        })?;
+    }
+    if splitter.depth() != 0 || splitter.capturing() {
+        return Err(StreamError::Malformed("the answer ends early".to_string()));
+    }
     let mut out = Answer {
         status: None,
         error_type: None,
@@ -49,13 +77,10 @@ pub fn parse<S: Sink>(reader: impl Read, mut sink: S) -> Result<(S, Vec<String>)
         warnings: Vec::new(),
         data_seen: false,
     };
-    AnswerSeed {
-        sink: &mut sink,
-        out: &mut out,
-    }
-    .deserialize(&mut de)
-    .map_err(|e| StreamError::Malformed(e.to_string()))?;
-    de.end()
+    let mut de = serde_json::Deserializer::from_slice(&splitter.skeleton);
+    AnswerSeed { out: &mut out }
+        .deserialize(&mut de)
+        .and_then(|()| de.end())
         .map_err(|e| StreamError::Malformed(e.to_string()))?;
     match out.status.as_deref() {
         Some("success") if out.data_seen => Ok((sink, out.warnings)),
@@ -69,6 +94,162 @@ pub fn parse<S: Sink>(reader: impl Read, mut sink: S) -> Result<(S, Vec<String>)
     }
 }
 
+/// One open JSON container while splitting.
+#[derive(Debug)]
+enum Frame {
+    Object { key: Vec<u8>, want_key: bool },
+    Array { result: bool },
+}
+
+/// Cuts the elements of `data.result` out of a JSON text fed in pieces.
+#[derive(Default)]
+struct Splitter {
+    stack: Vec<Frame>,
+    in_string: bool,
+    escape: bool,
+    /// Text outside the series (small), with `0` where each series was.
+    skeleton: Vec<u8>,
+    /// The series being cut, and the stack depth it started at.
+    capture: Vec<u8>,
+    capture_depth: Option<usize>,
+    /// Bytes of the key string being read (outside series).
+    key: Option<Vec<u8>>,
+}
+
+impl Splitter {
+    fn depth(&self) -> usize {
+        self.stack.len()
+    }
+
+    fn capturing(&self) -> bool {
+        self.capture_depth.is_some()
+    }
+
+    fn feed(
+        &mut self,
+        bytes: &[u8],
+        on_series: &mut dyn FnMut(&[u8]) -> Result<(), StreamError>,
+    ) -> Result<(), StreamError> {
+        let mut i = 0;
+        while i < bytes.len() {
+            if let Some(base) = self.capture_depth {
+                // Inside a series: copy up to the end of it, tracking strings and nesting.
+                let from = i;
+                let mut done = false;
+                while i < bytes.len() {
+                    let b = bytes[i];
+                    i += 1;
+                    if self.in_string {
+                        if self.escape {
+                            self.escape = false;
+                        } else if b == b'\\' {
+                            self.escape = true;
+                        } else if b == b'"' {
+                            self.in_string = false;
+                        }
+                        continue;
+                    }
+                    match b {
+                        b'"' => self.in_string = true,
+                        b'{' | b'[' => self.stack.push(Frame::Array { result: false }),
+                        b'}' | b']' => {
+                            self.stack.pop();
+                            if self.stack.len() == base {
+                                done = true;
+                                break;
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                self.capture.extend_from_slice(&bytes[from..i]);
+                if done {
+                    self.capture_depth = None;
+                    on_series(&self.capture)?;
+                    self.capture.clear();
+                    self.skeleton.push(b'0');
+                }
+                continue;
+            }
+            let b = bytes[i];
+            i += 1;
+            if self.in_string {
+                self.skeleton.push(b);
+                if self.escape {
+                    self.escape = false;
+                } else if b == b'\\' {
+                    self.escape = true;
+                } else if b == b'"' {
+                    self.in_string = false;
+                    if let Some(k) = self.key.take() {
+                        if let Some(Frame::Object { key, .. }) = self.stack.last_mut() {
+                            *key = k;
+                        }
+                    }
+                    continue;
+                }
+                if let Some(k) = &mut self.key {
+                    k.push(b);
+                }
+                continue;
+            }
+            match b {
+                b'"' => {
+                    self.in_string = true;
+                    self.skeleton.push(b);
+                    if let Some(Frame::Object { want_key: true, .. }) = self.stack.last() {
+                        self.key = Some(Vec::new());
+                    }
+                }
+                b'{' if matches!(self.stack.last(), Some(Frame::Array { result: true })) => {
+                    self.stack.push(Frame::Array { result: false });
+                    self.capture_depth = Some(self.stack.len() - 1);
+                    self.capture.push(b);
+                }
+                b'{' => {
+                    self.skeleton.push(b);
+                    self.stack.push(Frame::Object {
+                        key: Vec::new(),
+                        want_key: true,
+                    });
+                }
+                b'[' => {
+                    self.skeleton.push(b);
+                    let result = self.stack.len() == 2
+                        && matches!(&self.stack[1], Frame::Object { key, .. } if key == b"result")
+                        && matches!(&self.stack[0], Frame::Object { key, .. } if key == b"data");
+                    self.stack.push(Frame::Array { result });
+                }
+                b'}' | b']' => {
+                    self.skeleton.push(b);
+                    if self.stack.pop().is_none() {
+                        return Err(StreamError::Malformed("unbalanced brackets".to_string()));
+                    }
+                }
+                b':' => {
+                    self.skeleton.push(b);
+                    if let Some(Frame::Object { want_key, .. }) = self.stack.last_mut() {
+                        *want_key = false;
+                    }
+                }
+                b',' => {
+                    self.skeleton.push(b);
+                    if let Some(Frame::Object { want_key, .. }) = self.stack.last_mut() {
+                        *want_key = true;
+                    }
+                }
+                _ => self.skeleton.push(b),
+            }
+            if self.skeleton.len() > 16 * 1024 * 1024 {
+                return Err(StreamError::Malformed(
+                    "more than 16 MiB outside data.result".to_string(),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 struct Answer {
     status: Option<String>,
     error_type: Option<String>,
@@ -77,19 +258,18 @@ struct Answer {
     data_seen: bool,
 }
 
-struct AnswerSeed<'a, S> {
-    sink: &'a mut S,
+struct AnswerSeed<'a> {
     out: &'a mut Answer,
 }
 
-impl<'de, S: Sink> DeserializeSeed<'de> for AnswerSeed<'_, S> {
+impl<'de> DeserializeSeed<'de> for AnswerSeed<'_> {
     type Value = ();
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
         d.deserialize_map(self)
     }
 }
 
-impl<'de, S: Sink> Visitor<'de> for AnswerSeed<'_, S> {
+impl<'de> Visitor<'de> for AnswerSeed<'_> {
     type Value = ();
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a Prometheus API answer object")
@@ -104,9 +284,7 @@ impl<'de, S: Sink> Visitor<'de> for AnswerSeed<'_, S> {
                     self.out.warnings = map.next_value::<Option<Vec<String>>>()?.unwrap_or_default()
                 }
                 "data" => {
-                    map.next_value_seed(DataSeed {
-                        sink: &mut *self.sink,
-                    })?;
+                    map.next_value_seed(DataSeed)?;
                     self.out.data_seen = true;
                 }
                 _ => {
@@ -118,30 +296,27 @@ impl<'de, S: Sink> Visitor<'de> for AnswerSeed<'_, S> {
     }
 }
 
-struct DataSeed<'a, S> {
-    sink: &'a mut S,
-}
+struct DataSeed;
 
-impl<'de, S: Sink> DeserializeSeed<'de> for DataSeed<'_, S> {
+impl<'de> DeserializeSeed<'de> for DataSeed {
     type Value = ();
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
         d.deserialize_map(self)
     }
 }
 
-impl<'de, S: Sink> Visitor<'de> for DataSeed<'_, S> {
+impl<'de> Visitor<'de> for DataSeed {
     type Value = ();
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a \"data\" object")
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let mut scratch = SeriesScratch::default();
         while let Some(key) = map.next_key::<String>()? {
             match key.as_str() {
-                "result" => map.next_value_seed(ResultSeed {
-                    sink: &mut *self.sink,
-                    scratch: &mut scratch,
-                })?,
+                // In the skeleton every series is a `0` placeholder: it went to the sink already.
+                "result" => {
+                    map.next_value::<IgnoredAny>()?;
+                }
                 "resultType" => {
                     let kind: String = map.next_value()?;
                     if kind != "matrix" && kind != "vector" {
@@ -164,36 +339,6 @@ impl<'de, S: Sink> Visitor<'de> for DataSeed<'_, S> {
 struct SeriesScratch {
     labels: HashMap<String, String>,
     points: Vec<(i64, f64)>,
-}
-
-struct ResultSeed<'a, S> {
-    sink: &'a mut S,
-    scratch: &'a mut SeriesScratch,
-}
-
-impl<'de, S: Sink> DeserializeSeed<'de> for ResultSeed<'_, S> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_seq(self)
-    }
-}
-
-impl<'de, S: Sink> Visitor<'de> for ResultSeed<'_, S> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a list of series")
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while seq
-            .next_element_seed(SeriesSeed {
-                scratch: &mut *self.scratch,
-            })?
-            .is_some()
-        {
-            self.sink.series(&self.scratch.labels, &self.scratch.points);
-        }
-        Ok(())
-    }
 }
 
 struct SeriesSeed<'a> {
