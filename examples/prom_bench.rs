@@ -8,6 +8,10 @@
 //! into DIR/tsdb; `query` starts Prometheus on it and measures the source in a fresh process (so
 //! that its peak memory is the source's, not the generator's). `bench/prometheus.sh` runs both.
 
+// The allocator of the shipped binary (src/main.rs), so that memory figures are its own.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[path = "../tests/support/mod.rs"]
 mod support;
 
@@ -219,6 +223,8 @@ async fn query(dir: &Path) {
         );
     }
     let queries = src.stats().queries;
+    // The source's own peak: before the checks below generate the raw samples again.
+    let hwm_cold = vm_hwm_kib();
 
     // Check one workload against the generator (the tests check everything in detail).
     let w = &workloads_of(&p, p.namespaces - 1)[0];
@@ -277,8 +283,9 @@ async fn query(dir: &Path) {
         s.cache
     );
     println!(
-        "peak memory (VmHWM) of this process: {} MiB before the refreshes, {} MiB after; now (VmRSS) {} MiB",
+        "peak memory (VmHWM) of this process: {} MiB before the refreshes, {} MiB after them (the source's peak), {} MiB at the end (with the generator's samples for the checks); now (VmRSS) {} MiB",
         hwm_before / 1024,
+        hwm_cold / 1024,
         vm_hwm_kib() / 1024,
         vm_rss_kib() / 1024
     );

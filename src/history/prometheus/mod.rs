@@ -139,6 +139,11 @@ pub struct SourceStats {
 /// longer windows are read in consecutive parts.
 pub const MAX_STEPS_PER_QUERY: i64 = 10_000;
 
+/// Windows of at least this many steps (2 days) have their peaks read in [`PEAK_PARTS`] parts
+/// at once.
+const PARALLEL_FROM_STEPS: i64 = 576;
+const PEAK_PARTS: i64 = 2;
+
 /// Recent samples kept per container by a source made [`PrometheusSource::keep_samples`]`(Some(n))`.
 pub const SAMPLE_TAIL: usize = 12;
 
@@ -583,8 +588,7 @@ impl Shared {
         } else {
             &q.peaks
         };
-        let peaks =
-            self.range_in_parts(peaks_query, steps, &auth, PeakSink::new(steps, map.clone()));
+        let peaks = self.peaks(peaks_query, steps, &auth, PeakSink::new(steps, map.clone()));
         let counters = self.call(&q.counters, at, &auth, Rows::default());
         let ((peaks, n_peaks), rows_counters) = futures::try_join!(peaks, counters)?;
         info.queries += 2 + n_peaks;
@@ -636,6 +640,42 @@ impl Shared {
             workloads: assembled,
             info,
         })
+    }
+
+    /// The peaks range query, in consecutive parts of the window sent at once (Prometheus then
+    /// evaluates and encodes them on as many cores; query splitting by time, as Thanos' and
+    /// Cortex' query frontends do), all folded into one sink.
+    async fn peaks(
+        &self,
+        query: &str,
+        steps: Steps,
+        auth: &Option<reqwest::header::HeaderValue>,
+        sink: PeakSink,
+    ) -> Result<(PeakSink, u32), HistoryError> {
+        let n = steps.n as i64;
+        let parts = ((n + MAX_STEPS_PER_QUERY - 1) / MAX_STEPS_PER_QUERY)
+            .max(if n >= PARALLEL_FROM_STEPS {
+                PEAK_PARTS
+            } else {
+                1
+            })
+            .max(1);
+        let per = (n + parts - 1) / parts;
+        let shared = SharedPeaks(Arc::new(std::sync::Mutex::new(sink)));
+        let calls = (0..parts).filter_map(|k| {
+            let start = steps.first + k * per * STEP_SECS;
+            let end = (start + (per - 1) * STEP_SECS).min(steps.end);
+            (start <= steps.end)
+                .then(|| self.call(query, At::Range { start, end }, auth, shared.clone()))
+        });
+        let done = futures::future::try_join_all(calls).await?;
+        let sent = done.len() as u32;
+        drop(done);
+        let sink = Arc::try_unwrap(shared.0)
+            .map_err(|_| self.err("the peaks are still being parsed"))?
+            .into_inner()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        Ok((sink, sent))
     }
 
     /// A range query over the refresh's steps, in parts of at most [`MAX_STEPS_PER_QUERY`]
@@ -984,6 +1024,19 @@ impl Sink for PeakSink {
             seen.first = seen.first.min(first);
             seen.last = seen.last.max(last);
         }
+    }
+}
+
+/// One [`PeakSink`] fed by several answers at once (a lock per series).
+#[derive(Clone)]
+struct SharedPeaks(Arc<std::sync::Mutex<PeakSink>>);
+
+impl Sink for SharedPeaks {
+    fn series(&mut self, labels: &HashMap<String, String>, points: &[(i64, f64)]) {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .series(labels, points);
     }
 }
 
