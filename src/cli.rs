@@ -282,15 +282,15 @@ fn history_source(args: &HistoryArgs) -> anyhow::Result<Arc<dyn HistorySource>> 
     Ok(long_running_source(args)?.0)
 }
 
+type SourceAndPrometheus = (
+    Arc<dyn HistorySource>,
+    Option<Arc<crate::history::prometheus::PrometheusSource>>,
+);
+
 /// The history source of a long-running process (serve, reconcile, api): Prometheus histories
 /// keep the forecast fit and a short tail of samples (memory stays flat with many workloads).
 /// Also returns the Prometheus source itself, for the warm-up.
-fn long_running_source(
-    args: &HistoryArgs,
-) -> anyhow::Result<(
-    Arc<dyn HistorySource>,
-    Option<Arc<crate::history::prometheus::PrometheusSource>>,
-)> {
+fn long_running_source(args: &HistoryArgs) -> anyhow::Result<SourceAndPrometheus> {
     use crate::history::prometheus::{PrometheusSource, SAMPLE_TAIL};
     if let Some(path) = &args.history {
         return Ok((Arc::new(FileSource::new(FileHistory::load(path)?)), None));

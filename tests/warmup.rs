@@ -5,7 +5,7 @@
 mod common;
 mod support;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use common::{client_for, fixture, free_port, make_certs, policy, BIN};

@@ -1331,9 +1331,10 @@ mod tests {
 
     #[test]
     fn steps_are_the_file_sources_intervals() {
-        let s = Steps::new(1_000_000_200, 3600);
-        // (now - 1h, now] -> interval ends 999_996_900 .. 1_000_000_200 - 200.
-        assert_eq!(s.end, 1_000_000_200 - 1_000_000_200 % 300);
+        let s = Steps::new(1_000_000_250, 3600);
+        // (now - 1h, now] -> interval ends 999_996_900 ..= 1_000_000_200.
+        assert_eq!(s.end, 1_000_000_200);
+        assert_eq!(s.first, 999_996_900);
         assert_eq!(s.n, 12);
         assert_eq!(s.index(s.first), Some(0));
         assert_eq!(s.index(s.first + 1), None);

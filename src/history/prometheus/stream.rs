@@ -502,8 +502,9 @@ impl Read for ChunkReader {
 mod tests {
     use super::*;
 
+    type Series = (HashMap<String, String>, Vec<(i64, f64)>);
     #[derive(Default)]
-    struct Collect(Vec<(HashMap<String, String>, Vec<(i64, f64)>)>);
+    struct Collect(Vec<Series>);
     impl Sink for Collect {
         fn series(&mut self, labels: &HashMap<String, String>, points: &[(i64, f64)]) {
             self.0.push((labels.clone(), points.to_vec()));
