@@ -97,32 +97,9 @@ impl Default for PrometheusArgs {
     }
 }
 
-/// Parses "500ms", "2s", "5m", "3h", "14d", "1w" (one unit, integer).
+/// Parses "500ms", "2s", "5m", "3h", "14d", "1w": the crate's one duration reading.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .ok_or_else(|| format!("{text:?}: expected a number with a unit (ms, s, m, h, d, w)"))?;
-    let (num, unit) = text.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{text:?}: expected a number with a unit (ms, s, m, h, d, w)"))?;
-    let ms = match unit {
-        "ms" => 1,
-        "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "d" => 86_400_000,
-        "w" => 604_800_000,
-        _ => {
-            return Err(format!(
-                "{text:?}: unknown unit {unit:?} (ms, s, m, h, d, w)"
-            ))
-        }
-    };
-    n.checked_mul(ms)
-        .map(Duration::from_millis)
-        .ok_or_else(|| format!("{text:?}: too large"))
+    crate::duration::parse(text)
 }
 
 /// Counters of one source (for metrics).
