@@ -126,10 +126,18 @@ pub struct HistoryArgs {
     pub history: Option<PathBuf>,
     #[command(flatten)]
     pub prometheus: crate::history::prometheus::PrometheusArgs,
-    /// Deadline for fetching a workload's history during an admission.
-    #[arg(long, default_value = "2s", value_parser = crate::duration::parse)]
-    pub history_timeout: Duration,
+    /// Deadline for fetching a workload's history: an admission waits this long, then allows
+    /// with a warning while the load goes on (default 2s); `check` waits for its answer
+    /// (default 5m).
+    #[arg(long, value_parser = crate::duration::parse)]
+    pub history_timeout: Option<Duration>,
 }
+
+/// How long an admission waits for history.
+pub const ADMISSION_HISTORY_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long `check` waits for history: it is a CI step, a right answer matters more than a fast
+/// one (a cold 14-day refresh of a large namespace takes seconds to minutes).
+pub const OFFLINE_HISTORY_TIMEOUT: Duration = Duration::from_secs(300);
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -151,6 +159,13 @@ pub struct ServeArgs {
     /// How long in-flight requests may finish after SIGTERM.
     #[arg(long, default_value = "10s", value_parser = crate::duration::parse)]
     pub drain: Duration,
+    /// With --prometheus: `/readyz` says 503 until the histories of every namespace with a
+    /// policy of its own are loaded, or until this has passed.
+    #[arg(long, default_value = "60s", value_parser = crate::duration::parse)]
+    pub warmup_timeout: Duration,
+    /// Namespaces loaded from Prometheus at a time during the warm-up.
+    #[arg(long, default_value_t = 2)]
+    pub warmup_concurrency: usize,
 }
 
 #[derive(Debug, Args)]
@@ -264,15 +279,29 @@ impl HistorySource for NoHistory {
 }
 
 fn history_source(args: &HistoryArgs) -> anyhow::Result<Arc<dyn HistorySource>> {
+    Ok(long_running_source(args)?.0)
+}
+
+type SourceAndPrometheus = (
+    Arc<dyn HistorySource>,
+    Option<Arc<crate::history::prometheus::PrometheusSource>>,
+);
+
+/// The history source of a long-running process (serve, reconcile, api): Prometheus histories
+/// keep the forecast fit and a short tail of samples (memory stays flat with many workloads).
+/// Also returns the Prometheus source itself, for the warm-up.
+fn long_running_source(args: &HistoryArgs) -> anyhow::Result<SourceAndPrometheus> {
+    use crate::history::prometheus::{PrometheusSource, SAMPLE_TAIL};
     if let Some(path) = &args.history {
-        return Ok(Arc::new(FileSource::new(FileHistory::load(path)?)));
+        return Ok((Arc::new(FileSource::new(FileHistory::load(path)?)), None));
     }
-    Ok(
-        match crate::history::prometheus::PrometheusSource::from_args(&args.prometheus)? {
-            Some(p) => Arc::new(p),
-            None => Arc::new(NoHistory),
-        },
-    )
+    Ok(match PrometheusSource::from_args(&args.prometheus)? {
+        Some(p) => {
+            let p = Arc::new(p.keep_samples(Some(SAMPLE_TAIL)));
+            (p.clone(), Some(p))
+        }
+        None => (Arc::new(NoHistory), None),
+    })
 }
 
 impl Cli {
@@ -300,10 +329,19 @@ async fn serve(a: ServeArgs) -> anyhow::Result<i32> {
             "serve needs history to check limits against: pass --prometheus URL (or --history FILE)"
         );
     }
+    let (history, prometheus) = long_running_source(&a.history)?;
     let admitter = Admitter {
-        history: history_source(&a.history)?,
-        history_timeout: a.history.history_timeout,
+        history,
+        history_timeout: a
+            .history
+            .history_timeout
+            .unwrap_or(ADMISSION_HISTORY_TIMEOUT),
     };
+    let warmup = prometheus.map(|source| server::warmup::Warmup {
+        source,
+        timeout: a.warmup_timeout,
+        concurrency: a.warmup_concurrency,
+    });
     server::serve(server::ServeOptions {
         listen: a.listen,
         admin_listen: a.admin_listen,
@@ -314,6 +352,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<i32> {
         policies: a.policies,
         admitter,
         drain: a.drain,
+        warmup,
     })
     .await?;
     Ok(0)
@@ -472,8 +511,8 @@ async fn run_check(a: CheckArgs) -> anyhow::Result<i32> {
         policies = policies.with_mode(m.into());
     }
     let admitter = Admitter {
-        history: history_source(&a.history)?,
-        history_timeout: a.history.history_timeout,
+        history: offline_source(&a.history)?,
+        history_timeout: a.history.history_timeout.unwrap_or(OFFLINE_HISTORY_TIMEOUT),
     };
     let (results, summary) = check::check(&admitter, &policies, docs, &a.namespace).await;
     let stdout = std::io::stdout();
@@ -491,6 +530,19 @@ async fn run_check(a: CheckArgs) -> anyhow::Result<i32> {
             1
         } else {
             0
+        },
+    )
+}
+
+/// The history source of `check`: all recent samples kept (one run, no memory concern).
+fn offline_source(args: &HistoryArgs) -> anyhow::Result<Arc<dyn HistorySource>> {
+    if let Some(path) = &args.history {
+        return Ok(Arc::new(FileSource::new(FileHistory::load(path)?)));
+    }
+    Ok(
+        match crate::history::prometheus::PrometheusSource::from_args(&args.prometheus)? {
+            Some(p) => Arc::new(p),
+            None => Arc::new(NoHistory),
         },
     )
 }

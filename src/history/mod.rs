@@ -60,11 +60,19 @@ impl PeakStats {
             return PeakStats::default();
         }
         sorted.sort_by(f64::total_cmp);
+        PeakStats::from_peaks_sorted(&sorted)
+    }
+
+    /// The statistics of finite peaks sorted in ascending order.
+    pub fn from_peaks_sorted(sorted: &[f64]) -> PeakStats {
+        if sorted.is_empty() {
+            return PeakStats::default();
+        }
         PeakStats {
             max: sorted[sorted.len() - 1],
-            p99: quantile_sorted(&sorted, 0.99),
-            p98: quantile_sorted(&sorted, 0.98),
-            p95: quantile_sorted(&sorted, 0.95),
+            p99: quantile_sorted(sorted, 0.99),
+            p98: quantile_sorted(sorted, 0.98),
+            p95: quantile_sorted(sorted, 0.95),
             intervals: u32::try_from(sorted.len()).unwrap_or(u32::MAX),
         }
     }
