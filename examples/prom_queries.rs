@@ -1,7 +1,8 @@
 //! Prints the PromQL one refresh sends, for a namespace and window (documentation, debugging).
 //! `cargo run --example prom_queries -- self-healing-platform 14d`
 
-use oomguard::history::prometheus::{parse_duration, queries};
+use oomguard::duration::parse as parse_duration;
+use oomguard::history::prometheus::queries;
 
 fn main() -> Result<(), String> {
     let args: Vec<String> = std::env::args().skip(1).collect();

@@ -68,13 +68,13 @@ pub struct PrometheusArgs {
     /// Deadline of every Prometheus call (e.g. "2m", "30s"). Admissions never wait this long
     /// (they wait `--history-timeout`); a refresh that outlives them finishes in the background
     /// and warms the cache. Prometheus' own default query timeout is 2m.
-    #[arg(long, value_name = "DURATION", default_value = "2m", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "2m", value_parser = crate::duration::parse)]
     pub prometheus_timeout: Duration,
     /// How long fetched history is served from memory. A background refresh starts at half of it.
-    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = crate::duration::parse)]
     pub history_ttl: Duration,
     /// Span of recent 5-minute peaks fetched for the forecast (capped at the policy window).
-    #[arg(long, value_name = "DURATION", default_value = "2d", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "2d", value_parser = crate::duration::parse)]
     pub history_recent: Duration,
     /// Most (namespace, window) histories held in memory; past it the least recently used one
     /// is dropped.
@@ -95,11 +95,6 @@ impl Default for PrometheusArgs {
             history_cache_max: 2000,
         }
     }
-}
-
-/// Parses "500ms", "2s", "5m", "3h", "14d", "1w": the crate's one duration reading.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    crate::duration::parse(text)
 }
 
 /// Counters of one source (for metrics).
@@ -1295,16 +1290,6 @@ fn container_history(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("14d"), Ok(Duration::from_secs(14 * 86_400)));
-        assert!(parse_duration("2").is_err());
-        assert!(parse_duration("s").is_err());
-        assert!(parse_duration("2y").is_err());
-    }
 
     #[test]
     fn steps_are_the_file_sources_intervals() {
