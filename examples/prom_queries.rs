@@ -14,7 +14,7 @@ fn main() -> Result<(), String> {
     let w = window.as_secs() as i64;
     // A window ending at a 5-minute boundary; the timestamps only appear in `@` modifiers.
     let start = 1_800_000_000 - w;
-    let q = queries::Queries::new(ns, w, start);
+    let q = queries::Queries::new(ns, w, start, 300);
     println!(
         "# mapping (instant query at the end of the window)\n{}\n",
         q.mapping
@@ -29,8 +29,8 @@ fn main() -> Result<(), String> {
         "# peaks with oomguard's recording rules (range query, step 5m)\n{}\n",
         q.peaks_recorded
     );
-    let events =
-        queries::events(ns, start, &["POD-A"], &["POD-B"], &["POD-A", "POD-C"]).unwrap_or_default();
+    let events = queries::events(ns, start, 300, &["POD-A"], &["POD-B"], &["POD-A", "POD-C"])
+        .unwrap_or_default();
     println!(
         "# events (range query over the window, step 5m; only for pods whose counters or limits moved)\n{events}"
     );

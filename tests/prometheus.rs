@@ -42,6 +42,7 @@ fn fixture() -> &'static Fixture {
         ];
         workloads.extend(scenario::no_ksm(end - 6 * 3600, end));
         workloads.extend(scenario::restart_gaps(end));
+        workloads.push(scenario::young_leak(end));
         let dir = tempfile::tempdir().unwrap();
         let input = dir.path().join("scenarios.om");
         let mut out = std::io::BufWriter::new(std::fs::File::create(&input).unwrap());
@@ -339,6 +340,61 @@ async fn two_weeks_of_a_real_trace() {
     check_workload(&src, f, w).await;
     let want = &w.expected(f.end, WINDOW as i64, RECENT as i64)["vm"];
     assert!(want.peaks.len() > 3500, "{} intervals", want.peaks.len());
+}
+
+#[tokio::test]
+async fn a_shorter_step_fits_a_young_leak_sooner() {
+    use oomguard::forecast::Pattern;
+    let f = fixture();
+    let w = workload(f, "young-leak");
+    let raw_max = w.pods[0].containers[0]
+        .ws
+        .iter()
+        .map(|s| s.1)
+        .fold(0.0, f64::max);
+    let q = query("young", "Deployment", "young-leak");
+    // 5-minute peaks: 20 minutes are four intervals, too few to fit (30 minutes needed).
+    let five = source(&f.prom.url, f.end).fetch(&q).await.unwrap().unwrap();
+    let c = &five.containers["app"];
+    assert_eq!(c.peaks.max, raw_max);
+    assert_ne!(c.fit().pattern, Pattern::Leak, "{:?}", c.fit());
+    // 1-minute peaks: six minutes are enough, and the growth is the scenario's 2 MiB/min.
+    let args = PrometheusArgs {
+        prometheus: Some(f.prom.url.clone()),
+        prometheus_timeout: Duration::from_secs(20),
+        history_step: Duration::from_secs(60),
+        ..PrometheusArgs::default()
+    };
+    let one = PrometheusSource::from_args(&args)
+        .unwrap()
+        .unwrap()
+        .with_eval_time(f.end);
+    let h = one.fetch(&q).await.unwrap().unwrap();
+    let c = &h.containers["app"];
+    assert_eq!(c.peaks.max, raw_max, "the max does not depend on the step");
+    assert!(
+        (19..=21).contains(&c.peaks.intervals),
+        "{}",
+        c.peaks.intervals
+    );
+    assert_eq!(c.interval_secs, 60);
+    let fit = c.fit();
+    assert_eq!(fit.pattern, Pattern::Leak, "{fit:?}");
+    let per_min = fit.slope * 60.0 / scenario::MI;
+    assert!((per_min - 2.0).abs() < 0.2, "{per_min} MiB/min");
+    // A step outside 15s..1h is refused with the flag's name.
+    for bad in [10, 7200] {
+        let args = PrometheusArgs {
+            prometheus: Some(f.prom.url.clone()),
+            history_step: Duration::from_secs(bad),
+            ..PrometheusArgs::default()
+        };
+        let e = PrometheusSource::from_args(&args)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("--history-step"), "{e}");
+    }
 }
 
 #[tokio::test]

@@ -128,6 +128,9 @@ pub struct ContainerHistory {
     pub runtime_limit: Option<f64>,
     /// When the limit changed in the window, oldest first (empty: unknown, or never changed).
     pub limit_history: Vec<LimitChange>,
+    /// Seconds each per-interval peak covers (the source's step; 0: the default 5 minutes).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub interval_secs: u32,
     /// Cache of [`ContainerHistory::fit`]; leave it `Default::default()`.
     #[serde(skip)]
     pub fit: OnceLock<LeakFit>,
@@ -143,6 +146,7 @@ impl Clone for ContainerHistory {
             oom_kills: self.oom_kills.clone(),
             runtime_limit: self.runtime_limit,
             limit_history: self.limit_history.clone(),
+            interval_secs: self.interval_secs,
             fit: self.fit.clone(),
         }
     }
@@ -152,8 +156,13 @@ impl ContainerHistory {
     /// The growth fit of this history. Expensive to compute and independent of any limit, so it
     /// is computed once per history and shared by every admission that uses the cached history.
     pub fn fit(&self) -> &LeakFit {
-        self.fit
-            .get_or_init(|| forecast::fit(&self.samples, &self.restarts))
+        self.fit.get_or_init(|| {
+            let interval = match self.interval_secs {
+                0 => forecast::DEFAULT_INTERVAL_SECS,
+                s => i64::from(s),
+            };
+            forecast::fit_at(&self.samples, &self.restarts, interval)
+        })
     }
 
     /// The latest usable per-interval peak (a zero or a non-finite value is a scrape gap).
@@ -254,4 +263,8 @@ pub trait HistorySource: Send + Sync {
 
     /// A short name for logs and warnings ("file", "prometheus").
     fn name(&self) -> &'static str;
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }

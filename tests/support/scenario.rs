@@ -598,6 +598,43 @@ pub fn steady_app(start: i64, end: i64) -> Workload {
     }
 }
 
+/// A young Deployment (one pod, started 20 minutes before `end`) leaking 2 MiB per minute from
+/// 100 MiB under a 512Mi limit: too young for the forecast at 5-minute peaks, not at 1-minute.
+pub fn young_leak(end: i64) -> Workload {
+    let start = end - 20 * 60;
+    let mut rng = Rng::new(23);
+    let ws = scrape_times(start, end, 30)
+        .map(|t| {
+            let grown = 100.0 * MI + 2.0 * MI * (t - start) as f64 / 60.0;
+            (t, noisy(&mut rng, grown, 0.5 * MI).round())
+        })
+        .collect();
+    Workload {
+        namespace: "young".to_string(),
+        kind: "Deployment".to_string(),
+        name: "young-leak".to_string(),
+        pods: vec![Pod {
+            name: format!("young-leak-7d9f8c6b5d-{}", rng.suffix(5)),
+            owner: Owner::ReplicaSet {
+                rs: "young-leak-7d9f8c6b5d".to_string(),
+                deployment: Some("young-leak".to_string()),
+            },
+            start,
+            end,
+            containers: vec![ContainerRun {
+                name: "app".to_string(),
+                limit: 512.0 * MI,
+                ws,
+                restarts: vec![],
+            }],
+        }],
+        ksm: true,
+        cadvisor_extras: false,
+        ksm_gaps: vec![],
+        created: vec![],
+    }
+}
+
 /// A spiky StatefulSet (2 pods): ~100 MiB with rare short spikes to 300–600 MiB.
 pub fn spiky_app(start: i64, end: i64) -> Workload {
     let mut rng = Rng::new(11);

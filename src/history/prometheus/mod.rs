@@ -42,7 +42,8 @@ use super::{
 use mapping::{Mapping, WorkloadId};
 use stream::Sink;
 
-/// Seconds each per-interval peak covers (and the step of every query).
+/// Seconds each per-interval peak covers (and the step of every query), unless
+/// `--history-step` says otherwise: Autopilot's 5-minute windows.
 pub const STEP_SECS: i64 = 300;
 
 /// Command-line flags for the Prometheus history source (shared by `serve`, `check`, `recommend`).
@@ -73,9 +74,15 @@ pub struct PrometheusArgs {
     /// How long fetched history is served from memory. A background refresh starts at half of it.
     #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = crate::duration::parse)]
     pub history_ttl: Duration,
-    /// Span of recent 5-minute peaks fetched for the forecast (capped at the policy window).
+    /// Span of recent peaks fetched for the forecast (capped at the policy window).
     #[arg(long, value_name = "DURATION", default_value = "2d", value_parser = crate::duration::parse)]
     pub history_recent: Duration,
+    /// The interval of each peak (whole seconds, 15s to 1h): statistics are of the peak per
+    /// interval, and the forecast fits a container lifetime once it spans six of them (30
+    /// minutes at 5m). Shorter steps see a leak sooner at the cost of more samples per query;
+    /// oomguard's recording rules are used only at 5m.
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = crate::duration::parse)]
+    pub history_step: Duration,
     /// Most (namespace, window) histories held in memory; past it the least recently used one
     /// is dropped.
     #[arg(long, value_name = "N", default_value_t = 2000)]
@@ -92,6 +99,7 @@ impl Default for PrometheusArgs {
             prometheus_timeout: Duration::from_secs(120),
             history_ttl: Duration::from_secs(300),
             history_recent: Duration::from_secs(2 * 86_400),
+            history_step: Duration::from_secs(STEP_SECS as u64),
             history_cache_max: 2000,
         }
     }
@@ -131,6 +139,8 @@ struct Shared {
     token_file: Option<PathBuf>,
     timeout: Duration,
     recent_secs: u64,
+    /// Seconds per interval (`--history-step`).
+    step: i64,
     /// Fixed evaluation time (tests and replays); `None` = the clock.
     eval_time: Option<i64>,
     /// Recent samples kept per container after the forecast fit is computed (None: all of
@@ -197,6 +207,13 @@ impl PrometheusSource {
         if args.prometheus_timeout.is_zero() {
             return Err(err("--prometheus-timeout must be more than 0".to_string()));
         }
+        let step_d = args.history_step;
+        if step_d.subsec_nanos() != 0 || !(15..=3600).contains(&step_d.as_secs()) {
+            return Err(err(format!(
+                "--history-step {step_d:?} must be whole seconds from 15s to 1h (default 5m)"
+            )));
+        }
+        let step = step_d.as_secs() as i64;
         if let Some(path) = &args.prometheus_token_file {
             let token = std::fs::read_to_string(path).map_err(|e| {
                 err(format!(
@@ -255,7 +272,8 @@ impl PrometheusSource {
                 url: url.to_string(),
                 token_file: args.prometheus_token_file.clone(),
                 timeout: args.prometheus_timeout,
-                recent_secs: args.history_recent.as_secs().max(STEP_SECS as u64),
+                recent_secs: args.history_recent.as_secs().max(step as u64),
+                step,
                 eval_time: None,
                 sample_tail: None,
                 queries: AtomicU64::new(0),
@@ -429,27 +447,35 @@ enum At {
     Range { start: i64, end: i64 },
 }
 
-/// The steps of a refresh: interval ends `first, first + 5m, ..., end`.
+/// The steps of a refresh: interval ends `first, first + step, ..., end`.
 #[derive(Debug, Clone, Copy)]
 struct Steps {
     first: i64,
     end: i64,
     n: usize,
+    /// Seconds per interval.
+    step: i64,
 }
 
 impl Steps {
-    /// The 5-minute intervals `(e - 5m, e]` whose ends lie in `(now - window, now]`: the
-    /// intervals of the file source.
-    fn new(now: i64, window: i64) -> Steps {
-        let end = now - now.rem_euclid(STEP_SECS);
+    /// The intervals `(e - step, e]` whose ends lie in `(now - window, now]` (at 5 minutes: the
+    /// intervals of the file source).
+    fn new(now: i64, window: i64, step: i64) -> Steps {
+        let step = step.max(1);
+        let end = now - now.rem_euclid(step);
         let from = now - window + 1;
-        let first = from + (STEP_SECS - from.rem_euclid(STEP_SECS)) % STEP_SECS;
+        let first = from + (step - from.rem_euclid(step)) % step;
         let n = if end >= first {
-            ((end - first) / STEP_SECS + 1) as usize
+            ((end - first) / step + 1) as usize
         } else {
             0
         };
-        Steps { first, end, n }
+        Steps {
+            first,
+            end,
+            n,
+            step,
+        }
     }
 
     fn index(&self, t: i64) -> Option<usize> {
@@ -457,16 +483,16 @@ impl Steps {
             return None;
         }
         let off = t - self.first;
-        (off % STEP_SECS == 0).then_some((off / STEP_SECS) as usize)
+        (off % self.step == 0).then_some((off / self.step) as usize)
     }
 
     fn time(&self, i: usize) -> i64 {
-        self.first + i as i64 * STEP_SECS
+        self.first + i as i64 * self.step
     }
 
     /// Seconds from the start of the first interval to the end of the last.
     fn span(&self) -> i64 {
-        (self.end - self.first + STEP_SECS).max(STEP_SECS)
+        (self.end - self.first + self.step).max(self.step)
     }
 }
 
@@ -510,17 +536,18 @@ impl Shared {
         window_secs: u64,
     ) -> Result<NamespaceHistory, HistoryError> {
         let now = self.now();
+        let step = self.step;
         let window = i64::try_from(window_secs)
             .map_err(|_| self.err("window too large"))?
-            .max(STEP_SECS);
+            .max(step);
         let recent = i64::try_from(self.recent_secs)
             .unwrap_or(i64::MAX)
             .min(window)
-            .max(STEP_SECS);
+            .max(step);
         let auth = self.auth_header().await?;
-        let steps = Steps::new(now, window);
-        let window_start = steps.first - STEP_SECS;
-        let q = queries::Queries::new(namespace, steps.span(), window_start);
+        let steps = Steps::new(now, window, step);
+        let window_start = steps.first - step;
+        let q = queries::Queries::new(namespace, steps.span(), window_start, step);
         let mut info = RefreshInfo::default();
         let at = At::Instant(steps.end);
 
@@ -551,7 +578,7 @@ impl Shared {
         }
         info.kube_prometheus_mapping = map.used_kube_prometheus();
         // oomguard's peak rule is used when it has run for the whole window.
-        info.recorded_peaks = rules_at_start > 0.0;
+        info.recorded_peaks = rules_at_start > 0.0 && step == STEP_SECS;
         let map = Arc::new(map);
 
         // The peaks and the counters at once.
@@ -567,7 +594,7 @@ impl Shared {
 
         // Limits: looked up where each pod was first and last seen (cheap), or scanned over the
         // window when the pods' times are too many to list.
-        let lookups = limit_lookups(namespace, &peaks.pods);
+        let lookups = limit_lookups(namespace, &peaks.pods, step);
         let rows_limits = self
             .call(
                 lookups.as_deref().unwrap_or(&q.limits),
@@ -584,7 +611,7 @@ impl Shared {
         let ev: Vec<&str> = ev_pods.iter().map(String::as_str).collect();
         let oo: Vec<&str> = oom_pods.iter().map(String::as_str).collect();
         let li: Vec<&str> = limit_pods.iter().map(String::as_str).collect();
-        let events = match queries::events(namespace, window_start, &ev, &oo, &li) {
+        let events = match queries::events(namespace, window_start, step, &ev, &oo, &li) {
             None => Rows::default(),
             Some(query) => {
                 let (rows, n) = self
@@ -635,8 +662,8 @@ impl Shared {
         let per = (n + parts - 1) / parts;
         let shared = SharedPeaks(Arc::new(std::sync::Mutex::new(sink)));
         let calls = (0..parts).filter_map(|k| {
-            let start = steps.first + k * per * STEP_SECS;
-            let end = (start + (per - 1) * STEP_SECS).min(steps.end);
+            let start = steps.first + k * per * steps.step;
+            let end = (start + (per - 1) * steps.step).min(steps.end);
             (start <= steps.end)
                 .then(|| self.call(query, At::Range { start, end }, auth, shared.clone()))
         });
@@ -662,12 +689,12 @@ impl Shared {
         let mut start = steps.first;
         let mut n = 0;
         while start <= steps.end {
-            let end = (start + (MAX_STEPS_PER_QUERY - 1) * STEP_SECS).min(steps.end);
+            let end = (start + (MAX_STEPS_PER_QUERY - 1) * steps.step).min(steps.end);
             sink = self
                 .call(query, At::Range { start, end }, auth, sink)
                 .await?;
             n += 1;
-            start = end + STEP_SECS;
+            start = end + steps.step;
         }
         Ok((sink, n))
     }
@@ -694,7 +721,7 @@ impl Shared {
                 At::Range { start, end } => {
                     let mut b = self
                         .client
-                        .query_range(query, start, end, STEP_SECS as f64)
+                        .query_range(query, start, end, self.step as f64)
                         .timeout(millis(self.timeout));
                     if let Some(a) = auth {
                         b = b.header(reqwest::header::AUTHORIZATION, a.clone());
@@ -898,7 +925,8 @@ const MAX_LOOKUP_TIMES: usize = 64;
 /// An instant query that reads each pod container's limit where it was first and last seen
 /// (`stat="limit_first"`, `"limit_last"`), one `@` branch per distinct time; None when the
 /// pods' times are too many (or there are none).
-fn limit_lookups(namespace: &str, pods: &HashMap<PodContainer, Seen>) -> Option<String> {
+fn limit_lookups(namespace: &str, pods: &HashMap<PodContainer, Seen>, step: i64) -> Option<String> {
+    let d = queries::prom_duration(step);
     let mut at: BTreeMap<(i64, &str), Vec<&str>> = BTreeMap::new();
     for ((pod, _), s) in pods {
         at.entry((s.first, "limit_first")).or_default().push(pod);
@@ -914,7 +942,7 @@ fn limit_lookups(namespace: &str, pods: &HashMap<PodContainer, Seen>) -> Option<
             names.sort_unstable();
             names.dedup();
             format!(
-                r#"label_replace(max by (pod, container) (last_over_time(container_spec_memory_limit_bytes{{namespace={ns},{},pod=~{}}}[5m] @ {t})), "stat", "{stat}", "", "")"#,
+                r#"label_replace(max by (pod, container) (last_over_time(container_spec_memory_limit_bytes{{namespace={ns},{},pod=~{}}}[{d}] @ {t})), "stat", "{stat}", "", "")"#,
                 queries::CONTAINER_FILTER,
                 queries::any_of(names)
             )
@@ -1196,7 +1224,7 @@ fn container_history(
     finite.sort_by(f64::total_cmp);
     let peaks = PeakStats::from_peaks_sorted(&finite);
     let covered_secs = match (first, last) {
-        (Some(f), Some(l)) => ((l - f) as i64 * STEP_SECS) as u64,
+        (Some(f), Some(l)) => ((l - f) as i64 * a.steps.step) as u64,
         _ => 0,
     };
 
@@ -1271,6 +1299,7 @@ fn container_history(
         // 0 means "no limit" in cAdvisor.
         runtime_limit: latest.map(|l| l.1).filter(|&l| l > 0.0),
         limit_history,
+        interval_secs: u32::try_from(a.steps.step).unwrap_or(0),
         ..Default::default()
     };
     match a.sample_tail {
@@ -1293,7 +1322,7 @@ mod tests {
 
     #[test]
     fn steps_are_the_file_sources_intervals() {
-        let s = Steps::new(1_000_000_250, 3600);
+        let s = Steps::new(1_000_000_250, 3600, STEP_SECS);
         // (now - 1h, now] -> interval ends 999_996_900 ..= 1_000_000_200.
         assert_eq!(s.end, 1_000_000_200);
         assert_eq!(s.first, 999_996_900);
@@ -1303,7 +1332,7 @@ mod tests {
         assert_eq!(s.index(s.end + 300), None);
         assert_eq!(s.time(11), s.end);
         // 90 days in 5-minute steps take three range queries of at most 10,000 steps.
-        let s = Steps::new(1_000_000_000, 90 * 86_400);
+        let s = Steps::new(1_000_000_000, 90 * 86_400, STEP_SECS);
         assert_eq!(s.n, 25_920);
         assert_eq!(
             (s.n as i64 + MAX_STEPS_PER_QUERY - 1) / MAX_STEPS_PER_QUERY,

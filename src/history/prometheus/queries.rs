@@ -158,14 +158,23 @@ pub fn mapping_ksm(ns: &str, w: &str) -> String {
     format!("group by (pod, workload_kind, workload) ({direct} or {bare} or {rs} or {job})")
 }
 
+/// A step as PromQL writes it: `5m`, `1m`, `30s`.
+pub fn prom_duration(secs: i64) -> String {
+    if secs > 0 && secs % 60 == 0 {
+        format!("{}m", secs / 60)
+    } else {
+        format!("{}s", secs.max(1))
+    }
+}
+
 /// Every query of one refresh of a namespace and window.
 pub struct Queries {
     /// Instant, at the end of the window: the pod -> workload rows over the window, tagged
     /// `src="kp"` (kube-prometheus' rule), `src="oomguard"` (oomguard's rule) or `src="ksm"`;
     /// plus `stat="rules"` rows saying whether oomguard's peak rule covers the window.
     pub mapping: String,
-    /// Range over the window, step 5m: the 5-minute peak of every container (per cgroup
-    /// series; no join, no aggregation). Merged per workload container on the client.
+    /// Range over the window, one step per interval: the interval's peak of every container (per
+    /// cgroup series; no join, no aggregation). Merged per workload container on the client.
     pub peaks: String,
     /// The same from oomguard's recording rule (already per workload container).
     pub peaks_recorded: String,
@@ -179,8 +188,9 @@ pub struct Queries {
 }
 
 impl Queries {
-    /// `window_secs`: the span the statistics cover (the steps' intervals).
-    pub fn new(namespace: &str, window_secs: i64, window_start: i64) -> Queries {
+    /// `window_secs`: the span the statistics cover (the steps' intervals); `step`: seconds per
+    /// interval (its peak is one sample).
+    pub fn new(namespace: &str, window_secs: i64, window_start: i64, step: i64) -> Queries {
         let ns = quote(namespace);
         let w = format!("{}s", window_secs.max(1));
         let sel = format!("namespace={ns},{CONTAINER_FILTER}");
@@ -217,7 +227,8 @@ impl Queries {
             "rules_at_start",
         );
         let mapping = format!("{kp}\nor {own}\nor {ksm}\nor {rules}");
-        let peaks = format!("max_over_time({wss}[5m])");
+        let d = prom_duration(step);
+        let peaks = format!("max_over_time({wss}[{d}])");
         let peaks_recorded = format!("{RULE_PEAK}{{namespace={ns}}}");
         let limits = format!(
             "{}\nor {}",
@@ -263,23 +274,25 @@ impl Queries {
 /// - a series first seen with a non-zero value counts only when its owner started after
 ///   `max(window start, the lookback)` (`started` has the start time, matched on `on`): an
 ///   older counter cannot tell what happened inside the window, so it counts nothing.
-fn increase(sel: &str, agg: &str, started: &str, on: &str, window_start: i64) -> String {
+fn increase(sel: &str, agg: &str, started: &str, on: &str, window_start: i64, step: i64) -> String {
     let lb = LOOKBACK_SECS;
-    let now = format!("{agg}(last_over_time({sel}[5m]))");
-    let before = format!("{agg}(last_over_time({sel}[{lb}s] offset 5m))");
+    let d = prom_duration(step);
+    let now = format!("{agg}(last_over_time({sel}[{d}]))");
+    let before = format!("{agg}(last_over_time({sel}[{lb}s] offset {d}))");
     format!(
         "((({now} - {before}) > 0) or (({now} < {before}) > 0) \
          or ((({now} > 0) unless {before}) and on ({on}) (({started} > (time() - {})) > {window_start})))",
-        lb + 300
+        lb + step
     )
 }
 
-/// Range over the window, step 5m, for a few pods only (`pods_events`: restarts and OOM kills
+/// Range over the window, one step per interval, for a few pods only (`pods_events`: restarts and OOM kills
 /// of kube-state-metrics; `pods_oom`: cAdvisor OOM events; `pods_limits`: the limit timeline,
 /// a point where it changed or was first seen). Sparse: only non-zero increments and changes.
 pub fn events(
     namespace: &str,
     window_start: i64,
+    step: i64,
     pods_events: &[&str],
     pods_oom: &[&str],
     pods_limits: &[&str],
@@ -287,6 +300,7 @@ pub fn events(
     let ns = quote(namespace);
     let sel = format!("namespace={ns},{CONTAINER_FILTER}");
     let lb = LOOKBACK_SECS;
+    let d = prom_duration(step);
     let mut parts = Vec::new();
     if !pods_events.is_empty() {
         let pods = any_of(pods_events.iter().copied());
@@ -300,9 +314,10 @@ pub fn events(
             &created,
             "pod",
             window_start,
+            step,
         );
         let oom = format!(
-            "({restarts} * on (pod, container) group_left () (max by (pod, container) (last_over_time(kube_pod_container_status_last_terminated_reason{{namespace={ns},pod=~{pods},reason=\"OOMKilled\"}}[5m])) == 1))"
+            "({restarts} * on (pod, container) group_left () (max by (pod, container) (last_over_time(kube_pod_container_status_last_terminated_reason{{namespace={ns},pod=~{pods},reason=\"OOMKilled\"}}[{d}])) == 1))"
         );
         parts.push(tag(&restarts, "restarts"));
         parts.push(tag(&lr(&oom, "src", "ksm", "", ""), "oom"));
@@ -313,7 +328,7 @@ pub fn events(
         let started =
             format!("last_over_time(container_start_time_seconds{{{sel},pod=~{pods}}}[{lb}s])");
         // Per cgroup series (a restarted container is a new one), then summed per container.
-        let inc = increase(&o, "", &started, "pod, container, id", window_start);
+        let inc = increase(&o, "", &started, "pod, container, id", window_start, step);
         parts.push(tag(
             &lr(
                 &format!("sum by (pod, container) ({inc})"),
@@ -328,8 +343,8 @@ pub fn events(
     if !pods_limits.is_empty() {
         let pods = any_of(pods_limits.iter().copied());
         let l = format!("container_spec_memory_limit_bytes{{{sel},pod=~{pods}}}");
-        let now = format!("max by (pod, container) (last_over_time({l}[5m]))");
-        let before = format!("max by (pod, container) (last_over_time({l}[{lb}s] offset 5m))");
+        let now = format!("max by (pod, container) (last_over_time({l}[{d}]))");
+        let before = format!("max by (pod, container) (last_over_time({l}[{lb}s] offset {d}))");
         parts.push(tag(
             &format!("(({now} != {before}) or ({now} unless {before}))"),
             "limit",
@@ -350,7 +365,7 @@ mod tests {
 
     #[test]
     fn no_join_or_aggregation_per_step_over_the_namespace() {
-        let q = Queries::new("ns", 14 * 86_400, 1_000_000);
+        let q = Queries::new("ns", 14 * 86_400, 1_000_000, 300);
         // The range query over the window is a plain function of the raw series.
         assert_eq!(
             q.peaks,
@@ -360,8 +375,14 @@ mod tests {
         assert!(!q.mapping.contains("container_memory_max_usage_bytes"));
         assert!(q.mapping.contains(KUBE_PROMETHEUS_MAPPING));
         assert!(q.mapping.contains("[1209600s]"));
-        let e = events("ns", 1_000_000, &["a"], &[], &[]).unwrap();
+        let e = events("ns", 1_000_000, 300, &["a"], &[], &[]).unwrap();
         assert!(e.contains(r#"pod=~"a""#), "{e}");
-        assert!(events("ns", 0, &[], &[], &[]).is_none());
+        assert!(e.contains("[5m]") && e.contains("offset 5m"), "{e}");
+        assert!(events("ns", 0, 300, &[], &[], &[]).is_none());
+        // Another step: the intervals and the counters' increments follow it.
+        let q = Queries::new("ns", 86_400, 1_000_000, 60);
+        assert!(q.peaks.ends_with("[1m])"), "{}", q.peaks);
+        let e = events("ns", 1_000_000, 60, &["a"], &[], &["a"]).unwrap();
+        assert!(e.contains("offset 1m") && !e.contains("5m"), "{e}");
     }
 }
