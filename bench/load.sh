@@ -14,9 +14,10 @@ cd "$(dirname "$0")/.."
 secs=${1:-10}
 command -v oha >/dev/null || { echo "oha is missing: cargo install oha --locked" >&2; exit 2; }
 cargo build --release --quiet
+bin=${CARGO_TARGET_DIR:-target}/release/oomguard
 work=$(mktemp -d)
 trap 'kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true; rm -rf "$work"' EXIT
-./target/release/oomguard certs --out "$work/certs" --dns localhost --ip 127.0.0.1 >/dev/null
+"$bin" certs --out "$work/certs" --dns localhost --ip 127.0.0.1 >/dev/null
 mkdir -p "$work/policies"
 cat > "$work/policies/self-healing-platform.yaml" <<'YAML'
 apiVersion: oomguard.io/v1
@@ -25,7 +26,7 @@ spec: {mode: mutate}
 YAML
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 admin=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-RUST_LOG=warn,rustls=error ./target/release/oomguard serve --listen "127.0.0.1:$port" --admin-listen "127.0.0.1:$admin" \
+RUST_LOG=warn,rustls=error "$bin" serve --listen "127.0.0.1:$port" --admin-listen "127.0.0.1:$admin" \
   --tls-cert "$work/certs/tls.crt" --tls-key "$work/certs/tls.key" --policies "$work/policies" \
   --history examples/memory-leak-app/history.json &
 pid=$!

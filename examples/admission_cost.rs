@@ -56,6 +56,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         policies,
         metrics: Metrics::new(),
         ready: AtomicBool::new(true),
+        warm: AtomicBool::new(true),
     });
     // The same log filter as bench/load.sh (events below warn are compiled in, not emitted).
     tracing_subscriber::fmt()

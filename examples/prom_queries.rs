@@ -1,7 +1,8 @@
 //! Prints the PromQL one refresh sends, for a namespace and window (documentation, debugging).
-//! `cargo run --example prom_queries -- self-healing-platform 14d 2d`
+//! `cargo run --example prom_queries -- self-healing-platform 14d`
 
-use oomguard::history::prometheus::{parse_duration, queries::Queries};
+use oomguard::duration::parse as parse_duration;
+use oomguard::history::prometheus::queries;
 
 fn main() -> Result<(), String> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -10,12 +11,28 @@ fn main() -> Result<(), String> {
         .map(String::as_str)
         .unwrap_or("self-healing-platform");
     let window = parse_duration(args.get(1).map(String::as_str).unwrap_or("14d"))?;
-    let recent = parse_duration(args.get(2).map(String::as_str).unwrap_or("2d"))?;
-    let q = Queries::new(ns, window.as_secs() as i64, recent.as_secs() as i64);
+    let w = window.as_secs() as i64;
+    // A window ending at a 5-minute boundary; the timestamps only appear in `@` modifiers.
+    let start = 1_800_000_000 - w;
+    let q = queries::Queries::new(ns, w, start, 300);
     println!(
-        "# window (range query over the window, step 5m)\n{}\n",
-        q.window
+        "# mapping (instant query at the end of the window)\n{}\n",
+        q.mapping
     );
-    println!("# limit (instant query at now)\n{}", q.limit);
+    println!("# limits (instant)\n{}\n", q.limits);
+    println!("# counters (instant)\n{}\n", q.counters);
+    println!(
+        "# peaks (range query over the window, step 5m)\n{}\n",
+        q.peaks
+    );
+    println!(
+        "# peaks with oomguard's recording rules (range query, step 5m)\n{}\n",
+        q.peaks_recorded
+    );
+    let events = queries::events(ns, start, 300, &["POD-A"], &["POD-B"], &["POD-A", "POD-C"])
+        .unwrap_or_default();
+    println!(
+        "# events (range query over the window, step 5m; only for pods whose counters or limits moved)\n{events}"
+    );
     Ok(())
 }

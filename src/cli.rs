@@ -70,7 +70,7 @@ pub struct ReconcileArgs {
     #[command(flatten)]
     pub history: HistoryArgs,
     /// How often every workload is looked at again (changes are looked at at once).
-    #[arg(long, default_value = "1m", value_parser = parse_duration)]
+    #[arg(long, default_value = "1m", value_parser = crate::duration::parse)]
     pub interval: Duration,
     /// Watch this namespace only (default: all namespaces).
     #[arg(long, value_name = "NAMESPACE")]
@@ -83,7 +83,7 @@ pub struct ReconcileArgs {
     #[arg(long, env = "POD_NAMESPACE")]
     pub lease_namespace: Option<String>,
     /// How long a Lease holder that stopped renewing keeps it; a standby takes over after this.
-    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    #[arg(long, default_value = "15s", value_parser = crate::duration::parse)]
     pub lease_duration: Duration,
     /// This replica's name in the Lease and in Events (default: POD_NAME, else host name and pid).
     #[arg(long, env = "POD_NAME")]
@@ -117,7 +117,7 @@ pub struct ApiCmdArgs {
     #[command(flatten)]
     pub history: HistoryArgs,
     /// How long in-flight requests may finish after SIGTERM.
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = crate::duration::parse)]
     pub drain: Duration,
 }
 
@@ -128,10 +128,18 @@ pub struct HistoryArgs {
     pub history: Option<PathBuf>,
     #[command(flatten)]
     pub prometheus: crate::history::prometheus::PrometheusArgs,
-    /// Deadline for fetching a workload's history during an admission.
-    #[arg(long, default_value = "2s", value_parser = parse_duration)]
-    pub history_timeout: Duration,
+    /// Deadline for fetching a workload's history: an admission waits this long, then allows
+    /// with a warning while the load goes on (default 2s); `check` waits for its answer
+    /// (default 5m).
+    #[arg(long, value_parser = crate::duration::parse)]
+    pub history_timeout: Option<Duration>,
 }
+
+/// How long an admission waits for history.
+pub const ADMISSION_HISTORY_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long `check` waits for history: it is a CI step, a right answer matters more than a fast
+/// one (a cold 14-day refresh of a large namespace takes seconds to minutes).
+pub const OFFLINE_HISTORY_TIMEOUT: Duration = Duration::from_secs(300);
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -151,8 +159,15 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub history: HistoryArgs,
     /// How long in-flight requests may finish after SIGTERM.
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = crate::duration::parse)]
     pub drain: Duration,
+    /// With --prometheus: `/readyz` says 503 until the histories of every namespace with a
+    /// policy of its own are loaded, or until this has passed.
+    #[arg(long, default_value = "60s", value_parser = crate::duration::parse)]
+    pub warmup_timeout: Duration,
+    /// Namespaces loaded from Prometheus at a time during the warm-up.
+    #[arg(long, default_value_t = 2)]
+    pub warmup_concurrency: usize,
 }
 
 #[derive(Debug, Args)]
@@ -250,18 +265,6 @@ pub struct CertsArgs {
     pub force: bool,
 }
 
-/// "2s", "500ms", "1m".
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    if let Some(ms) = s.strip_suffix("ms") {
-        return ms
-            .parse::<u64>()
-            .map(Duration::from_millis)
-            .map_err(|_| format!("{s:?} is not a duration like 500ms"));
-    }
-    crate::policy::Duration::parse(s).map(|d| Duration::from_secs(d.secs()))
-}
-
 /// A source that knows nothing: every workload is "no history yet".
 struct NoHistory;
 
@@ -278,15 +281,29 @@ impl HistorySource for NoHistory {
 }
 
 fn history_source(args: &HistoryArgs) -> anyhow::Result<Arc<dyn HistorySource>> {
+    Ok(long_running_source(args)?.0)
+}
+
+type SourceAndPrometheus = (
+    Arc<dyn HistorySource>,
+    Option<Arc<crate::history::prometheus::PrometheusSource>>,
+);
+
+/// The history source of a long-running process (serve, reconcile, api): Prometheus histories
+/// keep the forecast fit and a short tail of samples (memory stays flat with many workloads).
+/// Also returns the Prometheus source itself, for the warm-up.
+fn long_running_source(args: &HistoryArgs) -> anyhow::Result<SourceAndPrometheus> {
+    use crate::history::prometheus::{PrometheusSource, SAMPLE_TAIL};
     if let Some(path) = &args.history {
-        return Ok(Arc::new(FileSource::new(FileHistory::load(path)?)));
+        return Ok((Arc::new(FileSource::new(FileHistory::load(path)?)), None));
     }
-    Ok(
-        match crate::history::prometheus::PrometheusSource::from_args(&args.prometheus)? {
-            Some(p) => Arc::new(p),
-            None => Arc::new(NoHistory),
-        },
-    )
+    Ok(match PrometheusSource::from_args(&args.prometheus)? {
+        Some(p) => {
+            let p = Arc::new(p.keep_samples(Some(SAMPLE_TAIL)));
+            (p.clone(), Some(p))
+        }
+        None => (Arc::new(NoHistory), None),
+    })
 }
 
 impl Cli {
@@ -315,10 +332,19 @@ async fn serve(a: ServeArgs) -> anyhow::Result<i32> {
             "serve needs history to check limits against: pass --prometheus URL (or --history FILE)"
         );
     }
+    let (history, prometheus) = long_running_source(&a.history)?;
     let admitter = Admitter {
-        history: history_source(&a.history)?,
-        history_timeout: a.history.history_timeout,
+        history,
+        history_timeout: a
+            .history
+            .history_timeout
+            .unwrap_or(ADMISSION_HISTORY_TIMEOUT),
     };
+    let warmup = prometheus.map(|source| server::warmup::Warmup {
+        source,
+        timeout: a.warmup_timeout,
+        concurrency: a.warmup_concurrency,
+    });
     server::serve(server::ServeOptions {
         listen: a.listen,
         admin_listen: a.admin_listen,
@@ -329,6 +355,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<i32> {
         policies: a.policies,
         admitter,
         drain: a.drain,
+        warmup,
     })
     .await?;
     Ok(0)
@@ -376,8 +403,8 @@ async fn api(a: ApiCmdArgs) -> anyhow::Result<i32> {
     let client = kube::Client::try_default().await.context(
         "no Kubernetes client configuration (in-cluster, $KUBECONFIG or ~/.kube/config)",
     )?;
-    let remediator = Arc::new(crate::api::records::ReadOnlyRemediator {
-        records: crate::api::records::AnnotationRecords::new(client.clone()),
+    let remediator = Arc::new(crate::reconcile::records::ReadOnlyRemediator {
+        records: crate::reconcile::records::AnnotationRecords::new(client.clone()),
     });
     let deps = crate::api::ApiDeps {
         policies,
@@ -410,16 +437,34 @@ async fn reconcile(a: ReconcileArgs) -> anyhow::Result<i32> {
             .unwrap_or_else(|_| "oomguard".to_string());
         format!("{host}-{}", std::process::id())
     });
-    let api = match (&a.api.api_addr, a.tls_cert, a.tls_key) {
-        (None, _, _) => None,
-        (Some(_), Some(cert), Some(key)) => Some((a.api, server::tls::TlsFiles { cert, key })),
-        (Some(_), _, _) => {
-            bail!("--api-addr needs --tls-cert and --tls-key (the API is HTTPS only)")
-        }
-    };
+    let policies = reloading_policies(&a.policies)?;
+    let history = history_source(&a.history)?;
+    // The API, when asked for, beside the controller with the reconciler's own remediator.
+    let beside: Option<crate::reconcile::controller::Beside> =
+        match (&a.api.api_addr, a.tls_cert, a.tls_key) {
+            (None, _, _) => None,
+            (Some(_), Some(cert), Some(key)) => {
+                let (args, tls) = (a.api, server::tls::TlsFiles { cert, key });
+                let (policies, history) = (policies.clone(), history.clone());
+                Some(Box::new(move |remediator, client, stop| {
+                    Box::pin(async move {
+                        let deps = crate::api::ApiDeps {
+                            policies,
+                            history,
+                            client,
+                            remediator,
+                        };
+                        crate::api::serve(&args, &tls, deps, stop, Duration::from_secs(10)).await
+                    })
+                }))
+            }
+            (Some(_), _, _) => {
+                bail!("--api-addr needs --tls-cert and --tls-key (the API is HTTPS only)")
+            }
+        };
     crate::reconcile::controller::run(crate::reconcile::controller::Options {
-        policies: reloading_policies(&a.policies)?,
-        history: history_source(&a.history)?,
+        policies,
+        history,
         interval: a.interval,
         namespace: a.namespace,
         lease: crate::reconcile::controller::LeaseOptions {
@@ -429,7 +474,7 @@ async fn reconcile(a: ReconcileArgs) -> anyhow::Result<i32> {
             duration: a.lease_duration,
         },
         admin_listen: a.admin_listen,
-        api,
+        beside,
     })
     .await?;
     Ok(0)
@@ -469,8 +514,8 @@ async fn run_check(a: CheckArgs) -> anyhow::Result<i32> {
         policies = policies.with_mode(m.into());
     }
     let admitter = Admitter {
-        history: history_source(&a.history)?,
-        history_timeout: a.history.history_timeout,
+        history: offline_source(&a.history)?,
+        history_timeout: a.history.history_timeout.unwrap_or(OFFLINE_HISTORY_TIMEOUT),
     };
     let (results, summary) = check::check(&admitter, &policies, docs, &a.namespace).await;
     let stdout = std::io::stdout();
@@ -488,6 +533,19 @@ async fn run_check(a: CheckArgs) -> anyhow::Result<i32> {
             1
         } else {
             0
+        },
+    )
+}
+
+/// The history source of `check`: all recent samples kept (one run, no memory concern).
+fn offline_source(args: &HistoryArgs) -> anyhow::Result<Arc<dyn HistorySource>> {
+    if let Some(path) = &args.history {
+        return Ok(Arc::new(FileSource::new(FileHistory::load(path)?)));
+    }
+    Ok(
+        match crate::history::prometheus::PrometheusSource::from_args(&args.prometheus)? {
+            Some(p) => Arc::new(p),
+            None => Arc::new(NoHistory),
         },
     )
 }

@@ -10,6 +10,7 @@ pub mod api;
 pub mod certs;
 pub mod check;
 pub mod cli;
+pub mod duration;
 pub mod forecast;
 pub mod history;
 pub mod policy;

@@ -10,6 +10,8 @@ use std::fmt;
 pub const KI: u64 = 1024;
 pub const MI: u64 = 1024 * 1024;
 pub const GI: u64 = 1024 * 1024 * 1024;
+/// The largest quantity Kubernetes holds as bytes (an int64).
+pub const MAX_BYTES: u64 = i64::MAX as u64;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid memory quantity {input:?}: {reason} (use a form such as 256Mi, 1Gi, 512M or 1e9)")]
@@ -45,7 +47,8 @@ pub fn parse_bytes(input: &str) -> Result<u64, QuantityError> {
         None => (number, ""),
     };
     if int_part.is_empty() && frac_part.is_empty() {
-        return Err(err("it has no number"));
+        // Kubernetes reads a missing number as 0 ("Mi" is a 0-byte limit): surely a typo.
+        return Err(err("it has no number (Kubernetes would read it as 0)"));
     }
     if frac_part.contains('.') {
         return Err(err("it has more than one decimal point"));
@@ -93,26 +96,34 @@ pub fn parse_bytes(input: &str) -> Result<u64, QuantityError> {
     if negative {
         return Err(err("memory cannot be negative"));
     }
-    let frac_len = i32::try_from(frac_part.len()).map_err(|_| err("it has too many digits"))?;
-    let scale10 = exp10 - frac_len;
-    let too_large = || err("it is larger than 16Ei");
+    // In i64: an exponent near i32::MIN minus the fraction's digits must not overflow.
+    let frac_len = i64::try_from(frac_part.len()).map_err(|_| err("it has too many digits"))?;
+    let scale10 = i64::from(exp10) - frac_len;
+    let too_large = || err("it is larger than 8Ei, the most a Kubernetes quantity holds");
     let mut num = mantissa.checked_shl(exp2).ok_or_else(too_large)?;
     if exp2 > 0 && (num >> exp2) != mantissa {
         return Err(too_large());
     }
     let bytes = if scale10 >= 0 {
-        let p = 10u128.checked_pow(scale10 as u32).ok_or_else(too_large)?;
+        let e = u32::try_from(scale10).map_err(|_| too_large())?;
+        let p = 10u128.checked_pow(e).ok_or_else(too_large)?;
         num = num.checked_mul(p).ok_or_else(too_large)?;
         num
     } else {
-        let den_exp = (-scale10) as u32;
-        match 10u128.checked_pow(den_exp) {
+        match u32::try_from(scale10.unsigned_abs())
+            .ok()
+            .and_then(|e| 10u128.checked_pow(e))
+        {
             Some(den) => num.div_ceil(den),
             // The value is far below one byte but not zero.
             None => 1,
         }
     };
-    u64::try_from(bytes).map_err(|_| too_large())
+    // Kubernetes stores quantities as int64 (it caps larger ones, or cannot give their value).
+    u64::try_from(bytes)
+        .ok()
+        .filter(|&b| b <= MAX_BYTES)
+        .ok_or_else(too_large)
 }
 
 /// The common forms (`256Mi`, `1Gi`, `512M`, `1000000`: whole digits and a unit) without the
@@ -144,7 +155,7 @@ fn parse_plain(s: &str) -> Option<u64> {
         "E" => 1_000_000_000_000_000_000,
         _ => return None,
     };
-    n.checked_mul(multiplier)
+    n.checked_mul(multiplier).filter(|&b| b <= MAX_BYTES)
 }
 
 /// Bytes rounded up to whole MiB.
@@ -258,6 +269,8 @@ mod tests {
         }
         assert_eq!(parse_plain("256Mi"), Some(256 * MI));
         assert_eq!(parse_plain("16Ei"), None);
+        assert_eq!(parse_plain("8Ei"), None);
+        assert_eq!(parse_plain("7Ei"), Some(7 << 60));
         assert_eq!(parse_plain("1.5Gi"), None);
         assert_eq!(parse_plain("-1Mi"), None);
         assert_eq!(parse_plain(" 1Mi"), None);
@@ -290,6 +303,10 @@ mod tests {
             ("  256Mi ", 256 * MI),
             ("0.1", 1),
             ("1e-40", 1),
+            // Exponents at the ends of i32 (an overflow once: a panic, or 16Ei in release).
+            ("1e-2147483648", 1),
+            ("0.5e-2147483648", 1),
+            ("0.00000e-2147483648", 0),
         ];
         for (input, want) in cases {
             assert_eq!(parse_bytes(input), Ok(*want), "{input}");
@@ -308,7 +325,12 @@ mod tests {
             "1e",
             "1eX",
             "16Ei",
+            "8Ei",
+            "9223372036854775808",
             "1e30",
+            "1e2147483647",
+            "0.1e2147483647",
+            "1e2147483648",
             "1KiB",
             "1 Mi",
             "\u{0}",

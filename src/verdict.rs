@@ -90,6 +90,10 @@ pub struct ContainerVerdict {
     pub statistic: Option<f64>,
     pub oom_kills: u32,
     pub forecast: Option<Forecast>,
+    /// The peaks may stop short of what the container needed (restarts or OOM kills in the
+    /// window, or a source that cannot see them): nothing is recommended below what it has.
+    #[serde(skip)]
+    pub censored: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -342,6 +346,7 @@ fn decide_container(
         statistic: None,
         oom_kills: 0,
         forecast: None,
+        censored: false,
     };
     if let MemoryField::Invalid(e) = &c.limit {
         v.severity = Severity::Warn;
@@ -444,6 +449,7 @@ fn decide_container(
     // (the kernel killed the container there), and without the restart source a kill may have
     // gone unseen.
     let censored = !h.restarts.is_empty() || !h.oom_kills.is_empty() || events_unseen.is_some();
+    v.censored = censored;
     if let (true, Some(l)) = (censored, v.limit) {
         rec = rec.max(l);
     }

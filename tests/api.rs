@@ -51,6 +51,8 @@ fn leaky(start: i64, end: i64) -> Scenario {
         }],
         ksm: true,
         cadvisor_extras: false,
+        ksm_gaps: vec![],
+        created: vec![],
     }
 }
 

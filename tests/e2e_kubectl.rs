@@ -10,95 +10,14 @@ mod support;
 
 use support::controlplane::ControlPlane;
 
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{free_port, policy, repo, BIN};
+use common::serve::Serve;
+use common::{free_port, repo, BIN};
 use serde_json::Value;
 
 const NS: &str = "self-healing-platform";
-
-struct Serve {
-    child: std::process::Child,
-    admin: u16,
-    log: PathBuf,
-}
-
-impl Serve {
-    fn start(dir: &Path, port: u16, policies: &Path, history_args: &[&str]) -> Serve {
-        let admin = free_port();
-        let log = dir.join(format!("serve-{port}-{admin}.log"));
-        let f = std::fs::File::create(&log).unwrap();
-        let child = Command::new(BIN)
-            .arg("serve")
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .args(["--admin-listen", &format!("127.0.0.1:{admin}")])
-            .arg("--tls-cert")
-            .arg(dir.join("certs/tls.crt"))
-            .arg("--tls-key")
-            .arg(dir.join("certs/tls.key"))
-            .arg("--policies")
-            .arg(policies)
-            .args(history_args)
-            .stdout(f.try_clone().unwrap())
-            .stderr(f)
-            .spawn()
-            .unwrap();
-        let s = Serve { child, admin, log };
-        s.wait(|m| m.is_some(), "ready");
-        s
-    }
-
-    fn metrics(&self) -> Option<String> {
-        let out = Command::new("curl")
-            .args([
-                "-fsS",
-                "--noproxy",
-                "*",
-                &format!("http://127.0.0.1:{}/metrics", self.admin),
-            ])
-            .output()
-            .ok()?;
-        out.status.success().then(|| text(&out.stdout))
-    }
-
-    fn wait(&self, cond: impl Fn(Option<String>) -> bool, what: &str) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !cond(self.metrics()) {
-            assert!(
-                Instant::now() < deadline,
-                "webhook not {what} in 20s:\n{}",
-                std::fs::read_to_string(&self.log).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn reloads(&self) -> u64 {
-        self.metrics()
-            .and_then(|m| {
-                m.lines()
-                    .find_map(|l| l.strip_prefix("oomguard_policy_reloads_total{result=\"ok\"} "))
-                    .and_then(|v| v.trim().parse().ok())
-            })
-            .unwrap_or(0)
-    }
-
-    /// Writes the namespace policy and waits until the webhook has reloaded it.
-    fn set_mode(&self, policies: &Path, mode: &str) {
-        let before = self.reloads();
-        std::fs::write(policies.join(format!("{NS}.yaml")), policy(mode, "")).unwrap();
-        self.wait(|_| self.reloads() > before, &format!("reloaded to {mode}"));
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
@@ -130,7 +49,11 @@ fn kubectl_apply_through_the_apiserver() {
     assert!(st.success());
     let policies = work.path().join("policies");
     std::fs::create_dir_all(&policies).unwrap();
-    std::fs::write(policies.join(format!("{NS}.yaml")), policy("warn", "")).unwrap();
+    std::fs::write(
+        policies.join(format!("{NS}.yaml")),
+        common::policy("warn", ""),
+    )
+    .unwrap();
     let history = repo().join("examples/memory-leak-app/history.json");
     let history = history.to_str().unwrap();
     let serve = Serve::start(work.path(), port, &policies, &["--history", history]);
@@ -180,7 +103,7 @@ fn kubectl_apply_through_the_apiserver() {
 
     // mutate: the stored object has the raised limit and oomguard's annotations.
     cp.ok(&["-n", NS, "delete", "deployment,statefulset", "--all"]);
-    serve.set_mode(&policies, "mutate");
+    serve.set_mode(&policies, NS, "mutate");
     let out = cp.kubectl(&["apply", "-f", manifests], None);
     let stderr = text(&out.stderr);
     assert!(out.status.success(), "{stderr}");
@@ -221,7 +144,7 @@ fn kubectl_apply_through_the_apiserver() {
 
     // enforce: refused with oomguard's message; a server dry run says the same and stores nothing.
     cp.ok(&["-n", NS, "delete", "deployment,statefulset", "--all"]);
-    serve.set_mode(&policies, "enforce");
+    serve.set_mode(&policies, NS, "enforce");
     for dry in [true, false] {
         let mut args = vec!["apply", "-f", manifests];
         if dry {

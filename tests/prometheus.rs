@@ -41,6 +41,8 @@ fn fixture() -> &'static Fixture {
             scenario::bitbrains_trace(&csv, "bitbrains-vm1", end, 14),
         ];
         workloads.extend(scenario::no_ksm(end - 6 * 3600, end));
+        workloads.extend(scenario::restart_gaps(end));
+        workloads.push(scenario::young_leak(end));
         let dir = tempfile::tempdir().unwrap();
         let input = dir.path().join("scenarios.om");
         let mut out = std::io::BufWriter::new(std::fs::File::create(&input).unwrap());
@@ -146,6 +148,27 @@ fn assert_container(what: &str, got: &ContainerHistory, want: &Expected) {
     );
     let limit = (want.limit > 0.0).then_some(want.limit);
     assert_eq!(got.runtime_limit, limit, "{what}: runtime_limit");
+    // Each kill with the limit its pod had then.
+    let kills: Vec<(i64, Option<f64>)> = got.oom_kills.iter().map(|k| (k.t, k.limit)).collect();
+    let want_kills: Vec<(i64, Option<f64>)> =
+        want.kills.iter().map(|&(t, l)| (t, Some(l))).collect();
+    assert_eq!(kills, want_kills, "{what}: OOM kills and their limits");
+}
+
+/// The limits a workload container ran with, in the order its pods started (consecutive
+/// repeats merged): what the limit history must say.
+fn limit_sequence(w: &Workload, container: &str) -> Vec<f64> {
+    let mut pods: Vec<&scenario::Pod> = w.pods.iter().collect();
+    pods.sort_by_key(|p| p.start);
+    let mut out: Vec<f64> = Vec::new();
+    for p in pods {
+        for c in p.containers.iter().filter(|c| c.name == container) {
+            if out.last() != Some(&c.limit) {
+                out.push(c.limit);
+            }
+        }
+    }
+    out
 }
 
 async fn check_workload(src: &PrometheusSource, f: &Fixture, w: &Workload) {
@@ -164,12 +187,21 @@ async fn check_workload(src: &PrometheusSource, f: &Fixture, w: &Workload) {
         w.kind, w.name
     );
     for (name, e) in &want {
-        assert_container(
-            &format!("{}/{} {name}", w.kind, w.name),
-            &h.containers[name],
-            e,
-        );
+        let what = format!("{}/{} {name}", w.kind, w.name);
+        let got = &h.containers[name];
+        assert_container(&what, got, e);
+        let history: Vec<f64> = got.limit_history.iter().map(|c| c.bytes).collect();
+        assert_eq!(history, limit_sequence(w, name), "{what}: limit history");
     }
+    // Restarts and OOM kills are seen exactly when kube-state-metrics is there.
+    assert_eq!(
+        h.events_unseen.is_none(),
+        w.ksm,
+        "{}/{}: events_unseen {:?}",
+        w.kind,
+        w.name,
+        h.events_unseen
+    );
 }
 
 fn workload<'a>(f: &'a Fixture, name: &str) -> &'a Workload {
@@ -194,9 +226,10 @@ async fn steady_and_spiky_apps_in_one_namespace_refresh() {
     let src = source(&f.prom.url, f.end);
     check_workload(&src, f, workload(f, "steady-api")).await;
     check_workload(&src, f, workload(f, "spiky-worker")).await;
-    // Both came from one refresh of the namespace: two queries, then cache hits.
+    // Both came from one refresh of the namespace: the five queries of a namespace without
+    // restarts or limit changes (mapping, peaks in two parts, counters, limits), then cache hits.
     let s = src.stats();
-    assert_eq!(s.queries, 2, "{s:?}");
+    assert_eq!(s.queries, 5, "{s:?}");
     assert_eq!((s.cache.misses, s.cache.hits), (1, 1), "{s:?}");
     // The spiky app's p95 is far below its max; the steady app's are close.
     let h = src
@@ -215,7 +248,7 @@ async fn without_kube_state_metrics_pods_map_by_name_pattern() {
     for name in ["web", "web-canary", "db", "node-agent", "debug-shell"] {
         check_workload(&src, f, workload(f, name)).await;
     }
-    assert_eq!(src.stats().queries, 2);
+    assert_eq!(src.stats().queries, 5);
     // A DaemonSet's pattern cannot be told from a Job's or a ReplicaSet's: same answer.
     let ds = src
         .fetch(&query("legacy", "DaemonSet", "node-agent"))
@@ -235,6 +268,71 @@ async fn without_kube_state_metrics_pods_map_by_name_pattern() {
 }
 
 #[tokio::test]
+async fn counters_survive_scrape_gaps_and_first_sightings() {
+    let f = fixture();
+    let src = source(&f.prom.url, f.end);
+    for name in ["flaky", "old", "young", "raised"] {
+        check_workload(&src, f, workload(f, name)).await;
+    }
+    let fetch = |kind: &'static str, name: &'static str| {
+        let src = &src;
+        async move {
+            src.fetch(&query("gaps", kind, name))
+                .await
+                .unwrap()
+                .unwrap()
+        }
+    };
+    // A kill inside a 10-minute gap of kube-state-metrics is one kill, not the whole counter.
+    let flaky = fetch("Deployment", "flaky").await;
+    let app = &flaky.containers["app"];
+    assert_eq!(app.oom_count(), 2, "{:?}", app.oom_kills);
+    assert_eq!(app.restarts.len(), 2);
+    // A counter that reads 5 from its first sample, of a pod created before the window: nothing
+    // that can be placed inside the window.
+    let old = fetch("StatefulSet", "old").await;
+    assert!(old.containers["db"].restarts.is_empty());
+    assert_eq!(old.containers["db"].oom_count(), 0);
+    // A pod created inside the window, first scraped with a counter of 2: both count.
+    let young = fetch("StatefulSet", "young").await;
+    assert_eq!(young.containers["worker"].oom_count(), 2);
+    // Kills at 256Mi, then a rollout at 443Mi: the kills keep their limit, the history shows
+    // the raise, and the limit now is the new one.
+    let raised = fetch("Deployment", "raised").await;
+    let web = &raised.containers["web"];
+    let mi = scenario::MI;
+    assert_eq!(web.oom_count(), 3);
+    assert!(web.oom_kills.iter().all(|k| k.limit == Some(256.0 * mi)));
+    assert_eq!(web.runtime_limit, Some(443.0 * mi));
+    let raise = web.limit_history.last().unwrap();
+    assert_eq!(raise.bytes, 443.0 * mi);
+    let new_pod = &workload(f, "raised").pods[1];
+    assert!(
+        (raise.since - new_pod.start).abs() <= 600,
+        "raise at {} vs new pod at {}",
+        raise.since,
+        new_pod.start
+    );
+    assert_eq!(web.limit_at(web.oom_kills[0].t), Some(256.0 * mi));
+}
+
+#[tokio::test]
+async fn without_kube_state_metrics_kills_are_unseen_and_said_so() {
+    let f = fixture();
+    let src = source(&f.prom.url, f.end);
+    let h = src
+        .fetch(&query("legacy", "StatefulSet", "db"))
+        .await
+        .unwrap()
+        .unwrap();
+    let why = h.events_unseen.as_deref().unwrap_or_default();
+    assert!(
+        why.contains("kube_pod_container_status_restarts_total") && why.contains("legacy"),
+        "{why}"
+    );
+}
+
+#[tokio::test]
 async fn two_weeks_of_a_real_trace() {
     let f = fixture();
     let src = source(&f.prom.url, f.end);
@@ -242,6 +340,61 @@ async fn two_weeks_of_a_real_trace() {
     check_workload(&src, f, w).await;
     let want = &w.expected(f.end, WINDOW as i64, RECENT as i64)["vm"];
     assert!(want.peaks.len() > 3500, "{} intervals", want.peaks.len());
+}
+
+#[tokio::test]
+async fn a_shorter_step_fits_a_young_leak_sooner() {
+    use oomguard::forecast::Pattern;
+    let f = fixture();
+    let w = workload(f, "young-leak");
+    let raw_max = w.pods[0].containers[0]
+        .ws
+        .iter()
+        .map(|s| s.1)
+        .fold(0.0, f64::max);
+    let q = query("young", "Deployment", "young-leak");
+    // 5-minute peaks: 20 minutes are four intervals, too few to fit (30 minutes needed).
+    let five = source(&f.prom.url, f.end).fetch(&q).await.unwrap().unwrap();
+    let c = &five.containers["app"];
+    assert_eq!(c.peaks.max, raw_max);
+    assert_ne!(c.fit().pattern, Pattern::Leak, "{:?}", c.fit());
+    // 1-minute peaks: six minutes are enough, and the growth is the scenario's 2 MiB/min.
+    let args = PrometheusArgs {
+        prometheus: Some(f.prom.url.clone()),
+        prometheus_timeout: Duration::from_secs(20),
+        history_step: Duration::from_secs(60),
+        ..PrometheusArgs::default()
+    };
+    let one = PrometheusSource::from_args(&args)
+        .unwrap()
+        .unwrap()
+        .with_eval_time(f.end);
+    let h = one.fetch(&q).await.unwrap().unwrap();
+    let c = &h.containers["app"];
+    assert_eq!(c.peaks.max, raw_max, "the max does not depend on the step");
+    assert!(
+        (19..=21).contains(&c.peaks.intervals),
+        "{}",
+        c.peaks.intervals
+    );
+    assert_eq!(c.interval_secs, 60);
+    let fit = c.fit();
+    assert_eq!(fit.pattern, Pattern::Leak, "{fit:?}");
+    let per_min = fit.slope * 60.0 / scenario::MI;
+    assert!((per_min - 2.0).abs() < 0.2, "{per_min} MiB/min");
+    // A step outside 15s..1h is refused with the flag's name.
+    for bad in [10, 7200] {
+        let args = PrometheusArgs {
+            prometheus: Some(f.prom.url.clone()),
+            history_step: Duration::from_secs(bad),
+            ..PrometheusArgs::default()
+        };
+        let e = PrometheusSource::from_args(&args)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("--history-step"), "{e}");
+    }
 }
 
 #[tokio::test]

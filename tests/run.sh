@@ -6,9 +6,14 @@
 # - The test control plane (kube-apiserver, etcd, kubectl 1.35 built from the Go module proxy)
 #   for the kubectl end-to-end tests: built once and cached outside the repo
 #   (${OOMGUARD_CACHE:-~/.cache/oomguard}); later runs reuse it.
+# - The real node of tests/cluster (kubelet, containerd, kube-state-metrics, Prometheus) for the
+#   real-node tests (tests/node.rs): containerd, runc, CNI plugins and busybox-static from apt,
+#   kube-state-metrics built once from the Go module proxy (cached beside the control plane).
 # Then: cargo fmt --check, clippy -D warnings, cargo test (unit, TLS webhook, check CLI,
 # Prometheus, kubectl end to end, the replay with `oomguard check` on its decisions), and the
-# deploy/ manifests against the real apiserver.
+# deploy/ manifests against the real apiserver. The real-node tests run in the background
+# meanwhile (about 45 minutes, most of it waiting for the forecast's 30 minutes of a container
+# lifetime); their output is printed at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$(date +%s)
@@ -36,15 +41,46 @@ fi
 
 step "cargo fmt --check"
 cargo fmt --check
+
+# Whatever is started below is stopped on any exit.
+cp_dir="" node_dir="" node_pid=""
+cleanup() {
+  # The node first (down stops its pods, kubelet and containerd in order), then what is left of
+  # the background job (the test binary).
+  if [ -n "$node_dir" ]; then bash tests/cluster/cluster.sh down "$node_dir" >&2 || true; fi
+  if [ -n "$node_pid" ]; then kill -- "-$node_pid" 2>/dev/null || true; fi
+  if [ -n "$cp_dir" ]; then bash tests/controlplane/controlplane.sh stop "$cp_dir" >/dev/null 2>&1 || true; fi
+}
+trap cleanup EXIT
+
+if [ -f tests/cluster/cluster.sh ] && [ -n "${OOMGUARD_CONTROLPLANE_BIN:-}" ]; then
+  step "real node: release build (oomguard's image), tests/node.rs built; node started in the background"
+  cargo build --release --quiet
+  node_bin=$(cargo test --test node --no-run 2>&1 | sed -n 's/.*Executable tests\/node.rs (\(.*\))$/\1/p')
+  [ -x "$node_bin" ] || { echo "could not find the tests/node.rs binary" >&2; exit 1; }
+  node_dir=$(mktemp -d /tmp/oomguard-node.XXXXXX)
+  node_log="${CARGO_TARGET_DIR:-target}/node-test-output.txt"
+  # Its own process group, so that cleanup ends all of it. The test binary is run directly: the
+  # foreground cargo test must not wait for it.
+  setsid bash -c 'set -e
+    bash tests/cluster/cluster.sh up "$1"
+    bash tests/cluster/cluster.sh install-oomguard "$1"
+    echo "=== node up and oomguard installed at $(date +%T)"
+    OOMGUARD_NODE_ENV="$1/env" "$2" --ignored --nocapture --test-threads=5' _ "$node_dir" "$node_bin" \
+    >"$node_log" 2>&1 </dev/null &
+  node_pid=$!
+fi
+
+# From here on the real node's tests run beside (they mostly wait).
 step "cargo clippy"
 cargo clippy --all-targets --all-features --quiet -- -D warnings
 step "cargo test"
+mkdir -p "${CARGO_TARGET_DIR:-target}"
 # --all-features: the replay benchmark's tests (feature `replay`, not in the shipped binary).
-cargo test --all-targets --all-features 2>&1 | tee target/test-output.txt
+cargo test --all-targets --all-features 2>&1 | tee "${CARGO_TARGET_DIR:-target}/test-output.txt"
 if [ -f tests/deploy/validate.sh ] && [ -n "${OOMGUARD_CONTROLPLANE_BIN:-}" ]; then
   step "deploy/ against the real apiserver"
   cp_dir=$(mktemp -d)
-  trap 'bash tests/controlplane/controlplane.sh stop "$cp_dir" >/dev/null 2>&1 || true' EXIT
   bash tests/controlplane/controlplane.sh start "$cp_dir"
   # shellcheck disable=SC1091
   . "$cp_dir/env"
@@ -53,5 +89,15 @@ fi
 if [ -f tests/api/schemathesis.sh ] && [ -n "${OOMGUARD_CONTROLPLANE_BIN:-}" ]; then
   step "API: schemathesis against docs/openapi.yaml and oomguard reconcile --api-addr"
   bash tests/api/schemathesis.sh
+fi
+if [ -n "$node_pid" ]; then
+  step "real node: waiting for tests/node.rs (log: $node_log)"
+  node_rc=0
+  wait "$node_pid" || node_rc=$?
+  node_pid=""
+  cat "$node_log"
+  bash tests/cluster/cluster.sh down "$node_dir"
+  node_dir=""
+  [ "$node_rc" -eq 0 ] || { echo "real-node tests failed (exit $node_rc)" >&2; exit 1; }
 fi
 step "done"

@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use super::auth::AuthError;
-use super::backend::RemediateError;
+use crate::reconcile::remediation::RemediateError;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ApiError {

@@ -5,7 +5,7 @@
 //! Every request carries the caller's Kubernetes bearer token: authenticated with a TokenReview,
 //! authorised with a SubjectAccessReview for the verb on the target ([`auth`]). Remediation
 //! requests are validated against the namespace policy ([`validate`]) before the
-//! [`backend::Remediator`] — the reconciler's machinery — is called.
+//! [`Remediator`] — the reconciler's machinery — is called.
 //!
 //! | endpoint | needs |
 //! |---|---|
@@ -16,11 +16,9 @@
 //! | `GET /api/v1/remediations[?namespace=]` | `list deployments` in the namespace (all namespaces without one); StatefulSet records need `list statefulsets` too |
 
 pub mod auth;
-pub mod backend;
 pub mod cluster;
 pub mod error;
 pub mod predict;
-pub mod records;
 pub mod validate;
 
 use std::collections::BTreeMap;
@@ -46,9 +44,9 @@ use crate::history::{HistoryQuery, HistorySource, WorkloadKey};
 use crate::policy::store::PolicyStore;
 use crate::reconcile::plan::ScalableKind;
 use crate::reconcile::record::{Outcome, Remediation};
+use crate::reconcile::remediation::{Caller, Remediator, Validated};
 use crate::server::tls::TlsFiles;
 use auth::{Access, Authenticator};
-use backend::{Caller, Remediator, Validated};
 use cluster::Workloads;
 use error::ApiError;
 
@@ -71,7 +69,7 @@ pub struct ApiArgs {
     pub api_max_body: usize,
     /// Deadline of a forecast's history fetch (a cold Prometheus refresh of a namespace may take
     /// longer than an admission waits).
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = crate::cli::parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = crate::duration::parse)]
     pub api_history_timeout: Duration,
 }
 

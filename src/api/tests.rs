@@ -11,11 +11,13 @@ use serde_json::{json, Value};
 use tower::ServiceExt;
 
 use super::auth::{Access, AuthError, Authenticator, Decision};
-use super::backend::{Caller, RemediateError, Remediator, RequestedAction, Validated};
 use super::cluster::{ReadWorkload, Workloads};
 use super::*;
 use crate::history::{ContainerHistory, HistoryError, PeakStats, Sample, WorkloadHistory};
 use crate::reconcile::record::{Baseline, Change, Target};
+use crate::reconcile::remediation::{
+    Caller, RemediateError, Remediator, RequestedAction, Validated,
+};
 use crate::workload::WorkloadKind;
 
 const MI: u64 = 1024 * 1024;

@@ -9,12 +9,12 @@
 
 use serde::Deserialize;
 
-use super::backend::RequestedAction;
 use super::error::ApiError;
 use crate::policy::PolicySpec;
 use crate::quantity;
 use crate::reconcile::plan::ScalableKind;
 use crate::reconcile::record::Target;
+use crate::reconcile::remediation::RequestedAction;
 use crate::workload::ContainerRole;
 
 use super::cluster::ReadWorkload;

@@ -1,7 +1,7 @@
 //! Shape features used to name the pattern: level shifts, daily cycles, spikes.
 
 use super::robust::{median_in_place, Line};
-use crate::history::Sample;
+use super::Sample;
 
 /// A step must leave at least this many bins on each side.
 const SHIFT_MIN_SIDE: usize = 3;

@@ -6,7 +6,7 @@
 //! it. Taking the smallest means a short spike that falls back does not end a lifetime (it was
 //! never sustained), while a restart after growth does.
 
-use crate::history::Sample;
+use super::Sample;
 
 /// A sample this far below the recent floor starts a new lifetime.
 pub const DROP_RATIO: f64 = 0.7;

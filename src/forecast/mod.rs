@@ -22,8 +22,14 @@ use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 
-use crate::history::Sample;
 pub use lifetimes::{split_lifetimes, DROP_RATIO};
+
+/// One point of a memory series: unix seconds and bytes (working set, or its per-interval peak).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Sample {
+    pub t: i64,
+    pub bytes: f64,
+}
 use robust::{bin_medians, residual_sigma, theil_sen, Line};
 
 /// The shape of a memory series.
@@ -115,9 +121,14 @@ pub struct Forecast {
     pub confidence: f64,
 }
 
-/// Fewer clean samples than this (or less than [`MIN_SPAN_SECS`]) gives [`Pattern::Unknown`].
+/// Fewer clean samples than this (or a span under [`MIN_INTERVALS`] sampling intervals) gives
+/// [`Pattern::Unknown`].
 pub const MIN_POINTS: usize = 6;
-pub const MIN_SPAN_SECS: i64 = 30 * 60;
+/// A lifetime is fitted once it spans this many sampling intervals: 30 minutes of 5-minute peaks.
+pub const MIN_INTERVALS: i64 = 6;
+/// The sampling interval of per-interval peaks unless a source says otherwise (5 minutes).
+pub const DEFAULT_INTERVAL_SECS: i64 = 300;
+pub const MIN_SPAN_SECS: i64 = MIN_INTERVALS * DEFAULT_INTERVAL_SECS;
 /// At most this many points (bin medians) go into Theil–Sen, which is quadratic.
 pub const FIT_POINTS: usize = 64;
 /// Bins used to look for level shifts.
@@ -143,6 +154,12 @@ pub const STEADY_MIN_CONFIDENCE: f64 = 0.9;
 /// `samples` are per-interval peaks (non-finite and non-positive values are ignored, as gaps);
 /// `restarts` are unix seconds.
 pub fn fit(samples: &[Sample], restarts: &[i64]) -> LeakFit {
+    fit_at(samples, restarts, DEFAULT_INTERVAL_SECS)
+}
+
+/// [`fit`] of peaks taken every `interval_secs` (a lifetime must span [`MIN_INTERVALS`] of them).
+pub fn fit_at(samples: &[Sample], restarts: &[i64], interval_secs: i64) -> LeakFit {
+    let min_span = MIN_INTERVALS * interval_secs.max(1);
     let pts = clean(samples);
     let Some(last) = pts.last().copied() else {
         return LeakFit::unknown();
@@ -178,7 +195,7 @@ pub fn fit(samples: &[Sample], restarts: &[i64]) -> LeakFit {
     let seg = &pts[start..end];
     let span = last.t - seg[0].t;
     let own = fit_segment(seg, last.t, &mut scratch);
-    let pooled = pooled_leak(&pts, &lifetimes, &mut scratch);
+    let pooled = pooled_leak(&pts, &lifetimes, min_span, &mut scratch);
     let base = LeakFit {
         pattern: Pattern::Unknown,
         slope: own.line.slope,
@@ -210,7 +227,7 @@ pub fn fit(samples: &[Sample], restarts: &[i64]) -> LeakFit {
             ..base.clone()
         }
     };
-    if seg.len() < MIN_POINTS || span < MIN_SPAN_SECS {
+    if seg.len() < MIN_POINTS || span < min_span {
         return match &pooled {
             Some(p) if !shifted => pooled_fit(p, &mut scratch),
             _ => LeakFit {
@@ -396,6 +413,7 @@ struct Pooled {
 fn pooled_leak(
     pts: &[Sample],
     lifetimes: &[(usize, usize)],
+    min_span: i64,
     scratch: &mut Vec<f64>,
 ) -> Option<Pooled> {
     let done = &lifetimes[..lifetimes.len().saturating_sub(1)];
@@ -405,7 +423,7 @@ fn pooled_leak(
     for &(a, b) in done.iter().rev().take(POOLED_LIFETIMES) {
         let seg = &pts[a..b];
         let span = seg[seg.len() - 1].t - seg[0].t;
-        if seg.len() < MIN_POINTS || span < MIN_SPAN_SECS {
+        if seg.len() < MIN_POINTS || span < min_span {
             break;
         }
         let f = fit_segment(seg, seg[seg.len() - 1].t, scratch);

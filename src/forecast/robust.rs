@@ -3,7 +3,7 @@
 //! Everything here is linear or works on a bounded number of points, so that `fit` stays in
 //! budget (a 4,000-sample history in well under 200 µs).
 
-use crate::history::Sample;
+use super::Sample;
 
 /// Scale factor that turns a median absolute deviation into a standard deviation for normal noise.
 pub const MAD_TO_SIGMA: f64 = 1.4826;

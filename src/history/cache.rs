@@ -9,6 +9,15 @@
 //!   load still completes and fills the cache for the next caller.
 //! - A failed load leaves the previous value in place (it keeps being served until its `ttl`) and
 //!   is reported to the callers that waited for it; the next call after the failure tries again.
+//! - **Bounded**: at most `capacity` keys; inserting past it drops the least recently used key
+//!   that has no load running.
+//! - **Refresh-ahead without callers**: [`TtlCache::due`] lists the keys past `refresh_after`
+//!   that a refresher (e.g. `oomguard serve`'s) should reload with [`TtlCache::refresh`], so that
+//!   a key kept warm never expires and no admission waits for it.
+//!
+//! Why not moka: its futures cache gives single-flight inserts and a size bound, but neither
+//! serving the old value while one background load replaces it, nor a load that outlives the
+//! caller that started it; both would still be written here around it.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -61,6 +70,7 @@ type Flight<V, E> = Shared<BoxFuture<'static, Result<Arc<V>, E>>>;
 struct Entry<V, E> {
     value: Option<(Arc<V>, Instant)>,
     flight: Option<(u64, Flight<V, E>)>,
+    last_access: Instant,
 }
 
 /// The cache. Cheap to clone (shared state).
@@ -79,6 +89,7 @@ impl<K, V, E> Clone for TtlCache<K, V, E> {
 struct Inner<K, V, E> {
     ttl: Duration,
     refresh_after: Duration,
+    capacity: usize,
     entries: Mutex<HashMap<K, Entry<V, E>>>,
     next_flight: AtomicU64,
     stats: CacheStats,
@@ -96,10 +107,16 @@ where
     }
 
     pub fn with_refresh_after(ttl: Duration, refresh_after: Duration) -> Self {
+        Self::bounded(ttl, refresh_after, usize::MAX)
+    }
+
+    /// At most `capacity` keys (the least recently used one without a running load goes).
+    pub fn bounded(ttl: Duration, refresh_after: Duration, capacity: usize) -> Self {
         TtlCache {
             inner: Arc::new(Inner {
                 ttl,
                 refresh_after: refresh_after.min(ttl),
+                capacity: capacity.max(1),
                 entries: Mutex::new(HashMap::new()),
                 next_flight: AtomicU64::new(0),
                 stats: CacheStats::default(),
@@ -130,11 +147,16 @@ where
                 .entries
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let now = Instant::now();
+            if !entries.contains_key(key) && entries.len() >= self.inner.capacity {
+                evict_lru(&mut entries);
+            }
             let entry = entries.entry(key.clone()).or_insert(Entry {
                 value: None,
                 flight: None,
+                last_access: now,
             });
-            let now = Instant::now();
+            entry.last_access = now;
             if let Some((value, at)) = &entry.value {
                 let age = now.saturating_duration_since(*at);
                 if age < self.inner.ttl {
@@ -209,6 +231,71 @@ where
         (id, fut.shared())
     }
 
+    /// Keys whose value is past `refresh_after` (or failed to load) with no load running, and
+    /// whose last use passes `keep(key, time since last use)`: what a refresher reloads.
+    pub fn due(&self, keep: impl Fn(&K, Duration) -> bool) -> Vec<K> {
+        let entries = self
+            .inner
+            .entries
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let now = Instant::now();
+        entries
+            .iter()
+            .filter(|(_, e)| e.flight.is_none())
+            .filter(|(_, e)| {
+                e.value.as_ref().is_none_or(|(_, at)| {
+                    now.saturating_duration_since(*at) >= self.inner.refresh_after
+                })
+            })
+            .filter(|(k, e)| keep(k, now.saturating_duration_since(e.last_access)))
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+
+    /// Starts a background load of `key` unless one is running (the old value keeps being
+    /// served meanwhile). Does not count as a use of the key.
+    pub fn refresh<F, Fut>(&self, key: &K, load: F)
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<V, E>> + Send + 'static,
+    {
+        let mut entries = self
+            .inner
+            .entries
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if !entries.contains_key(key) && entries.len() >= self.inner.capacity {
+            evict_lru(&mut entries);
+        }
+        let now = Instant::now();
+        let entry = entries.entry(key.clone()).or_insert(Entry {
+            value: None,
+            flight: None,
+            last_access: now,
+        });
+        if entry.flight.is_none() {
+            self.inner
+                .stats
+                .background_loads
+                .fetch_add(1, Ordering::Relaxed);
+            entry.flight = Some(self.start_flight(key.clone(), load()));
+        }
+    }
+
+    /// Number of keys held.
+    pub fn len(&self) -> usize {
+        self.inner
+            .entries
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// The value for `key` if it is still within its TTL, without loading anything.
     pub fn peek(&self, key: &K) -> Option<Arc<V>> {
         let entries = self
@@ -227,6 +314,18 @@ where
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .clear();
+    }
+}
+
+/// Drops the least recently used entry that has no load running.
+fn evict_lru<K: Eq + Hash + Clone, V, E>(entries: &mut HashMap<K, Entry<V, E>>) {
+    let oldest = entries
+        .iter()
+        .filter(|(_, e)| e.flight.is_none())
+        .min_by_key(|(_, e)| e.last_access)
+        .map(|(k, _)| k.clone());
+    if let Some(k) = oldest {
+        entries.remove(&k);
     }
 }
 
@@ -355,5 +454,44 @@ mod tests {
 
     fn cache_test_panics() -> bool {
         true
+    }
+
+    #[tokio::test]
+    async fn bounded_drops_the_least_recently_used() {
+        let cache: TtlCache<u32, u32, String> =
+            TtlCache::bounded(Duration::from_secs(60), Duration::from_secs(30), 2);
+        for k in [1, 2] {
+            cache
+                .get_or_load(&k, || async move { Ok(k) })
+                .await
+                .unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        cache.get_or_load(&1, || async { Ok(9) }).await.unwrap();
+        cache.get_or_load(&3, || async { Ok(3) }).await.unwrap();
+        assert_eq!(cache.len(), 2);
+        assert!(cache.peek(&2).is_none(), "2 was the least recently used");
+        assert_eq!(*cache.peek(&1).unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn due_keys_are_refreshed_in_the_background_and_served_meanwhile() {
+        let cache: TtlCache<u32, u32, String> =
+            TtlCache::with_refresh_after(Duration::from_secs(10), Duration::from_millis(50));
+        cache.get_or_load(&1, || async { Ok(1) }).await.unwrap();
+        assert!(cache.due(|_, _| true).is_empty(), "fresh");
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        assert_eq!(cache.due(|_, _| true), vec![1]);
+        assert!(cache
+            .due(|_, idle| idle < Duration::from_millis(10))
+            .is_empty());
+        cache.refresh(&1, || async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            Ok(2)
+        });
+        assert!(cache.due(|_, _| true).is_empty(), "a load is running");
+        assert_eq!(*cache.peek(&1).unwrap(), 1, "the old value meanwhile");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(*cache.peek(&1).unwrap(), 2);
     }
 }

@@ -15,6 +15,8 @@ use std::sync::{Arc, OnceLock};
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
+// The sample type is the forecast's, which reads series; history only holds them.
+pub use crate::forecast::Sample;
 use crate::forecast::{self, LeakFit};
 
 /// Wall-clock unix seconds (0 if the clock is before 1970). The pure core takes `now` as an
@@ -23,13 +25,6 @@ pub fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
-
-/// One point of a memory series: unix seconds and bytes (working set, or its per-interval peak).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct Sample {
-    pub t: i64,
-    pub bytes: f64,
 }
 
 /// Which workload a history belongs to.
@@ -65,11 +60,19 @@ impl PeakStats {
             return PeakStats::default();
         }
         sorted.sort_by(f64::total_cmp);
+        PeakStats::from_peaks_sorted(&sorted)
+    }
+
+    /// The statistics of finite peaks sorted in ascending order.
+    pub fn from_peaks_sorted(sorted: &[f64]) -> PeakStats {
+        if sorted.is_empty() {
+            return PeakStats::default();
+        }
         PeakStats {
             max: sorted[sorted.len() - 1],
-            p99: quantile_sorted(&sorted, 0.99),
-            p98: quantile_sorted(&sorted, 0.98),
-            p95: quantile_sorted(&sorted, 0.95),
+            p99: quantile_sorted(sorted, 0.99),
+            p98: quantile_sorted(sorted, 0.98),
+            p95: quantile_sorted(sorted, 0.95),
             intervals: u32::try_from(sorted.len()).unwrap_or(u32::MAX),
         }
     }
@@ -125,6 +128,9 @@ pub struct ContainerHistory {
     pub runtime_limit: Option<f64>,
     /// When the limit changed in the window, oldest first (empty: unknown, or never changed).
     pub limit_history: Vec<LimitChange>,
+    /// Seconds each per-interval peak covers (the source's step; 0: the default 5 minutes).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub interval_secs: u32,
     /// Cache of [`ContainerHistory::fit`]; leave it `Default::default()`.
     #[serde(skip)]
     pub fit: OnceLock<LeakFit>,
@@ -140,6 +146,7 @@ impl Clone for ContainerHistory {
             oom_kills: self.oom_kills.clone(),
             runtime_limit: self.runtime_limit,
             limit_history: self.limit_history.clone(),
+            interval_secs: self.interval_secs,
             fit: self.fit.clone(),
         }
     }
@@ -149,8 +156,13 @@ impl ContainerHistory {
     /// The growth fit of this history. Expensive to compute and independent of any limit, so it
     /// is computed once per history and shared by every admission that uses the cached history.
     pub fn fit(&self) -> &LeakFit {
-        self.fit
-            .get_or_init(|| forecast::fit(&self.samples, &self.restarts))
+        self.fit.get_or_init(|| {
+            let interval = match self.interval_secs {
+                0 => forecast::DEFAULT_INTERVAL_SECS,
+                s => i64::from(s),
+            };
+            forecast::fit_at(&self.samples, &self.restarts, interval)
+        })
     }
 
     /// The latest usable per-interval peak (a zero or a non-finite value is a scrape gap).
@@ -251,4 +263,8 @@ pub trait HistorySource: Send + Sync {
 
     /// A short name for logs and warnings ("file", "prometheus").
     fn name(&self) -> &'static str;
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }

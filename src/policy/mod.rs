@@ -99,28 +99,16 @@ impl Duration {
     pub fn secs(self) -> u64 {
         self.0
     }
+    /// [`crate::duration::parse`], in whole seconds.
     pub fn parse(s: &str) -> Result<Duration, String> {
-        let s = s.trim();
-        let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-        let (num, unit) = s.split_at(split);
-        let n: u64 = num
-            .parse()
-            .map_err(|_| format!("{s:?} is not a duration; expected e.g. 90s, 10m, 3h, 14d, 2w"))?;
-        let mult = match unit {
-            "s" => 1,
-            "m" => 60,
-            "h" => 3600,
-            "d" => 86400,
-            "w" => 7 * 86400,
-            _ => {
-                return Err(format!(
-                "{s:?} has no valid unit; expected a whole number with s, m, h, d or w (e.g. 14d)"
-            ))
-            }
-        };
-        n.checked_mul(mult)
-            .map(Duration)
-            .ok_or_else(|| format!("{s:?} is too long"))
+        let d = crate::duration::parse(s)?;
+        if d.subsec_nanos() != 0 {
+            return Err(format!(
+                "{:?} is not whole seconds; expected e.g. 90s, 10m, 3h, 14d",
+                s.trim()
+            ));
+        }
+        Ok(Duration(d.as_secs()))
     }
 }
 

@@ -23,6 +23,18 @@ impl PolicySet {
             .unwrap_or_else(|| self.default.clone())
     }
 
+    /// The namespaces that have a policy file of their own, with it.
+    pub fn own(&self) -> impl Iterator<Item = (&str, &PolicySpec)> {
+        self.namespaces
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_ref()))
+    }
+
+    /// Whether a namespace has a policy file of its own.
+    pub fn has_own(&self, namespace: &str) -> bool {
+        self.namespaces.contains_key(namespace)
+    }
+
     /// The same set with `mode` in every namespace (`oomguard check --mode`).
     pub fn with_mode(&self, mode: super::Mode) -> PolicySet {
         let set = |p: &Arc<PolicySpec>| {

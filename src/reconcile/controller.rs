@@ -14,6 +14,7 @@ use std::time::Duration;
 use axum::http::{header, StatusCode};
 use axum::routing::get;
 use axum::Router;
+use futures::future::BoxFuture;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use kube::runtime::controller::Action;
@@ -26,6 +27,8 @@ use super::apply::{ApplyError, Executor, Request};
 use super::metrics::{ReconcileMetrics, StepLabels};
 use super::plan::{self, Plan};
 use super::record::{self, Outcome};
+use super::records::AnnotationRecords;
+use super::remediator::KubeRemediator;
 use super::target::{hpa_for, records_of, state_of, target_of, Scalable};
 use crate::history::{unix_now, HistorySource, WorkloadHistory};
 use crate::policy::store::PolicyStore;
@@ -50,9 +53,21 @@ pub struct Options {
     pub namespace: Option<String>,
     pub lease: LeaseOptions,
     pub admin_listen: SocketAddr,
-    /// Serve the forecast and remediation API too (its flags and certificate).
-    pub api: Option<(crate::api::ApiArgs, crate::server::tls::TlsFiles)>,
+    /// Served beside the controller with its remediator, until the stop signal (the
+    /// forecast and remediation API, wired by the CLI).
+    pub beside: Option<Beside>,
 }
+
+/// A server run beside the controller: given the reconciler's [`KubeRemediator`], the
+/// Kubernetes client and the stop signal, it serves until that fires.
+pub type Beside = Box<
+    dyn FnOnce(
+            Arc<KubeRemediator>,
+            Client,
+            BoxFuture<'static, ()>,
+        ) -> BoxFuture<'static, anyhow::Result<()>>
+        + Send,
+>;
 
 /// Shared by the reconciles.
 pub struct Ctx {
@@ -414,27 +429,19 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("admin listener {}: {e}", opts.admin_listen))?;
     tracing::info!(admin = %format!("http://{}", opts.admin_listen), in_place_resize = in_place_supported, "reconciler started");
-    let api = match &opts.api {
-        Some((args, tls)) => {
-            let remediator = Arc::new(super::remediator::KubeRemediator {
+    let api = match opts.beside {
+        Some(serve) => {
+            let remediator = Arc::new(KubeRemediator {
                 exec: ctx.exec.clone(),
-                records: crate::api::records::AnnotationRecords::new(client.clone()),
+                records: AnnotationRecords::new(client.clone()),
                 policies: ctx.policies.clone(),
                 history: ctx.history.clone(),
                 in_place_supported,
             });
-            let deps = crate::api::ApiDeps {
-                policies: ctx.policies.clone(),
-                history: ctx.history.clone(),
-                client: client.clone(),
+            futures::future::Either::Left(serve(
                 remediator,
-            };
-            futures::future::Either::Left(crate::api::serve(
-                args,
-                tls,
-                deps,
-                stopped(stop_rx.clone()),
-                Duration::from_secs(10),
+                client.clone(),
+                Box::pin(stopped(stop_rx.clone())),
             ))
         }
         None => futures::future::Either::Right(async { Ok(()) }),

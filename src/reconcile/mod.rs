@@ -8,5 +8,7 @@ pub mod controller;
 pub mod metrics;
 pub mod plan;
 pub mod record;
+pub mod records;
+pub mod remediation;
 pub mod remediator;
 pub mod target;

@@ -15,9 +15,9 @@ use kube::Api;
 use super::apply::{is_not_found, ApplyError, Executor, Request};
 use super::plan::{self, Plan, ResizeMethod, ScalableKind};
 use super::record::{self, Change, Remediation, Target};
+use super::records::AnnotationRecords;
+use super::remediation::{Caller, RemediateError, Remediator, RequestedAction, Validated};
 use super::target::{hpa_for, records_of, state_of, Scalable};
-use crate::api::backend::{Caller, RemediateError, Remediator, RequestedAction, Validated};
-use crate::api::records::AnnotationRecords;
 use crate::history::HistorySource;
 use crate::policy::store::PolicyStore;
 

@@ -113,6 +113,9 @@ pub struct Report {
     pub recommendations: Vec<Recommendation>,
     /// Workloads left out, with why (excluded, not a pod-template workload's kind).
     pub skipped: Vec<String>,
+    /// What holds for a whole namespace, once (e.g. OOM kills the source cannot see).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 impl Report {
@@ -328,6 +331,7 @@ pub async fn analyse(
     let (targets, namespaces) = targets(req, &mut skipped).await?;
     let mut rows: Vec<(Recommendation, Chart)> = Vec::new();
     let mut report_now = 0;
+    let mut notes = Vec::new();
     let total = targets.len();
     for (i, t) in targets.into_iter().enumerate() {
         let policy = req.policies.for_namespace(&t.workload.namespace);
@@ -367,6 +371,16 @@ pub async fn analyse(
         let now = history.as_ref().map_or(0, |h| h.now);
         report_now = report_now.max(now);
         let verdict = verdict::decide(&t.workload, status, &policy, now);
+        if let Some(why) = history.as_ref().and_then(|h| h.events_unseen.as_deref()) {
+            let note = format!(
+                "namespace {}: OOM kills cannot be seen without kube-state-metrics ({why}); \
+                 nothing is lowered",
+                t.workload.namespace
+            );
+            if !notes.contains(&note) {
+                notes.push(note);
+            }
+        }
         for cv in &verdict.containers {
             let ch = history
                 .as_ref()
@@ -389,7 +403,7 @@ pub async fn analyse(
                     ..Chart::default()
                 },
             };
-            rows.push((row(&t, cv, &policy, p95), chart));
+            rows.push((row(&t, cv, &policy, p95, verdict.note.as_deref()), chart));
         }
         progress(i + 1, total);
     }
@@ -407,12 +421,19 @@ pub async fn analyse(
             now: report_now,
             recommendations,
             skipped,
+            notes,
         },
         charts,
     })
 }
 
-fn row(t: &Target, cv: &ContainerVerdict, policy: &PolicySpec, p95: Option<f64>) -> Recommendation {
+fn row(
+    t: &Target,
+    cv: &ContainerVerdict,
+    policy: &PolicySpec,
+    p95: Option<f64>,
+    note: Option<&str>,
+) -> Recommendation {
     let fc = cv.forecast.as_ref();
     Recommendation {
         namespace: t.workload.namespace.clone(),
@@ -435,13 +456,21 @@ fn row(t: &Target, cv: &ContainerVerdict, policy: &PolicySpec, p95: Option<f64>)
         forecast_low: fc.map(|f| f.low),
         forecast_high: fc.map(|f| f.high),
         recommended_request: match (p95, cv.recommended) {
-            (Some(p), Some(l)) => Some(recommended_request(p, l, policy)),
+            // Never lower from censored peaks (see ContainerVerdict::censored).
+            (Some(p), Some(l)) => Some(
+                recommended_request(p, l, policy)
+                    .max(cv.request.filter(|_| cv.censored).unwrap_or(0))
+                    .min(l),
+            ),
             _ => None,
         },
         recommended_limit: cv.recommended,
         severity: cv.severity,
         mode: policy.mode,
-        reason: cv.reasons.join(" | "),
+        reason: match (cv.reasons.is_empty(), cv.severity, note) {
+            (true, Severity::Unknown, Some(n)) => n.to_string(),
+            _ => cv.reasons.join(" | "),
+        },
     }
 }
 
@@ -692,6 +721,55 @@ mod tests {
                 "info"
             ]
         );
+    }
+
+    #[test]
+    fn censored_containers_keep_their_request_and_limit() {
+        use crate::history::{ContainerHistory, OomKill, PeakStats, WorkloadHistory};
+        let mi = crate::quantity::MI;
+        let obj = json!({"metadata": {"name": "w"}, "spec": {"template": {"spec": {"containers": [
+            {"name": "c", "resources": {"limits": {"memory": "256Mi"}, "requests": {"memory": "100Mi"}}}]}}}});
+        let workload = Workload::from_object(WorkloadKind::Deployment, &obj, "ns").unwrap();
+        let peaks: Vec<f64> = (0..100)
+            .map(|i| (20.0 + f64::from(i) / 10.0) * mi as f64)
+            .collect();
+        let now = 1_800_000_000;
+        let mut c = ContainerHistory {
+            covered_secs: 86_400,
+            peaks: PeakStats::from_peaks(&peaks),
+            ..Default::default()
+        };
+        let t = Target {
+            workload,
+            kind_label: "Deployment".into(),
+            from: CurrentFrom::Manifest,
+        };
+        let policy = PolicySpec::default();
+        for censored in [false, true] {
+            if censored {
+                c.oom_kills = vec![OomKill {
+                    t: now - 600,
+                    limit: Some(64.0 * mi as f64),
+                }];
+            }
+            let h = WorkloadHistory {
+                now,
+                window_secs: 14 * 86_400,
+                containers: [("c".to_string(), c.clone())].into_iter().collect(),
+                events_unseen: None,
+            };
+            let v = verdict::decide(&t.workload, HistoryStatus::Found(&h), &policy, now);
+            let r = super::row(&t, &v.containers[0], &policy, Some(c.peaks.p95), None);
+            if censored {
+                // A kill at 64Mi: the peaks (under 30Mi) say nothing about what it needs.
+                assert_eq!(r.recommended_limit, Some(256 * mi));
+                assert_eq!(r.recommended_request, Some(100 * mi));
+            } else {
+                // Clean peaks: the limit no lower than the request, the request from the p95.
+                assert_eq!(r.recommended_limit, Some(100 * mi));
+                assert_eq!(r.recommended_request, Some(30 * mi));
+            }
+        }
     }
 
     #[test]

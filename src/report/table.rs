@@ -139,6 +139,9 @@ pub fn write(report: &Report, out: &mut dyn Write) -> io::Result<()> {
             "?: request unknown: limits are the running containers'; pass -f MANIFESTS for both."
         )?;
     }
+    for n in &report.notes {
+        writeln!(out, "{}", fit(&format!("note: {n}"), WIDTH))?;
+    }
     for s in &report.skipped {
         writeln!(out, "{}", fit(&format!("skipped: {s}"), WIDTH))?;
     }

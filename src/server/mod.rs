@@ -2,6 +2,7 @@
 
 pub mod metrics;
 pub mod tls;
+pub mod warmup;
 pub mod watch;
 
 use std::net::SocketAddr;
@@ -34,6 +35,8 @@ pub struct ServeOptions {
     pub admitter: Admitter,
     /// How long in-flight requests may finish after SIGTERM.
     pub drain: Duration,
+    /// Prometheus history to load before turning ready, and to keep warm.
+    pub warmup: Option<warmup::Warmup>,
 }
 
 /// Shared by the handlers.
@@ -41,7 +44,10 @@ pub struct App {
     pub admitter: Admitter,
     pub policies: PolicyStore,
     pub metrics: Metrics,
+    /// Listening and not draining.
     pub ready: AtomicBool,
+    /// The history warm-up is done (or timed out, or there is none).
+    pub warm: AtomicBool,
 }
 
 impl App {
@@ -213,7 +219,12 @@ pub fn admin_router(app: Arc<App>) -> Router {
         .route(
             "/readyz",
             get(|State(app): State<Arc<App>>| async move {
-                if app.ready.load(Ordering::SeqCst) {
+                if !app.warm.load(Ordering::SeqCst) {
+                    (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "not ready: loading memory history (--warmup-timeout)",
+                    )
+                } else if app.ready.load(Ordering::SeqCst) {
                     (StatusCode::OK, "ok")
                 } else {
                     (StatusCode::SERVICE_UNAVAILABLE, "not ready")
@@ -257,7 +268,20 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         policies,
         metrics,
         ready: AtomicBool::new(false),
+        warm: AtomicBool::new(opts.warmup.is_none()),
     });
+    if let Some(w) = opts.warmup {
+        let warm_app = app.clone();
+        let source = w.source.clone();
+        tokio::spawn(async move {
+            warmup::run(&w, &warm_app.policies, &warm_app.warm).await;
+        });
+        let policy_app = app.clone();
+        tokio::spawn(warmup::refresher(
+            source,
+            Arc::new(move |ns: &str| policy_app.policies.current().has_own(ns)),
+        ));
+    }
 
     // Hot reload of policies and certificates.
     let mut policy_watch = watch::watch(

@@ -41,7 +41,7 @@ if [[ "$have_py" != "$want_py" ]] ||
 fi
 
 cargo build --quiet --bin oomguard
-BIN="$ROOT/target/debug/oomguard"
+BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/oomguard"
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/oomguard-schemathesis.XXXXXX")
 API_PID=

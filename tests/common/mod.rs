@@ -1,6 +1,8 @@
 //! A real `oomguard serve` process over real TLS, for integration tests.
 #![allow(dead_code)]
 
+pub mod serve;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

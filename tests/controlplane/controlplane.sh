@@ -5,11 +5,15 @@
 #
 #   controlplane.sh build        build (or reuse) the binaries; last stdout line is the bin dir
 #   controlplane.sh bindir       print the bin dir of the current sources (no build)
-#   controlplane.sh start DIR [--controllers]
+#   controlplane.sh start DIR [--controllers] [--node IP]
 #                                start etcd + kube-apiserver on free loopback ports (and, with
 #                                --controllers, kube-controller-manager so that Deployments get
 #                                ReplicaSets and Pods); writes DIR/kubeconfig, DIR/env, DIR/*.log;
-#                                last stdout line is DIR/env
+#                                last stdout line is DIR/env. --node IP: for a real node
+#                                (tests/cluster): the apiserver listens on IP, which pods can
+#                                reach, mounts ServiceAccount tokens, authorizes kubelets
+#                                (Node,RBAC) and dials webhook Services' endpoints; the
+#                                controller manager and kube-scheduler run too
 #   controlplane.sh stop DIR     stop them (SIGTERM, then SIGKILL); idempotent
 #   controlplane.sh gen VERSION  regenerate go.mod/go.sum for k8s.io/kubernetes@VERSION
 #
@@ -169,7 +173,7 @@ pid_is() {
 }
 
 gen_pki() {
-  local pki=$1
+  local pki=$1 extra_san=${2:+,IP:$2}
   mkdir -p "$pki"
   (
     cd "$pki"
@@ -183,7 +187,7 @@ gen_pki() {
     openssl req -new -key apiserver.key -subj "/CN=kube-apiserver" -out apiserver.csr 2>&3
     printf '%s\n' "basicConstraints=CA:FALSE" "keyUsage=critical,digitalSignature,keyEncipherment" \
       "extendedKeyUsage=serverAuth" \
-      "subjectAltName=IP:127.0.0.1,DNS:localhost,IP:10.0.0.1,IP:192.0.2.1,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local" \
+      "subjectAltName=IP:127.0.0.1,DNS:localhost,IP:10.0.0.1,IP:192.0.2.1,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local$extra_san" \
       > apiserver.ext
     openssl x509 -req -in apiserver.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 \
       -sha256 -extfile apiserver.ext -out apiserver.crt 2>&3
@@ -225,7 +229,8 @@ EOF
 fail_start() {
   local dir=$1 msg=$2 f
   echo "controlplane.sh: error: $msg" >&2
-  for f in "$dir/etcd.log" "$dir/kube-apiserver.log" "$dir/kube-controller-manager.log"; do
+  for f in "$dir/etcd.log" "$dir/kube-apiserver.log" "$dir/kube-controller-manager.log" \
+           "$dir/kube-scheduler.log"; do
     [[ -f "$f" ]] || continue
     echo "---- last 30 lines of $f ----" >&2
     tail -n 30 "$f" >&2
@@ -236,21 +241,26 @@ fail_start() {
 }
 
 cmd_start() {
-  local dir=${1:-} controllers=${CONTROLPLANE_CONTROLLERS:-0}
-  [[ -n "$dir" ]] || die "usage: $0 start DIR [--controllers]"
-  case "${2:-}" in
-    "") ;;
-    --controllers) controllers=1 ;;
-    *) die "unknown option '$2' (usage: $0 start DIR [--controllers])" ;;
-  esac
+  local dir=${1:-} controllers=${CONTROLPLANE_CONTROLLERS:-0} node_ip=""
+  [[ -n "$dir" ]] || die "usage: $0 start DIR [--controllers] [--node IP]"
+  shift
+  while (( $# )); do
+    case "$1" in
+      --controllers) controllers=1 ;;
+      --node) node_ip=${2:-}; [[ -n "$node_ip" ]] || die "--node needs an IP"; shift; controllers=1 ;;
+      *) die "unknown option '$1' (usage: $0 start DIR [--controllers] [--node IP])" ;;
+    esac
+    shift
+  done
   mkdir -p "$dir" || die "cannot create $dir"
   dir=$(cd "$dir" && pwd)
   if [[ -f "$dir/env" ]]; then
-    local APISERVER_PID="" ETCD_PID="" CONTROLLER_MANAGER_PID=""
+    local APISERVER_PID="" ETCD_PID="" CONTROLLER_MANAGER_PID="" SCHEDULER_PID=""
     # shellcheck disable=SC1091
     . "$dir/env"
     if pid_is kube-apiserver "$APISERVER_PID" || pid_is etcd "$ETCD_PID" ||
-       pid_is kube-controller-manager "$CONTROLLER_MANAGER_PID"; then
+       pid_is kube-controller-manager "$CONTROLLER_MANAGER_PID" ||
+       pid_is kube-scheduler "$SCHEDULER_PID"; then
       die "a control plane is already running from $dir (run '$0 stop $dir' first)"
     fi
   fi
@@ -265,7 +275,7 @@ cmd_start() {
   t0=$(date +%s.%N)
   rm -rf "$dir/etcd-data" "$dir/pki" "$dir/env" "$dir/kubeconfig"
   pki="$dir/pki"
-  gen_pki "$pki"
+  gen_pki "$pki" "$node_ip"
   etcd_port=$(free_port)
   peer_port=$(free_port)
   api_port=$(free_port)
@@ -290,7 +300,18 @@ cmd_start() {
     >"$dir/etcd.log" 2>&1 </dev/null &
   local etcd_pid=$!
 
-  local etcd_url="http://127.0.0.1:$etcd_port" api_url="https://127.0.0.1:$api_port"
+  local api_host=${node_ip:-127.0.0.1}
+  local etcd_url="http://127.0.0.1:$etcd_port" api_url="https://$api_host:$api_port"
+  # Without a node: no pods run, so no ServiceAccount tokens are mounted and nothing but the
+  # admin calls the API. With one: pods get tokens, kubelets are authorized as nodes, and the
+  # apiserver reaches webhook Services through their endpoints (there is no kube-proxy).
+  local -a node_args=(--disable-admission-plugins=ServiceAccount --authorization-mode=RBAC)
+  if [[ -n "$node_ip" ]]; then
+    node_args=(--authorization-mode=Node,RBAC --enable-aggregator-routing=true
+               --kubelet-client-certificate="$pki/admin.crt" --kubelet-client-key="$pki/admin.key"
+               --kubelet-certificate-authority="$pki/ca.crt"
+               --kubelet-preferred-address-types=InternalIP)
+  fi
   local deadline=$(( $(date +%s) + ${CONTROLPLANE_READY_TIMEOUT:-60} ))
   until curl -fsS --noproxy '*' -m 2 "$etcd_url/health" 2>/dev/null | grep -q '"health":"true"'; do
     kill -0 "$etcd_pid" 2>/dev/null || fail_start "$dir" "etcd exited during start-up"
@@ -302,17 +323,16 @@ cmd_start() {
   "${cleanenv[@]}" "$bin/kube-apiserver" \
     --advertise-address=192.0.2.1 \
     --endpoint-reconciler-type=none \
-    --bind-address=127.0.0.1 \
+    --bind-address="$api_host" \
     --secure-port="$api_port" \
     --etcd-servers="$etcd_url" \
     --cert-dir="$pki" \
     --tls-cert-file="$pki/apiserver.crt" \
     --tls-private-key-file="$pki/apiserver.key" \
     --client-ca-file="$pki/ca.crt" \
-    --authorization-mode=RBAC \
+    "${node_args[@]}" \
     --service-cluster-ip-range=10.0.0.0/24 \
     --allow-privileged=true \
-    --disable-admission-plugins=ServiceAccount \
     --service-account-issuer=https://kubernetes.default.svc.cluster.local \
     --service-account-key-file="$pki/sa.pub" \
     --service-account-signing-key-file="$pki/sa.key" \
@@ -332,6 +352,8 @@ export ETCD_PID='$etcd_pid'
 export CONTROLPLANE_CA='$pki/ca.crt'
 export CONTROLPLANE_CA_KEY='$pki/ca.key'
 export CONTROLLER_MANAGER_PID=''
+export SCHEDULER_PID=''
+export NODE_IP='$node_ip'
 EOF
   write_kubeconfig "$dir/kubeconfig" "$api_url" "$pki"
 
@@ -368,6 +390,17 @@ EOF
       sleep 0.2
     done
   fi
+  if [[ -n "$node_ip" ]]; then
+    "${cleanenv[@]}" "$bin/kube-scheduler" \
+      --kubeconfig="$dir/kubeconfig" \
+      --secure-port=0 \
+      --leader-elect=false \
+      >"$dir/kube-scheduler.log" 2>&1 </dev/null &
+    local sched_pid=$!
+    sed -i "s/^export SCHEDULER_PID=.*/export SCHEDULER_PID='$sched_pid'/" "$dir/env"
+    sleep 0.5
+    kill -0 "$sched_pid" 2>/dev/null || fail_start "$dir" "kube-scheduler exited during start-up"
+  fi
   log "ready at $api_url in $(python3 -c "import sys; print(f'{float(sys.argv[2])-float(sys.argv[1]):.1f}')" "$t0" "$(date +%s.%N)")s; 'source $dir/env' for KUBECONFIG and KUBECTL"
   echo "$dir/env"
 }
@@ -394,9 +427,10 @@ cmd_stop() {
   local dir=${1:-}
   [[ -n "$dir" ]] || die "usage: $0 stop DIR"
   [[ -f "$dir/env" ]] || { log "nothing to stop in $dir (no env file)"; return 0; }
-  local APISERVER_PID="" ETCD_PID="" CONTROLLER_MANAGER_PID=""
+  local APISERVER_PID="" ETCD_PID="" CONTROLLER_MANAGER_PID="" SCHEDULER_PID=""
   # shellcheck disable=SC1091
   . "$dir/env"
+  stop_pid kube-scheduler "$SCHEDULER_PID"
   stop_pid kube-controller-manager "$CONTROLLER_MANAGER_PID"
   stop_pid kube-apiserver "$APISERVER_PID"
   stop_pid etcd "$ETCD_PID"

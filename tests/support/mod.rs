@@ -3,5 +3,6 @@
 
 pub mod controlplane;
 pub mod fake;
+pub mod node;
 pub mod prom;
 pub mod scenario;

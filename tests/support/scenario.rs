@@ -92,7 +92,16 @@ pub struct Workload {
     /// Also export a pod-level cgroup series (container="") and a pause container ("POD"),
     /// as cAdvisor does; the source must ignore them.
     pub cadvisor_extras: bool,
+    /// Spans [from, to] in which kube-state-metrics was not scraped (its series have no
+    /// samples there; cAdvisor's do).
+    pub ksm_gaps: Vec<(i64, i64)>,
+    /// Pods created before their metrics start: (pod name, unix seconds of creation).
+    /// Others are created at their `start`.
+    pub created: Vec<(String, i64)>,
 }
+
+/// Seconds the source looks back for a counter's previous value (its LOOKBACK_SECS).
+pub const COUNTER_LOOKBACK: i64 = 6 * 3600;
 
 /// One series to backfill.
 pub struct Series {
@@ -121,6 +130,11 @@ impl Workload {
         let mut job_seen: BTreeMap<String, (Option<String>, i64, i64)> = BTreeMap::new();
         for pod in &self.pods {
             let times: Vec<i64> = scrape_times(pod.start, pod.end, scrape).collect();
+            let ksm_times: Vec<i64> = times
+                .iter()
+                .copied()
+                .filter(|&t| !self.in_ksm_gap(t))
+                .collect();
             for c in &pod.containers {
                 let base = |metric| Series {
                     metric,
@@ -158,7 +172,7 @@ impl Workload {
                         ],
                         samples: Vec::new(),
                     };
-                    for &t in &times {
+                    for &t in &ksm_times {
                         let seen: Vec<&(i64, bool)> =
                             c.restarts.iter().filter(|(r, _)| *r <= t).collect();
                         restarts.samples.push((t, seen.len() as f64));
@@ -226,6 +240,18 @@ impl Workload {
                     Owner::None => ("<none>", "<none>".to_string()),
                 };
                 out.push(Series {
+                    metric: "kube_pod_created",
+                    labels: vec![
+                        ("namespace", ns.clone()),
+                        ("pod", pod.name.clone()),
+                        ("uid", format!("uid-{}", pod.name)),
+                    ],
+                    samples: ksm_times
+                        .iter()
+                        .map(|&t| (t, self.created_at(pod) as f64))
+                        .collect(),
+                });
+                out.push(Series {
                     metric: "kube_pod_owner",
                     labels: vec![
                         ("namespace", ns.clone()),
@@ -237,7 +263,7 @@ impl Workload {
                             if kind == "<none>" { "<none>" } else { "true" }.to_string(),
                         ),
                     ],
-                    samples: times.iter().map(|&t| (t, 1.0)).collect(),
+                    samples: ksm_times.iter().map(|&t| (t, 1.0)).collect(),
                 });
             }
         }
@@ -261,6 +287,7 @@ impl Workload {
                         ("owner_is_controller", "true".to_string()),
                     ],
                     samples: scrape_times(*start, *end, scrape)
+                        .filter(|&t| !self.in_ksm_gap(t))
                         .map(|t| (t, 1.0))
                         .collect(),
                 });
@@ -269,23 +296,72 @@ impl Workload {
         out
     }
 
+    fn in_ksm_gap(&self, t: i64) -> bool {
+        self.ksm_gaps.iter().any(|&(a, b)| t >= a && t <= b)
+    }
+
+    fn created_at(&self, pod: &Pod) -> i64 {
+        self.created
+            .iter()
+            .find(|(p, _)| *p == pod.name)
+            .map_or(pod.start, |c| c.1)
+    }
+
     /// Expected history of each container, computed from the raw samples.
     pub fn expected(&self, now: i64, window: i64, recent: i64) -> BTreeMap<String, Expected> {
         let mut by_container: BTreeMap<String, Vec<&ContainerRun>> = BTreeMap::new();
+        let mut events: BTreeMap<String, Vec<(i64, Option<f64>)>> = BTreeMap::new();
         for pod in &self.pods {
             for c in &pod.containers {
                 by_container.entry(c.name.clone()).or_default().push(c);
+                if self.ksm {
+                    let ev = events.entry(c.name.clone()).or_default();
+                    ev.extend(self.seen_restarts(pod, c, now, window));
+                }
             }
         }
         by_container
             .into_iter()
             .map(|(name, runs)| {
-                (
-                    name,
-                    Expected::compute(&runs, now, window, recent, self.ksm),
-                )
+                let ev = events.remove(&name).unwrap_or_default();
+                (name, Expected::compute(&runs, &ev, now, window, recent))
             })
             .collect()
+    }
+
+    /// The restarts of one container as kube-state-metrics' counter shows them (scraped every
+    /// 30 s, none in the gaps): each at the end of the interval of the first scrape after it,
+    /// with the container's limit when it was an OOM kill. A restart already in the counter's
+    /// first sample counts only when the pod was created inside the window and within the
+    /// source's lookback of that sample; anything else cannot be placed in the window.
+    fn seen_restarts(
+        &self,
+        pod: &Pod,
+        c: &ContainerRun,
+        now: i64,
+        window: i64,
+    ) -> Vec<(i64, Option<f64>)> {
+        let times: Vec<i64> = scrape_times(pod.start, pod.end, 30)
+            .filter(|&t| !self.in_ksm_gap(t))
+            .collect();
+        let Some(&first) = times.first() else {
+            return vec![];
+        };
+        let created = self.created_at(pod);
+        let mut out = Vec::new();
+        for &(r, oom) in &c.restarts {
+            let Some(&seen) = times.iter().find(|&&t| t >= r) else {
+                continue;
+            };
+            let e = interval_end(seen);
+            if seen == first && !(created > now - window && created > e - 300 - COUNTER_LOOKBACK) {
+                continue;
+            }
+            if e > now - window && e <= now {
+                out.push((e, oom.then_some(c.limit)));
+            }
+        }
+        out
     }
 }
 
@@ -325,11 +401,19 @@ pub struct Expected {
     /// Restart / OOM times stamped with the end of the interval in which the counter shows them.
     pub restarts: Vec<i64>,
     pub ooms: Vec<i64>,
+    /// OOM kills (interval end, the container's limit then), in time order.
+    pub kills: Vec<(i64, f64)>,
     pub limit: f64,
 }
 
 impl Expected {
-    fn compute(runs: &[&ContainerRun], now: i64, window: i64, recent: i64, ksm: bool) -> Expected {
+    fn compute(
+        runs: &[&ContainerRun],
+        events: &[(i64, Option<f64>)],
+        now: i64,
+        window: i64,
+        recent: i64,
+    ) -> Expected {
         let mut peaks: BTreeMap<i64, f64> = BTreeMap::new();
         for c in runs {
             for &(t, v) in &c.ws {
@@ -344,25 +428,12 @@ impl Expected {
             .collect();
         let mut sorted: Vec<f64> = peaks.iter().map(|p| p.1).collect();
         sorted.sort_by(f64::total_cmp);
-        let mut restarts = Vec::new();
-        let mut ooms = Vec::new();
-        if ksm {
-            for c in runs {
-                for &(r, oom) in &c.restarts {
-                    // kube-state-metrics shows a restart at its next scrape (30 s grid).
-                    let seen = scrape_times(r, r + 60, 30).next().unwrap_or(r);
-                    let e = interval_end(seen);
-                    if e > now - window && e <= now {
-                        restarts.push(e);
-                        if oom {
-                            ooms.push(e);
-                        }
-                    }
-                }
-            }
-        }
+        let mut restarts: Vec<i64> = events.iter().map(|e| e.0).collect();
+        let mut kills: Vec<(i64, f64)> =
+            events.iter().filter_map(|&(t, l)| Some((t, l?))).collect();
         restarts.sort_unstable();
-        ooms.sort_unstable();
+        kills.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)));
+        let ooms = kills.iter().map(|k| k.0).collect();
         Expected {
             max: sorted.last().copied().unwrap_or(0.0),
             p99: quantile(&sorted, 0.99),
@@ -380,6 +451,7 @@ impl Expected {
             peaks,
             restarts,
             ooms,
+            kills,
             limit: runs.last().map(|c| c.limit).unwrap_or(0.0),
         }
     }
@@ -474,6 +546,8 @@ pub fn memory_leak_app(start: i64, end: i64) -> Workload {
         pods,
         ksm: true,
         cadvisor_extras: true,
+        ksm_gaps: vec![],
+        created: vec![],
     }
 }
 
@@ -519,6 +593,45 @@ pub fn steady_app(start: i64, end: i64) -> Workload {
         pods,
         ksm: true,
         cadvisor_extras: false,
+        ksm_gaps: vec![],
+        created: vec![],
+    }
+}
+
+/// A young Deployment (one pod, started 20 minutes before `end`) leaking 2 MiB per minute from
+/// 100 MiB under a 512Mi limit: too young for the forecast at 5-minute peaks, not at 1-minute.
+pub fn young_leak(end: i64) -> Workload {
+    let start = end - 20 * 60;
+    let mut rng = Rng::new(23);
+    let ws = scrape_times(start, end, 30)
+        .map(|t| {
+            let grown = 100.0 * MI + 2.0 * MI * (t - start) as f64 / 60.0;
+            (t, noisy(&mut rng, grown, 0.5 * MI).round())
+        })
+        .collect();
+    Workload {
+        namespace: "young".to_string(),
+        kind: "Deployment".to_string(),
+        name: "young-leak".to_string(),
+        pods: vec![Pod {
+            name: format!("young-leak-7d9f8c6b5d-{}", rng.suffix(5)),
+            owner: Owner::ReplicaSet {
+                rs: "young-leak-7d9f8c6b5d".to_string(),
+                deployment: Some("young-leak".to_string()),
+            },
+            start,
+            end,
+            containers: vec![ContainerRun {
+                name: "app".to_string(),
+                limit: 512.0 * MI,
+                ws,
+                restarts: vec![],
+            }],
+        }],
+        ksm: true,
+        cadvisor_extras: false,
+        ksm_gaps: vec![],
+        created: vec![],
     }
 }
 
@@ -555,6 +668,8 @@ pub fn spiky_app(start: i64, end: i64) -> Workload {
         pods,
         ksm: true,
         cadvisor_extras: false,
+        ksm_gaps: vec![],
+        created: vec![],
     }
 }
 
@@ -604,6 +719,8 @@ pub fn busy(namespace: &str, kind: &str, name: &str, start: i64, end: i64) -> Wo
         pods,
         ksm: true,
         cadvisor_extras: false,
+        ksm_gaps: vec![],
+        created: vec![],
     }
 }
 
@@ -626,6 +743,8 @@ pub fn no_ksm(start: i64, end: i64) -> Vec<Workload> {
         pods,
         ksm: false,
         cadvisor_extras: false,
+        ksm_gaps: vec![],
+        created: vec![],
     };
     let pod = |name: String, c: ContainerRun| Pod {
         name,
@@ -738,6 +857,8 @@ pub fn bitbrains_trace(csv: &str, series: &str, end: i64, days: i64) -> Workload
         }],
         ksm: true,
         cadvisor_extras: false,
+        ksm_gaps: vec![],
+        created: vec![],
     }
 }
 
@@ -790,7 +911,156 @@ pub fn bench_namespace(
                 }],
                 ksm: true,
                 cadvisor_extras: false,
+                ksm_gaps: vec![],
+                created: vec![],
             }
         })
         .collect()
+}
+
+/// kube-state-metrics' counters with gaps, in namespace `gaps` (data in [end - 1d, end]):
+/// - Deployment `flaky`: one pod, OOM-killed at end-20h and inside a 10-minute scrape gap of
+///   kube-state-metrics at end-5h (the kill is seen at the first scrape after the gap);
+/// - StatefulSet `old`: a pod created 15 days before `end`, whose counter already reads 5 in its
+///   first sample (restarts before the data): none of them is inside the window as far as the
+///   data can tell;
+/// - StatefulSet `young`: a pod created at end-3h, OOM-killed twice in its first minutes while
+///   kube-state-metrics was not scraped: its first sample reads 2, both inside the window;
+/// - Deployment `raised`: OOM-killed 3 times at 256Mi, then rolled out at 443Mi (new pod) and
+///   never killed since.
+pub fn restart_gaps(end: i64) -> Vec<Workload> {
+    let start = end - 86_400;
+    let mut rng = Rng::new(31);
+    let mut run =
+        |name: &str, limit: f64, from: i64, to: i64, restarts: Vec<(i64, bool)>| ContainerRun {
+            name: name.to_string(),
+            limit: limit * MI,
+            ws: scrape_times(from, to, 30)
+                .map(|t| (t, noisy(&mut rng, 100.0 * MI, 5.0 * MI).round()))
+                .collect(),
+            restarts,
+        };
+    let gap = interval_end(end - 5 * 3600) + 20;
+    let deployment =
+        |name: &str, hash: &str, suffix: &str, from: i64, to: i64, c: ContainerRun| Pod {
+            name: format!("{name}-{hash}-{suffix}"),
+            owner: Owner::ReplicaSet {
+                rs: format!("{name}-{hash}"),
+                deployment: Some(name.to_string()),
+            },
+            start: from,
+            end: to,
+            containers: vec![c],
+        };
+    let sts = |name: &str, from: i64, c: ContainerRun| Pod {
+        name: format!("{name}-0"),
+        owner: Owner::StatefulSet(name.to_string()),
+        start: from,
+        end,
+        containers: vec![c],
+    };
+    let mk = |kind: &str, name: &str, pods: Vec<Pod>, ksm_gaps, created| Workload {
+        namespace: "gaps".to_string(),
+        kind: kind.to_string(),
+        name: name.to_string(),
+        pods,
+        ksm: true,
+        cadvisor_extras: false,
+        ksm_gaps,
+        created,
+    };
+    let young_at = end - 3 * 3600;
+    let raise_at = end - 12 * 3600;
+    vec![
+        mk(
+            "Deployment",
+            "flaky",
+            vec![deployment(
+                "flaky",
+                "5d8f7c9b6x",
+                "k2v7q",
+                start,
+                end,
+                run(
+                    "app",
+                    256.0,
+                    start,
+                    end,
+                    vec![(end - 20 * 3600 + 7, true), (gap + 240, true)],
+                ),
+            )],
+            vec![(gap, gap + 600)],
+            vec![],
+        ),
+        mk(
+            "StatefulSet",
+            "old",
+            vec![sts(
+                "old",
+                start,
+                run(
+                    "db",
+                    512.0,
+                    start,
+                    end,
+                    (1..=5)
+                        .map(|k| (end - 15 * 86_400 + k * 600, true))
+                        .collect(),
+                ),
+            )],
+            vec![],
+            vec![("old-0".to_string(), end - 15 * 86_400)],
+        ),
+        mk(
+            "StatefulSet",
+            "young",
+            vec![sts(
+                "young",
+                young_at,
+                run(
+                    "worker",
+                    128.0,
+                    young_at,
+                    end,
+                    vec![(young_at + 120, true), (young_at + 400, true)],
+                ),
+            )],
+            vec![(young_at - 60, young_at + 1200)],
+            vec![],
+        ),
+        mk(
+            "Deployment",
+            "raised",
+            vec![
+                deployment(
+                    "raised",
+                    "7b6c9d8f5x",
+                    "p2q4r",
+                    start,
+                    raise_at,
+                    run(
+                        "web",
+                        256.0,
+                        start,
+                        raise_at,
+                        vec![
+                            (start + 3 * 3600 + 11, true),
+                            (start + 6 * 3600 + 11, true),
+                            (start + 9 * 3600 + 11, true),
+                        ],
+                    ),
+                ),
+                deployment(
+                    "raised",
+                    "8c7d2f9g6z",
+                    "w5x7z",
+                    raise_at - 60,
+                    end,
+                    run("web", 443.0, raise_at - 60, end, vec![]),
+                ),
+            ],
+            vec![],
+            vec![],
+        ),
+    ]
 }

@@ -1,14 +1,14 @@
 //! Reading remediation records where the reconciler keeps them: the `oomguard.io/remediations`
 //! annotation of each workload labelled `oomguard.io/remediated=true` (see
-//! [`crate::reconcile::record`]). Read-only; a real [`Remediator`] may use it for `get` and
+//! [`super::record`]). Read-only; a real [`Remediator`] may use it for `get` and
 //! `list`.
 
 use futures::future::BoxFuture;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use kube::api::{Api, ListParams};
 
-use super::backend::{Caller, RemediateError, Remediator, Validated};
-use crate::reconcile::record::{self, Remediation};
+use super::record::{self, Remediation};
+use super::remediation::{Caller, RemediateError, Remediator, Validated};
 
 /// Lists the records from the workloads' annotations with the given client.
 #[derive(Clone)]

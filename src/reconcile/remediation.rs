@@ -1,5 +1,6 @@
-//! The seam between the API and whatever executes remediations: the reconciler's machinery in
-//! `oomguard reconcile`, a fake in tests.
+//! What executes remediations for the API: the seam, with the reconciler's machinery
+//! ([`super::remediator::KubeRemediator`]) behind it in `oomguard reconcile`, read-only records in
+//! `oomguard api` ([`super::records::ReadOnlyRemediator`]), a fake in the API's tests.
 //!
 //! The API authenticates and authorises the caller and validates the request against the
 //! namespace policy before it calls [`Remediator::trigger`]; the remediator applies its own safety
@@ -9,8 +10,8 @@ use std::collections::BTreeMap;
 
 use futures::future::BoxFuture;
 
-use crate::reconcile::plan::ActionKind;
-use crate::reconcile::record::{Remediation, Target};
+use super::plan::ActionKind;
+use super::record::{Remediation, Target};
 
 /// Who asked, as the kube-apiserver's TokenReview said.
 #[derive(Debug, Clone, PartialEq, Eq)]
