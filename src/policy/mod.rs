@@ -250,7 +250,9 @@ pub struct OomBump {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Lowering {
     /// A lower recommendation must save at least this share of the current limit; otherwise the
-    /// current limit is recommended (each change is a restart or a resize).
+    /// current limit is recommended (each change is a restart or a resize). Default 3%: on the
+    /// replay's dev traces 5% and 10% leave limits that Autopilot's p98 + 10% undercuts at no
+    /// more OOMs (src/replay/RESULTS.md).
     #[serde(default = "default_min_saving")]
     pub min_saving: Percent,
 }
@@ -552,7 +554,7 @@ fn default_oom_bump() -> OomBump {
     }
 }
 fn default_min_saving() -> Percent {
-    Percent(0.10)
+    Percent(0.03)
 }
 fn default_lowering() -> Lowering {
     Lowering {

@@ -889,3 +889,32 @@ pub fn parse_csv(text: &str) -> anyhow::Result<Vec<Series>> {
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::prometheus::PrometheusArgs;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Replay {
+        #[command(flatten)]
+        args: ReplayArgs,
+    }
+
+    #[derive(Parser)]
+    struct Prometheus {
+        #[command(flatten)]
+        args: PrometheusArgs,
+    }
+
+    /// The replay forecasts from the same recent span as production: the Prometheus source's
+    /// `--history-recent` default (flag and `Default`).
+    #[test]
+    fn the_forecast_span_is_the_prometheus_sources() {
+        let prom = Prometheus::parse_from(["x"]).args.history_recent.as_secs();
+        assert_eq!(PrometheusArgs::default().history_recent.as_secs(), prom);
+        assert_eq!(Replay::parse_from(["x"]).args.history_recent.secs(), prom);
+        assert_eq!(ReplayArgs::default().history_recent.secs(), prom);
+    }
+}
