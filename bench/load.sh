@@ -14,6 +14,7 @@ cd "$(dirname "$0")/.."
 secs=${1:-10}
 command -v oha >/dev/null || { echo "oha is missing: cargo install oha --locked" >&2; exit 2; }
 cargo build --release --quiet
+# The shared target folder when one is set (CARGO_TARGET_DIR), else ./target.
 bin=${CARGO_TARGET_DIR:-target}/release/oomguard
 work=$(mktemp -d)
 trap 'kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true; rm -rf "$work"' EXIT
