@@ -662,12 +662,12 @@ fn need_line(container: &str, n: &Need, limit: u64, limit_text: &str) -> String 
         (None, Some(fix)) => vec![fix.clone()],
         (None, None) => vec![],
     };
-    // The arithmetic first, then the other fix, then where the setting came from, then the
-    // word "limit" before the limit.
+    // Where the setting came from first (the user must find it), then the arithmetic, then the
+    // other fix, then the word "limit" before the limit.
     let mut candidates = Vec::new();
-    for model in [true, false] {
-        for fix in &fixes {
-            for what in [&n.what, &n.what_plain] {
+    for what in [&n.what, &n.what_plain] {
+        for model in [true, false] {
+            for fix in &fixes {
                 for of in ["of limit ", "of "] {
                     candidates.push(if model {
                         format!(

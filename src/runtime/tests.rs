@@ -133,7 +133,7 @@ fn heap_percentages_are_weighed_at_the_limit() {
     );
     assert_eq!(
         lines(&a),
-        ["container app: heap 1843Mi (MaxRAMPercentage=90) is 90% of limit 2Gi; +461Mi non-heap: MaxRAMPercentage <= 80"]
+        ["container app: heap 1843Mi (JAVA_TOOL_OPTIONS MaxRAMPercentage=90) is 90% of limit 2Gi; MaxRAMPercentage <= 80"]
     );
     assert_eq!(a.findings[0].certainty, Certainty::Likely);
     assert_eq!(a.settings, ["-XX:MaxRAMPercentage=90 (JAVA_TOOL_OPTIONS)"]);
