@@ -15,6 +15,12 @@ bin=${CARGO_TARGET_DIR:-target}/release/examples/admission_cost
 n1=200 n2=1200
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+# A recorded review is stored indented for reading; the apiserver sends it compact.
+if [ -n "${REVIEW:-}" ]; then
+  python3 -c 'import json,sys; print(json.dumps(json.load(open(sys.argv[1])), separators=(",", ":"), ensure_ascii=False), end="")' \
+    "$REVIEW" >"$work/review.json"
+  REVIEW=$work/review.json
+fi
 ir() { # path, n -> total instructions
   valgrind --tool=callgrind --callgrind-out-file="$work/cg.out" \
     "$bin" "$1" "$2" ${REVIEW:+"$REVIEW"} 2>"$work/log" >/dev/null \

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::history::WorkloadKey;
 use crate::quantity::{self, QuantityError};
-use crate::runtime::{EnvValue, EnvVar, MemoryVolume, RuntimeSpec};
+use crate::runtime::{EnvValue, EnvVar, MemoryVolume, RuntimeSpec, Unread};
 
 /// Annotations oomguard reads and writes start with this.
 pub const OWN_ANNOTATION_PREFIX: &str = "oomguard.io/";
@@ -724,14 +724,15 @@ fn runtime_spec(
     }
 }
 
-/// Where an env value comes from when it is not a literal.
+/// Where an env value comes from when it is not a literal (named, not formatted: most are
+/// never shown).
 fn env_source(container: &str, from: PartialEnvSource) -> EnvValue {
-    let key_ref = |kind: &str, r: PartialKeyRef| {
-        EnvValue::Unread(format!(
-            "{kind} {} key {}",
-            r.name.unwrap_or_default(),
-            r.key.unwrap_or_default()
-        ))
+    let key_ref = |kind: &'static str, r: PartialKeyRef| {
+        EnvValue::Unread(Unread {
+            kind,
+            name: r.name.unwrap_or_default(),
+            key: Some(r.key.unwrap_or_default()),
+        })
     };
     if let Some(r) = from.config_map_key_ref {
         return key_ref("configMap", r);
@@ -753,12 +754,24 @@ fn env_source(container: &str, from: PartialEnvSource) -> EnvValue {
             };
             return EnvValue::Resource { resource, divisor };
         }
-        return EnvValue::Unread(format!("resourceFieldRef {resource} of another container"));
+        return EnvValue::Unread(Unread {
+            kind: "resourceFieldRef of another container",
+            name: resource,
+            key: None,
+        });
     }
     if let Some(r) = from.field_ref {
-        return EnvValue::Unread(format!("fieldRef {}", r.field_path.unwrap_or_default()));
+        return EnvValue::Unread(Unread {
+            kind: "fieldRef",
+            name: r.field_path.unwrap_or_default(),
+            key: None,
+        });
     }
-    EnvValue::Unread("valueFrom".to_string())
+    EnvValue::Unread(Unread {
+        kind: "valueFrom",
+        name: String::new(),
+        key: None,
+    })
 }
 
 #[cfg(test)]
@@ -833,6 +846,14 @@ mod tests {
         }
     }
 
+    fn unread(kind: &'static str, name: &str, key: Option<&str>) -> EnvValue {
+        EnvValue::Unread(Unread {
+            kind,
+            name: name.into(),
+            key: key.map(str::to_string),
+        })
+    }
+
     #[test]
     fn reads_what_the_runtime_checks_need() {
         let pod_spec = json!({
@@ -879,9 +900,9 @@ mod tests {
                 ("A", &EnvValue::Literal("x".into())),
                 ("PORT", &EnvValue::Literal("8080".into())),
                 ("EMPTY", &EnvValue::Literal(String::new())),
-                ("C", &EnvValue::Unread("configMap cm key k".into())),
-                ("S", &EnvValue::Unread("secret sec key p".into())),
-                ("F", &EnvValue::Unread("fieldRef metadata.name".into())),
+                ("C", &unread("configMap", "cm", Some("k"))),
+                ("S", &unread("secret", "sec", Some("p"))),
+                ("F", &unread("fieldRef", "metadata.name", None)),
                 (
                     "M",
                     &EnvValue::Resource {
@@ -891,7 +912,11 @@ mod tests {
                 ),
                 (
                     "O",
-                    &EnvValue::Unread("resourceFieldRef limits.memory of another container".into())
+                    &unread(
+                        "resourceFieldRef of another container",
+                        "limits.memory",
+                        None
+                    )
                 ),
             ]
         );

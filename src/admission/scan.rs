@@ -182,6 +182,8 @@ impl<'a> Scanner<'a> {
     }
 
     /// The string from `start` (its opening quote) to the cursor, unescaped as serde does.
+    #[cold]
+    #[inline(never)]
     fn unescape(&self, start: usize) -> Option<String> {
         let quoted = std::str::from_utf8(self.b.get(start..self.i)?).ok()?;
         serde_json::from_str::<String>(quoted).ok()
@@ -228,17 +230,18 @@ impl<'a> Scanner<'a> {
                 self.ws();
                 let start = self.i;
                 let (key, escaped) = self.raw_string()?;
-                let decoded = if escaped && decode_keys {
-                    Some(self.unescape(start)?)
+                if escaped && decode_keys {
+                    // Rare: a key with escapes is matched as serde matches it, unescaped.
+                    let decoded = self.unescape(start)?;
+                    self.ws();
+                    self.eat(b':')?;
+                    self.ws();
+                    field(self, decoded.as_bytes())?;
                 } else {
-                    None
-                };
-                self.ws();
-                self.eat(b':')?;
-                self.ws();
-                match &decoded {
-                    Some(k) => field(self, k.as_bytes())?,
-                    None => field(self, key)?,
+                    self.ws();
+                    self.eat(b':')?;
+                    self.ws();
+                    field(self, key)?;
                 }
                 self.ws();
                 match self.peek()? {

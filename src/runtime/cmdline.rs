@@ -7,6 +7,8 @@
 //! word-splitter does not do. Only what decides memory is read: shell variables the script
 //! assigns itself, functions and control flow are not followed.
 
+use std::borrow::Cow;
+
 use super::{EnvValue, EnvVar, RuntimeSpec};
 
 /// The program behind a command line.
@@ -25,39 +27,39 @@ pub(super) enum Program {
 /// The container's environment as the kubelet builds it: `env` entries (the last of a name
 /// wins), their `$(VAR)` references expanded in order.
 pub(super) struct Env<'a> {
-    vars: Vec<(&'a str, Value)>,
+    vars: Vec<(&'a str, Value<'a>)>,
 }
 
-/// A variable's value as far as the spec tells it.
+/// A variable's value as far as the spec tells it (borrowed from the spec unless expanded).
 #[derive(Debug, Clone, PartialEq)]
-pub(super) enum Value {
-    Literal(String),
+pub(super) enum Value<'a> {
+    Literal(Cow<'a, str>),
     /// From a ConfigMap, a Secret or the downward API: what it holds is not read.
-    Unread(String),
+    Unread(From<'a>),
     /// `resourceFieldRef` of this container.
     Resource {
-        resource: String,
-        divisor: Option<String>,
+        resource: &'a str,
+        divisor: Option<&'a str>,
     },
 }
 
 impl<'a> Env<'a> {
     pub(super) fn new(spec: &'a RuntimeSpec) -> Env<'a> {
-        let mut vars: Vec<(&'a str, Value)> = Vec::with_capacity(spec.env.len());
+        let mut vars: Vec<(&'a str, Value<'a>)> = Vec::with_capacity(spec.env.len());
         for EnvVar { name, value } in &spec.env {
             let v = match value {
                 EnvValue::Literal(s) if s.contains("$(") => {
                     // Earlier variables only, as the kubelet expands them.
                     match expand_k8s(s, |n| lookup(&vars, n)) {
-                        Ok(s) => Value::Literal(s),
-                        Err(from) => Value::Unread(from),
+                        Ok(s) => Value::Literal(Cow::Owned(s)),
+                        Err(from) => Value::Unread(From::Text(from)),
                     }
                 }
-                EnvValue::Literal(s) => Value::Literal(s.clone()),
-                EnvValue::Unread(from) => Value::Unread(from.clone()),
+                EnvValue::Literal(s) => Value::Literal(Cow::Borrowed(s)),
+                EnvValue::Unread(from) => Value::Unread(From::Source(from)),
                 EnvValue::Resource { resource, divisor } => Value::Resource {
-                    resource: resource.clone(),
-                    divisor: divisor.clone(),
+                    resource,
+                    divisor: divisor.as_deref(),
                 },
             };
             match vars.iter_mut().find(|(n, _)| *n == name.as_str()) {
@@ -68,7 +70,7 @@ impl<'a> Env<'a> {
         Env { vars }
     }
 
-    pub(super) fn get(&self, name: &str) -> Option<&Value> {
+    pub(super) fn get(&self, name: &str) -> Option<&Value<'a>> {
         lookup(&self.vars, name)
     }
 
@@ -81,13 +83,32 @@ impl<'a> Env<'a> {
     }
 }
 
-fn lookup<'v>(vars: &'v [(&str, Value)], name: &str) -> Option<&'v Value> {
+fn lookup<'v, 'a>(vars: &'v [(&'a str, Value<'a>)], name: &str) -> Option<&'v Value<'a>> {
     vars.iter().rev().find(|(n, _)| *n == name).map(|(_, v)| v)
+}
+
+/// Where an unread value comes from: the spec's own description, or a reference to one.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum From<'a> {
+    Source(&'a super::Unread),
+    Text(String),
+}
+
+impl std::fmt::Display for From<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            From::Source(u) => u.fmt(f),
+            From::Text(t) => f.write_str(t),
+        }
+    }
 }
 
 /// Kubernetes' `$(VAR)` expansion: `$$` is `$`, a reference to an unknown variable stays as
 /// written. Err names where an unread value would have gone.
-fn expand_k8s<'v>(s: &str, get: impl Fn(&str) -> Option<&'v Value>) -> Result<String, String> {
+fn expand_k8s<'v, 'a: 'v>(
+    s: &str,
+    get: impl Fn(&str) -> Option<&'v Value<'a>>,
+) -> Result<String, String> {
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
     while let Some(at) = rest.find('$') {
@@ -126,9 +147,9 @@ fn expand_k8s<'v>(s: &str, get: impl Fn(&str) -> Option<&'v Value>) -> Result<St
 
 /// One program invocation: what runs, with the arguments after its name.
 #[derive(Debug, Clone, PartialEq)]
-pub(super) struct Invocation {
+pub(super) struct Invocation<'a> {
     pub(super) program: Program,
-    pub(super) args: Vec<String>,
+    pub(super) args: Vec<Cow<'a, str>>,
     /// Variables a shell script expands on the command line (they are arguments there, not
     /// read by the image's own scripts).
     pub(super) expanded: Vec<String>,
@@ -136,23 +157,23 @@ pub(super) struct Invocation {
 
 /// What the container runs. `unread` collects what could not be read (a `$(VAR)` from a
 /// Secret, ...).
-pub(super) fn invocation(
-    spec: &RuntimeSpec,
-    env: &Env<'_>,
+pub(super) fn invocation<'a>(
+    spec: &'a RuntimeSpec,
+    env: &Env<'a>,
     unread: &mut Vec<String>,
-) -> Invocation {
-    let mut argv: Vec<String> = Vec::with_capacity(spec.command.len() + spec.args.len());
+) -> Invocation<'a> {
+    let mut argv: Vec<Cow<'a, str>> = Vec::with_capacity(spec.command.len() + spec.args.len());
     for a in spec.command.iter().chain(&spec.args) {
         if a.contains("$(") {
             match expand_k8s(a, |n| env.get(n)) {
-                Ok(s) => argv.push(s),
+                Ok(s) => argv.push(Cow::Owned(s)),
                 Err(from) => {
                     unread.push(from);
-                    argv.push(a.clone());
+                    argv.push(Cow::Borrowed(a));
                 }
             }
         } else {
-            argv.push(a.clone());
+            argv.push(Cow::Borrowed(a));
         }
     }
     let from_entrypoint = spec.command.is_empty();
@@ -165,8 +186,9 @@ pub(super) fn invocation(
     };
     if is_shell(first) {
         if let Some(script) = shell_script(&argv) {
+            let script = script.to_string();
             let mut expanded = Vec::new();
-            for words in commands(script, env, &mut expanded, unread) {
+            for words in commands(&script, env, &mut expanded, unread) {
                 if let Some((program, args)) = program_of(&words) {
                     return Invocation {
                         program,
@@ -236,11 +258,11 @@ fn is_shell(s: &str) -> bool {
 }
 
 /// The script of `sh [-opts] -c SCRIPT ...` (options may be combined: `-ec`, `-xc`).
-fn shell_script(argv: &[String]) -> Option<&str> {
+fn shell_script<'v>(argv: &'v [Cow<'_, str>]) -> Option<&'v str> {
     let mut i = 1;
     // `busybox sh -c`
     if basename(&argv[0]) == "busybox" {
-        if argv.get(1).map(String::as_str) != Some("sh") {
+        if argv.get(1).map(|s| s.as_ref()) != Some("sh") {
             return None;
         }
         i = 2;
@@ -250,7 +272,7 @@ fn shell_script(argv: &[String]) -> Option<&str> {
             return None;
         }
         if a.len() > 1 && !a.starts_with("--") && a[1..].contains('c') {
-            return argv.get(i + 1).map(String::as_str);
+            return argv.get(i + 1).map(|s| s.as_ref());
         }
         i += 1;
     }
@@ -259,7 +281,7 @@ fn shell_script(argv: &[String]) -> Option<&str> {
 
 /// The program of a command's words, skipping wrappers (`exec`, `env`, `tini --`,
 /// `dumb-init`, `gosu USER`, variable assignments), and its arguments.
-fn program_of(words: &[String]) -> Option<(Program, Vec<String>)> {
+fn program_of<'a>(words: &[Cow<'a, str>]) -> Option<(Program, Vec<Cow<'a, str>>)> {
     let mut i = 0;
     while let Some(w) = words.get(i) {
         let name = basename(w);
@@ -330,15 +352,15 @@ fn commands(
     env: &Env<'_>,
     expanded: &mut Vec<String>,
     unread: &mut Vec<String>,
-) -> Vec<Vec<String>> {
-    let mut out: Vec<Vec<String>> = Vec::new();
-    let mut words: Vec<String> = Vec::new();
+) -> Vec<Vec<Cow<'static, str>>> {
+    let mut out: Vec<Vec<Cow<'static, str>>> = Vec::new();
+    let mut words: Vec<Cow<'static, str>> = Vec::new();
     let mut word = String::new();
     let mut in_word = false;
     let mut chars = script.chars().peekable();
-    let end_word = |words: &mut Vec<String>, word: &mut String, in_word: &mut bool| {
+    let end_word = |words: &mut Vec<Cow<'static, str>>, word: &mut String, in_word: &mut bool| {
         if *in_word {
-            words.push(std::mem::take(word));
+            words.push(Cow::Owned(std::mem::take(word)));
             *in_word = false;
         }
     };
@@ -464,7 +486,7 @@ fn variable(
     };
     expanded.push(name.clone());
     match env.get(&name) {
-        Some(Value::Literal(v)) if !(v.is_empty() && default.is_some()) => Some(v.clone()),
+        Some(Value::Literal(v)) if !(v.is_empty() && default.is_some()) => Some(v.to_string()),
         Some(Value::Unread(from)) => {
             unread.push(format!("${name} ({from})"));
             None
@@ -529,10 +551,23 @@ mod tests {
         }
     }
 
-    fn run(s: &RuntimeSpec) -> (Invocation, Vec<String>) {
+    /// What ran, owned (the invocation borrows the spec).
+    struct Inv {
+        program: Program,
+        args: Vec<String>,
+        expanded: Vec<String>,
+    }
+
+    fn run(s: &RuntimeSpec) -> (Inv, Vec<String>) {
         let env = Env::new(s);
         let mut unread = Vec::new();
-        (invocation(s, &env, &mut unread), unread)
+        let i = invocation(s, &env, &mut unread);
+        let inv = Inv {
+            program: i.program,
+            args: i.args.iter().map(|a| a.to_string()).collect(),
+            expanded: i.expanded,
+        };
+        (inv, unread)
     }
 
     #[test]
@@ -661,7 +696,11 @@ mod tests {
         let mut s = spec(&["java"], &["-Xmx$(HEAP)"], &[]);
         s.env.push(EnvVar {
             name: "HEAP".into(),
-            value: EnvValue::Unread("configMap app key heap".into()),
+            value: EnvValue::Unread(crate::runtime::Unread {
+                kind: "configMap",
+                name: "app".into(),
+                key: Some("heap".into()),
+            }),
         });
         let (inv, unread) = run(&s);
         assert_eq!(inv.args, ["-Xmx$(HEAP)"]);

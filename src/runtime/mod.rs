@@ -40,13 +40,33 @@ pub struct EnvVar {
 #[derive(Debug, Clone, PartialEq)]
 pub enum EnvValue {
     Literal(String),
-    /// `valueFrom` a ConfigMap, a Secret or a field: described (`secret db key password`).
-    Unread(String),
+    /// `valueFrom` a ConfigMap, a Secret or a field: where from, not what.
+    Unread(Unread),
     /// `valueFrom.resourceFieldRef` of this container (`limits.memory`, with its divisor).
     Resource {
         resource: String,
         divisor: Option<String>,
     },
+}
+
+/// Where a value the spec does not hold comes from (`secret db key password`, `fieldRef
+/// metadata.name`); described only when it matters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Unread {
+    /// `configMap`, `secret`, `fieldRef`, ...
+    pub kind: &'static str,
+    pub name: String,
+    pub key: Option<String>,
+}
+
+impl std::fmt::Display for Unread {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.key {
+            Some(k) => write!(f, "{} {} key {}", self.kind, self.name, k),
+            None if self.name.is_empty() => f.write_str(self.kind),
+            None => write!(f, "{} {}", self.kind, self.name),
+        }
+    }
 }
 
 /// An `emptyDir` with `medium: Memory`: tmpfs, whose files count against the memory limit of
@@ -155,7 +175,7 @@ pub fn settings(spec: &RuntimeSpec) -> Settings {
             }
         }
         if inv.program == Program::Java {
-            o.read(inv.args.iter().map(String::as_str), "args", true);
+            o.read(inv.args.iter().map(|a| a.as_ref()), "args", true);
         }
         var(&mut o, "_JAVA_OPTIONS");
         s.unread.append(&mut o.arg_files);
@@ -171,7 +191,12 @@ pub fn settings(spec: &RuntimeSpec) -> Settings {
             .unwrap_or_default();
         // Command-line options come after NODE_OPTIONS and win; they end at the script.
         if inv.program == Program::Node {
-            opts.extend(inv.args.iter().take_while(|a| a.starts_with('-')).cloned());
+            opts.extend(
+                inv.args
+                    .iter()
+                    .take_while(|a| a.starts_with('-'))
+                    .map(|a| a.to_string()),
+            );
             // `--max-old-space-size 2048`: the value is the next word.
             if let Some(i) = inv.args.iter().position(|a| is_old_space(a)) {
                 if let Some(v) = inv.args.get(i + 1) {
@@ -214,13 +239,13 @@ pub fn settings(spec: &RuntimeSpec) -> Settings {
 
     if unknown {
         s.go_limit = match env.get("GOMEMLIMIT") {
-            Some(Value::Literal(v)) if v == "off" || v.is_empty() => None,
+            Some(Value::Literal(v)) if v.as_ref() == "off" || v.is_empty() => None,
             Some(Value::Literal(v)) => Some(match go_size(v) {
                 Some(b) => GoLimit::Bytes(Set {
                     value: b,
                     text: format!("GOMEMLIMIT={v}"),
                 }),
-                None => GoLimit::Malformed(v.clone()),
+                None => GoLimit::Malformed(v.to_string()),
             }),
             Some(Value::Resource { resource, divisor }) => {
                 let divisor = match divisor {
@@ -228,7 +253,7 @@ pub fn settings(spec: &RuntimeSpec) -> Settings {
                     Some(d) => crate::quantity::parse_bytes(d).ok().filter(|d| *d > 0),
                 };
                 divisor.map(|divisor| GoLimit::Resource {
-                    resource: resource.clone(),
+                    resource: resource.to_string(),
                     divisor,
                 })
             }
@@ -650,7 +675,9 @@ fn analyse_settings(
 }
 
 /// The line of a runtime's finding: the setting against the limit, the arithmetic, the fix —
-/// the longest form that fits the warning budget, dropping the least useful words first.
+/// the longest form that fits the warning budget, dropping the least useful words first: the
+/// word "limit" before the limit, then the other fix, then the arithmetic; where the setting
+/// came from stays longest (the user must find it). Built one at a time: the first usually fits.
 fn need_line(container: &str, n: &Need, limit: u64, limit_text: &str) -> String {
     let p = pct(n.setting, limit);
     let to = n
@@ -662,32 +689,30 @@ fn need_line(container: &str, n: &Need, limit: u64, limit_text: &str) -> String 
         (None, Some(fix)) => vec![fix.clone()],
         (None, None) => vec![],
     };
-    // Where the setting came from first (the user must find it), then the arithmetic, then the
-    // other fix, then the word "limit" before the limit.
-    let mut candidates = Vec::new();
+    let mut last = format!(
+        "container {container}: {} is {p}% of limit {limit_text}; {}",
+        n.what, n.model
+    );
     for what in [&n.what, &n.what_plain] {
         for model in [true, false] {
             for fix in &fixes {
                 for of in ["of limit ", "of "] {
-                    candidates.push(if model {
+                    last = if model {
                         format!(
                             "container {container}: {what} is {p}% {of}{limit_text}; {}: {fix}",
                             n.model
                         )
                     } else {
                         format!("container {container}: {what} is {p}% {of}{limit_text}; {fix}")
-                    });
+                    };
+                    if last.chars().count() <= LINE_BUDGET {
+                        return last;
+                    }
                 }
             }
         }
     }
-    if fixes.is_empty() {
-        candidates.push(format!(
-            "container {container}: {} is {p}% of limit {limit_text}; {}",
-            n.what, n.model
-        ));
-    }
-    fit(&candidates)
+    last
 }
 
 /// The first candidate within the line budget, else the last (the webhook shortens it).
@@ -713,6 +738,20 @@ fn pct(x: u64, of: u64) -> u64 {
     }
 }
 
+/// The words of a line, built only when a line is made (a finding, or a missing limit to
+/// explain): most configurations are sound and need none.
+fn describe(needs_now: u64, limit: Option<u64>) -> bool {
+    limit.is_none_or(|l| needs_now > l)
+}
+
+/// `text (source)`, or `text` alone from the command line.
+fn label(text: &str, source: &str) -> String {
+    match source {
+        "" | "args" => text.to_string(),
+        s => format!("{text} ({s})"),
+    }
+}
+
 /// The JVM: heap plus the non-heap estimate (Elasticsearch: twice the heap, its own rule).
 fn jvm_need(o: &JvmOptions, elasticsearch: bool, limit: Option<u64>) -> Option<Need> {
     let heap = o.heap(limit)?;
@@ -726,72 +765,19 @@ fn jvm_need(o: &JvmOptions, elasticsearch: bool, limit: Option<u64>) -> Option<N
     };
     let needs_now = needs_of(heap.bytes);
     let non_heap = needs_now.saturating_sub(heap.bytes);
-    let model = if elasticsearch {
-        "ES needs 2x heap".to_string()
-    } else {
-        format!("+{} non-heap", format_bytes(non_heap as f64))
-    };
-    let label = |text: &str, source: &str| match source {
-        "" | "args" => text.to_string(),
-        s => format!("{text} ({s})"),
-    };
-    // The largest heap that fits a limit, in whole MiB.
-    let max_heap = |l: u64| largest(l / MI, |h| needs_of(h * MI) <= l).map(|h| h * MI);
-    let (what, what_plain, floor, fix, explain) = match &heap.how {
-        HeapFrom::Explicit { text, source } => (
-            format!("heap {}", label(text, source)),
-            format!("heap {text}"),
-            Some(needs_now),
-            limit
-                .and_then(max_heap)
-                .map(|h| format!("-Xmx <= {}m", h / MI)),
-            format!("{text} + ~{} non-heap", format_bytes(non_heap as f64)),
-        ),
-        HeapFrom::MaxRam { text, source } => (
-            format!(
-                "heap {} ({})",
-                format_bytes(heap.bytes as f64),
-                label(text, source)
-            ),
-            format!("heap {} ({text})", format_bytes(heap.bytes as f64)),
-            Some(needs_now),
-            limit
-                .and_then(max_heap)
-                .map(|h| format!("-Xmx <= {}m", h / MI)),
-            format!("{text} + ~{} non-heap", format_bytes(non_heap as f64)),
-        ),
-        HeapFrom::Percentage { text, source, .. } => {
-            // The heap scales with the limit: the smallest limit that fits, if one does.
-            let fits = |l: u64| o.scaled_heap(l).is_some_and(|h| needs_of(h) <= l);
-            let floor = limit.and_then(|l| smallest(l, fits));
-            let fix = limit.and_then(|l| {
-                largest(100, |p| {
-                    let h = (l as f64 * p as f64 / 100.0) as u64;
-                    needs_of(h) <= l
-                })
-                .map(|p| format!("MaxRAMPercentage <= {p}"))
-            });
-            let flag = text.trim_start_matches("-XX:");
-            let heap_s = format_bytes(heap.bytes as f64);
-            let what = match *source {
-                "" | "args" => format!("heap {heap_s} ({flag})"),
-                s => format!("heap {heap_s} ({s} {flag})"),
-            };
-            (
-                what,
-                format!("heap {heap_s} ({flag})"),
-                floor,
-                fix,
-                String::new(),
-            )
+    let floor = match &heap.how {
+        HeapFrom::Explicit { .. } | HeapFrom::MaxRam { .. } => Some(needs_now),
+        // The heap scales with the limit: the smallest limit that fits, if one does.
+        HeapFrom::Percentage { .. } => {
+            limit.and_then(|l| smallest(l, |l| o.scaled_heap(l).is_some_and(|h| needs_of(h) <= l)))
         }
     };
-    let record = match &heap.how {
+    let (text, source) = match &heap.how {
         HeapFrom::Explicit { text, source }
         | HeapFrom::MaxRam { text, source }
-        | HeapFrom::Percentage { text, source, .. } => label(text, source),
+        | HeapFrom::Percentage { text, source, .. } => (text.as_str(), *source),
     };
-    Some(Need {
+    let mut n = Need {
         runtime: if elasticsearch {
             "Elasticsearch"
         } else {
@@ -799,15 +785,56 @@ fn jvm_need(o: &JvmOptions, elasticsearch: bool, limit: Option<u64>) -> Option<N
         },
         certain: limit.is_some_and(|l| heap.bytes >= l),
         setting: heap.bytes,
-        what,
-        what_plain,
+        what: String::new(),
+        what_plain: String::new(),
         needs_now,
         floor,
-        model,
-        explain,
-        fix,
-        record,
-    })
+        model: String::new(),
+        explain: String::new(),
+        fix: None,
+        record: label(text, source),
+    };
+    if !describe(needs_now, limit) {
+        return Some(n);
+    }
+    n.model = if elasticsearch {
+        "ES needs 2x heap".to_string()
+    } else {
+        format!("+{} non-heap", format_bytes(non_heap as f64))
+    };
+    // The largest heap that fits a limit, in whole MiB.
+    let max_heap = |l: u64| largest(l / MI, |h| needs_of(h * MI) <= l).map(|h| h * MI);
+    match &heap.how {
+        HeapFrom::Explicit { .. } => {
+            n.what = format!("heap {}", label(text, source));
+            n.what_plain = format!("heap {text}");
+        }
+        HeapFrom::MaxRam { .. } => {
+            let b = format_bytes(heap.bytes as f64);
+            n.what = format!("heap {b} ({})", label(text, source));
+            n.what_plain = format!("heap {b} ({text})");
+        }
+        HeapFrom::Percentage { .. } => {
+            let flag = text.trim_start_matches("-XX:");
+            let b = format_bytes(heap.bytes as f64);
+            n.what = match source {
+                "" | "args" => format!("heap {b} ({flag})"),
+                s => format!("heap {b} ({s} {flag})"),
+            };
+            n.what_plain = format!("heap {b} ({flag})");
+            n.fix = limit.and_then(|l| {
+                largest(100, |p| needs_of((l as f64 * p as f64 / 100.0) as u64) <= l)
+                    .map(|p| format!("MaxRAMPercentage <= {p}"))
+            });
+        }
+    }
+    if !matches!(heap.how, HeapFrom::Percentage { .. }) {
+        n.fix = limit
+            .and_then(max_heap)
+            .map(|h| format!("-Xmx <= {}m", h / MI));
+        n.explain = format!("{text} + ~{} non-heap", format_bytes(non_heap as f64));
+    }
+    Some(n)
 }
 
 /// A runtime whose setting may take at most `share` of the limit (Node's old space, Redis'
@@ -820,26 +847,34 @@ fn share_need(
     fix: impl Fn(u64) -> String,
 ) -> Need {
     let needs_now = (set.value as f64 / share).ceil() as u64;
-    Need {
+    let mut n = Need {
         runtime,
-        what: set.text.clone(),
-        what_plain: set.text.clone(),
+        what: String::new(),
+        what_plain: String::new(),
         setting: set.value,
         needs_now,
         floor: Some(needs_now),
-        model: format!("{}% max", (share * 100.0).round()),
-        explain: format!(
+        model: String::new(),
+        explain: String::new(),
+        fix: None,
+        certain: limit.is_some_and(|l| set.value >= l),
+        record: set.text.clone(),
+    };
+    if describe(needs_now, limit) {
+        n.what = set.text.clone();
+        n.what_plain = set.text.clone();
+        n.model = format!("{}% max", (share * 100.0).round());
+        n.explain = format!(
             "{} + ~{} for the rest",
             set.text,
             format_bytes(needs_now.saturating_sub(set.value) as f64)
-        ),
-        fix: limit
+        );
+        n.fix = limit
             .map(|l| (l as f64 * share) as u64)
             .filter(|cap| *cap >= MI)
-            .map(fix),
-        certain: limit.is_some_and(|l| set.value >= l),
-        record: set.text.clone(),
+            .map(fix);
     }
+    n
 }
 
 /// `GOMEMLIMIT`: Go's GC guide leaves 5-10% of the container for memory the runtime does not
@@ -849,12 +884,14 @@ fn go_need(set: &Set<u64>, gc_off: bool, limit: Option<u64>) -> Need {
     let mut n = share_need("Go", set, 0.9, limit, |cap| {
         format!("GOMEMLIMIT <= {}MiB", cap / MI)
     });
-    n.model = "10% headroom".to_string();
-    n.explain = format!("{} + 10% headroom", set.text);
     n.certain = gc_off && n.certain;
-    if gc_off {
-        n.what = format!("{} with GOGC=off", set.text);
-        n.what_plain = n.what.clone();
+    if describe(n.needs_now, limit) {
+        n.model = "10% headroom".to_string();
+        n.explain = format!("{} + 10% headroom", set.text);
+        if gc_off {
+            n.what = format!("{} with GOGC=off", set.text);
+            n.what_plain = n.what.clone();
+        }
     }
     n
 }

@@ -467,7 +467,11 @@ fn values_from_configmaps_and_secrets_are_named_not_guessed() {
     let mut s = spec(&["java"], &["-jar", "a.jar"], &[]);
     s.env.push(EnvVar {
         name: "JAVA_TOOL_OPTIONS".into(),
-        value: EnvValue::Unread("configMap jvm key opts".into()),
+        value: EnvValue::Unread(Unread {
+            kind: "configMap",
+            name: "jvm".into(),
+            key: Some("opts".into()),
+        }),
     });
     s.env_from.push("secret app-env".into());
     let a = check(&s, "1Gi");
@@ -483,7 +487,11 @@ fn values_from_configmaps_and_secrets_are_named_not_guessed() {
     let mut s = spec(&["java"], &["-Xmx$(HEAP)", "-jar", "a.jar"], &[]);
     s.env.push(EnvVar {
         name: "HEAP".into(),
-        value: EnvValue::Unread("secret heap key size".into()),
+        value: EnvValue::Unread(Unread {
+            kind: "secret",
+            name: "heap".into(),
+            key: Some("size".into()),
+        }),
     });
     let a = check(&s, "256Mi");
     assert!(a.findings.is_empty());
