@@ -8,16 +8,21 @@
 # first flat out (32 connections for N s: throughput), then at a fixed 1,000 req/s (latency).
 # The load generator is oha (`cargo install oha`), verifying the server with the CA.
 # (Debian's hey 0.1.4 sends "host:port" as the TLS server name, which rustls rightly refuses.)
-# Usage: [REVIEW=review.json] bench/load.sh [seconds per run, default 10]
+# Usage: [REVIEW=review.json] [OOMGUARD_BIN=binary] bench/load.sh [seconds per run, default 10]
 # (REVIEW=tests/fixtures/reviews/deployment-create-runtime.json: a 15 KB review of a real JVM
 # Deployment as the apiserver sent it, whose configuration makes /mutate raise its limit.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}
 command -v oha >/dev/null || { echo "oha is missing: cargo install oha --locked" >&2; exit 2; }
-cargo build --release --quiet
-# The shared target folder when one is set (CARGO_TARGET_DIR), else ./target.
-bin=${CARGO_TARGET_DIR:-target}/release/oomguard
+# OOMGUARD_BIN=path measures another build (an older commit's, side by side); else this tree's,
+# from the shared target folder when one is set (CARGO_TARGET_DIR), else ./target.
+if [ -n "${OOMGUARD_BIN:-}" ]; then
+  bin=$OOMGUARD_BIN
+else
+  cargo build --release --quiet
+  bin=${CARGO_TARGET_DIR:-target}/release/oomguard
+fi
 work=$(mktemp -d)
 trap 'kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true; rm -rf "$work"' EXIT
 "$bin" certs --out "$work/certs" --dns localhost --ip 127.0.0.1 >/dev/null
