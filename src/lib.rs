@@ -18,6 +18,7 @@ pub mod quantity;
 pub mod reconcile;
 pub mod replay;
 pub mod report;
+pub mod runtime;
 pub mod server;
 pub mod verdict;
 pub mod workload;

@@ -349,6 +349,7 @@ fn raise_matches_verdict_decide_exactly() {
         request: MemoryField::Missing,
         has_resources: true,
         has_limits: true,
+        runtime: Default::default(),
     };
     let v = verdict::decide_one(&spec, h.containers.get("web"), false, &policy(), NOW);
     let s = steps(&w, &h, &policy(), &none());
