@@ -8,13 +8,21 @@
 # first flat out (32 connections for N s: throughput), then at a fixed 1,000 req/s (latency).
 # The load generator is oha (`cargo install oha`), verifying the server with the CA.
 # (Debian's hey 0.1.4 sends "host:port" as the TLS server name, which rustls rightly refuses.)
-# Usage: bench/load.sh [seconds per run, default 10]
+# Usage: [REVIEW=review.json] [OOMGUARD_BIN=binary] bench/load.sh [seconds per run, default 10]
+# (REVIEW=tests/fixtures/reviews/deployment-create-runtime.json: a 15 KB review of a real JVM
+# Deployment as the apiserver sent it, whose configuration makes /mutate raise its limit.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}
 command -v oha >/dev/null || { echo "oha is missing: cargo install oha --locked" >&2; exit 2; }
-cargo build --release --quiet
-bin=${CARGO_TARGET_DIR:-target}/release/oomguard
+# OOMGUARD_BIN=path measures another build (an older commit's, side by side); else this tree's,
+# from the shared target folder when one is set (CARGO_TARGET_DIR), else ./target.
+if [ -n "${OOMGUARD_BIN:-}" ]; then
+  bin=$OOMGUARD_BIN
+else
+  cargo build --release --quiet
+  bin=${CARGO_TARGET_DIR:-target}/release/oomguard
+fi
 work=$(mktemp -d)
 trap 'kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true; rm -rf "$work"' EXIT
 "$bin" certs --out "$work/certs" --dns localhost --ip 127.0.0.1 >/dev/null
@@ -24,6 +32,8 @@ apiVersion: oomguard.io/v1
 kind: MemoryPolicy
 spec: {mode: mutate}
 YAML
+# The recorded review of a JVM Deployment is in namespace shop: the same mutate policy.
+cp "$work/policies/self-healing-platform.yaml" "$work/policies/shop.yaml"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 admin=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 RUST_LOG=warn,rustls=error "$bin" serve --listen "127.0.0.1:$port" --admin-listen "127.0.0.1:$admin" \
@@ -32,6 +42,12 @@ RUST_LOG=warn,rustls=error "$bin" serve --listen "127.0.0.1:$port" --admin-liste
 pid=$!
 for _ in $(seq 100); do curl -fs "http://127.0.0.1:$admin/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
 body=tests/fixtures/reviews/deployment-create.json
+if [ -n "${REVIEW:-}" ]; then
+  # A recorded review is stored indented for reading; the apiserver sends it compact.
+  python3 -c 'import json,sys; print(json.dumps(json.load(open(sys.argv[1])), separators=(",", ":"), ensure_ascii=False), end="")' \
+    "$REVIEW" >"$work/review.json"
+  body=$work/review.json
+fi
 # The answer must be a real mutation, or the benchmark measures the wrong thing.
 curl -fsk -X POST -H 'Content-Type: application/json' --data-binary @"$body" "https://127.0.0.1:$port/mutate" | grep -q '"patch"' \
   || { echo "/mutate did not return a patch" >&2; exit 1; }

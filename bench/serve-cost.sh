@@ -8,9 +8,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v valgrind >/dev/null || { echo "valgrind is missing: apt-get install valgrind" >&2; exit 2; }
 command -v oha >/dev/null || { echo "oha is missing: cargo install oha --locked" >&2; exit 2; }
-bin=${1:-target/release/oomguard}
+default=${CARGO_TARGET_DIR:-target}/release/oomguard
+bin=${1:-$default}
 shift || true
-[ "$bin" = target/release/oomguard ] && cargo build --release --quiet
+[ "$bin" = "$default" ] && cargo build --release --quiet
 n1=200 n2=1200
 work=$(mktemp -d)
 pid=

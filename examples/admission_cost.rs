@@ -40,10 +40,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // The policy bench/load.sh serves with.
     let dir = tempfile::tempdir()?;
-    std::fs::write(
-        dir.path().join("self-healing-platform.yaml"),
-        "apiVersion: oomguard.io/v1\nkind: MemoryPolicy\nspec: {mode: mutate}\n",
-    )?;
+    // (and for the recorded review of a JVM Deployment, in namespace shop).
+    for ns in ["self-healing-platform", "shop"] {
+        std::fs::write(
+            dir.path().join(format!("{ns}.yaml")),
+            "apiVersion: oomguard.io/v1\nkind: MemoryPolicy\nspec: {mode: mutate}\n",
+        )?;
+    }
     let (policies, _) = PolicyStore::open(dir.path())?;
     let history = FileHistory::load(std::path::Path::new(&format!(
         "{root}/examples/memory-leak-app/history.json"

@@ -19,6 +19,7 @@ pub mod reconcile;
 #[cfg(any(test, feature = "replay"))]
 pub mod replay;
 pub mod report;
+pub mod runtime;
 pub mod server;
 pub mod verdict;
 pub mod workload;

@@ -94,6 +94,10 @@ pub struct ContainerVerdict {
     /// window, or a source that cannot see them): nothing is recommended below what it has.
     #[serde(skip)]
     pub censored: bool,
+    /// What the container's own configuration says (heap sizes, memory volumes, ...), when it
+    /// says anything: see [`crate::runtime`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<crate::runtime::Analysis>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -151,12 +155,13 @@ impl Verdict {
         for c in self.containers.iter().filter(|c| c.action == Action::Deny) {
             let first = c.reasons.first().cloned().unwrap_or_default();
             let fix = match c.recommended {
-                Some(r) => format!(
+                // A raise that would not fix it (the policy's max binds) is not offered.
+                Some(r) if c.limit.is_none_or(|l| r > l) => format!(
                     "; set resources.limits.memory of {} to at least {}",
                     c.container,
                     crate::quantity::to_quantity(r)
                 ),
-                None => String::new(),
+                _ => String::new(),
             };
             parts.push(format!("{first}{fix}"));
         }
@@ -347,12 +352,23 @@ fn decide_container(
         oom_kills: 0,
         forecast: None,
         censored: false,
+        runtime: None,
     };
     if let MemoryField::Invalid(e) = &c.limit {
         v.severity = Severity::Warn;
         v.reasons.push(format!("container {name}: {e}"));
         return v;
     }
+    // What the container's own configuration needs (heap sizes, memory volumes): findings with
+    // or without history, and a floor under every recommendation.
+    let limit_text = match &c.limit {
+        MemoryField::Valid { raw, .. } => raw.as_str(),
+        _ => "",
+    };
+    let rt = crate::runtime::analyse(name, &c.runtime, v.limit, limit_text, v.request);
+    let floor = rt
+        .needs
+        .map(|n| round_up_mi(n as f64).clamp(policy.limits.min.0, policy.limits.max.0));
     let window = policy.history.window;
     // OOM kills are evidence with any amount of history: a crash-looping container has sparse
     // peaks (it is mostly in back-off) and the peak before each kill is rarely scraped.
@@ -362,6 +378,7 @@ fn decide_container(
     });
     let Some(h) = enough else {
         if !history_available {
+            add_runtime(&mut v, rt, floor, policy);
             return v;
         }
         // The workload's note says it once; a missing limit needs no history to be wrong.
@@ -369,12 +386,20 @@ fn decide_container(
         if v.limit.is_none() {
             if policy.missing_limit != MissingLimit::Ignore {
                 v.severity = Severity::Warn;
-                v.reasons.push(format!(
-                    "container {name}: no memory limit; set resources.limits.memory (no history yet to size it from)"
-                ));
+                v.reasons.push(match (floor, &rt.explain) {
+                    (Some(f), Some(why)) => format!(
+                        "container {name}: no memory limit; {why}: set resources.limits.memory >= {}",
+                        crate::quantity::to_quantity(f)
+                    ),
+                    _ => format!(
+                        "container {name}: no memory limit; set resources.limits.memory (no history yet to size it from)"
+                    ),
+                });
             }
-            apply_missing_limit(&mut v, policy, None);
+            v.recommended = floor;
+            apply_missing_limit(&mut v, policy, floor);
         }
+        add_runtime(&mut v, rt, floor, policy);
         return v;
     };
 
@@ -484,6 +509,11 @@ fn decide_container(
             rec = l;
         }
     }
+    // Never below what the runtime configuration needs.
+    let history_rec = rec;
+    if let Some(f) = floor {
+        rec = rec.max(f);
+    }
     v.recommended = Some(rec);
     let beyond = leak_room.unwrap_or(0.0);
     v.wanted = Some(round_up_mi(raw.max(beyond)).max(rec));
@@ -497,11 +527,16 @@ fn decide_container(
     match v.limit {
         None => {
             v.severity = Severity::Warn;
-            v.reasons.push(format!(
-                "container {name}: no memory limit; recommended {rec_s} ({stat_label} {} +{}%)",
-                Bytes(stat),
-                (policy.headroom.0 * 100.0).round()
-            ));
+            v.reasons.push(match &rt.explain {
+                Some(why) if rec > history_rec => {
+                    format!("container {name}: no memory limit; recommended {rec_s} ({why})")
+                }
+                _ => format!(
+                    "container {name}: no memory limit; recommended {rec_s} ({stat_label} {} +{}%)",
+                    Bytes(stat),
+                    (policy.headroom.0 * 100.0).round()
+                ),
+            });
             apply_missing_limit(&mut v, policy, Some(rec));
         }
         Some(limit) => {
@@ -554,7 +589,8 @@ fn decide_container(
                     }
                 }
             }
-            if has_peaks && v.severity < Severity::Critical && rec > limit {
+            // (The headroom of the history's own number: a higher runtime floor says why itself.)
+            if has_peaks && v.severity < Severity::Critical && history_rec > limit {
                 v.severity = Severity::Warn;
                 v.reasons.push(format!(
                     "container {name}: limit {ls} leaves {}% headroom over the {stat_label} {} (policy {}%); recommended {rec_s}",
@@ -591,7 +627,46 @@ fn decide_container(
         }
     }
     v.forecast = fc;
+    add_runtime(&mut v, rt, floor, policy);
     v
+}
+
+/// The runtime configuration's findings (crate::runtime) in a verdict: one line each; a floor
+/// under the recommendation; a setting that alone reaches the limit is critical (raised in
+/// mutate mode, denied in enforce mode), the rest warn.
+fn add_runtime(
+    v: &mut ContainerVerdict,
+    rt: crate::runtime::Analysis,
+    floor: Option<u64>,
+    policy: &PolicySpec,
+) {
+    if rt.is_empty() {
+        return;
+    }
+    if let (Some(f), Some(l)) = (floor, v.limit) {
+        if f > l && v.recommended.is_none_or(|r| r < f) {
+            v.recommended = Some(f);
+            v.wanted = Some(v.wanted.map_or(f, |w| w.max(f)));
+        }
+    }
+    for f in &rt.findings {
+        v.severity = v.severity.max(match f.certainty {
+            crate::runtime::Certainty::Certain => Severity::Critical,
+            crate::runtime::Certainty::Likely => Severity::Warn,
+        });
+        v.reasons.push(f.line.clone());
+    }
+    if let (true, Some(limit), Action::None) = (rt.certain(), v.limit, v.action) {
+        v.action = match policy.mode {
+            Mode::Mutate => match v.recommended {
+                Some(to) if to > limit => Action::Raise { to },
+                _ => Action::None,
+            },
+            Mode::Enforce => Action::Deny,
+            _ => Action::None,
+        };
+    }
+    v.runtime = Some(rt);
 }
 
 fn apply_missing_limit(v: &mut ContainerVerdict, policy: &PolicySpec, rec: Option<u64>) {
@@ -651,5 +726,7 @@ pub fn human_secs(s: f64) -> String {
     }
 }
 
+#[cfg(test)]
+mod runtime_tests;
 #[cfg(test)]
 mod tests;

@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use crate::history::WorkloadKey;
 use crate::quantity::{self, QuantityError};
+use crate::runtime::{EnvValue, EnvVar, MemoryVolume, RuntimeSpec, Unread};
 
 /// Annotations oomguard reads and writes start with this.
 pub const OWN_ANNOTATION_PREFIX: &str = "oomguard.io/";
@@ -133,6 +134,8 @@ pub struct ContainerSpec {
     /// What `resources` holds now: decides which parents a patch must create.
     pub has_resources: bool,
     pub has_limits: bool,
+    /// Command, args, env and memory-backed volumes: what [`crate::runtime`] reads.
+    pub runtime: RuntimeSpec,
 }
 
 /// A workload reduced to what the engine needs.
@@ -269,6 +272,8 @@ pub(crate) struct PartialSpec {
     pub(crate) containers: Option<Vec<PartialContainer>>,
     #[serde(default, rename = "initContainers")]
     pub(crate) init_containers: Option<Vec<PartialContainer>>,
+    #[serde(default)]
+    pub(crate) volumes: Option<Vec<PartialVolume>>,
 }
 
 #[derive(Default, Deserialize)]
@@ -299,6 +304,8 @@ pub(crate) struct PartialPodSpec {
     pub(crate) containers: Option<Vec<PartialContainer>>,
     #[serde(default, rename = "initContainers")]
     pub(crate) init_containers: Option<Vec<PartialContainer>>,
+    #[serde(default)]
+    pub(crate) volumes: Option<Vec<PartialVolume>>,
 }
 
 #[derive(Deserialize)]
@@ -310,6 +317,146 @@ pub(crate) struct PartialContainer {
     pub(crate) restart_policy: Option<String>,
     #[serde(default)]
     pub(crate) resources: Option<PartialResources>,
+    #[serde(default)]
+    pub(crate) command: Option<Vec<Scalar>>,
+    #[serde(default)]
+    pub(crate) args: Option<Vec<Scalar>>,
+    #[serde(default)]
+    pub(crate) env: Option<Vec<PartialEnvVar>>,
+    #[serde(default, rename = "envFrom")]
+    pub(crate) env_from: Option<Vec<PartialEnvFrom>>,
+    #[serde(default, rename = "volumeMounts")]
+    pub(crate) volume_mounts: Option<Vec<PartialMount>>,
+}
+
+/// A string as written; a number or a boolean as its text (YAML's `value: 8080`, which the
+/// apiserver refuses, is still read offline rather than failing the whole workload).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Scalar(pub(crate) String);
+
+impl<'de> Deserialize<'de> for Scalar {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Scalar;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Scalar, E> {
+                Ok(Scalar(v.to_owned()))
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Scalar, E> {
+                Ok(Scalar(v))
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Scalar, E> {
+                Ok(Scalar(v.to_string()))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Scalar, E> {
+                Ok(Scalar(v.to_string()))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Scalar, E> {
+                Ok(Scalar(v.to_string()))
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Scalar, E> {
+                Ok(Scalar(v.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[derive(Deserialize)]
+#[cfg_attr(test, derive(PartialEq))]
+pub(crate) struct PartialEnvVar {
+    #[serde(default)]
+    pub(crate) name: Option<String>,
+    #[serde(default)]
+    pub(crate) value: Option<Scalar>,
+    #[serde(default, rename = "valueFrom")]
+    pub(crate) value_from: Option<PartialEnvSource>,
+}
+
+#[derive(Deserialize)]
+#[cfg_attr(test, derive(PartialEq))]
+pub(crate) struct PartialEnvSource {
+    #[serde(default, rename = "configMapKeyRef")]
+    pub(crate) config_map_key_ref: Option<PartialKeyRef>,
+    #[serde(default, rename = "secretKeyRef")]
+    pub(crate) secret_key_ref: Option<PartialKeyRef>,
+    #[serde(default, rename = "fieldRef")]
+    pub(crate) field_ref: Option<PartialFieldRef>,
+    #[serde(default, rename = "resourceFieldRef")]
+    pub(crate) resource_field_ref: Option<PartialResourceRef>,
+}
+
+#[derive(Deserialize)]
+#[cfg_attr(test, derive(PartialEq))]
+pub(crate) struct PartialKeyRef {
+    #[serde(default)]
+    pub(crate) name: Option<String>,
+    #[serde(default)]
+    pub(crate) key: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[cfg_attr(test, derive(PartialEq))]
+pub(crate) struct PartialFieldRef {
+    #[serde(default, rename = "fieldPath")]
+    pub(crate) field_path: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[cfg_attr(test, derive(PartialEq))]
+pub(crate) struct PartialResourceRef {
+    #[serde(default, rename = "containerName")]
+    pub(crate) container_name: Option<String>,
+    #[serde(default)]
+    pub(crate) resource: Option<String>,
+    #[serde(default)]
+    pub(crate) divisor: Option<Value>,
+}
+
+#[derive(Deserialize)]
+#[cfg_attr(test, derive(PartialEq))]
+pub(crate) struct PartialEnvFrom {
+    #[serde(default, rename = "configMapRef")]
+    pub(crate) config_map_ref: Option<PartialName>,
+    #[serde(default, rename = "secretRef")]
+    pub(crate) secret_ref: Option<PartialName>,
+    #[serde(default)]
+    pub(crate) prefix: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[cfg_attr(test, derive(PartialEq))]
+pub(crate) struct PartialName {
+    #[serde(default)]
+    pub(crate) name: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[cfg_attr(test, derive(PartialEq))]
+pub(crate) struct PartialMount {
+    #[serde(default)]
+    pub(crate) name: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[cfg_attr(test, derive(PartialEq))]
+pub(crate) struct PartialVolume {
+    #[serde(default)]
+    pub(crate) name: Option<String>,
+    #[serde(default, rename = "emptyDir")]
+    pub(crate) empty_dir: Option<PartialEmptyDir>,
+}
+
+#[derive(Deserialize)]
+#[cfg_attr(test, derive(PartialEq))]
+pub(crate) struct PartialEmptyDir {
+    #[serde(default)]
+    pub(crate) medium: Option<String>,
+    #[serde(default, rename = "sizeLimit")]
+    pub(crate) size_limit: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -399,6 +546,7 @@ impl Workload {
             WorkloadKind::Pod => PartialPodSpec {
                 containers: spec.containers,
                 init_containers: spec.init_containers,
+                volumes: spec.volumes,
             },
             WorkloadKind::CronJob => spec
                 .job_template
@@ -408,6 +556,19 @@ impl Workload {
                 .ok_or_else(no_pod_spec)?,
             _ => spec.template.and_then(|t| t.spec).ok_or_else(no_pod_spec)?,
         };
+        // Memory-backed emptyDirs by name: what a mount of them charges to a container.
+        let memory_volumes: Vec<MemoryVolume> = pod
+            .volumes
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|v| {
+                let e = v.empty_dir?;
+                (e.medium.as_deref() == Some("Memory")).then(|| MemoryVolume {
+                    name: v.name.unwrap_or_default(),
+                    size_limit: MemoryField::read(e.size_limit.as_ref()).bytes(),
+                })
+            })
+            .collect();
         let mut containers = Vec::new();
         for (list, default_role) in [
             (pod.init_containers, ContainerRole::Init),
@@ -425,14 +586,25 @@ impl Workload {
                     Some(r) => (true, r.limits, r.requests),
                     None => (false, None, None),
                 };
+                let name = c.name.unwrap_or_default();
+                let runtime = runtime_spec(
+                    &name,
+                    c.command,
+                    c.args,
+                    c.env,
+                    c.env_from,
+                    c.volume_mounts,
+                    &memory_volumes,
+                );
                 containers.push(ContainerSpec {
-                    name: c.name.unwrap_or_default(),
+                    name,
                     role,
                     index,
                     has_limits: limits.is_some(),
                     limit: MemoryField::read(limits.as_ref().and_then(|l| l.memory.as_ref())),
                     request: MemoryField::read(requests.as_ref().and_then(|r| r.memory.as_ref())),
                     has_resources,
+                    runtime,
                 });
             }
         }
@@ -482,6 +654,124 @@ impl Workload {
         tokens.push(&index);
         PointerBuf::from_tokens(tokens)
     }
+}
+
+/// What [`crate::runtime`] reads of a container: its command line, its env (values from
+/// ConfigMaps, Secrets and fields described, not read) and the memory-backed volumes it mounts.
+fn runtime_spec(
+    container: &str,
+    command: Option<Vec<Scalar>>,
+    args: Option<Vec<Scalar>>,
+    env: Option<Vec<PartialEnvVar>>,
+    env_from: Option<Vec<PartialEnvFrom>>,
+    mounts: Option<Vec<PartialMount>>,
+    memory_volumes: &[MemoryVolume],
+) -> RuntimeSpec {
+    let strings = |v: Option<Vec<Scalar>>| {
+        v.unwrap_or_default()
+            .into_iter()
+            .map(|s| s.0)
+            .collect::<Vec<_>>()
+    };
+    let env = env
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|e| {
+            let name = e.name?;
+            let value = match (e.value, e.value_from) {
+                (_, Some(from)) => env_source(container, from),
+                (Some(v), None) => EnvValue::Literal(v.0),
+                (None, None) => EnvValue::Literal(String::new()),
+            };
+            Some(EnvVar { name, value })
+        })
+        .collect();
+    let env_from = env_from
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|f| {
+            let what = match (f.config_map_ref, f.secret_ref) {
+                (Some(c), _) => format!("configMap {}", c.name.unwrap_or_default()),
+                (None, Some(s)) => format!("secret {}", s.name.unwrap_or_default()),
+                (None, None) => return None,
+            };
+            Some(match f.prefix.filter(|p| !p.is_empty()) {
+                Some(p) => format!("{what} prefix {p}"),
+                None => what,
+            })
+        })
+        .collect();
+    let mut mounted: Vec<MemoryVolume> = Vec::new();
+    if !memory_volumes.is_empty() {
+        for m in mounts.unwrap_or_default() {
+            if let Some(v) = memory_volumes
+                .iter()
+                .find(|v| Some(&v.name) == m.name.as_ref())
+            {
+                // Mounted twice (two subPaths): one volume.
+                if !mounted.iter().any(|x| x.name == v.name) {
+                    mounted.push(v.clone());
+                }
+            }
+        }
+    }
+    RuntimeSpec {
+        command: strings(command),
+        args: strings(args),
+        env,
+        env_from,
+        memory_volumes: mounted,
+    }
+}
+
+/// Where an env value comes from when it is not a literal (named, not formatted: most are
+/// never shown).
+fn env_source(container: &str, from: PartialEnvSource) -> EnvValue {
+    let key_ref = |kind: &'static str, r: PartialKeyRef| {
+        EnvValue::Unread(Unread {
+            kind,
+            name: r.name.unwrap_or_default(),
+            key: Some(r.key.unwrap_or_default()),
+        })
+    };
+    if let Some(r) = from.config_map_key_ref {
+        return key_ref("configMap", r);
+    }
+    if let Some(r) = from.secret_key_ref {
+        return key_ref("secret", r);
+    }
+    if let Some(r) = from.resource_field_ref {
+        let resource = r.resource.unwrap_or_default();
+        let own = r
+            .container_name
+            .as_deref()
+            .is_none_or(|c| c.is_empty() || c == container);
+        if own {
+            let divisor = match r.divisor {
+                None | Some(Value::Null) => None,
+                Some(Value::String(s)) => Some(s),
+                Some(other) => Some(other.to_string()),
+            };
+            return EnvValue::Resource { resource, divisor };
+        }
+        return EnvValue::Unread(Unread {
+            kind: "resourceFieldRef of another container",
+            name: resource,
+            key: None,
+        });
+    }
+    if let Some(r) = from.field_ref {
+        return EnvValue::Unread(Unread {
+            kind: "fieldRef",
+            name: r.field_path.unwrap_or_default(),
+            key: None,
+        });
+    }
+    EnvValue::Unread(Unread {
+        kind: "valueFrom",
+        name: String::new(),
+        key: None,
+    })
 }
 
 #[cfg(test)]
@@ -554,6 +844,100 @@ mod tests {
                 assert_eq!(w.container_path(c), w.container_pointer(c).to_string());
             }
         }
+    }
+
+    fn unread(kind: &'static str, name: &str, key: Option<&str>) -> EnvValue {
+        EnvValue::Unread(Unread {
+            kind,
+            name: name.into(),
+            key: key.map(str::to_string),
+        })
+    }
+
+    #[test]
+    fn reads_what_the_runtime_checks_need() {
+        let pod_spec = json!({
+            "containers": [{
+                "name": "app",
+                "command": ["java"],
+                "args": ["-Xmx1g", 8080, true],
+                "env": [
+                    {"name": "A", "value": "x"},
+                    {"name": "PORT", "value": 8080},
+                    {"name": "EMPTY"},
+                    {"name": "C", "valueFrom": {"configMapKeyRef": {"name": "cm", "key": "k"}}},
+                    {"name": "S", "valueFrom": {"secretKeyRef": {"name": "sec", "key": "p"}}},
+                    {"name": "F", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                    {"name": "M", "valueFrom": {"resourceFieldRef": {"resource": "limits.memory", "divisor": "1Mi"}}},
+                    {"name": "O", "valueFrom": {"resourceFieldRef": {"containerName": "side", "resource": "limits.memory"}}},
+                    {"value": "no name"}
+                ],
+                "envFrom": [{"configMapRef": {"name": "cfg"}}, {"secretRef": {"name": "sec"}, "prefix": "DB_"}],
+                "volumeMounts": [
+                    {"name": "shm", "mountPath": "/dev/shm"},
+                    {"name": "shm", "mountPath": "/x", "subPath": "x"},
+                    {"name": "disk", "mountPath": "/tmp"},
+                    {"name": "nolimit", "mountPath": "/n"}
+                ]
+            }],
+            "volumes": [
+                {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}},
+                {"name": "nolimit", "emptyDir": {"medium": "Memory"}},
+                {"name": "disk", "emptyDir": {}},
+                {"name": "cfg", "configMap": {"name": "cfg"}}
+            ]
+        });
+        let obj = json!({"metadata": {"name": "a"}, "spec": {"template": {"spec": pod_spec}}});
+        let w = Workload::from_object(WorkloadKind::Deployment, &obj, "ns").unwrap();
+        let r = &w.containers[0].runtime;
+        assert_eq!(r.command, ["java"]);
+        assert_eq!(r.args, ["-Xmx1g", "8080", "true"]);
+        let env: Vec<(&str, &EnvValue)> =
+            r.env.iter().map(|e| (e.name.as_str(), &e.value)).collect();
+        assert_eq!(
+            env,
+            vec![
+                ("A", &EnvValue::Literal("x".into())),
+                ("PORT", &EnvValue::Literal("8080".into())),
+                ("EMPTY", &EnvValue::Literal(String::new())),
+                ("C", &unread("configMap", "cm", Some("k"))),
+                ("S", &unread("secret", "sec", Some("p"))),
+                ("F", &unread("fieldRef", "metadata.name", None)),
+                (
+                    "M",
+                    &EnvValue::Resource {
+                        resource: "limits.memory".into(),
+                        divisor: Some("1Mi".into())
+                    }
+                ),
+                (
+                    "O",
+                    &unread(
+                        "resourceFieldRef of another container",
+                        "limits.memory",
+                        None
+                    )
+                ),
+            ]
+        );
+        assert_eq!(r.env_from, ["configMap cfg", "secret sec prefix DB_"]);
+        assert_eq!(
+            r.memory_volumes,
+            [
+                MemoryVolume {
+                    name: "shm".into(),
+                    size_limit: Some(64 << 20)
+                },
+                MemoryVolume {
+                    name: "nolimit".into(),
+                    size_limit: None
+                }
+            ]
+        );
+        // The same from JSON text (the admission path's fallback) as from a parsed value.
+        let from_json =
+            Workload::from_json(WorkloadKind::Deployment, &obj.to_string(), "ns").unwrap();
+        assert_eq!(from_json.containers[0].runtime, *r);
     }
 
     #[test]

@@ -235,3 +235,120 @@ fn without_history_every_limit_is_unknown_not_failed() {
         "{stdout}"
     );
 }
+
+const DAY_ZERO: [&str; 2] = ["-f", "examples/day-zero/manifests.yaml"];
+
+/// Workloads deployed for the first time: no history anywhere, each OOM promised by its own
+/// configuration, one line each with the arithmetic and the fix; the sound one says nothing.
+#[test]
+fn day_zero_configurations_are_checked_without_history() {
+    let out = check(&DAY_ZERO, None);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    let warnings: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("Warning:"))
+        .collect();
+    assert_eq!(
+        warnings,
+        [
+            "Warning: oomguard: container app: heap -Xmx1536m is 100% of limit 1536Mi; +384Mi non-heap: limit >= 1920Mi or -Xmx <= 1228m",
+            "Warning: oomguard: container redis: maxmemory 900mb is 94% of limit 1G; 75% max: limit >= 1200Mi or maxmemory <= 715mb",
+            "Warning: oomguard: container web: --max-old-space-size=2048 is 100% of limit 2Gi; 75% max: limit >= 2731Mi",
+            "Warning: oomguard: container gw: GOMEMLIMIT=2GiB is 100% of limit 2Gi; 10% headroom: limit >= 2276Mi or GOMEMLIMIT <= 1843MiB",
+            "Warning: oomguard: container chrome: emptyDir scratch (medium: Memory) sizeLimit 2Gi is 200% of limit 1Gi; limit >= 3Gi",
+            "Warning: oomguard: container api: DOTNET_GCHeapHardLimitPercent=50 (hex) is 80% of 1Gi; 75% max: GCHeapHardLimitPercent <= 0x4B",
+        ],
+        "{stdout}"
+    );
+    assert!(warnings
+        .iter()
+        .all(|l| l.chars().count() <= "Warning: ".len() + 120));
+    // The README shows this very output.
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    for l in &warnings {
+        assert!(
+            readme.contains(l),
+            "README.md's day-zero example lacks: {l}"
+        );
+    }
+    // The sound one (a 75% heap, a 32Mi memory volume, JAVA_OPTS from a ConfigMap): nothing.
+    assert!(
+        stdout.contains("deployment/catalog (shop): not checked (no memory history yet)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("pass: 0, warn: 6, fail: 0"), "{stdout}");
+
+    // enforce: the three whose setting alone reaches the limit are refused; the rest warn.
+    let mut args = DAY_ZERO.to_vec();
+    args.extend(["--mode", "enforce"]);
+    let out = check(&args, None);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("pass: 0, warn: 3, fail: 3"), "{stdout}");
+    assert!(
+        stdout.contains("denied the request: oomguard denied Deployment shop/orders (policy mode enforce for namespace shop): container app: heap -Xmx1536m is 100% of limit 1536Mi; +384Mi non-heap: limit >= 1920Mi or -Xmx <= 1228m; set resources.limits.memory of app to at least 1920Mi."),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn day_zero_raises_in_mutate_mode_once() {
+    let mut args = DAY_ZERO.to_vec();
+    args.extend(["--mode", "mutate", "-o", "yaml"]);
+    let out = check(&args, None);
+    assert_eq!(out.status.code(), Some(0));
+    let stderr = text(&out.stderr);
+    for line in [
+        "Warning: oomguard raised the memory limit of container app from 1536Mi to 1920Mi: heap -Xmx1536m is 100% of limit 1536Mi",
+        "Warning: oomguard raised the memory limit of container web from 2Gi to 2731Mi: --max-old-space-size=2048 is 100% of limit 2Gi",
+    ] {
+        assert!(stderr.lines().any(|l| l == line), "{line}\n{stderr}");
+    }
+    let docs = oomguard::check::parse_documents("out", &text(&out.stdout)).unwrap();
+    let limit = |i: usize| {
+        docs[i]
+            .pointer("/spec/template/spec/containers/0/resources/limits/memory")
+            .cloned()
+    };
+    assert_eq!(limit(0), Some(serde_json::json!("1920Mi")));
+    assert_eq!(limit(2), Some(serde_json::json!("2731Mi")));
+    assert_eq!(limit(4), Some(serde_json::json!("3Gi")));
+    // Likely ones are not raised: Redis keeps its 1G.
+    assert_eq!(limit(1), Some(serde_json::json!("1G")));
+    // The raised manifests pass enforce for what was raised; nothing is raised twice.
+    let again = check(&["-f", "-", "--mode", "enforce"], Some(&text(&out.stdout)));
+    let stdout = text(&again.stdout);
+    assert!(stdout.contains("pass: 0, warn: 3, fail: 0"), "{stdout}");
+    assert!(
+        stdout.contains("deployment/orders (shop): not checked (no memory history yet)"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn day_zero_json_names_what_was_read_and_what_was_not() {
+    let mut args = DAY_ZERO.to_vec();
+    args.extend(["-o", "json"]);
+    let out = check(&args, None);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let orders = &v["results"][0]["verdict"]["containers"][0];
+    assert_eq!(orders["severity"], "critical");
+    assert_eq!(orders["recommended"], 1920 * 1024 * 1024);
+    assert_eq!(orders["runtime"]["needs"], 1920 * 1024 * 1024);
+    assert_eq!(
+        orders["runtime"]["settings"],
+        serde_json::json!(["-Xmx1536m"])
+    );
+    assert_eq!(
+        orders["runtime"]["unread"],
+        serde_json::json!(["envFrom configMap orders-config"])
+    );
+    let catalog = &v["results"][6]["verdict"]["containers"][0];
+    assert_eq!(catalog["severity"], "unknown");
+    assert_eq!(
+        catalog["runtime"]["unread"],
+        serde_json::json!(["JAVA_OPTS (configMap catalog-jvm key opts)"])
+    );
+    assert_eq!(catalog["runtime"]["findings"], serde_json::json!([]));
+}

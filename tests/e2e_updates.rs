@@ -9,11 +9,11 @@
 mod common;
 mod support;
 
-use std::process::{Output, Stdio};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
-use common::serve::Serve;
-use common::{free_port, policy, repo, BIN};
+use common::serve::{certs_for_apiserver, Serve};
+use common::{policy, repo};
 use serde_json::{json, Value};
 use support::controlplane::ControlPlane;
 
@@ -175,16 +175,7 @@ fn warned_only(mode: &str, stderr: &str, what: &str) {
 fn updates_deletions_and_finalizers_always_go_through() {
     let cp = ControlPlane::start(true);
     let work = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let st = std::process::Command::new(BIN)
-        .args(["certs", "--out"])
-        .arg(work.path().join("certs"))
-        .args(["--ip", "127.0.0.1"])
-        .args(["--url", &format!("https://127.0.0.1:{port}")])
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(st.success());
+    let port = certs_for_apiserver(work.path());
     let policies = work.path().join("policies");
     std::fs::create_dir_all(&policies).unwrap();
     for mode in MODES {

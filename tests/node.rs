@@ -12,9 +12,10 @@
 //! 5. `oomguard recommend --prometheus`: the peaks are the working-set maxima cAdvisor reported.
 //!
 //! They are `#[ignore]`d because they need the node: `bash tests/run.sh` starts it, installs
-//! oomguard and runs them with `--ignored`, all at once (tests 2 and 3 need the forecast's 30
-//! minutes of a lifetime; meanwhile 1 runs, and 5 and then 4, which waits for 1 to be over before
-//! it stops kube-state-metrics).
+//! oomguard and runs them with `--ignored`, all at once. oomguard runs there with 1-minute peaks
+//! (`--history-step=1m`, tests/cluster/overlay), as `recommend` does here: the forecast needs six
+//! intervals of a lifetime, 6 minutes instead of 30. Test 4 waits for 1 to be over before it stops
+//! kube-state-metrics.
 
 mod common;
 mod support;
@@ -192,6 +193,8 @@ fn try_recommend(node: &Node, namespaces: &[&str]) -> Result<Value, String> {
         "recommend",
         "--prometheus",
         &node.prometheus,
+        "--history-step",
+        "1m",
         "-o",
         "json",
         "--policies",
@@ -321,7 +324,7 @@ fn tutorial_leak_is_oom_killed_then_warned_refused_and_raised() {
     let killed = Instant::now();
     eprintln!("test 1: {kills} OOM kills after {:?}", t0.elapsed());
     // Server-side dry runs (no side effects) until oomguard's view has kills: Prometheus'
-    // scrapes, oomguard's 5-minute steps and its cache are in between.
+    // scrapes, oomguard's 1-minute steps and its cache are in between.
     // The count must reach the kubelet's at the 4th kill.
     let seen = poll(
         "oomguard to warn about the 4 kills",
@@ -349,7 +352,7 @@ fn tutorial_leak_is_oom_killed_then_warned_refused_and_raised() {
     assert!(out.status.success(), "{stderr}");
     let (n, rec) = oom_warning(&stderr, "app")
         .unwrap_or_else(|| panic!("no OOM warning from oomguard in: {stderr}"));
-    // oomguard's history lags by a scrape, its 5-minute step and its cache (20 s): the count is
+    // oomguard's history lags by a scrape, its 1-minute step and its cache (20 s): the count is
     // at least what the dry run saw (and the kubelet's count 7 minutes ago), never more than the
     // kubelet's now.
     let floor = counts
@@ -485,8 +488,8 @@ fn recommend_peaks_are_cadvisors_and_a_ksm_gap_makes_no_phantom_kills() {
     );
     assert_eq!(row(&seen, "quiet")["oomKills"], 0, "before the gap: {seen}");
     // ---- 5. recommend's peaks are the maxima of what cAdvisor reported, once quiet's peak
-    // (its first 150 s) is behind a whole 5-minute step of oomguard's, a scrape and the cache
-    while t0.elapsed() < Duration::from_secs(150) + 7 * MIN {
+    // (its first 150 s) is behind a whole 1-minute step of oomguard's, a scrape and the cache
+    while t0.elapsed() < Duration::from_secs(150) + 3 * MIN {
         std::thread::sleep(EVERY);
     }
     let report = poll(
@@ -554,8 +557,8 @@ fn recommend_peaks_are_cadvisors_and_a_ksm_gap_makes_no_phantom_kills() {
             })
             .then_some(())
     });
-    // Past the next 5-minute step and the caches: oomguard has looked at both sides of the gap.
-    std::thread::sleep(6 * MIN);
+    // Past the next 1-minute step and the caches: oomguard has looked at both sides of the gap.
+    std::thread::sleep(2 * MIN);
     let after = recommend(&node, &[ksm]);
     assert_eq!(node.restarts(ksm, "crashy"), 2);
     assert_eq!(node.restarts(ksm, "quiet"), 0);
@@ -616,7 +619,8 @@ fn reconciler_raises_a_slow_leak_in_place_before_its_first_oom() {
         &policy("  mode: warn\n  history: {window: 1d, minHistory: 1m}\n  forecast: {horizon: 2h}\n  limits: {min: 16Mi, max: 2Gi}\n  reconcile: {enabled: true, resizeMethod: inPlace, cooldown: 10m, verifyWindow: 2m}\n"),
     );
     let ns = ns.as_str();
-    // 1 MiB every 15 s: 256Mi in about an hour; the forecast needs 30 minutes of it to call it a leak.
+    // 1 MiB every 15 s: 256Mi in about an hour; the forecast needs 6 minutes of it (six 1-minute
+    // intervals) to call it a leak.
     node.apply_ok(&deployment(
         &node,
         ns,

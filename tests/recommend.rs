@@ -246,7 +246,10 @@ fn apply(manifests: &mut [Value], patch: &Value) -> bool {
             .find(|c| c["name"] == pc["name"])
             .unwrap();
         for section in ["requests", "limits"] {
-            c["resources"][section]["memory"] = pc["resources"][section]["memory"].clone();
+            // A patch without a request (no history to size it) leaves the request alone.
+            if let Some(m) = pc["resources"][section].get("memory") {
+                c["resources"][section]["memory"] = m.clone();
+            }
         }
     }
     true
@@ -377,4 +380,62 @@ fn unknown_namespace_says_which_and_what_there_is() {
 fn prometheus_without_a_namespace_asks_for_one() {
     let err = fails(&["--prometheus", "http://127.0.0.1:1"]);
     assert!(err.contains("--namespace"), "{err}");
+}
+
+/// Day zero: no history for these workloads, the patches size the limits from their own
+/// configuration, and `check` has nothing left to say about what they raised.
+#[test]
+fn day_zero_patches_come_from_the_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let (_, stderr) = recommend(&[
+        "--history",
+        "examples/memory-leak-app/history.json",
+        "-f",
+        "examples/day-zero/manifests.yaml",
+        "--emit-patches",
+        d,
+    ]);
+    assert!(stderr.contains("wrote 5 patch(es)"), "{stderr}");
+    assert!(
+        stderr.contains("no patch for Deployment shop/billing: no limit to recommend; the container's configuration must change: container api: DOTNET_GCHeapHardLimitPercent=50 (hex)"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(
+            "no patch for Deployment shop/catalog: no recommendation (too little history)"
+        ),
+        "{stderr}"
+    );
+    let orders: Value = serde_norway::from_str(
+        &std::fs::read_to_string(dir.path().join("shop-deployment-orders.yaml")).unwrap(),
+    )
+    .unwrap();
+    let c = &orders["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(c["resources"]["limits"]["memory"], "1920Mi");
+    assert!(c["resources"].get("requests").is_none(), "{c}");
+
+    let text = std::fs::read_to_string(repo().join("examples/day-zero/manifests.yaml")).unwrap();
+    let mut docs = oomguard::check::parse_documents("manifests", &text).unwrap();
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let p: Value =
+            serde_norway::from_str(&std::fs::read_to_string(entry.unwrap().path()).unwrap())
+                .unwrap();
+        assert!(apply(&mut docs, &p), "{p}");
+    }
+    let patched = dir.path().join("patched.yaml");
+    let yaml: Vec<String> = docs
+        .iter()
+        .map(|d| serde_norway::to_string(d).unwrap())
+        .collect();
+    std::fs::write(&patched, yaml.join("---\n")).unwrap();
+    let out = run("check", &["-f", patched.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    // Only billing is left: its percentage scales with any limit.
+    assert!(stdout.contains("pass: 0, warn: 1, fail: 0"), "{stdout}");
+    assert!(
+        stdout.contains("deployment/billing (shop): warn"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("not checked: 6"), "{stdout}");
 }

@@ -582,3 +582,89 @@ async fn recorded_apiserver_reviews_in_enforce_mode() {
         }
     }
 }
+
+/// A review of a real JVM Deployment as the apiserver sent it (examples/day-zero's `orders`,
+/// recorded by tests/fixtures/record.sh), moved into the namespace whose policy a test sets.
+/// No history knows it: only its own configuration speaks.
+fn day_zero_review() -> Value {
+    let mut r = fixture("deployment-create-runtime.json");
+    r["request"]["namespace"] = json!("self-healing-platform");
+    r["request"]["object"]["metadata"]["namespace"] = json!("self-healing-platform");
+    r
+}
+
+const HEAP_AT_LIMIT: &str = "oomguard: container app: heap -Xmx1536m is 100% of limit 1536Mi; +384Mi non-heap: limit >= 1920Mi or -Xmx <= 1228m";
+
+#[tokio::test]
+async fn day_zero_heap_at_the_limit_over_tls_in_every_mode() {
+    let review = day_zero_review();
+
+    let w = Webhook::start("warn", "").await;
+    let r = w.review("/validate", &review).await;
+    assert_eq!(r["allowed"], true);
+    assert_eq!(warnings(&r), [HEAP_AT_LIMIT]);
+    assert!(w.review("/mutate", &review).await.get("patch").is_none());
+    // A sound heap: nothing said at all.
+    let mut sound = review.clone();
+    sound["request"]["object"]["spec"]["template"]["spec"]["containers"][0]["args"][0] =
+        json!("-Xmx1000m");
+    let r = w.review("/validate", &sound).await;
+    assert!(r.get("warnings").is_none(), "{r}");
+    drop(w);
+
+    let w = Webhook::start("mutate", "").await;
+    let r = w.review("/mutate", &review).await;
+    let object = review["request"]["object"].clone();
+    let patched = apply_patch(&r, &object);
+    assert_eq!(
+        patched.pointer("/spec/template/spec/containers/0/resources/limits/memory"),
+        Some(&json!("1920Mi"))
+    );
+    assert_eq!(
+        patched["metadata"]["annotations"]["oomguard.io/limits-changed"],
+        "app: 1536Mi -> 1920Mi"
+    );
+    assert_eq!(
+        warnings(&r),
+        ["oomguard raised the memory limit of container app from 1536Mi to 1920Mi: heap -Xmx1536m is 100% of limit 1536Mi"]
+    );
+    // The request, the env, the rest of the object: as they were.
+    assert_eq!(
+        patched.pointer("/spec/template/spec/containers/0/resources/requests"),
+        object.pointer("/spec/template/spec/containers/0/resources/requests")
+    );
+    let mut again = review.clone();
+    again["request"]["object"] = patched;
+    assert!(w.review("/mutate", &again).await.get("patch").is_none());
+    let r = w.review("/validate", &again).await;
+    assert!(r.get("warnings").is_none(), "{r}");
+    drop(w);
+
+    let w = Webhook::start("enforce", "").await;
+    let r = w.review("/validate", &review).await;
+    assert_eq!(r["allowed"], false);
+    assert_eq!(r["status"]["code"], 403);
+    let msg = r["status"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains(HEAP_AT_LIMIT.trim_start_matches("oomguard: ")),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("set resources.limits.memory of app to at least 1920Mi"),
+        "{msg}"
+    );
+    // UPDATEs: an env change leaves memory as it was (warned, allowed); a new -Xmx is decided
+    // like a create.
+    let mut update = review.clone();
+    update["request"]["operation"] = json!("UPDATE");
+    let mut old = review["request"]["object"].clone();
+    old["spec"]["template"]["spec"]["containers"][0]["env"][1]["value"] = json!("staging");
+    update["request"]["oldObject"] = old.clone();
+    let r = w.review("/validate", &update).await;
+    assert_eq!(r["allowed"], true, "{r}");
+    assert_eq!(warnings(&r)[0], HEAP_AT_LIMIT);
+    old["spec"]["template"]["spec"]["containers"][0]["args"][0] = json!("-Xmx1g");
+    update["request"]["oldObject"] = old;
+    let r = w.review("/validate", &update).await;
+    assert_eq!(r["allowed"], false, "{r}");
+}

@@ -83,9 +83,12 @@ pub enum ScopeRule {
     BeingDeleted,
     /// Pods change resources only through the resize subresource; a Job's template is immutable.
     ImmutableTemplate,
-    /// Every container's memory request and limit, and the set of containers, as before.
+    /// Every container's memory request and limit, runtime memory settings, and the set of
+    /// containers, as before.
     MemoryUnchanged,
-    /// An UPDATE that changes memory requests or limits (or adds or removes containers).
+    /// An UPDATE that changes memory requests or limits, a runtime memory setting (`-Xmx`,
+    /// `GOMEMLIMIT`, a memory-backed volume: see [`crate::runtime`]), or adds or removes
+    /// containers.
     MemoryChanged,
     /// A DELETE, or a subresource (`scale`, `status`, `resize`): not a change to the template.
     NotTheTemplate,
@@ -116,7 +119,7 @@ impl ScopeRule {
         match self {
             ScopeRule::Create => "CREATE",
             ScopeRule::MemoryChanged => {
-                "UPDATE that changes a memory request or limit, or the set of containers"
+                "UPDATE that changes a memory request or limit, a runtime memory setting (`-Xmx`, `GOMEMLIMIT`, ...), or the set of containers"
             }
             ScopeRule::MemoryUnchanged => {
                 "UPDATE that leaves memory as it was (labels, annotations, replicas, image, `rollout restart`)"
@@ -159,7 +162,8 @@ pub fn scope_rule(operation: &str, new: &Workload, old: Option<&Workload>) -> Sc
     }
 }
 
-/// Same containers (by list and name) with the same memory requests and limits.
+/// Same containers (by list and name) with the same memory requests and limits, and the same
+/// runtime memory settings (an env change such as `MODE=blue` is not one).
 fn same_memory(a: &Workload, b: &Workload) -> bool {
     use crate::workload::MemoryField;
     fn key(f: &MemoryField) -> Option<Result<u64, &str>> {
@@ -196,6 +200,16 @@ fn same_memory(a: &Workload, b: &Workload) -> bool {
     x.sort();
     y.sort();
     x == y
+        && a.containers.iter().all(|c| {
+            b.containers
+                .iter()
+                .find(|o| o.name == c.name && o.role == c.role)
+                .is_none_or(|o| {
+                    c.runtime == o.runtime
+                        || crate::runtime::settings(&c.runtime)
+                            == crate::runtime::settings(&o.runtime)
+                })
+        })
 }
 
 /// What the engine decided for one object.
@@ -523,6 +537,28 @@ mod tests {
                 ScopeRule::ImmutableTemplate
             );
         }
+        // An env change is not a memory change; a new heap size is.
+        let java = |heap: &str, mode: &str| {
+            json!([{"name": "web", "command": ["java", heap, "-jar", "a.jar"],
+                "env": [{"name": "MODE", "value": mode}],
+                "resources": {"limits": {"memory": "256Mi"}, "requests": {"memory": "64Mi"}}}])
+        };
+        assert_eq!(
+            scope_rule(
+                "UPDATE",
+                &d(java("-Xmx128m", "blue")),
+                Some(&d(java("-Xmx128m", "green")))
+            ),
+            ScopeRule::MemoryUnchanged
+        );
+        assert_eq!(
+            scope_rule(
+                "UPDATE",
+                &d(java("-Xmx512m", "blue")),
+                Some(&d(java("-Xmx128m", "blue")))
+            ),
+            ScopeRule::MemoryChanged
+        );
         // Without an old object (the apiserver always sends one): never denied, never patched.
         assert_eq!(
             scope_rule("UPDATE", &d(web("1Mi", "a")), None),

@@ -122,12 +122,11 @@ const CHANGED_POINTER: &Pointer =
     Pointer::from_static("/metadata/annotations/oomguard.io~1limits-changed");
 const REASON_POINTER: &Pointer = Pointer::from_static("/metadata/annotations/oomguard.io~1reason");
 
-/// "container web: limit 256Mi is below ...; recommended 347Mi" → "limit 256Mi is below ...".
+/// "container web: limit 256Mi is below ...; recommended 347Mi" → "limit 256Mi is below ...":
+/// what a reason says is wrong, before the numbers of its fix.
 fn strip_recommended(reason: &str) -> String {
     let body = reason.split_once(": ").map_or(reason, |(_, b)| b);
-    body.rsplit_once("; recommended")
-        .map_or(body, |(b, _)| b)
-        .to_string()
+    body.split_once("; ").map_or(body, |(b, _)| b).to_string()
 }
 
 /// The warning line that tells the user what the mutation did.

@@ -478,6 +478,23 @@ impl PolicySpec {
     }
 }
 
+impl PolicySpec {
+    /// The defaults before the replay benchmark chose today's (window 14d, statistic max,
+    /// headroom 15%, OOM bump × 1.2): the unit tests of the verdict and the reconciler's plan
+    /// keep their hand-computed numbers with these.
+    #[cfg(test)]
+    pub(crate) fn classic() -> PolicySpec {
+        let mut p = PolicySpec {
+            statistic: Statistic::Max,
+            headroom: Percent(0.15),
+            ..PolicySpec::default()
+        };
+        p.history.window = Duration(14 * 86400);
+        p.oom_bump.ratio = 1.2;
+        p
+    }
+}
+
 impl Default for PolicySpec {
     fn default() -> Self {
         PolicySpec {

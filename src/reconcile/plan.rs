@@ -346,6 +346,7 @@ fn assess(
         request: field(c.request),
         has_resources: true,
         has_limits: true,
+        runtime: Default::default(),
     };
     let v = verdict::decide_one(&spec, Some(h), events_unseen, policy, now);
     let Some(rec) = v.recommended else {

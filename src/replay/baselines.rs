@@ -481,8 +481,20 @@ mod tests {
         let a = vpa.actuate(&v).expect("quick OOM evicts");
         assert!(a.restarts && a.limit >= 1380.0 * MIB);
         v.last_oom_run = Some(4 * 3600);
-        v.limit = 1300.0 * MIB;
+        let e = vpa.estimate(&v).expect("estimate");
+        let target = round_up_mib(e.target);
+        v.limit = round_up_mib(e.lower.max(target * 0.95));
+        assert!(v.limit <= e.upper && (target - v.limit).abs() / v.limit < 0.1, "precondition");
         assert_eq!(vpa.actuate(&v), None);
+        // Below the lower bound the updater evicts, however young the pod.
+        v.limit = round_up_mib(e.lower * 0.9);
+        assert_eq!(
+            vpa.actuate(&v),
+            Some(Actuation {
+                limit: target,
+                restarts: true
+            })
+        );
     }
 
     #[test]

@@ -67,7 +67,19 @@ pub fn patch(rows: &[&Recommendation]) -> Result<Value, String> {
             .push(json!({ "name": r.container, "resources": resources }));
     }
     if lists.is_empty() {
-        return Err("no recommendation (too little history)".to_string());
+        // A configuration no limit fixes (a heap of 90% of whatever the limit is) says so.
+        return Err(
+            match rows
+                .iter()
+                .find(|r| r.limit.is_some() && !r.reason.is_empty())
+            {
+                Some(r) => format!(
+                    "no limit to recommend; the container's configuration must change: {}",
+                    r.reason
+                ),
+                None => "no recommendation (too little history)".to_string(),
+            },
+        );
     }
     let pod_spec: serde_json::Map<String, Value> = lists
         .into_iter()

@@ -2,10 +2,26 @@
 //! `https://127.0.0.1:PORT` with the certificates `oomguard certs` made in `DIR/certs`.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::{free_port, policy, BIN};
+
+/// Certificates in `dir/certs` for the apiserver to call the webhook at
+/// `https://127.0.0.1:PORT`, and `dir/certs/webhook.yaml` registering it; returns PORT.
+pub fn certs_for_apiserver(dir: &Path) -> u16 {
+    let port = free_port();
+    let st = Command::new(BIN)
+        .args(["certs", "--out"])
+        .arg(dir.join("certs"))
+        .args(["--ip", "127.0.0.1"])
+        .args(["--url", &format!("https://127.0.0.1:{port}")])
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    port
+}
 
 pub struct Serve {
     pub child: std::process::Child,
