@@ -120,7 +120,10 @@ fn oomguard_in_the_loop_answers_a_step_up_and_does_not_ratchet_on_a_flat_series(
     let policy = sim::policy_for(&PolicySpec::default(), LoopMode::Mutate);
     let mut p = Product::new(&policy, m, &s.name).expect("product");
     let mutate_only = sim::replay(&s, &mut p, &m);
-    assert!(mutate_only.oom_events > score.oom_events, "{mutate_only:?} vs {score:?}");
+    assert!(
+        mutate_only.oom_events > score.oom_events,
+        "{mutate_only:?} vs {score:?}"
+    );
 }
 
 #[test]
@@ -252,9 +255,10 @@ fn dumped_decisions_are_what_oomguard_check_decides() {
     let mut per_trace: std::collections::HashMap<String, usize> = Default::default();
     let (mut changed, mut kinds) = (0, std::collections::BTreeSet::new());
     for d in &dirs {
-        let decision: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(d.join("decision.json")).expect("decision"))
-                .expect("decision.json");
+        let decision: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(d.join("decision.json")).expect("decision"),
+        )
+        .expect("decision.json");
         *per_trace
             .entry(decision["trace"].as_str().unwrap_or("").to_string())
             .or_default() += 1;
@@ -295,5 +299,8 @@ fn dumped_decisions_are_what_oomguard_check_decides() {
     }
     assert!(per_trace.values().all(|&n| n <= 50), "{per_trace:?}");
     assert!(changed > 0, "no dumped decision changed the limit");
-    assert!(kinds.contains("reconcile") && kinds.contains("deploy"), "{kinds:?}");
+    assert!(
+        kinds.contains("reconcile") && kinds.contains("deploy"),
+        "{kinds:?}"
+    );
 }

@@ -668,7 +668,10 @@ spec:
         assert_eq!(p.spec.forecast.leak_room_secs(), 12 * 3600);
         assert_eq!(PolicySpec::default().forecast.leak_room_secs(), 48 * 3600);
         for (text, field) in [
-            ("  forecast: {horizon: 24h, leakRoom: 12h}", "spec.forecast.leakRoom"),
+            (
+                "  forecast: {horizon: 24h, leakRoom: 12h}",
+                "spec.forecast.leakRoom",
+            ),
             ("  lowering: {minSaving: 120%}", "spec.lowering.minSaving"),
             ("  lowering: {minSavings: 10%}", "minSavings"),
         ] {

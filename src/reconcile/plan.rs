@@ -360,8 +360,8 @@ fn assess(
     let ls = Bytes(limit as f64);
     // Killed at this very limit (or running below its peak): the limit is proven too small
     // whatever the pattern; more replicas do not undo a kill.
-    let killed_here = verdict::oom_bump(h, Some(limit as f64), &policy.oom_bump)
-        .is_some_and(|b| b.at_current);
+    let killed_here =
+        verdict::oom_bump(h, Some(limit as f64), &policy.oom_bump).is_some_and(|b| b.at_current);
     if v.severity >= Severity::Critical && (killed_here || h.peaks.max > limit as f64) {
         return raise(w, c, limit, rec, &v, pattern, policy, now);
     }
@@ -402,11 +402,13 @@ fn assess(
         )),
         // Less headroom than the policy asks is admission's and `recommend`'s to fix at the
         // next deploy; the reconciler acts on what will OOM (critical).
-        Pattern::Leak | Pattern::LevelShift if v.severity < Severity::Critical => Need::Quiet(format!(
-            "container {name}: {}, its {ls} limit lasts {}",
-            pattern.as_str(),
-            policy.forecast.horizon
-        )),
+        Pattern::Leak | Pattern::LevelShift if v.severity < Severity::Critical => {
+            Need::Quiet(format!(
+                "container {name}: {}, its {ls} limit lasts {}",
+                pattern.as_str(),
+                policy.forecast.horizon
+            ))
+        }
         Pattern::Spiky | Pattern::Leak | Pattern::LevelShift => {
             raise(w, c, limit, rec, &v, pattern, policy, now)
         }

@@ -462,7 +462,10 @@ mod tests {
             "{}",
             r / MIB
         );
-        assert_eq!(vpa.recommend(&view(&flat(48, 10.0), &[])), Some(250.0 * MIB));
+        assert_eq!(
+            vpa.recommend(&view(&flat(48, 10.0), &[])),
+            Some(250.0 * MIB)
+        );
         // OOM at a 1000 MiB request with 500 MiB peaks: a sample of max(1100, 1200) MiB.
         let s = flat(12, 500.0);
         let oom = [OomKill {
@@ -484,7 +487,10 @@ mod tests {
         let e = vpa.estimate(&v).expect("estimate");
         let target = round_up_mib(e.target);
         v.limit = round_up_mib(e.lower.max(target * 0.95));
-        assert!(v.limit <= e.upper && (target - v.limit).abs() / v.limit < 0.1, "precondition");
+        assert!(
+            v.limit <= e.upper && (target - v.limit).abs() / v.limit < 0.1,
+            "precondition"
+        );
         assert_eq!(vpa.actuate(&v), None);
         // Below the lower bound the updater evicts, however young the pod.
         v.limit = round_up_mib(e.lower * 0.9);
@@ -508,7 +514,11 @@ mod tests {
         let close = |r: Option<f64>, mib: f64| r.is_some_and(|r| (r / MIB - mib).abs() < 1e-6);
         assert!(close(krr.recommend(&view(&s, &[])), 230.0));
         assert!(close(krr.recommend(&view(&flat(24, 50.0), &[])), 100.0));
-        assert_eq!(krr.recommend(&view(&flat(8, 500.0), &[])), None, "< 100 points");
+        assert_eq!(
+            krr.recommend(&view(&flat(8, 500.0), &[])),
+            None,
+            "< 100 points"
+        );
         let mut old = flat(24 * 16, 100.0);
         old[0].bytes = 900.0 * MIB;
         assert!(close(krr.recommend(&view(&old, &[])), 115.0));

@@ -50,7 +50,11 @@ impl Curve {
         for w in e.windows(2) {
             let (a, b) = (w[0], w[1]);
             if slack >= a.0 && slack <= b.0 {
-                let f = if b.0 > a.0 { (slack - a.0) / (b.0 - a.0) } else { 0.0 };
+                let f = if b.0 > a.0 {
+                    (slack - a.0) / (b.0 - a.0)
+                } else {
+                    0.0
+                };
                 return Some(a.1 + f * (b.1 - a.1));
             }
         }
@@ -67,7 +71,11 @@ impl Curve {
         for w in e.windows(2) {
             let (a, b) = (w[0], w[1]);
             if b.1 <= rate {
-                let f = if a.1 > b.1 { (a.1 - rate) / (a.1 - b.1) } else { 1.0 };
+                let f = if a.1 > b.1 {
+                    (a.1 - rate) / (a.1 - b.1)
+                } else {
+                    1.0
+                };
                 return Some(a.0 + f * (b.0 - a.0));
             }
         }
@@ -75,14 +83,11 @@ impl Curve {
     }
 
     pub fn default_point(&self) -> Option<Point> {
-        self.points
-            .iter()
-            .copied()
-            .min_by(|a, b| {
-                (a.margin - self.default_margin)
-                    .abs()
-                    .total_cmp(&(b.margin - self.default_margin).abs())
-            })
+        self.points.iter().copied().min_by(|a, b| {
+            (a.margin - self.default_margin)
+                .abs()
+                .total_cmp(&(b.margin - self.default_margin).abs())
+        })
     }
 }
 
@@ -102,8 +107,16 @@ pub struct Comparison {
 /// Compares `ours` with `other` on a grid of slack values.
 pub fn compare(ours: &Curve, other: &Curve) -> Comparison {
     let (a, b) = (ours.envelope(), other.envelope());
-    let lo = a.first().map(|p| p.0).unwrap_or(0.0).max(b.first().map(|p| p.0).unwrap_or(0.0));
-    let hi = a.last().map(|p| p.0).unwrap_or(0.0).min(b.last().map(|p| p.0).unwrap_or(0.0));
+    let lo = a
+        .first()
+        .map(|p| p.0)
+        .unwrap_or(0.0)
+        .max(b.first().map(|p| p.0).unwrap_or(0.0));
+    let hi = a
+        .last()
+        .map(|p| p.0)
+        .unwrap_or(0.0)
+        .min(b.last().map(|p| p.0).unwrap_or(0.0));
     if a.is_empty() || b.is_empty() || lo > hi {
         // No common slack: below when oomguard's least-slack point has no more OOMs than the
         // other's best and less slack than its least.
@@ -140,7 +153,9 @@ pub fn compare(ours: &Curve, other: &Curve) -> Comparison {
 /// "at VPA's OOM rate oomguard's slack is X points lower; at VPA's slack, N x fewer OOMs".
 pub fn summary_line(ours: &Curve, vpa: &Curve) -> Option<String> {
     let v = vpa.default_point()?;
-    let at_rate = ours.slack_at_rate(v.oom_rate).map(|s| (v.slack - s) * 100.0);
+    let at_rate = ours
+        .slack_at_rate(v.oom_rate)
+        .map(|s| (v.slack - s) * 100.0);
     let at_slack = ours.rate_at_slack(v.slack);
     let first = match at_rate {
         Some(x) => format!(
@@ -154,7 +169,10 @@ pub fn summary_line(ours: &Curve, vpa: &Curve) -> Option<String> {
     };
     let second = match at_slack {
         Some(r) if r <= 0.0 && v.oom_rate <= 0.0 => {
-            format!("at VPA's slack ({:.1}%), both have no OOMs", v.slack * 100.0)
+            format!(
+                "at VPA's slack ({:.1}%), both have no OOMs",
+                v.slack * 100.0
+            )
         }
         Some(r) if r <= 0.0 => format!(
             "at VPA's slack ({:.1}%), no OOMs (VPA: {:.4}/series-day)",
@@ -229,20 +247,34 @@ pub fn svg(title: &str, curves: &[Curve], points: &[(String, Point)]) -> Result<
                 .draw_series(LineSeries::new(line, color.stroke_width(width)))
                 .map_err(|e| e.to_string())?
                 .label(c.name.clone())
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(3)));
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(3))
+                });
             chart
-                .draw_series(c.points.iter().map(|p| Circle::new(xy(p), 3, color.filled())))
+                .draw_series(
+                    c.points
+                        .iter()
+                        .map(|p| Circle::new(xy(p), 3, color.filled())),
+                )
                 .map_err(|e| e.to_string())?;
             if let Some(d) = c.default_point() {
                 chart
-                    .draw_series(std::iter::once(Circle::new(xy(&d), 7, color.stroke_width(2))))
+                    .draw_series(std::iter::once(Circle::new(
+                        xy(&d),
+                        7,
+                        color.stroke_width(2),
+                    )))
                     .map_err(|e| e.to_string())?;
             }
         }
         for (j, (name, p)) in points.iter().enumerate() {
             let color = COLORS[(curves.len() + j) % COLORS.len()];
             chart
-                .draw_series(std::iter::once(TriangleMarker::new(xy(p), 8, color.filled())))
+                .draw_series(std::iter::once(TriangleMarker::new(
+                    xy(p),
+                    8,
+                    color.filled(),
+                )))
                 .map_err(|e| e.to_string())?
                 .label(name.clone())
                 .legend(move |(x, y)| TriangleMarker::new((x + 9, y), 6, color.filled()));
@@ -300,7 +332,23 @@ mod tests {
         let line = summary_line(&ours, &vpa).unwrap();
         assert!(line.contains("slack is"), "{line}");
         assert!(line.contains("no OOMs"), "{line}");
-        let svg = svg("t", &[ours, vpa], &[("provisioned".into(), Point { margin: 0.0, slack: 0.6, oom_rate: 0.0 })]).unwrap();
-        assert!(svg.starts_with("<svg") && svg.contains("oomguard"), "{}", &svg[..100]);
+        let svg = svg(
+            "t",
+            &[ours, vpa],
+            &[(
+                "provisioned".into(),
+                Point {
+                    margin: 0.0,
+                    slack: 0.6,
+                    oom_rate: 0.0,
+                },
+            )],
+        )
+        .unwrap();
+        assert!(
+            svg.starts_with("<svg") && svg.contains("oomguard"),
+            "{}",
+            &svg[..100]
+        );
     }
 }

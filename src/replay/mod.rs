@@ -89,7 +89,11 @@ pub struct ReplayArgs {
     #[arg(long)]
     pub frontier: bool,
     /// Margins swept, percent.
-    #[arg(long, value_delimiter = ',', default_value = "0,5,10,15,20,25,30,40,50")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "0,5,10,15,20,25,30,40,50"
+    )]
     pub margins: Vec<f64>,
     /// Write up to 50 of oomguard's decisions per trace set (history, workload, policy, the
     /// recommended limit) for `oomguard check` to replay.
@@ -296,7 +300,9 @@ impl Setup {
         let jobs: Vec<(usize, usize)> = (0..who.len())
             .flat_map(|w| (0..series.len()).map(move |s| (w, s)))
             .collect();
-        let results = par_map(&jobs, self.threads, |&(w, s)| self.one(&who[w], &series[s], None));
+        let results = par_map(&jobs, self.threads, |&(w, s)| {
+            self.one(&who[w], &series[s], None)
+        });
         let mut totals = vec![Score::default(); who.len()];
         for (&(w, _), r) in jobs.iter().zip(results) {
             totals[w].add(&r?);
@@ -351,7 +357,11 @@ pub fn run(args: &ReplayArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     if args.deploy_every.secs() < 300 {
         bail!("--deploy-every must be at least 5m (one interval)");
     }
-    if args.margins.iter().any(|m| !m.is_finite() || *m < 0.0 || *m > 1000.0) {
+    if args
+        .margins
+        .iter()
+        .any(|m| !m.is_finite() || *m < 0.0 || *m > 1000.0)
+    {
         bail!("--margins are percentages between 0 and 1000");
     }
     let policy = load_policy(args.policy.as_deref())?;
@@ -372,9 +382,10 @@ pub fn run(args: &ReplayArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let mut sets: Vec<(String, Vec<Series>)> = Vec::new();
     for path in &args.files {
         let series = read_csv(path)?;
-        let trace = path
-            .file_stem()
-            .map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
+        let trace = path.file_stem().map_or_else(
+            || path.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
         sets.push((trace, series));
     }
     let mut detection = None;
@@ -461,12 +472,27 @@ pub fn run(args: &ReplayArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Builds the recommender of a family at a margin.
+type MakeWho = Box<dyn Fn(f64) -> Who>;
+
 /// Every recommender's margin swept on every trace set (and pooled).
-fn sweep(setup: &Setup, sets: &[(String, Vec<Series>)], margins: &[f64]) -> anyhow::Result<Vec<FrontierReport>> {
+fn sweep(
+    setup: &Setup,
+    sets: &[(String, Vec<Series>)],
+    margins: &[f64],
+) -> anyhow::Result<Vec<FrontierReport>> {
     let default_headroom = setup.policy.headroom.0;
-    let families: Vec<(String, f64, Box<dyn Fn(f64) -> Who>)> = vec![
-        ("oomguard".into(), default_headroom, Box::new(|m| Who::Oomguard(Some(m)))),
-        ("vpa".into(), 0.15, Box::new(|m| Who::Baseline(std::sync::Arc::new(Vpa { margin: m })))),
+    let families: Vec<(String, f64, MakeWho)> = vec![
+        (
+            "oomguard".into(),
+            default_headroom,
+            Box::new(|m| Who::Oomguard(Some(m))),
+        ),
+        (
+            "vpa".into(),
+            0.15,
+            Box::new(|m| Who::Baseline(std::sync::Arc::new(Vpa { margin: m }))),
+        ),
         (
             "krr-simple".into(),
             0.15,
@@ -477,8 +503,16 @@ fn sweep(setup: &Setup, sets: &[(String, Vec<Series>)], margins: &[f64]) -> anyh
                 }))
             }),
         ),
-        ("autopilot".into(), 0.10, Box::new(|m| Who::Baseline(std::sync::Arc::new(Autopilot { margin: m })))),
-        ("tutorial-ols".into(), OLS_MARGIN, Box::new(|m| Who::Baseline(std::sync::Arc::new(OlsTrend { margin: m })))),
+        (
+            "autopilot".into(),
+            0.10,
+            Box::new(|m| Who::Baseline(std::sync::Arc::new(Autopilot { margin: m }))),
+        ),
+        (
+            "tutorial-ols".into(),
+            OLS_MARGIN,
+            Box::new(|m| Who::Baseline(std::sync::Arc::new(OlsTrend { margin: m }))),
+        ),
     ];
     // Each family's margins: the swept ones and its own default.
     let mut who = Vec::new();
@@ -548,7 +582,12 @@ fn sweep(setup: &Setup, sets: &[(String, Vec<Series>)], margins: &[f64]) -> anyh
 
 /// Replays oomguard (one thread, so that the choice is deterministic) and writes the sampled
 /// decisions: `DIR/<n>/{history.json, workload.yaml, policies/default.yaml, decision.json}`.
-fn dump_decisions(setup: &Setup, sets: &[(String, Vec<Series>)], dir: &Path, seed: u64) -> anyhow::Result<usize> {
+fn dump_decisions(
+    setup: &Setup,
+    sets: &[(String, Vec<Series>)],
+    dir: &Path,
+    seed: u64,
+) -> anyhow::Result<usize> {
     let policy = sim::policy_for(&setup.policy, setup.cfg.mode);
     let policy_file = serde_norway::to_string(&MemoryPolicy {
         api_version: crate::policy::API_VERSION.into(),
@@ -569,7 +608,10 @@ fn dump_decisions(setup: &Setup, sets: &[(String, Vec<Series>)], dir: &Path, see
             n += 1;
             let d_dir = dir.join(n.to_string());
             std::fs::create_dir_all(d_dir.join("policies"))?;
-            std::fs::write(d_dir.join("history.json"), serde_json::to_string(&d.history)?)?;
+            std::fs::write(
+                d_dir.join("history.json"),
+                serde_json::to_string(&d.history)?,
+            )?;
             std::fs::write(
                 d_dir.join("workload.yaml"),
                 serde_norway::to_string(&sim::deployment(&d.key.name, d.limit))?,
@@ -583,7 +625,10 @@ fn dump_decisions(setup: &Setup, sets: &[(String, Vec<Series>)], dir: &Path, see
                 "limit": d.limit,
                 "recommended": d.recommended,
             });
-            std::fs::write(d_dir.join("decision.json"), serde_json::to_string_pretty(&decision)?)?;
+            std::fs::write(
+                d_dir.join("decision.json"),
+                serde_json::to_string_pretty(&decision)?,
+            )?;
         }
     }
     Ok(n)
@@ -612,7 +657,15 @@ fn write_table(report: &Report, out: &mut dyn Write) -> anyhow::Result<()> {
             writeln!(
                 out,
                 "  {:<20} {:>6} {:>8} {:>7} {:>9} {:>7} {:>9} {:>9} {:>8}",
-                "recommender", "series", "days", "OOMs", "OOMs/day", "slack", "OOM-free", "changes/d", "ratchets"
+                "recommender",
+                "series",
+                "days",
+                "OOMs",
+                "OOMs/day",
+                "slack",
+                "OOM-free",
+                "changes/d",
+                "ratchets"
             )?;
         }
         writeln!(
@@ -630,12 +683,23 @@ fn write_table(report: &Report, out: &mut dyn Write) -> anyhow::Result<()> {
         )?;
     }
     for f in &report.frontier {
-        writeln!(out, "\nfrontier {} (OOMs/series-day at mean slack, margins swept)", f.trace)?;
+        writeln!(
+            out,
+            "\nfrontier {} (OOMs/series-day at mean slack, margins swept)",
+            f.trace
+        )?;
         for c in &f.curves {
             let pts: Vec<String> = c
                 .points
                 .iter()
-                .map(|p| format!("{:.0}%:{:.4}@{:.1}%", p.margin * 100.0, p.oom_rate, p.slack * 100.0))
+                .map(|p| {
+                    format!(
+                        "{:.0}%:{:.4}@{:.1}%",
+                        p.margin * 100.0,
+                        p.oom_rate,
+                        p.slack * 100.0
+                    )
+                })
                 .collect();
             writeln!(out, "  {:<13} {}", c.name, pts.join(" "))?;
         }
@@ -645,8 +709,11 @@ fn write_table(report: &Report, out: &mut dyn Write) -> anyhow::Result<()> {
                 "  oomguard vs {:<13} {} (overlap {}, worst excess {:.4})",
                 cmp.other,
                 if cmp.below { "below" } else { "NOT below" },
-                cmp.overlap
-                    .map_or("none".into(), |(a, b)| format!("{:.1}-{:.1}%", a * 100.0, b * 100.0)),
+                cmp.overlap.map_or("none".into(), |(a, b)| format!(
+                    "{:.1}-{:.1}%",
+                    a * 100.0,
+                    b * 100.0
+                )),
                 cmp.worst_excess
             )?;
         }
@@ -688,7 +755,11 @@ fn write_table(report: &Report, out: &mut dyn Write) -> anyhow::Result<()> {
             .iter()
             .map(|(k, ok, n)| format!("{k} {ok}/{n}"))
             .collect();
-        writeln!(out, "  pattern named right at the end: {}", classes.join(", "))?;
+        writeln!(
+            out,
+            "  pattern named right at the end: {}",
+            classes.join(", ")
+        )?;
     }
     if let Some(b) = &report.bench {
         writeln!(
@@ -705,7 +776,9 @@ fn write_table(report: &Report, out: &mut dyn Write) -> anyhow::Result<()> {
 }
 
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 fn write_html(report: &Report, out: &mut dyn Write) -> anyhow::Result<()> {
@@ -750,9 +823,15 @@ fn write_html(report: &Report, out: &mut dyn Write) -> anyhow::Result<()> {
                 .provisioned
                 .map(|p| vec![("provisioned".to_string(), p)])
                 .unwrap_or_default();
-            let svg = frontier::svg(&format!("{trace}: OOM events per series-day vs mean slack"), &f.curves, &points)
-                .map_err(|e| anyhow::anyhow!("frontier chart: {e}"))?;
-            h.push_str(&format!("<figure class=\"frontier\">{svg}</figure>\n<ul>\n"));
+            let svg = frontier::svg(
+                &format!("{trace}: OOM events per series-day vs mean slack"),
+                &f.curves,
+                &points,
+            )
+            .map_err(|e| anyhow::anyhow!("frontier chart: {e}"))?;
+            h.push_str(&format!(
+                "<figure class=\"frontier\">{svg}</figure>\n<ul>\n"
+            ));
             for cmp in &f.comparisons {
                 h.push_str(&format!(
                     "<li>oomguard vs {}: {}</li>\n",

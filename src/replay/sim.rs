@@ -147,7 +147,12 @@ pub fn replay(series: &Series, ctl: &mut dyn Controller, cfg: &LoopConfig) -> Sc
         .map(|p| p.1)
         .find(|&l| known(l))
         .unwrap_or(first.bytes * 2.0);
-    let initial = if known(first_limit) { first_limit } else { initial }.ceil();
+    let initial = if known(first_limit) {
+        first_limit
+    } else {
+        initial
+    }
+    .ceil();
     let mut obs = Observed::new(first.t, initial);
     let mut tally = Tally::new(first.t + cfg.warmup);
     let mut provisioned = initial;
@@ -404,10 +409,15 @@ pub struct Product<'a> {
 impl<'a> Product<'a> {
     /// `policy` is the one used everywhere (its mode and `reconcile.enabled` as the replay mode
     /// sets them: see [`policy_for`]).
-    pub fn new(policy: &'a PolicySpec, cfg: LoopConfig, series: &str) -> anyhow::Result<Product<'a>> {
+    pub fn new(
+        policy: &'a PolicySpec,
+        cfg: LoopConfig,
+        series: &str,
+    ) -> anyhow::Result<Product<'a>> {
         let name = workload_name(series);
-        let workload = Workload::from_object(WorkloadKind::Deployment, &deployment(&name, 1), NAMESPACE)
-            .map_err(|e| anyhow::anyhow!("the replay's Deployment does not read: {e}"))?;
+        let workload =
+            Workload::from_object(WorkloadKind::Deployment, &deployment(&name, 1), NAMESPACE)
+                .map_err(|e| anyhow::anyhow!("the replay's Deployment does not read: {e}"))?;
         Ok(Product {
             policy,
             cfg,
@@ -456,7 +466,14 @@ impl<'a> Product<'a> {
             .pop()
     }
 
-    fn offer(&mut self, decision: &'static str, ctx: &Ctx<'_>, limit: f64, rec: Option<u64>, changed: bool) {
+    fn offer(
+        &mut self,
+        decision: &'static str,
+        ctx: &Ctx<'_>,
+        limit: f64,
+        rec: Option<u64>,
+        changed: bool,
+    ) {
         let Some(dump) = self.dump.as_deref_mut() else {
             return;
         };
@@ -567,7 +584,11 @@ impl Controller for Product<'_> {
 /// switched as the replay's mode says (nothing else changes).
 pub fn policy_for(base: &PolicySpec, mode: LoopMode) -> PolicySpec {
     let mut p = base.clone();
-    p.mode = if mode.mutates() { Mode::Mutate } else { Mode::Warn };
+    p.mode = if mode.mutates() {
+        Mode::Mutate
+    } else {
+        Mode::Warn
+    };
     p.reconcile.enabled = mode.reconciles();
     p.reconcile.dry_run = false;
     p

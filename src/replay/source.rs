@@ -165,7 +165,13 @@ impl Observed {
 
     /// The `--history` file (README "History file format") of one workload holding this
     /// container, as of `now`: what [`Observed::history`] returns, written out.
-    pub fn history_file(&self, key: &crate::history::WorkloadKey, container: &str, now: i64, spans: Spans) -> Value {
+    pub fn history_file(
+        &self,
+        key: &crate::history::WorkloadKey,
+        container: &str,
+        now: i64,
+        spans: Spans,
+    ) -> Value {
         let from = now - spans.window_secs;
         let recent_from = now - spans.recent_secs.min(spans.window_secs);
         let pair = |s: &Sample| json!([s.t, s.bytes]);
@@ -196,7 +202,10 @@ impl Observed {
             c.insert("samples".into(), Value::Array(samples));
         }
         c.insert("oomKills".into(), Value::Array(ooms));
-        c.insert("limit".into(), json!(format!("{}", self.limit().round() as u64)));
+        c.insert(
+            "limit".into(),
+            json!(format!("{}", self.limit().round() as u64)),
+        );
         c.insert("limitHistory".into(), Value::Array(changes));
         json!({
             "apiVersion": "oomguard.io/v1",
@@ -268,6 +277,12 @@ mod tests {
         assert!(o.record(300, 130.0, 100.0));
         assert!(!o.record(600, 90.0, 100.0));
         assert_eq!(o.peaks[0].bytes, 100.0);
-        assert_eq!(o.ooms, vec![OomKill { t: 300, limit: Some(100.0) }]);
+        assert_eq!(
+            o.ooms,
+            vec![OomKill {
+                t: 300,
+                limit: Some(100.0)
+            }]
+        );
     }
 }
