@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}
 command -v oha >/dev/null || { echo "oha is missing: cargo install oha --locked" >&2; exit 2; }
-cargo build --release --quiet
+cargo build --release --quiet --features bench
 work=$(mktemp -d)
 trap 'kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true; rm -rf "$work"' EXIT
 ./target/release/oomguard certs --out "$work/certs" --dns localhost --ip 127.0.0.1 >/dev/null

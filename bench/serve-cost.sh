@@ -10,7 +10,7 @@ command -v valgrind >/dev/null || { echo "valgrind is missing: apt-get install v
 command -v oha >/dev/null || { echo "oha is missing: cargo install oha --locked" >&2; exit 2; }
 bin=${1:-target/release/oomguard}
 shift || true
-[ "$bin" = target/release/oomguard ] && cargo build --release --quiet
+[ "$bin" = target/release/oomguard ] && cargo build --release --quiet --features bench
 n1=200 n2=1200
 work=$(mktemp -d)
 pid=

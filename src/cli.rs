@@ -151,6 +151,11 @@ pub struct ServeArgs {
     /// How long in-flight requests may finish after SIGTERM.
     #[arg(long, default_value = "10s", value_parser = crate::duration::parse)]
     pub drain: Duration,
+    /// After SIGTERM, keep serving this long with /readyz answering 503 before draining, so
+    /// that callers stop sending first. deploy/ gets the same from the kubelet's `preStop`
+    /// sleep; set it where there is none.
+    #[arg(long, default_value = "0s", value_parser = crate::duration::parse)]
+    pub shutdown_delay: Duration,
 }
 
 #[derive(Debug, Args)]
@@ -314,6 +319,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<i32> {
         policies: a.policies,
         admitter,
         drain: a.drain,
+        shutdown_delay: a.shutdown_delay,
     })
     .await?;
     Ok(0)

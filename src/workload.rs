@@ -175,7 +175,7 @@ pub enum WorkloadError {
 
 /// The parts of an object the engine reads (deserialize it from the object's JSON or YAML).
 #[derive(Default, Deserialize)]
-#[cfg_attr(test, derive(PartialEq))]
+#[cfg_attr(any(test, fuzzing), derive(PartialEq))]
 pub struct PartialObject {
     #[serde(default)]
     pub(crate) metadata: Option<PartialMeta>,
@@ -184,7 +184,7 @@ pub struct PartialObject {
 }
 
 #[derive(Default, Deserialize)]
-#[cfg_attr(test, derive(PartialEq))]
+#[cfg_attr(any(test, fuzzing), derive(PartialEq))]
 pub(crate) struct PartialMeta {
     #[serde(default)]
     pub(crate) name: Option<String>,
@@ -212,7 +212,7 @@ impl<'de> Deserialize<'de> for Present {
 }
 
 #[derive(Deserialize)]
-#[cfg_attr(test, derive(PartialEq))]
+#[cfg_attr(any(test, fuzzing), derive(PartialEq))]
 pub(crate) struct PartialOwner {
     #[serde(default)]
     pub(crate) kind: Option<String>,
@@ -224,7 +224,7 @@ pub(crate) struct PartialOwner {
 
 /// The `oomguard.io/` annotations; the others are skipped unread.
 #[derive(Default)]
-#[cfg_attr(test, derive(PartialEq))]
+#[cfg_attr(any(test, fuzzing), derive(PartialEq))]
 pub(crate) struct OwnAnnotations(pub(crate) BTreeMap<String, String>);
 
 impl<'de> Deserialize<'de> for OwnAnnotations {
@@ -257,7 +257,7 @@ impl<'de> Deserialize<'de> for OwnAnnotations {
 }
 
 #[derive(Default, Deserialize)]
-#[cfg_attr(test, derive(PartialEq))]
+#[cfg_attr(any(test, fuzzing), derive(PartialEq))]
 pub(crate) struct PartialSpec {
     #[serde(default)]
     pub(crate) template: Option<PartialTemplate>,
@@ -272,28 +272,28 @@ pub(crate) struct PartialSpec {
 }
 
 #[derive(Default, Deserialize)]
-#[cfg_attr(test, derive(PartialEq))]
+#[cfg_attr(any(test, fuzzing), derive(PartialEq))]
 pub(crate) struct PartialJobTemplate {
     #[serde(default)]
     pub(crate) spec: Option<PartialJobSpec>,
 }
 
 #[derive(Default, Deserialize)]
-#[cfg_attr(test, derive(PartialEq))]
+#[cfg_attr(any(test, fuzzing), derive(PartialEq))]
 pub(crate) struct PartialJobSpec {
     #[serde(default)]
     pub(crate) template: Option<PartialTemplate>,
 }
 
 #[derive(Default, Deserialize)]
-#[cfg_attr(test, derive(PartialEq))]
+#[cfg_attr(any(test, fuzzing), derive(PartialEq))]
 pub(crate) struct PartialTemplate {
     #[serde(default)]
     pub(crate) spec: Option<PartialPodSpec>,
 }
 
 #[derive(Default, Deserialize)]
-#[cfg_attr(test, derive(PartialEq))]
+#[cfg_attr(any(test, fuzzing), derive(PartialEq))]
 pub(crate) struct PartialPodSpec {
     #[serde(default)]
     pub(crate) containers: Option<Vec<PartialContainer>>,
@@ -302,7 +302,7 @@ pub(crate) struct PartialPodSpec {
 }
 
 #[derive(Deserialize)]
-#[cfg_attr(test, derive(PartialEq))]
+#[cfg_attr(any(test, fuzzing), derive(PartialEq))]
 pub(crate) struct PartialContainer {
     #[serde(default)]
     pub(crate) name: Option<String>,
@@ -313,7 +313,7 @@ pub(crate) struct PartialContainer {
 }
 
 #[derive(Deserialize)]
-#[cfg_attr(test, derive(PartialEq))]
+#[cfg_attr(any(test, fuzzing), derive(PartialEq))]
 pub(crate) struct PartialResources {
     #[serde(default)]
     pub(crate) limits: Option<PartialQuantities>,
@@ -322,7 +322,7 @@ pub(crate) struct PartialResources {
 }
 
 #[derive(Deserialize)]
-#[cfg_attr(test, derive(PartialEq))]
+#[cfg_attr(any(test, fuzzing), derive(PartialEq))]
 pub(crate) struct PartialQuantities {
     #[serde(default)]
     pub(crate) memory: Option<Value>,
