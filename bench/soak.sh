@@ -23,8 +23,10 @@ command -v oha >/dev/null || { echo "oha is missing: cargo install oha --locked"
 command -v curl >/dev/null || { echo "curl is missing: apt-get install curl" >&2; exit 2; }
 cargo build --release --quiet
 target=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-bin="$target/release/oomguard"
 work=$(mktemp -d)
+# A copy: the target dir may be shared, and another build may replace the binary meanwhile.
+cp "$target/release/oomguard" "$work/oomguard"
+bin="$work/oomguard"
 pid=
 pids=()
 cleanup() {
@@ -37,7 +39,10 @@ trap cleanup EXIT
 
 # Every certificate set the run will rotate through, made up front: the clients trust the bundle
 # of their CAs (as a caBundle listing the next CA before the switch does).
-rotations=$((secs / 120))
+# Every 2 minutes (a shorter run rotates once, half way).
+rotate_every=120
+[ "$secs" -lt 240 ] && rotate_every=$((secs / 2))
+rotations=$(((secs - 1) / rotate_every))
 for k in $(seq 0 "$rotations"); do
   "$bin" certs --out "$work/certs/$k" --dns localhost --ip 127.0.0.1 >/dev/null
   cat "$work/certs/$k/ca.crt" >>"$work/ca-bundle.crt"
@@ -98,7 +103,7 @@ while :; do
     policy "$mode" >"$work/policy.tmp"
     mv "$work/policy.tmp" "$work/policies/self-healing-platform.yaml"
   fi
-  if [ "$t" -ge $(((k + 1) * 120)) ] && [ "$k" -lt "$rotations" ]; then
+  if [ "$t" -ge $(((k + 1) * rotate_every)) ] && [ "$k" -lt "$rotations" ]; then
     k=$((k + 1))
     ln -s "../certs/$k" "$work/serving/..data.tmp"
     mv -T "$work/serving/..data.tmp" "$work/serving/..data"
