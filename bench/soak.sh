@@ -80,7 +80,8 @@ echo "soak: ${mins} min, ${rate} req/s over TLS (/mutate and /validate), policy 
 echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 half=$((rate / 2))
 for path in mutate validate; do
-  oha --no-tui --output-format json -c 8 -q "$half" -z "${secs}s" -m POST -T application/json -D "$body" \
+  # A count, not -z: oha waits for every answer instead of cutting the last ones at its deadline.
+  oha --no-tui --output-format json -c 8 -q "$half" -n $((half * secs)) -m POST -T application/json -D "$body" \
     --cacert "$work/ca-bundle.crt" "https://localhost:$port/$path" >"$work/oha-$path.json" 2>"$work/oha-$path.err" &
   pids+=($!)
 done
@@ -95,6 +96,10 @@ while :; do
   now=$(date +%s)
   t=$((now - start))
   [ "$t" -ge "$secs" ] && break
+  # oha done early (it failed): stop here, the summary says why.
+  alive=0
+  for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
+  [ "$alive" -eq 0 ] && break
   echo -e "$t\t$(rss_kb)" >>"$work/rss.tsv"
   if [ "$t" -ge "$next_policy" ]; then
     next_policy=$((next_policy + 10))
@@ -142,6 +147,7 @@ secs, rate, rotations, rot_fail, policy_writes = map(int, (secs, rate, rotations
 policy_ok, policy_err, tls_ok, tls_err = map(float, (policy_ok, policy_err, tls_ok, tls_err))
 problems = []
 total = ok = 0
+achieved = 0.0
 for path in ("mutate", "validate"):
     try:
         r = json.load(open(f"{work}/oha-{path}.json"))
@@ -155,10 +161,12 @@ for path in ("mutate", "validate"):
     good = codes.get("200", 0)
     total += n
     ok += good
+    achieved += s["requestsPerSec"]
     print(f"/{path:<9} {n:9d} requests  {s['requestsPerSec']:7.0f} req/s  p50 {p['p50']*1000:6.2f} ms  "
           f"p99 {p['p99']*1000:6.2f} ms  max {s['slowest']*1000:7.1f} ms  status {codes}  errors {errors}")
 failed = total - ok
-achieved = total / secs
+if total < (rate // 2) * 2 * secs:
+    problems.append(f"{total} requests answered of {(rate // 2) * 2 * secs}")
 print(f"total      {total:9d} requests  {achieved:7.0f} req/s  failed {failed}")
 if failed:
     problems.append(f"{failed} failed requests")
