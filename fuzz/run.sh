@@ -2,6 +2,7 @@
 # Runs the coverage-guided fuzz targets (cargo-fuzz, libFuzzer) on the stable toolchain.
 #
 #   fuzz/run.sh [-t SECONDS | -n RUNS] [target...]    (default: -t 60, every target)
+#   FUZZ_SKIP_BUILD=1 fuzz/run.sh ...                  (run the binaries as last built)
 #
 # cargo-fuzz passes a few nightly-only flags; RUSTC_BOOTSTRAP=1 lets the stable compiler take
 # them. No sanitizer (the crate forbids unsafe code); debug assertions and overflow checks on.
@@ -25,7 +26,11 @@ targets=("$@")
 
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked --quiet
 target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-flags=(-O -a -s none --target-dir "$target_dir")
+triple=$(rustc -vV | sed -n 's/^host: //p')
+# Built once; the binaries are then run directly (`cargo fuzz run` would take the shared target
+# dir's lock again for each target).
+[ -n "${FUZZ_SKIP_BUILD:-}" ] || RUSTC_BOOTSTRAP=1 cargo fuzz build -O -a -s none --target-dir "$target_dir"
+bin_dir="$target_dir/$triple/release"
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -34,8 +39,8 @@ for t in "${targets[@]}"; do
   dict=()
   [ -f "fuzz/dict/$t.dict" ] && dict=(-dict="fuzz/dict/$t.dict")
   log="$work/$t.log"
-  if ! RUSTC_BOOTSTRAP=1 cargo fuzz run "${flags[@]}" "$t" "$work/$t" "fuzz/corpus/$t" -- \
-    "${limit[@]}" "${dict[@]}" -timeout=10 -print_final_stats=1 >"$log" 2>&1; then
+  if ! "$bin_dir/$t" "$work/$t" "fuzz/corpus/$t" "${limit[@]}" "${dict[@]}" -timeout=10 \
+    -artifact_prefix="fuzz/artifacts/$t/" -print_final_stats=1 >"$log" 2>&1; then
     tail -n 60 "$log" >&2
     echo "fuzz target $t FAILED (input saved under fuzz/artifacts/$t/)" >&2
     exit 1
