@@ -10,7 +10,8 @@
 #   real-node tests (tests/node.rs): containerd, runc, CNI plugins and busybox-static from apt,
 #   kube-state-metrics built once from the Go module proxy (cached beside the control plane).
 # Then: cargo fmt --check, clippy -D warnings, cargo test (unit, TLS webhook, check CLI,
-# Prometheus, kubectl end to end), and the deploy/ manifests against the real apiserver. The
+# Prometheus, kubectl end to end, faults under load), the deploy/ manifests against the real
+# apiserver, a minute of fuzzing per target (fuzz/run.sh) and a 2-minute soak (bench/soak.sh). The
 # real-node tests run in the background meanwhile (about 45 minutes, most of it waiting for the
 # forecast's 30 minutes of a container lifetime); their output is printed at the end.
 set -euo pipefail
@@ -88,6 +89,11 @@ if [ -f tests/api/schemathesis.sh ] && [ -n "${OOMGUARD_CONTROLPLANE_BIN:-}" ]; 
   step "API: schemathesis against docs/openapi.yaml and oomguard reconcile --api-addr"
   bash tests/api/schemathesis.sh
 fi
+step "fuzz: each target for 60 s (fuzz/run.sh; cargo-fuzz from crates.io when missing)"
+bash fuzz/run.sh -t 60
+step "soak: 2 minutes at 1,000 req/s over TLS, policy reloads, a certificate rotation (bench/soak.sh 2)"
+command -v oha >/dev/null || cargo install oha --locked --quiet
+bash bench/soak.sh 2
 if [ -n "$node_pid" ]; then
   step "real node: waiting for tests/node.rs (log: $node_log)"
   node_rc=0
