@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v valgrind >/dev/null || { echo "valgrind is missing: apt-get install valgrind" >&2; exit 2; }
-cargo build --release --quiet --example admission_cost
+cargo build --release --quiet --features bench --example admission_cost
 # The shared target folder when one is set (CARGO_TARGET_DIR), else ./target.
 bin=${CARGO_TARGET_DIR:-target}/release/examples/admission_cost
 n1=200 n2=1200

@@ -20,7 +20,7 @@ command -v oha >/dev/null || { echo "oha is missing: cargo install oha --locked"
 if [ -n "${OOMGUARD_BIN:-}" ]; then
   bin=$OOMGUARD_BIN
 else
-  cargo build --release --quiet
+  cargo build --release --quiet --features bench
   bin=${CARGO_TARGET_DIR:-target}/release/oomguard
 fi
 work=$(mktemp -d)

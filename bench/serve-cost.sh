@@ -11,7 +11,7 @@ command -v oha >/dev/null || { echo "oha is missing: cargo install oha --locked"
 default=${CARGO_TARGET_DIR:-target}/release/oomguard
 bin=${1:-$default}
 shift || true
-[ "$bin" = "$default" ] && cargo build --release --quiet
+[ "$bin" = "$default" ] && cargo build --release --quiet --features bench
 n1=200 n2=1200
 work=$(mktemp -d)
 pid=

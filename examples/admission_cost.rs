@@ -4,7 +4,7 @@
 //! shared machine is not):
 //!
 //! ```text
-//! cargo build --release --example admission_cost
+//! cargo build --release --features bench --example admission_cost
 //! bench/admission-cost.sh            # instructions per request, /mutate and /trivial
 //! target/release/examples/admission_cost mutate 10000   # or just time it
 //! ```
@@ -80,7 +80,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .body(Body::from(body.clone()))?;
             let resp = router.clone().oneshot(req).await?;
             if !resp.status().is_success() {
-                return Err(format!("{path}: {}", resp.status()).into());
+                let hint = if path == "/trivial" {
+                    " (the /trivial route exists only in builds with --features bench)"
+                } else {
+                    ""
+                };
+                return Err(format!("{path}: {}{hint}", resp.status()).into());
             }
             answer_bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
                 .await?

@@ -168,6 +168,11 @@ pub struct ServeArgs {
     /// Namespaces loaded from Prometheus at a time during the warm-up.
     #[arg(long, default_value_t = 2)]
     pub warmup_concurrency: usize,
+    /// After SIGTERM, keep serving this long with /readyz answering 503 before draining, so
+    /// that callers stop sending first. deploy/ gets the same from the kubelet's `preStop`
+    /// sleep; set it where there is none.
+    #[arg(long, default_value = "0s", value_parser = crate::duration::parse)]
+    pub shutdown_delay: Duration,
 }
 
 #[derive(Debug, Args)]
@@ -356,6 +361,7 @@ async fn serve(a: ServeArgs) -> anyhow::Result<i32> {
         admitter,
         drain: a.drain,
         warmup,
+        shutdown_delay: a.shutdown_delay,
     })
     .await?;
     Ok(0)

@@ -22,9 +22,14 @@ pub struct QuantityError {
 
 /// Parses a memory quantity into bytes, rounding fractional bytes up.
 pub fn parse_bytes(input: &str) -> Result<u64, QuantityError> {
-    if let Some(bytes) = parse_plain(input) {
-        return Ok(bytes);
+    match parse_plain(input) {
+        Some(bytes) => Ok(bytes),
+        None => parse_general(input),
     }
+}
+
+/// The whole grammar (the fast path [`parse_plain`] is a subset of it).
+fn parse_general(input: &str) -> Result<u64, QuantityError> {
     let err = |reason| QuantityError {
         input: input.to_string(),
         reason,
@@ -124,6 +129,29 @@ pub fn parse_bytes(input: &str) -> Result<u64, QuantityError> {
         .ok()
         .filter(|&b| b <= MAX_BYTES)
         .ok_or_else(too_large)
+}
+
+/// The fast path against the general grammar on one input (the fuzz target `quantity` in
+/// fuzz/): whatever [`parse_plain`] reads, [`parse_general`] reads to the same bytes. Panics
+/// on a difference; returns [`parse_bytes`]' answer.
+#[cfg(any(test, fuzzing))]
+#[doc(hidden)]
+pub fn fuzz_plain_agrees(input: &str) -> Result<u64, QuantityError> {
+    let general = parse_general(input);
+    if let Some(plain) = parse_plain(input) {
+        assert_eq!(
+            general,
+            Ok(plain),
+            "{input:?}: the fast path and the general grammar disagree"
+        );
+    }
+    let bytes = parse_bytes(input);
+    // What oomguard writes back into a manifest reads as the same bytes.
+    if let Ok(b) = bytes {
+        let q = to_quantity(b);
+        assert_eq!(parse_bytes(&q), Ok(b), "{input:?} -> {q:?}");
+    }
+    bytes
 }
 
 /// The common forms (`256Mi`, `1Gi`, `512M`, `1000000`: whole digits and a unit) without the

@@ -178,7 +178,7 @@ pub enum WorkloadError {
 
 /// The parts of an object the engine reads (deserialize it from the object's JSON or YAML).
 #[derive(Default, Deserialize)]
-#[cfg_attr(test, derive(PartialEq))]
+#[cfg_attr(any(test, fuzzing), derive(PartialEq))]
 pub struct PartialObject {
     #[serde(default)]
     pub(crate) metadata: Option<PartialMeta>,
@@ -187,7 +187,7 @@ pub struct PartialObject {
 }
 
 #[derive(Default, Deserialize)]
-#[cfg_attr(test, derive(PartialEq))]
+#[cfg_attr(any(test, fuzzing), derive(PartialEq))]
 pub(crate) struct PartialMeta {
     #[serde(default)]
     pub(crate) name: Option<String>,
@@ -215,7 +215,7 @@ impl<'de> Deserialize<'de> for Present {
 }
 
 #[derive(Deserialize)]
-#[cfg_attr(test, derive(PartialEq))]
+#[cfg_attr(any(test, fuzzing), derive(PartialEq))]
 pub(crate) struct PartialOwner {
     #[serde(default)]
     pub(crate) kind: Option<String>,
@@ -227,7 +227,7 @@ pub(crate) struct PartialOwner {
 
 /// The `oomguard.io/` annotations; the others are skipped unread.
 #[derive(Default)]
-#[cfg_attr(test, derive(PartialEq))]
+#[cfg_attr(any(test, fuzzing), derive(PartialEq))]
 pub(crate) struct OwnAnnotations(pub(crate) BTreeMap<String, String>);
 
 impl<'de> Deserialize<'de> for OwnAnnotations {
@@ -260,7 +260,7 @@ impl<'de> Deserialize<'de> for OwnAnnotations {
 }
 
 #[derive(Default, Deserialize)]
-#[cfg_attr(test, derive(PartialEq))]
+#[cfg_attr(any(test, fuzzing), derive(PartialEq))]
 pub(crate) struct PartialSpec {
     #[serde(default)]
     pub(crate) template: Option<PartialTemplate>,
@@ -277,28 +277,28 @@ pub(crate) struct PartialSpec {
 }
 
 #[derive(Default, Deserialize)]
-#[cfg_attr(test, derive(PartialEq))]
+#[cfg_attr(any(test, fuzzing), derive(PartialEq))]
 pub(crate) struct PartialJobTemplate {
     #[serde(default)]
     pub(crate) spec: Option<PartialJobSpec>,
 }
 
 #[derive(Default, Deserialize)]
-#[cfg_attr(test, derive(PartialEq))]
+#[cfg_attr(any(test, fuzzing), derive(PartialEq))]
 pub(crate) struct PartialJobSpec {
     #[serde(default)]
     pub(crate) template: Option<PartialTemplate>,
 }
 
 #[derive(Default, Deserialize)]
-#[cfg_attr(test, derive(PartialEq))]
+#[cfg_attr(any(test, fuzzing), derive(PartialEq))]
 pub(crate) struct PartialTemplate {
     #[serde(default)]
     pub(crate) spec: Option<PartialPodSpec>,
 }
 
 #[derive(Default, Deserialize)]
-#[cfg_attr(test, derive(PartialEq))]
+#[cfg_attr(any(test, fuzzing), derive(PartialEq))]
 pub(crate) struct PartialPodSpec {
     #[serde(default)]
     pub(crate) containers: Option<Vec<PartialContainer>>,
@@ -309,7 +309,7 @@ pub(crate) struct PartialPodSpec {
 }
 
 #[derive(Deserialize)]
-#[cfg_attr(test, derive(PartialEq))]
+#[cfg_attr(any(test, fuzzing), derive(PartialEq))]
 pub(crate) struct PartialContainer {
     #[serde(default)]
     pub(crate) name: Option<String>,
@@ -460,7 +460,7 @@ pub(crate) struct PartialEmptyDir {
 }
 
 #[derive(Deserialize)]
-#[cfg_attr(test, derive(PartialEq))]
+#[cfg_attr(any(test, fuzzing), derive(PartialEq))]
 pub(crate) struct PartialResources {
     #[serde(default)]
     pub(crate) limits: Option<PartialQuantities>,
@@ -469,7 +469,7 @@ pub(crate) struct PartialResources {
 }
 
 #[derive(Deserialize)]
-#[cfg_attr(test, derive(PartialEq))]
+#[cfg_attr(any(test, fuzzing), derive(PartialEq))]
 pub(crate) struct PartialQuantities {
     #[serde(default)]
     pub(crate) memory: Option<Value>,

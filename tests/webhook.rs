@@ -668,3 +668,25 @@ async fn day_zero_heap_at_the_limit_over_tls_in_every_mode() {
     let r = w.review("/validate", &update).await;
     assert_eq!(r["allowed"], false, "{r}");
 }
+
+/// The benchmarks' `/trivial` floor exists only in `--features bench` builds: the shipped server
+/// has no such route.
+#[cfg(not(feature = "bench"))]
+#[tokio::test]
+async fn the_benchmark_route_is_not_in_the_shipped_server() {
+    let w = Webhook::start("warn", "").await;
+    let r = w
+        .client
+        .post(w.url("/trivial"))
+        .header("content-type", "application/json")
+        .body(serde_json::to_vec(&fixture("deployment-create.json")).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    // The real endpoints answer on the same server.
+    let ok = w
+        .review("/validate", &fixture("deployment-create.json"))
+        .await;
+    assert_eq!(ok["allowed"], true);
+}

@@ -5,6 +5,16 @@ pub mod patch;
 pub mod review;
 mod scan;
 
+/// Hooks for the fuzz targets in fuzz/ (built with `--cfg fuzzing`): not part of the API.
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzzing {
+    /// The one-pass scanner against serde_json on one text; panics on a difference.
+    pub fn scanner_agrees_with_serde(text: &str) -> bool {
+        super::scan::differential(text)
+    }
+}
+
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -759,12 +759,13 @@ impl<'a> Scanner<'a> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
+/// The scanner against serde_json on one text (the unit tests below and the fuzz target
+/// `admission_scan` in fuzz/): whenever the scanner reads a text, serde must read it too, to the
+/// same values; a scanner that gives up (None) defers to serde. Panics on a difference, naming
+/// the text; returns whether the scanner read it.
+#[cfg(any(test, fuzzing))]
+pub(super) fn differential(text: &str) -> bool {
     type Read = Envelope<RequestFields<PartialObject>>;
-
     fn same(a: &Read, b: &Read) -> bool {
         let (Some(x), Some(y)) = (&a.request, &b.request) else {
             return a.request.is_none() && b.request.is_none();
@@ -781,17 +782,23 @@ mod tests {
             && x.old_object == y.old_object
             && x.dry_run == y.dry_run
     }
+    let Some(fast) = review(text) else {
+        return false;
+    };
+    match serde_json::from_str::<Read>(text) {
+        Ok(slow) => assert!(same(&fast, &slow), "read differently: {text}"),
+        Err(e) => panic!("the scanner read what serde refuses ({e}): {text}"),
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
 
     /// Whenever the scanner reads a text, serde reads it too, to the same values.
     fn check(text: &str) -> bool {
-        let Some(fast) = review(text) else {
-            return false;
-        };
-        match serde_json::from_str::<Read>(text) {
-            Ok(slow) => assert!(same(&fast, &slow), "read differently: {text}"),
-            Err(e) => panic!("the scanner read what serde refuses ({e}): {text}"),
-        }
-        true
+        differential(text)
     }
 
     fn fixtures() -> Vec<String> {

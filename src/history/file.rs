@@ -125,6 +125,12 @@ impl FileHistory {
                 file.api_version, file.kind
             )));
         }
+        if file.now <= 0 {
+            return Err(err(format!(
+                "now: {} is not a time; expected unix seconds (e.g. 1763971200)",
+                file.now
+            )));
+        }
         let mut workloads = HashMap::new();
         for w in file.workloads {
             let key = WorkloadKey {
@@ -236,7 +242,10 @@ impl FileHistory {
     pub fn window_peaks(&self, query: &HistoryQuery, container: &str) -> Option<Vec<Sample>> {
         let series = self.workloads.get(&query.key)?;
         let (_, s) = series.iter().find(|(name, _)| name == container)?;
-        let from = self.now - i64::try_from(query.window_secs).unwrap_or(i64::MAX);
+        // Saturating: a window longer than the file's whole past starts at its beginning.
+        let from = self
+            .now
+            .saturating_sub(i64::try_from(query.window_secs).unwrap_or(i64::MAX));
         Some(
             s.peaks
                 .iter()
@@ -249,7 +258,10 @@ impl FileHistory {
     /// The history of one workload over a window ending at the file's `now`.
     pub fn window(&self, query: &HistoryQuery) -> Option<WorkloadHistory> {
         let series = self.workloads.get(&query.key)?;
-        let from = self.now - i64::try_from(query.window_secs).unwrap_or(i64::MAX);
+        // Saturating: a window longer than the file's whole past starts at its beginning.
+        let from = self
+            .now
+            .saturating_sub(i64::try_from(query.window_secs).unwrap_or(i64::MAX));
         let in_window = |t: i64| t > from && t <= self.now;
         let containers = series
             .iter()
@@ -363,5 +375,50 @@ impl HistorySource for FileSource {
 
     fn name(&self) -> &'static str {
         "file"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query(window_secs: u64) -> HistoryQuery {
+        HistoryQuery {
+            key: WorkloadKey {
+                namespace: "a".into(),
+                kind: "Deployment".into(),
+                name: "b".into(),
+            },
+            window_secs,
+        }
+    }
+
+    fn file(now: i64) -> String {
+        format!(
+            "apiVersion: oomguard.io/v1\nkind: History\nnow: {now}\nworkloads:\n  - namespace: a\n    kind: Deployment\n    name: b\n    containers:\n      web:\n        peaks: [[-10, 5], [1, 7], [{now}, 9]]\n"
+        )
+    }
+
+    /// Found by the fuzz target history_file: `now` minus a window longer than `now` overflowed
+    /// (a panic with overflow checks, a wrong window without).
+    #[test]
+    fn a_window_longer_than_the_past_starts_at_the_beginning() {
+        let f = FileHistory::parse("h.yaml", &file(100)).unwrap();
+        for window in [u64::MAX, i64::MAX as u64, 1 << 62] {
+            let h = f.window(&query(window)).unwrap();
+            assert_eq!(h.containers["web"].samples.len(), 3, "{window}");
+            assert_eq!(f.window_peaks(&query(window), "web").unwrap().len(), 3);
+        }
+        let h = f.window(&query(50)).unwrap();
+        assert_eq!(h.containers["web"].samples.len(), 1);
+    }
+
+    #[test]
+    fn now_must_be_a_time() {
+        for now in [0, -5, i64::MIN] {
+            let e = FileHistory::parse("h.yaml", &file(now)).unwrap_err();
+            assert!(e.to_string().contains("now: "), "{e}");
+            assert!(e.to_string().contains("unix seconds"), "{e}");
+        }
     }
 }

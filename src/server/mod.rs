@@ -17,7 +17,6 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use serde_json::json;
 
 use crate::admission::review::{self, Answer};
 use crate::admission::{Admitter, Endpoint, Outcome};
@@ -37,6 +36,8 @@ pub struct ServeOptions {
     pub drain: Duration,
     /// Prometheus history to load before turning ready, and to keep warm.
     pub warmup: Option<warmup::Warmup>,
+    /// How long to keep serving, not ready, after SIGTERM before the drain starts.
+    pub shutdown_delay: Duration,
 }
 
 /// Shared by the handlers.
@@ -188,13 +189,16 @@ async fn too_large(app: Arc<App>, resp: Response) -> Response {
     resp
 }
 
-/// The webhook routes (exposed for in-process tests and the trivial-handler benchmark).
+/// The webhook routes (exposed for in-process tests and the benchmarks).
 pub fn webhook_router(app: Arc<App>) -> Router {
     let a = app.clone();
-    Router::new()
+    let router = Router::new()
         .route("/mutate", post(mutate))
-        .route("/validate", post(validate))
-        .route("/trivial", post(trivial))
+        .route("/validate", post(validate));
+    // The benchmarks' floor, built only with `--features bench`: never in the shipped server.
+    #[cfg(feature = "bench")]
+    let router = router.route("/trivial", post(trivial));
+    router
         // Rejects on Content-Length before reading, and while streaming otherwise. axum's own
         // 2 MB default is below what the apiserver may send, so it is replaced, not stacked.
         .layer(DefaultBodyLimit::disable())
@@ -208,9 +212,10 @@ pub fn webhook_router(app: Arc<App>) -> Router {
 }
 
 /// A handler that answers a fixed allowed review: the baseline of the load benchmark, on the
-/// same TLS stack.
+/// same TLS stack (`--features bench` only).
+#[cfg(feature = "bench")]
 async fn trivial(_body: Bytes) -> Response {
-    axum::Json(json!({"apiVersion": review::API_VERSION, "kind": review::KIND, "response": {"uid": "", "allowed": true}})).into_response()
+    axum::Json(serde_json::json!({"apiVersion": review::API_VERSION, "kind": review::KIND, "response": {"uid": "", "allowed": true}})).into_response()
 }
 
 pub fn admin_router(app: Arc<App>) -> Router {
@@ -331,11 +336,12 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
         .handle(admin_handle.clone())
         .serve(admin_router(app.clone()).into_make_service());
 
-    let (h, ah, ready_app, drain) = (
+    let (h, ah, ready_app, drain, delay) = (
         handle.clone(),
         admin_handle.clone(),
         app.clone(),
         opts.drain,
+        opts.shutdown_delay,
     );
     tokio::spawn(async move {
         let listening = h.listening().await;
@@ -345,15 +351,29 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
             tracing::info!(webhook = %format!("https://{a}"), admin = %format!("http://{b}"), "listening");
         }
         shutdown_signal().await;
+        // Not ready first: callers that watch /readyz (endpoints) stop sending, while the
+        // webhook still answers whatever reaches it during the delay.
+        ready_app.ready.store(false, Ordering::SeqCst);
+        if !delay.is_zero() {
+            tracing::info!(
+                delay_ms = delay.as_millis() as u64,
+                "shutting down: not ready, still serving"
+            );
+            tokio::time::sleep(delay).await;
+        }
         tracing::info!(
             drain_secs = drain.as_secs(),
             "shutting down: draining in-flight requests"
         );
-        ready_app.ready.store(false, Ordering::SeqCst);
         h.graceful_shutdown(Some(drain));
-        ah.graceful_shutdown(Some(Duration::from_secs(1)));
     });
-    let (w, a) = tokio::join!(webhook, admin);
+    // The admin listener answers (/readyz 503) until the webhook has drained.
+    let admin = tokio::spawn(admin);
+    let w = webhook.await;
+    admin_handle.graceful_shutdown(Some(Duration::from_secs(1)));
+    let a = admin
+        .await
+        .map_err(|e| anyhow::anyhow!("admin listener {}: {e}", opts.admin_listen))?;
     w.map_err(|e| anyhow::anyhow!("webhook listener {}: {e}", opts.listen))?;
     a.map_err(|e| anyhow::anyhow!("admin listener {}: {e}", opts.admin_listen))?;
     tracing::info!("stopped");

@@ -76,6 +76,11 @@ pub struct Prometheus {
 impl Prometheus {
     /// Starts Prometheus on `data` (a TSDB directory) and waits until it is ready.
     pub fn start(data: &Path, extra_args: &[&str]) -> Prometheus {
+        Self::start_on(data, free_port(), extra_args)
+    }
+
+    /// The same on a given port (a restart where the old one ran).
+    pub fn start_on(data: &Path, port: u16, extra_args: &[&str]) -> Prometheus {
         let prom = binary("prometheus");
         let config_dir = tempfile::tempdir().unwrap();
         let config = config_dir.path().join("prometheus.yml");
@@ -84,7 +89,6 @@ impl Prometheus {
             "global:\n  scrape_interval: 1h\nscrape_configs: []\n",
         )
         .unwrap();
-        let port = free_port();
         let mut args: Vec<String> = vec![
             format!("--config.file={}", config.display()),
             format!("--storage.tsdb.path={}", data.display()),
@@ -150,6 +154,18 @@ impl Prometheus {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// The pid of the prometheus process itself (the shell's child), for signals.
+    pub fn pid(&self) -> u32 {
+        let shell = self.shell.id();
+        let children =
+            std::fs::read_to_string(format!("/proc/{shell}/task/{shell}/children")).unwrap();
+        children
+            .split_whitespace()
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("prometheus runs under its shell")
     }
 
     /// Stops Prometheus and waits for it.
