@@ -366,7 +366,7 @@ impl<'de> Deserialize<'de> for Scalar {
 }
 
 #[derive(Deserialize)]
-#[cfg_attr(test, derive(PartialEq))]
+#[cfg_attr(any(test, fuzzing), derive(PartialEq))]
 pub(crate) struct PartialEnvVar {
     #[serde(default)]
     pub(crate) name: Option<String>,
@@ -377,7 +377,7 @@ pub(crate) struct PartialEnvVar {
 }
 
 #[derive(Deserialize)]
-#[cfg_attr(test, derive(PartialEq))]
+#[cfg_attr(any(test, fuzzing), derive(PartialEq))]
 pub(crate) struct PartialEnvSource {
     #[serde(default, rename = "configMapKeyRef")]
     pub(crate) config_map_key_ref: Option<PartialKeyRef>,
@@ -390,7 +390,7 @@ pub(crate) struct PartialEnvSource {
 }
 
 #[derive(Deserialize)]
-#[cfg_attr(test, derive(PartialEq))]
+#[cfg_attr(any(test, fuzzing), derive(PartialEq))]
 pub(crate) struct PartialKeyRef {
     #[serde(default)]
     pub(crate) name: Option<String>,
@@ -399,14 +399,14 @@ pub(crate) struct PartialKeyRef {
 }
 
 #[derive(Deserialize)]
-#[cfg_attr(test, derive(PartialEq))]
+#[cfg_attr(any(test, fuzzing), derive(PartialEq))]
 pub(crate) struct PartialFieldRef {
     #[serde(default, rename = "fieldPath")]
     pub(crate) field_path: Option<String>,
 }
 
 #[derive(Deserialize)]
-#[cfg_attr(test, derive(PartialEq))]
+#[cfg_attr(any(test, fuzzing), derive(PartialEq))]
 pub(crate) struct PartialResourceRef {
     #[serde(default, rename = "containerName")]
     pub(crate) container_name: Option<String>,
@@ -417,7 +417,7 @@ pub(crate) struct PartialResourceRef {
 }
 
 #[derive(Deserialize)]
-#[cfg_attr(test, derive(PartialEq))]
+#[cfg_attr(any(test, fuzzing), derive(PartialEq))]
 pub(crate) struct PartialEnvFrom {
     #[serde(default, rename = "configMapRef")]
     pub(crate) config_map_ref: Option<PartialName>,
@@ -428,21 +428,21 @@ pub(crate) struct PartialEnvFrom {
 }
 
 #[derive(Deserialize)]
-#[cfg_attr(test, derive(PartialEq))]
+#[cfg_attr(any(test, fuzzing), derive(PartialEq))]
 pub(crate) struct PartialName {
     #[serde(default)]
     pub(crate) name: Option<String>,
 }
 
 #[derive(Deserialize)]
-#[cfg_attr(test, derive(PartialEq))]
+#[cfg_attr(any(test, fuzzing), derive(PartialEq))]
 pub(crate) struct PartialMount {
     #[serde(default)]
     pub(crate) name: Option<String>,
 }
 
 #[derive(Deserialize)]
-#[cfg_attr(test, derive(PartialEq))]
+#[cfg_attr(any(test, fuzzing), derive(PartialEq))]
 pub(crate) struct PartialVolume {
     #[serde(default)]
     pub(crate) name: Option<String>,
@@ -451,7 +451,7 @@ pub(crate) struct PartialVolume {
 }
 
 #[derive(Deserialize)]
-#[cfg_attr(test, derive(PartialEq))]
+#[cfg_attr(any(test, fuzzing), derive(PartialEq))]
 pub(crate) struct PartialEmptyDir {
     #[serde(default)]
     pub(crate) medium: Option<String>,
