@@ -46,7 +46,9 @@ pub enum Command {
     Check(CheckArgs),
     /// Make a CA and a serving certificate, and render the webhook configurations.
     Certs(CertsArgs),
-    /// Replay memory traces against oomguard and published recommenders; score OOMs and slack.
+    /// Replay memory traces: oomguard in a closed loop against published recommenders; score
+    /// OOMs and slack (built with `--features replay`).
+    #[cfg(feature = "replay")]
     Replay(crate::replay::ReplayArgs),
     /// Report per container: current and recommended memory request and limit, sorted by risk.
     Recommend(RecommendArgs),
@@ -319,6 +321,7 @@ impl Cli {
             Command::Recommend(a) => recommend(a).await,
             Command::Reconcile(a) => reconcile(a).await,
             Command::Api(a) => api(a).await,
+            #[cfg(feature = "replay")]
             Command::Replay(a) => {
                 let stdout = std::io::stdout();
                 crate::replay::run(&a, &mut stdout.lock())?;

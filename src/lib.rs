@@ -16,6 +16,7 @@ pub mod history;
 pub mod policy;
 pub mod quantity;
 pub mod reconcile;
+#[cfg(any(test, feature = "replay"))]
 pub mod replay;
 pub mod report;
 pub mod runtime;

@@ -440,11 +440,25 @@ fn decide_container(
             v.limit.map(|l| l as f64).or(h.runtime_limit),
         )
     });
+    // A leak is sized by where it may be `forecast.leakRoom` ahead (twice the horizon by default;
+    // the forecast's upper band: the first peak past the line comes about two noise sigmas above
+    // it, and the slope may be at the top of its interval), so that a raise lasts a horizon
+    // before the leak is critical again (sized for the horizon itself it is critical again at
+    // once, and a raise every cooldown chases it); only while the container has not restarted
+    // in the window: a saw-tooth's earlier lifetimes already show in the peaks how high it goes.
+    // When that is past the policy max, the max if it lasts the horizon; else no limit within
+    // the policy does (`leak_beyond_max`).
+    let mut leak_room = None;
     let mut leak_beyond_max = false;
     if let Some(fc) = &fc {
-        if fc.pattern == Pattern::Leak {
-            if fc.at_horizon <= max {
-                candidates.push(fc.at_horizon);
+        if fc.pattern == Pattern::Leak && h.fit().lifetimes <= 1 {
+            let ahead = policy.forecast.leak_room_secs();
+            let room = forecast::project(h.fit(), now, ahead, None).high;
+            leak_room = Some(room);
+            if room <= max {
+                candidates.push(room);
+            } else if fc.high <= max {
+                candidates.push(max);
             } else {
                 leak_beyond_max = true;
             }
@@ -464,16 +478,44 @@ fn decide_container(
     if let (true, Some(l)) = (censored, v.limit) {
         rec = rec.max(l);
     }
+    // What makes a limit critical (it will OOM): below the window's peak, below what the kills
+    // ask or killed at it, or a leak sized by its forecast reaching it within the horizon (a
+    // saw-tooth's lifetimes restart below where the forecast line would go: its kills and
+    // peaks speak for it).
+    let horizon = policy.forecast.horizon.secs() as f64;
+    let leak_due = |fc: &Forecast, l: f64| {
+        leak_room.is_some()
+            && fc.pattern == Pattern::Leak
+            && forecast::project(h.fit(), now, policy.forecast.horizon.secs(), Some(l))
+                .time_to_limit
+                .is_some_and(|t| t <= horizon)
+    };
+    let critical_at = |l: f64| {
+        (has_peaks && l < h.peaks.max)
+            || bump.is_some_and(|b| {
+                l < round_up_mi(b.to.min(max)) as f64 - 0.5 || (b.at_current && l < max)
+            })
+            || fc.as_ref().is_some_and(|fc| leak_due(fc, l))
+    };
+    // Change a limit only when it is worth a restart or a resize: lower only when it saves
+    // `lowering.minSaving`; raise when it is critical or leaves less than half the policy's
+    // headroom over the statistic (then to the full headroom).
+    if let Some(l) = v.limit.filter(|&l| l <= policy.limits.max.0) {
+        let lf = l as f64;
+        if rec < l && (rec as f64) > lf * (1.0 - policy.lowering.min_saving.0) {
+            rec = l;
+        }
+        if rec > l && !critical_at(lf) && lf >= stat * (1.0 + policy.headroom.0 / 2.0) {
+            rec = l;
+        }
+    }
     // Never below what the runtime configuration needs.
     let history_rec = rec;
     if let Some(f) = floor {
         rec = rec.max(f);
     }
     v.recommended = Some(rec);
-    let beyond = match &fc {
-        Some(fc) if leak_beyond_max => fc.at_horizon,
-        _ => 0.0,
-    };
+    let beyond = leak_room.unwrap_or(0.0);
     v.wanted = Some(round_up_mi(raw.max(beyond)).max(rec));
     let rec_s = format_bytes(rec as f64);
     let stat_label = if steady.is_some() {
@@ -531,7 +573,7 @@ fn decide_container(
             }
             if let Some(fc) = &fc {
                 if let Some(ttl) = fc.time_to_limit {
-                    if fc.pattern == Pattern::Leak && ttl <= policy.forecast.horizon.secs() as f64 {
+                    if leak_due(fc, l) && ttl <= horizon {
                         v.severity = Severity::Critical;
                         let when = if ttl < 60.0 {
                             "hit within 1 min".to_string()
@@ -548,16 +590,13 @@ fn decide_container(
                 }
             }
             // (The headroom of the history's own number: a higher runtime floor says why itself.)
-            if has_peaks
-                && v.severity < Severity::Critical
-                && l < history_rec as f64
-                && history_rec > limit
-            {
+            if has_peaks && v.severity < Severity::Critical && history_rec > limit {
                 v.severity = Severity::Warn;
                 v.reasons.push(format!(
-                    "container {name}: limit {ls} leaves under {}% headroom over the {stat_label} {}; recommended {rec_s}",
+                    "container {name}: limit {ls} leaves {}% headroom over the {stat_label} {} (policy {}%); recommended {rec_s}",
+                    ((l / stat - 1.0) * 100.0).max(0.0).floor(),
+                    Bytes(stat),
                     (policy.headroom.0 * 100.0).round(),
-                    Bytes(stat)
                 ));
             }
             if v.severity == Severity::Ok && l > policy.over_provisioned_ratio * rec as f64 {

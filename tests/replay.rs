@@ -1,103 +1,129 @@
-//! Replay end to end: CSV parsing, scoring on a hand-computed example, a slice of a real trace.
+//! The replay end to end (cargo feature `replay`): the closed loop's scoring on hand-computed
+//! examples, oomguard itself in the loop, a slice of a real trace, and the decisions dumped by
+//! `oomguard replay --dump-decisions` replayed through the real `oomguard check` binary.
+
+use std::path::Path;
+use std::process::Command;
 
 use oomguard::history::Sample;
-use oomguard::replay::baselines::{Oom, Recommender, View, MIB};
-use oomguard::replay::score::{replay_provisioned, replay_series, ReplayConfig, Series};
+use oomguard::policy::PolicySpec;
+use oomguard::replay::baselines::{Actuation, MIB};
+use oomguard::replay::score::Series;
+use oomguard::replay::sim::{self, Controller, Ctx, LoopConfig, LoopMode, Manifest, Product};
 use oomguard::replay::{parse_csv, run, Format, ReplayArgs};
 
-struct Constant(f64);
-
-impl Recommender for Constant {
-    fn name(&self) -> &str {
-        "constant"
-    }
-    fn recommend(&self, _: &View<'_>) -> Option<f64> {
-        Some(self.0)
-    }
-}
-
-/// Twice the largest sample seen, and records what it saw of OOMs through the limit.
-struct TwiceMax;
-
-impl Recommender for TwiceMax {
-    fn name(&self) -> &str {
-        "twice-max"
-    }
-    fn recommend(&self, v: &View<'_>) -> Option<f64> {
-        let max = v.samples.iter().map(|s| s.bytes).fold(0.0, f64::max);
-        let oom_floor = v.ooms.last().map_or(0.0, |o: &Oom| o.limit * 3.0);
-        Some((2.0 * max).max(oom_floor))
-    }
-}
-
-fn series(mib: &[f64]) -> Series {
+fn series(mib: &[f64], limit_mib: f64) -> Series {
     Series {
         name: "s".into(),
         samples: mib
             .iter()
             .enumerate()
             .map(|(i, &m)| Sample {
-                t: i as i64 * 300,
+                t: 1_700_000_000 + i as i64 * 300,
                 bytes: m * MIB,
             })
             .collect(),
-        limits: vec![120.0 * MIB; mib.len()],
+        limits: vec![limit_mib * MIB; mib.len()],
+    }
+}
+
+/// Sets `deploy` MiB at each deploy and, at runtime, twice the last limit after an OOM.
+struct Doubler {
+    deploy: f64,
+}
+
+impl Controller for Doubler {
+    fn deploy(&mut self, _ctx: &mut Ctx<'_>) -> f64 {
+        self.deploy * MIB
+    }
+    fn runtime(&mut self, ctx: &mut Ctx<'_>) -> Option<Actuation> {
+        let last = ctx.obs.ooms.last()?;
+        (last.t == ctx.now).then(|| Actuation {
+            limit: last.limit.unwrap_or(0.0) * 2.0,
+            restarts: false,
+        })
+    }
+}
+
+fn cfg(mode: LoopMode) -> LoopConfig {
+    LoopConfig {
+        mode,
+        manifest: Manifest::Recommended,
+        deploy_every: 600,
+        warmup: 300,
+        recent: 2 * 86_400,
     }
 }
 
 #[test]
-fn scores_a_hand_computed_replay() {
-    // Decision at t=300 (after 300 s of warm-up): 100 MiB. Scored: 100 (slack 0), 150 (OOM,
-    // slack 0), 50 (slack 0.5) → 1 OOM, mean slack 0.5 / 3.
-    let cfg = ReplayConfig {
-        warmup_secs: 300,
-        interval_secs: 86_400,
-    };
-    let s = replay_series(
-        &series(&[50.0, 100.0, 150.0, 50.0]),
-        &Constant(100.0 * MIB),
-        &cfg,
-    );
-    assert_eq!(s.oom_events, 1);
-    assert_eq!(s.scored_samples, 3);
-    assert!((s.mean_slack() - 0.5 / 3.0).abs() < 1e-12);
-    assert_eq!(s.limit_changes, 0);
-    assert!((s.series_days - 600.0 / 86_400.0).abs() < 1e-12);
-    assert_eq!((s.days, s.oom_free_days), (1, 0));
-}
-
-#[test]
-fn oom_is_censored_and_triggers_a_new_decision() {
-    // Limit 2 × 50 = 100 MiB; 150 MiB is an OOM; the recommender then sees the OOM at 100 MiB
-    // and sets 300 MiB (and 2 × the censored 100 = 200 < 300) before the last sample.
-    let cfg = ReplayConfig {
-        warmup_secs: 300,
-        interval_secs: 86_400,
-    };
-    let s = replay_series(&series(&[50.0, 50.0, 150.0, 150.0]), &TwiceMax, &cfg);
-    assert_eq!(s.oom_events, 1);
-    assert_eq!(s.limit_changes, 1);
-    let expected = (0.5 + 0.0 + 0.5) / 3.0;
+fn the_loop_scores_censors_and_counts_changes_and_ratchets() {
+    // Provisioned 120 MiB; deploys every 600 s set 100 MiB; after an OOM the runtime doubles
+    // the limit it hit. Decisions at the end of an interval apply from the next one.
+    // t0: 50 (warm-up, not scored); t1: 100 under 120 (slack 20/120); t2: 150 over 120, an
+    // OOM; the deploy due at t2 sets 100, then the runtime doubles 120 → 240; t3: 260 over 240,
+    // an OOM → 480; t4: 50 under 480 (slack 430/480), then the deploy sets 100 again.
+    let s = series(&[50.0, 100.0, 150.0, 260.0, 50.0], 120.0);
+    let mut c = Doubler { deploy: 100.0 };
+    let score = sim::replay(&s, &mut c, &cfg(LoopMode::Reconcile));
+    assert_eq!(score.oom_events, 2);
+    assert_eq!(score.scored_samples, 4);
+    let slack = (20.0 / 120.0 + 0.0 + 0.0 + 430.0 / 480.0) / 4.0;
     assert!(
-        (s.mean_slack() - expected).abs() < 1e-12,
+        (score.mean_slack() - slack).abs() < 1e-12,
         "{}",
-        s.mean_slack()
+        score.mean_slack()
     );
+    assert_eq!(score.limit_changes, 4);
+    assert_eq!(score.raises, 2);
+    assert_eq!(score.ratchets, 0, "each raise answered an OOM");
+    // Without the runtime half the OOM at t2 is answered only by the deploys.
+    let score = sim::replay(&s, &mut Doubler { deploy: 100.0 }, &cfg(LoopMode::Mutate));
+    assert_eq!(score.oom_events, 2, "t2 over 120, t3 over 100");
+    assert_eq!(score.raises, 0);
 }
 
 #[test]
-fn provisioned_limits_are_scored_as_given_and_unknown_limits_skip() {
-    let cfg = ReplayConfig {
-        warmup_secs: 0,
-        interval_secs: 3600,
+fn provisioned_limits_are_scored_as_given() {
+    let s = series(&[60.0, 60.0, 130.0], 120.0);
+    let score = sim::replay(&s, &mut sim::Provisioned, &cfg(LoopMode::Both));
+    assert_eq!(score.oom_events, 1);
+    assert!((score.mean_slack() - 0.25).abs() < 1e-12);
+    assert_eq!(score.limit_changes, 0);
+}
+
+#[test]
+fn oomguard_in_the_loop_answers_a_step_up_and_does_not_ratchet_on_a_flat_series() {
+    // Two days flat at 200 MiB (provisioned 1 GiB), then a step to 420 MiB for a day.
+    let mut mib = vec![200.0; 576];
+    mib.extend(std::iter::repeat_n(420.0, 288));
+    let s = series(&mib, 1024.0);
+    let policy = sim::policy_for(&PolicySpec::default(), LoopMode::Both);
+    let cfg = LoopConfig {
+        mode: LoopMode::Both,
+        manifest: Manifest::Recommended,
+        deploy_every: 86_400,
+        warmup: 86_400,
+        recent: 2 * 86_400,
     };
-    let s = replay_provisioned(&series(&[60.0, 130.0]), &cfg).expect("known limits");
-    assert_eq!(s.oom_events, 1);
-    // 60 of 120 MiB: slack 0.5; 130 MiB: an OOM, slack 0.
-    assert!((s.mean_slack() - 0.25).abs() < 1e-12);
-    let mut unknown = series(&[60.0, 130.0]);
-    unknown.limits[1] = 0.0;
-    assert!(replay_provisioned(&unknown, &cfg).is_none());
+    let mut p = Product::new(&policy, cfg, &s.name).expect("product");
+    let score = sim::replay(&s, &mut p, &cfg);
+    // The deploy after a day lowers 1 GiB to about 200 MiB + headroom; the step then OOMs at
+    // that limit until the reconciler's raises (one per cooldown) carry it.
+    assert!(score.oom_events >= 1 && score.oom_events <= 4, "{score:?}");
+    assert!(score.raises >= 1, "{score:?}");
+    assert_eq!(score.ratchets, 0, "{score:?}");
+    // Only the mutate half: the OOMs go on until the next deploy raises the limit.
+    let m = LoopConfig {
+        mode: LoopMode::Mutate,
+        ..cfg
+    };
+    let policy = sim::policy_for(&PolicySpec::default(), LoopMode::Mutate);
+    let mut p = Product::new(&policy, m, &s.name).expect("product");
+    let mutate_only = sim::replay(&s, &mut p, &m);
+    assert!(
+        mutate_only.oom_events > score.oom_events,
+        "{mutate_only:?} vs {score:?}"
+    );
 }
 
 #[test]
@@ -119,22 +145,28 @@ fn csv_errors_name_the_line() {
     assert_eq!(ok[0].limits, vec![9.0, 9.0]);
 }
 
-#[test]
-fn run_replays_a_slice_of_a_real_trace_as_json() {
-    let path = std::path::Path::new("/work/shared/data/traces/google-2019-job382.csv");
-    let Ok(text) = std::fs::read_to_string(path) else {
-        eprintln!("trace not present, skipping");
-        return;
-    };
-    // Two series, first ~2 days each.
+const GOOGLE: &str = "/work/shared/data/traces/google-2019-job382.csv";
+
+/// The first `lines` samples of the Google trace (two series of about 2 days), if present.
+fn google_slice(dir: &Path, lines: usize) -> Option<std::path::PathBuf> {
+    let text = std::fs::read_to_string(GOOGLE).ok()?;
     let slice: Vec<&str> = text
         .lines()
         .take(1)
-        .chain(text.lines().skip(1).take(1200))
+        .chain(text.lines().skip(1).take(lines))
         .collect();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let file = dir.path().join("slice.csv");
+    let file = dir.join("google-slice.csv");
     std::fs::write(&file, slice.join("\n")).expect("write slice");
+    Some(file)
+}
+
+#[test]
+fn run_replays_a_slice_of_a_real_trace_as_json() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some(file) = google_slice(dir.path(), 1200) else {
+        eprintln!("{GOOGLE} not present, skipping");
+        return;
+    };
     let args = ReplayArgs {
         files: vec![file],
         format: Format::Json,
@@ -149,6 +181,7 @@ fn run_replays_a_slice_of_a_real_trace_as_json() {
         "oomguard",
         "vpa",
         "krr-simple",
+        "krr-simple-oomkill",
         "autopilot-p98+10%",
         "tutorial-ols",
         "provisioned",
@@ -160,15 +193,18 @@ fn run_replays_a_slice_of_a_real_trace_as_json() {
             "series",
             "series_days",
             "oom_events",
-            "oom_events_per_series_day",
             "mean_slack",
+            "oom_free_days",
             "limit_changes_per_series_day",
+            "ratchets",
         ] {
             assert!(!r[key].is_null(), "{key} missing in {r}");
         }
         let slack = r["mean_slack"].as_f64().expect("slack");
         assert!((0.0..=1.0).contains(&slack));
+        assert_eq!(r["series"], 2, "{r}");
     }
+    assert_eq!(json["config"]["mode"], "both");
 }
 
 #[test]
@@ -179,4 +215,92 @@ fn run_rejects_missing_files_with_their_name() {
     };
     let err = run(&args, &mut Vec::new()).unwrap_err();
     assert!(format!("{err:#}").contains("/nonexistent/trace.csv"));
+}
+
+/// Every dumped decision, given to the real `oomguard check` with its history, workload and
+/// policy, gives the recommended limit the replay decided, byte for byte.
+#[test]
+fn dumped_decisions_are_what_oomguard_check_decides() {
+    let bin = env!("CARGO_BIN_EXE_oomguard");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dump = dir.path().join("dump");
+    let mut cmd = Command::new(bin);
+    cmd.args([
+        "replay",
+        "--synthetic",
+        "--synthetic-series",
+        "1",
+        "--synthetic-days",
+        "5",
+        "--only",
+        "oomguard",
+        "--dump-decisions",
+    ])
+    .arg(&dump);
+    if let Some(file) = google_slice(dir.path(), 1200) {
+        cmd.arg(file);
+    }
+    let out = cmd.output().expect("oomguard replay runs");
+    assert!(
+        out.status.success(),
+        "replay failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut dirs: Vec<_> = std::fs::read_dir(&dump)
+        .expect("dump dir")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    dirs.sort();
+    assert!(dirs.len() >= 20, "only {} decisions dumped", dirs.len());
+    let mut per_trace: std::collections::HashMap<String, usize> = Default::default();
+    let (mut changed, mut kinds) = (0, std::collections::BTreeSet::new());
+    for d in &dirs {
+        let decision: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(d.join("decision.json")).expect("decision"),
+        )
+        .expect("decision.json");
+        *per_trace
+            .entry(decision["trace"].as_str().unwrap_or("").to_string())
+            .or_default() += 1;
+        kinds.insert(decision["decision"].as_str().unwrap_or("").to_string());
+        let want = decision["recommended"].as_u64().expect("recommended bytes");
+        if want != decision["limit"].as_u64().expect("limit") {
+            changed += 1;
+        }
+        let out = Command::new(bin)
+            .current_dir(d)
+            .args([
+                "check",
+                "-f",
+                "workload.yaml",
+                "--history",
+                "history.json",
+                "--policies",
+                "policies",
+                "-o",
+                "json",
+            ])
+            .output()
+            .expect("oomguard check runs");
+        assert!(
+            out.status.success(),
+            "{}: check failed: {}",
+            d.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("check json");
+        let got = report["results"][0]["verdict"]["containers"][0]["recommended"].as_u64();
+        assert_eq!(
+            got,
+            Some(want),
+            "{}: check recommends {got:?}, the replay decided {want} ({decision})",
+            d.display()
+        );
+    }
+    assert!(per_trace.values().all(|&n| n <= 50), "{per_trace:?}");
+    assert!(changed > 0, "no dumped decision changed the limit");
+    assert!(
+        kinds.contains("reconcile") && kinds.contains("deploy"),
+        "{kinds:?}"
+    );
 }

@@ -5,12 +5,15 @@
 //! - load pressure (steady or load-following, latest peak / limit above the target utilization):
 //!   replicas = ceil(replicas × utilization / target), clamped to [minReplicas, maxReplicas];
 //!   with an HPA on the workload only a recommendation for its max;
-//! - growth that replicas do not fix (leak, level shift; a spiky container that the verdict finds
-//!   critical): raise the limit to the verdict's recommendation, in place when the cluster can;
+//! - a container OOM-killed at its current limit (or running below its peak), whatever its
+//!   pattern, and growth that replicas do not fix (leak, level shift, spiky) when the verdict
+//!   finds it critical: raise the limit to the verdict's recommendation, in place when the
+//!   cluster can (less headroom than the policy asks waits for the next deploy);
 //! - a leak that no limit up to the policy max carries through the horizon: a planned restart
 //!   before the forecast OOM (when `restartBeforeOom`), else out of bounds, no action.
 //!
-//! Then safety: excluded or disabled → none; cooldown after the last action; at most
+//! Then safety: excluded or disabled → none; cooldown after the last action (a raise answering
+//! an OOM kill that came after it is not held: the action did not work); at most
 //! `maxActionsPerHour` actions in the last hour; `dryRun` marks the whole plan report-only.
 
 use serde::{Deserialize, Serialize};
@@ -299,9 +302,22 @@ pub fn plan(
         };
         return none(format!("{id}: no action: {why}"));
     }
+    // A raise answering an OOM kill at the limit in force that came after the last action: that
+    // action (if any) did not work, and waiting out its cooldown only adds kills.
+    let last_action = recent.actions.iter().map(|a| a.at).max();
+    let answers_kill = |p: &Plan| match p {
+        Plan::RaiseLimit {
+            container, from, ..
+        } => history.containers.get(container).is_some_and(|h| {
+            let killed_here = verdict::oom_bump(h, Some(*from as f64), &policy.oom_bump)
+                .is_some_and(|b| b.at_current);
+            killed_here && h.last_oom_at() > last_action
+        }),
+        _ => false,
+    };
     ReconcilePlan {
         report_only,
-        steps: safety(steps, recent, policy, now),
+        steps: safety(steps, &answers_kill, recent, policy, now),
     }
 }
 
@@ -342,6 +358,13 @@ fn assess(
     };
     let pattern = h.fit().pattern;
     let ls = Bytes(limit as f64);
+    // Killed at this very limit (or running below its peak): the limit is proven too small
+    // whatever the pattern; more replicas do not undo a kill.
+    let killed_here =
+        verdict::oom_bump(h, Some(limit as f64), &policy.oom_bump).is_some_and(|b| b.at_current);
+    if v.severity >= Severity::Critical && (killed_here || h.peaks.max > limit as f64) {
+        return raise(w, c, limit, rec, &v, pattern, policy, now);
+    }
     match pattern {
         // Too little of each lifetime to fit (e.g. an OOM loop that restarts every minute or two),
         // but the verdict saw the limit hit: raise it.
@@ -377,11 +400,15 @@ fn assess(
             policy.history.window,
             Bytes(h.peaks.max)
         )),
-        Pattern::Leak | Pattern::LevelShift if v.severity < Severity::Warn => Need::Quiet(format!(
-            "container {name}: {}, its {ls} limit lasts {}",
-            pattern.as_str(),
-            policy.forecast.horizon
-        )),
+        // Less headroom than the policy asks is admission's and `recommend`'s to fix at the
+        // next deploy; the reconciler acts on what will OOM (critical).
+        Pattern::Leak | Pattern::LevelShift if v.severity < Severity::Critical => {
+            Need::Quiet(format!(
+                "container {name}: {}, its {ls} limit lasts {}",
+                pattern.as_str(),
+                policy.forecast.horizon
+            ))
+        }
         Pattern::Spiky | Pattern::Leak | Pattern::LevelShift => {
             raise(w, c, limit, rec, &v, pattern, policy, now)
         }
@@ -564,19 +591,33 @@ fn keep_earliest_restart(steps: &mut Vec<Plan>) {
 
 /// Cooldown and the hourly budget: held-back actions become one `Cooldown` or `RateLimited`
 /// step; the other steps stay.
-fn safety(steps: Vec<Plan>, recent: &RecentActions, policy: &PolicySpec, now: i64) -> Vec<Plan> {
+fn safety(
+    steps: Vec<Plan>,
+    answers_kill: &dyn Fn(&Plan) -> bool,
+    recent: &RecentActions,
+    policy: &PolicySpec,
+    now: i64,
+) -> Vec<Plan> {
     let planned = steps.iter().filter(|p| p.action().is_some()).count();
     if planned == 0 {
         return steps;
     }
+    // The cooldown holds every action except raises answering a kill (see `plan`).
     let held: Vec<&str> = steps
         .iter()
+        .filter(|p| !answers_kill(p))
         .filter_map(|p| p.action().map(ActionKind::as_str))
         .collect();
-    if let Some(cool) = cooldown(recent, policy, now, &held) {
-        let mut out: Vec<Plan> = steps.into_iter().filter(|p| p.action().is_none()).collect();
-        out.push(cool);
-        return out;
+    let mut steps = steps;
+    if !held.is_empty() {
+        if let Some(cool) = cooldown(recent, policy, now, &held) {
+            steps.retain(|p| p.action().is_none() || answers_kill(p));
+            steps.push(cool);
+        }
+    }
+    let planned = steps.iter().filter(|p| p.action().is_some()).count();
+    if planned == 0 {
+        return steps;
     }
     let in_hour = actions_in_hour(recent, now);
     let budget = usize::try_from(policy.reconcile.max_actions_per_hour)

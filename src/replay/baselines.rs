@@ -1,66 +1,110 @@
-//! Recommenders replayed against traces: the published baselines and oomguard's own rule.
+//! The published recommenders oomguard is compared with, each as its current release sizes
+//! memory, and each with the actuator it ships with.
 //!
-//! Every recommender sees only the past ([`View`]): the observed per-interval peaks (censored at
-//! the limit in force, as a real working set is) and the OOM events so far, each with the limit it
-//! hit. It returns a memory limit in bytes; the replay rounds it up to a whole MiB.
-//! Baselines that size *requests* (VPA, KRR) are replayed as setting request = limit.
+//! Every recommender sees only the past ([`View`]): the observed 5-minute peaks (censored at the
+//! limit in force, as a real working set is) and the OOM kills so far, each with the limit it
+//! hit. It returns a memory limit in bytes; the replay rounds it up to a whole MiB. Baselines that
+//! size *requests* (VPA, KRR) are replayed with request = limit (VPA keeps the limit/request
+//! ratio of the template, 1 here).
+//!
+//! `margin` is each recommender's own safety margin (VPA's `recommendation-margin-fraction`,
+//! KRR's `memory_buffer_percentage`, Autopilot's 10–15%, the tutorial's 85% threshold as
+//! 1/0.85 − 1); the frontier sweeps it.
 
-use crate::forecast::{self, Pattern};
-use crate::history::{quantile_sorted, Sample};
+use crate::history::{OomKill, Sample};
 
 pub const MIB: f64 = 1024.0 * 1024.0;
 const HOUR: i64 = 3600;
 const DAY: i64 = 86_400;
 
-/// An OOM event seen by the replay: when, and the limit the container had.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Oom {
-    pub t: i64,
-    pub limit: f64,
-}
-
 /// What a recommender may look at when it decides at `now`.
 #[derive(Debug, Clone, Copy)]
 pub struct View<'a> {
     pub now: i64,
+    /// The first sample of the series (VPA anchors its daily windows there).
+    pub first: i64,
     /// Observed peaks up to `now`, oldest first.
-    pub samples: &'a [Sample],
-    /// OOM events up to `now`, oldest first.
-    pub ooms: &'a [Oom],
-    /// The limit in force, if any.
-    pub limit: Option<f64>,
+    pub peaks: &'a [Sample],
+    /// OOM kills up to `now`, oldest first.
+    pub ooms: &'a [OomKill],
+    /// The limit in force.
+    pub limit: f64,
+    /// When the pod was created (a deploy or an eviction).
+    pub pod_started: i64,
+    /// How long the container ran before its last termination, when that termination was an
+    /// OOM kill of this pod (Kubernetes' `lastState.terminated`).
+    pub last_oom_run: Option<i64>,
 }
 
 impl<'a> View<'a> {
-    /// The samples of the last `secs` seconds.
+    /// The peaks of the last `secs` seconds.
     pub fn last(&self, secs: i64) -> &'a [Sample] {
-        let from = self.samples.partition_point(|s| s.t <= self.now - secs);
-        &self.samples[from..]
+        let from = self.peaks.partition_point(|s| s.t <= self.now - secs);
+        &self.peaks[from..]
+    }
+
+    /// The OOM kills of the last `secs` seconds.
+    pub fn ooms_in(&self, secs: i64) -> &'a [OomKill] {
+        let from = self.ooms.partition_point(|k| k.t <= self.now - secs);
+        &self.ooms[from..]
     }
 }
 
-/// A limit recommender.
-pub trait Recommender {
-    fn name(&self) -> &str;
-    /// The limit to set, bytes; `None` when it has nothing to go on.
-    fn recommend(&self, view: &View<'_>) -> Option<f64>;
+/// A change of the limit between deploys.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Actuation {
+    pub limit: f64,
+    /// The change recreates the pod (VPA's updater evicts); otherwise it is made in place.
+    pub restarts: bool,
 }
 
-/// Kubernetes VPA recommender (kubernetes/autoscaler, `vertical-pod-autoscaler/pkg/recommender`):
-/// - memory is aggregated as the *peak of each 24 h window* (`MemoryAggregationInterval`), kept
-///   for 8 windows (`MemoryAggregationIntervalCount`), in a decaying histogram with a 24 h
-///   half-life (`MemoryHistogramDecayHalfLife`);
-/// - the histogram has exponential buckets (first 1e7 bytes, ratio 1.05) and a percentile
-///   returns the *end* of its bucket (`histogram.Percentile`);
-/// - target = p90 (`targetMemoryPeaksPercentile`) × 1.15 (`safetyMarginFraction`), at least
-///   250 MiB (`podMinMemoryMb`);
-/// - an OOM adds a sample of max(used + 100 MiB, used × 1.2) (`OOMMinBumpUp`, `OOMBumpUpRatio`)
-///   where used = max(request at the OOM, the window's peak) (`ContainerState.RecordOOM`).
+/// A limit recommender and its actuator.
+pub trait Recommender: Send + Sync {
+    fn name(&self) -> String;
+    /// The limit to set, bytes; `None` when it has nothing to go on. Applied at deploys.
+    fn recommend(&self, view: &View<'_>) -> Option<f64>;
+    /// Between deploys (replay modes with runtime actuation): a change to make now, if its
+    /// actuator would make one. Default: none (a report, applied at deploys only).
+    fn actuate(&self, _view: &View<'_>) -> Option<Actuation> {
+        None
+    }
+    /// Whether the tool sets the limit itself when pods are created (VPA's admission
+    /// controller, Autopilot), whatever the manifest says; a report (KRR, the tutorial's
+    /// notebook) only reaches the pods through the manifest.
+    fn sets_at_admission(&self) -> bool {
+        false
+    }
+    /// The margin the frontier sweeps.
+    fn with_margin(&self, margin: f64) -> Box<dyn Recommender>;
+}
+
+/// Kubernetes VPA 1.8 (kubernetes/autoscaler, `vertical-pod-autoscaler/`), recommender and
+/// updater in `Recreate` mode:
+/// - `pkg/recommender/model/aggregations_config.go`: memory is aggregated as the peak of each
+///   24 h interval (`MemoryAggregationInterval`), 8 intervals (`MemoryAggregationIntervalCount`),
+///   in a decaying histogram with a 24 h half-life, exponential buckets (first 1e7 bytes,
+///   +5% each); `util/histogram.go`: a percentile is the *end* of its bucket;
+/// - `pkg/recommender/model/container.go` (`RecordOOM`): an OOM adds a sample of
+///   max(used + 100 MiB, used × 1.2) with used = max(request at the OOM, the interval's
+///   usage peak), which replaces the interval's peak when larger;
+/// - `pkg/recommender/logic/recommender.go`: target = p90 × (1 + margin 0.15); lower bound
+///   p50 × (1 + margin) × (1 + 0.001/confidence)^-2; upper bound p95 × (1 + margin) ×
+///   (1 + 1/confidence); each at least 250 MiB (`pod-recommendation-min-memory-mb`);
+///   `estimator.go`: confidence = days between the first and last sample;
+/// - `pkg/updater/priority/update_priority_calculator.go`: the updater evicts (and the
+///   admission controller recreates the pod with the target) when the request is outside
+///   [lower, upper], or the container was OOM-killed less than 10 min after it started
+///   (`evict-after-oom-threshold`, only if the target differs), or the pod is 12 h old and the
+///   target differs by ≥ 10% (`in-recommendation-bounds-eviction-lifetime-threshold`,
+///   `pod-update-threshold`).
 #[derive(Debug, Clone)]
-pub struct Vpa;
+pub struct Vpa {
+    pub margin: f64,
+}
 
 pub const VPA_FIRST_BUCKET: f64 = 1e7;
 pub const VPA_BUCKET_RATIO: f64 = 1.05;
+const VPA_MIN: f64 = 250.0 * MIB;
 
 /// Start of VPA histogram bucket `i`.
 pub fn vpa_bucket_start(i: usize) -> f64 {
@@ -102,91 +146,168 @@ pub fn vpa_percentile(values: &[(f64, f64)], p: f64) -> f64 {
     vpa_bucket_start(buckets[buckets.len() - 1].0 + 1)
 }
 
-impl Recommender for Vpa {
-    fn name(&self) -> &str {
-        "vpa"
-    }
+/// VPA's recommendation for one container.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct VpaEstimate {
+    pub target: f64,
+    pub lower: f64,
+    pub upper: f64,
+}
 
-    fn recommend(&self, view: &View<'_>) -> Option<f64> {
-        let first = view.samples.first()?.t;
-        let window_of = |t: i64| (t - first).div_euclid(DAY);
+impl Vpa {
+    pub fn estimate(&self, view: &View<'_>) -> Option<VpaEstimate> {
+        let window_of = |t: i64| (t - view.first).div_euclid(DAY);
         let current = window_of(view.now);
-        let mut peaks: Vec<f64> = vec![0.0; 8];
         let oldest = current - 7;
-        for s in view.last(8 * DAY) {
-            let w = window_of(s.t);
-            if w >= oldest {
-                let slot = (w - oldest) as usize;
-                peaks[slot] = peaks[slot].max(s.bytes);
+        // Per interval: the usage peak, and the peak with the OOM samples.
+        let mut usage: Vec<f64> = vec![0.0; 8];
+        let mut peaks: Vec<f64> = vec![0.0; 8];
+        let slot = |t: i64| {
+            let w = window_of(t);
+            (w >= oldest && w <= current).then(|| (w - oldest) as usize)
+        };
+        let samples = view.last(8 * DAY);
+        let mut next = 0;
+        for k in view.ooms_in(8 * DAY) {
+            // Usage samples up to the kill first (its own interval's peak is censored).
+            while next < samples.len() && samples[next].t <= k.t {
+                if let Some(i) = slot(samples[next].t) {
+                    usage[i] = usage[i].max(samples[next].bytes);
+                    peaks[i] = peaks[i].max(samples[next].bytes);
+                }
+                next += 1;
+            }
+            if let (Some(i), Some(request)) = (slot(k.t), k.limit) {
+                // used = max(request at the OOM, the interval's usage peak so far).
+                let used = request.max(usage[i]);
+                peaks[i] = peaks[i].max((used + 100.0 * MIB).max(used * 1.2));
             }
         }
-        for oom in view.ooms {
-            let w = window_of(oom.t);
-            if w >= oldest && w <= current {
-                let slot = (w - oldest) as usize;
-                let used = oom.limit.max(peaks[slot]);
-                peaks[slot] = peaks[slot].max((used + 100.0 * MIB).max(used * 1.2));
+        for s in &samples[next..] {
+            if let Some(i) = slot(s.t) {
+                peaks[i] = peaks[i].max(s.bytes);
             }
         }
         let weighted: Vec<(f64, f64)> = peaks
             .iter()
             .enumerate()
             .filter(|(_, &p)| p > 0.0)
-            .map(|(i, &p)| {
-                (
-                    p,
-                    2f64.powf((i as f64 - 7.0) * DAY as f64 / (24.0 * HOUR as f64)),
-                )
-            })
+            .map(|(i, &p)| (p, 2f64.powf(i as f64 - 7.0)))
             .collect();
         if weighted.is_empty() {
             return None;
         }
-        Some((vpa_percentile(&weighted, 0.9) * 1.15).max(250.0 * MIB))
+        let m = 1.0 + self.margin;
+        let confidence = (view.now - view.first) as f64 / DAY as f64;
+        let (lower_mult, upper_mult) = if confidence > 0.0 {
+            (
+                (1.0 + 0.001 / confidence).powf(-2.0),
+                1.0 + 1.0 / confidence,
+            )
+        } else {
+            (0.0, f64::INFINITY)
+        };
+        Some(VpaEstimate {
+            target: (vpa_percentile(&weighted, 0.9) * m).max(VPA_MIN),
+            lower: (vpa_percentile(&weighted, 0.5) * m * lower_mult).max(VPA_MIN),
+            upper: (vpa_percentile(&weighted, 0.95) * m * upper_mult).max(VPA_MIN),
+        })
     }
 }
 
-/// Robusta KRR "simple" strategy (robusta-dev/krr, `strategies/simple.py`): memory = max usage
-/// over the history (`history_duration` 336 h = 14 days) × (1 + `memory_buffer_percentage` 15%),
-/// at least `memory_min_value` 100 MiB; request = limit. (Its `use_oomkill_data` is off by
-/// default, so an OOM shows only through the censored peak.)
-#[derive(Debug, Clone)]
-pub struct KrrSimple;
+impl Recommender for Vpa {
+    fn name(&self) -> String {
+        "vpa".into()
+    }
 
-impl Recommender for KrrSimple {
-    fn name(&self) -> &str {
-        "krr-simple"
+    fn sets_at_admission(&self) -> bool {
+        true
+    }
+
+    fn with_margin(&self, margin: f64) -> Box<dyn Recommender> {
+        Box::new(Vpa { margin })
     }
 
     fn recommend(&self, view: &View<'_>) -> Option<f64> {
-        let max = view
-            .last(14 * DAY)
-            .iter()
-            .map(|s| s.bytes)
-            .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))))?;
-        Some((max * 1.15).max(100.0 * MIB))
+        self.estimate(view).map(|e| e.target)
+    }
+
+    fn actuate(&self, view: &View<'_>) -> Option<Actuation> {
+        let e = self.estimate(view)?;
+        let request = view.limit;
+        let target = round_up_mib(e.target);
+        let diff = (target - request).abs() / request;
+        let outside = request < e.lower || request > e.upper;
+        let quick_oom = view.last_oom_run.is_some_and(|run| run < 600) && diff > 0.0;
+        let long_lived = view.now - view.pod_started >= 12 * HOUR;
+        (outside || quick_oom || (long_lived && diff >= 0.1)).then_some(Actuation {
+            limit: target,
+            restarts: true,
+        })
     }
 }
 
-/// Google Autopilot moving-window memory recommender (Rzadca et al., "Autopilot: workload
-/// autoscaling at Google", EuroSys 2020, §3.2): 5-minute peaks in a histogram decayed with a
-/// 48 h half-life; the limit is the weighted p98 plus a 10–15% safety margin, and never below
-/// the peak of the last hour. Read here as (1 + margin) × max(p98, last hour's peak), so that
-/// after an OOM (whose peak is censored at the old limit) the limit rises by the margin.
-/// Replayed with the 14-day window (weights there are below 1%).
+/// Robusta KRR v1.29 `simple` strategy (robusta-dev/krr, `robusta_krr/strategies/simple.py`):
+/// memory request = limit = max of the working set over `history_duration` (336 h) ×
+/// (1 + `memory_buffer_percentage` 15%), at least `memory_min_value` 100 MiB
+/// (`robusta_krr/core/models/config.py`), given at least `points_required` (100) points.
+/// `simple_limit` (`strategies/simple_limit.py`) sizes memory with the same formula (it differs
+/// in CPU only), so one replay covers both. `use_oomkill_data` is off by default; with it on
+/// (`oom`), the recommendation is at least the largest limit an OOM kill hit in the history
+/// × (1 + `oom_memory_buffer_percentage` 25%). KRR is a report: it is applied at deploys (e.g.
+/// through GitOps), never in between.
+#[derive(Debug, Clone)]
+pub struct Krr {
+    pub margin: f64,
+    pub use_oomkill_data: bool,
+}
+
+impl Recommender for Krr {
+    fn name(&self) -> String {
+        if self.use_oomkill_data {
+            "krr-simple-oomkill".into()
+        } else {
+            "krr-simple".into()
+        }
+    }
+
+    fn with_margin(&self, margin: f64) -> Box<dyn Recommender> {
+        Box::new(Krr {
+            margin,
+            use_oomkill_data: self.use_oomkill_data,
+        })
+    }
+
+    fn recommend(&self, view: &View<'_>) -> Option<f64> {
+        let window = view.last(14 * DAY);
+        if window.len() < 100 {
+            return None;
+        }
+        let max = window.iter().map(|s| s.bytes).fold(0.0, f64::max);
+        let mut rec = max * (1.0 + self.margin);
+        if self.use_oomkill_data {
+            let oom = view
+                .ooms_in(14 * DAY)
+                .iter()
+                .filter_map(|k| k.limit)
+                .fold(0.0, f64::max);
+            rec = rec.max(oom * 1.25);
+        }
+        Some(rec.max(100.0 * MIB))
+    }
+}
+
+/// Google Autopilot's moving-window memory recommender (Rzadca et al., "Autopilot: workload
+/// autoscaling at Google", EuroSys 2020, §3.2): the 5-minute peaks in a histogram decayed with
+/// a 48 h half-life; the limit is the weighted p98 plus a 10–15% safety margin, and never below
+/// the peak of the last hour, so that an OOM (whose peak is the limit it hit) raises the limit
+/// by the margin at once. The paper gives no formula for the OOM reaction beyond this; this is
+/// the reading of `../shared/DESIGN.md`. Autopilot changes Borg limits continuously and in
+/// place: the replay applies every change at the next interval (replay modes with runtime
+/// actuation).
 #[derive(Debug, Clone)]
 pub struct Autopilot {
     pub margin: f64,
-    name: String,
-}
-
-impl Autopilot {
-    pub fn new(margin: f64) -> Autopilot {
-        Autopilot {
-            margin,
-            name: format!("autopilot-p98+{:.0}%", margin * 100.0),
-        }
-    }
 }
 
 /// Quantile `q` of values with weights: the smallest value whose cumulative weight reaches q.
@@ -204,8 +325,16 @@ pub fn weighted_quantile(mut pairs: Vec<(f64, f64)>, q: f64) -> Option<f64> {
 }
 
 impl Recommender for Autopilot {
-    fn name(&self) -> &str {
-        &self.name
+    fn name(&self) -> String {
+        format!("autopilot-p98+{:.0}%", self.margin * 100.0)
+    }
+
+    fn sets_at_admission(&self) -> bool {
+        true
+    }
+
+    fn with_margin(&self, margin: f64) -> Box<dyn Recommender> {
+        Box::new(Autopilot { margin })
     }
 
     fn recommend(&self, view: &View<'_>) -> Option<f64> {
@@ -219,14 +348,28 @@ impl Recommender for Autopilot {
         let last_hour = view.last(HOUR).iter().map(|s| s.bytes).fold(0.0, f64::max);
         Some(p98.max(last_hour) * (1.0 + self.margin))
     }
+
+    fn actuate(&self, view: &View<'_>) -> Option<Actuation> {
+        let rec = round_up_mib(self.recommend(view)?);
+        (rec != view.limit).then_some(Actuation {
+            limit: rec,
+            restarts: false,
+        })
+    }
 }
 
-/// The tutorial's trend (reference/memory-exhaustion-tutorial.md, step 3–4): one ordinary
-/// least-squares line over the whole window (here the 14-day history), extrapolated 6 hours
-/// ahead (step 4's horizon); the limit keeps that prediction at the tutorial's 85% threshold:
-/// limit = prediction / 0.85. No OOM handling, no floor beyond 1 MiB.
+/// The tutorial's trend (`../shared/reference/memory-exhaustion-tutorial.md`, steps 2–4): one
+/// ordinary least-squares line (`scipy.stats.linregress`) over the last 24 h of memory
+/// (`collect_resource_metrics(hours=24)`), extrapolated 6 hours ahead (step 4); the limit keeps
+/// that prediction at the 85% threshold (step 3): limit = prediction × (1 + margin), margin
+/// 1/0.85 − 1. No OOM handling. The notebook is run by hand: applied at deploys only.
 #[derive(Debug, Clone)]
-pub struct OlsTrend;
+pub struct OlsTrend {
+    pub margin: f64,
+}
+
+/// The tutorial's margin: the 85% threshold.
+pub const OLS_MARGIN: f64 = 1.0 / 0.85 - 1.0;
 
 /// Ordinary least squares `(slope, intercept)` of bytes over seconds since `t0`.
 pub fn ols(samples: &[Sample], t0: i64) -> Option<(f64, f64)> {
@@ -250,135 +393,24 @@ pub fn ols(samples: &[Sample], t0: i64) -> Option<(f64, f64)> {
 }
 
 impl Recommender for OlsTrend {
-    fn name(&self) -> &str {
-        "tutorial-ols"
+    fn name(&self) -> String {
+        "tutorial-ols".into()
+    }
+
+    fn with_margin(&self, margin: f64) -> Box<dyn Recommender> {
+        Box::new(OlsTrend { margin })
     }
 
     fn recommend(&self, view: &View<'_>) -> Option<f64> {
-        let (slope, intercept) = ols(view.last(14 * DAY), view.now)?;
+        let (slope, intercept) = ols(view.last(DAY), view.now)?;
         let predicted = intercept + slope * (6 * HOUR) as f64;
-        Some((predicted / 0.85).max(MIB))
+        Some((predicted * (1.0 + self.margin)).max(MIB))
     }
 }
 
-/// oomguard's rule (DESIGN.md, "The decision"), as the engine applies it:
-/// limit = the largest of
-/// - statistic(peaks) × (1 + headroom), over the window, or since the last level shift when the
-///   forecast sees one (old levels say nothing about the new one); when the statistic is the max
-///   and the forecast calls the window steady, Autopilot's p98 rule for steady jobs with
-///   oomguard's floor instead ([`forecast::steady_limit`]);
-/// - the forecast's upper band at the horizon, when the pattern is a leak that has not restarted
-///   within the window;
-/// - the OOM bump: from the *limit* that was hit, × `bump_ratio` or + `bump_min` whichever is
-///   larger, escalating (the ratio compounds per OOM within `bump_memory`), capped at
-///   `bump_cap` × that limit; it holds for `bump_memory` after the OOM.
-///
-/// then held unless it changes enough: raised at once, lowered only when it saves at least
-/// `lower_hysteresis` (each change is a restart or an in-place resize).
-#[derive(Debug, Clone)]
-pub struct Oomguard {
-    pub params: OomguardParams,
-}
-
-/// Parameters of [`Oomguard`]. Defaults: the policy defaults of DESIGN.md (max of the peaks
-/// over 14 days, OOM bump ×1.2 / +100 MiB) except two: headroom 10% (the low end of
-/// Autopilot's published 10–15% margin; the bump from the limit catches what it misses, so the
-/// 15% that VPA and KRR add without such a bump is not needed) and a 6 h forecast horizon (the
-/// tutorial's; the replay decides hourly, so the limit need not cover a day of growth).
-/// Bumps escalate within a day (VPA's 24 h half-life) and are capped at 2× the limit hit;
-/// lowering needs a 10% saving. Steady series are sized by [`forecast::steady_limit`].
-#[derive(Debug, Clone, PartialEq)]
-pub struct OomguardParams {
-    pub window_secs: i64,
-    /// Quantile of the peaks (1.0 = max).
-    pub quantile: f64,
-    pub headroom: f64,
-    pub horizon_secs: u64,
-    pub bump_ratio: f64,
-    pub bump_min: f64,
-    pub bump_cap: f64,
-    pub bump_memory_secs: i64,
-    pub lower_hysteresis: f64,
-    /// Size steady series from the p98 ([`forecast::steady_limit`]) when `quantile` is 1.
-    pub steady_p98: bool,
-}
-
-impl Default for OomguardParams {
-    fn default() -> Self {
-        OomguardParams {
-            window_secs: 14 * DAY,
-            quantile: 1.0,
-            headroom: 0.10,
-            horizon_secs: 6 * HOUR as u64,
-            bump_ratio: 1.2,
-            bump_min: 100.0 * MIB,
-            bump_cap: 2.0,
-            bump_memory_secs: 24 * HOUR,
-            lower_hysteresis: 0.1,
-            steady_p98: true,
-        }
-    }
-}
-
-impl Oomguard {
-    /// The rule without the hysteresis (a pure function of the view).
-    pub fn target(&self, view: &View<'_>) -> Option<f64> {
-        let p = &self.params;
-        let window = view.last(p.window_secs);
-        let last = window.last()?;
-        let restarts: Vec<i64> = view.ooms.iter().map(|o| o.t).collect();
-        let fit = forecast::fit(window, &restarts);
-        let regime = if fit.pattern == Pattern::LevelShift {
-            &window[window.partition_point(|s| s.t < fit.since)..]
-        } else {
-            window
-        };
-        let mut peaks: Vec<f64> = regime.iter().map(|s| s.bytes).collect();
-        peaks.sort_by(f64::total_cmp);
-        let mut limit = quantile_sorted(&peaks, p.quantile) * (1.0 + p.headroom);
-        if p.steady_p98 && p.quantile >= 1.0 {
-            let (p98, max) = (quantile_sorted(&peaks, 0.98), quantile_sorted(&peaks, 1.0));
-            if let Some(steady) = forecast::steady_limit(&fit, p98, max, p.headroom, p.horizon_secs)
-            {
-                limit = steady;
-            }
-        }
-        // A leak that has restarted before (a saw-tooth) is sized by its peaks like any other
-        // series; the forecast term is for growth beyond anything the window has seen.
-        if fit.pattern == Pattern::Leak && fit.lifetimes <= 1 {
-            let f = forecast::project(&fit, view.now.max(last.t), p.horizon_secs, None);
-            limit = limit.max(f.high);
-        }
-        let recent: Vec<&Oom> = view
-            .ooms
-            .iter()
-            .filter(|o| o.t > view.now - p.bump_memory_secs)
-            .collect();
-        if let Some(oom) = recent.last() {
-            let k = recent.len() as i32;
-            let bump = (oom.limit * p.bump_ratio.powi(k)).max(oom.limit + p.bump_min);
-            limit = limit.max(bump.min(oom.limit * p.bump_cap));
-        }
-        Some(limit)
-    }
-}
-
-impl Recommender for Oomguard {
-    fn name(&self) -> &str {
-        "oomguard"
-    }
-
-    fn recommend(&self, view: &View<'_>) -> Option<f64> {
-        let target = self.target(view)?;
-        Some(match view.limit {
-            Some(current)
-                if target <= current && target > current * (1.0 - self.params.lower_hysteresis) =>
-            {
-                current
-            }
-            _ => target,
-        })
-    }
+/// Limits are whole MiB, as every recommender's output is applied.
+pub fn round_up_mib(bytes: f64) -> f64 {
+    (bytes / MIB).ceil().max(1.0) * MIB
 }
 
 #[cfg(test)]
@@ -394,12 +426,15 @@ mod tests {
             .collect()
     }
 
-    fn view<'a>(samples: &'a [Sample], ooms: &'a [Oom]) -> View<'a> {
+    fn view<'a>(samples: &'a [Sample], ooms: &'a [OomKill]) -> View<'a> {
         View {
             now: samples[samples.len() - 1].t,
-            samples,
+            first: samples[0].t,
+            peaks: samples,
             ooms,
-            limit: None,
+            limit: 1000.0 * MIB,
+            pod_started: samples[0].t,
+            last_oom_run: None,
         }
     }
 
@@ -411,75 +446,107 @@ mod tests {
         assert_eq!(vpa_bucket(1e7), 1);
         assert_eq!(vpa_bucket(1.5e7), 1);
         assert_eq!(vpa_bucket(2.05e7), 2);
-        // A single value: the end of its bucket.
         let p = vpa_percentile(&[(1e9, 1.0)], 0.9);
         assert!(p > 1e9 && p < 1e9 * 1.05 + 1e7, "{p}");
-        // p90 of weights 1 (small) and 9 (large) lands on the large value's bucket... and of
-        // weights 9 and 1 on the small one's.
         assert!(vpa_percentile(&[(1e8, 1.0), (1e9, 9.0)], 0.9) > 1e9);
         assert!(vpa_percentile(&[(1e8, 9.0), (1e9, 1.0)], 0.9) <= 1e8 * 1.05 + 1e7);
     }
 
     #[test]
-    fn vpa_target_floor_and_oom_bump() {
+    fn vpa_target_floor_oom_bump_and_updater() {
+        let vpa = Vpa { margin: 0.15 };
         let s = flat(48, 1000.0);
-        let r = Vpa.recommend(&view(&s, &[])).expect("rec");
+        let r = vpa.recommend(&view(&s, &[])).expect("rec");
         assert!(
             (1150.0 * MIB..=1150.0 * 1.06 * MIB).contains(&r),
             "{}",
             r / MIB
         );
-        let small = flat(48, 10.0);
-        assert_eq!(Vpa.recommend(&view(&small, &[])), Some(250.0 * MIB));
-        // OOM at a 1000 MiB request with 500 MiB peaks: sample max(1100, 1200) = 1200 MiB.
+        assert_eq!(
+            vpa.recommend(&view(&flat(48, 10.0), &[])),
+            Some(250.0 * MIB)
+        );
+        // OOM at a 1000 MiB request with 500 MiB peaks: a sample of max(1100, 1200) MiB.
         let s = flat(12, 500.0);
-        let oom = [Oom {
+        let oom = [OomKill {
             t: s[s.len() - 1].t,
-            limit: 1000.0 * MIB,
+            limit: Some(1000.0 * MIB),
         }];
-        let r = Vpa.recommend(&view(&s, &oom)).expect("rec");
+        let r = vpa.recommend(&view(&s, &oom)).expect("rec");
         assert!(
             (1200.0 * 1.15 * MIB..=1200.0 * 1.15 * 1.06 * MIB).contains(&r),
             "{}",
             r / MIB
         );
+        // The updater: a quick OOM evicts at once; a slow one waits (within the bounds, young).
+        let mut v = view(&s, &oom);
+        v.last_oom_run = Some(300);
+        let a = vpa.actuate(&v).expect("quick OOM evicts");
+        assert!(a.restarts && a.limit >= 1380.0 * MIB);
+        v.last_oom_run = Some(4 * 3600);
+        let e = vpa.estimate(&v).expect("estimate");
+        let target = round_up_mib(e.target);
+        v.limit = round_up_mib(e.lower.max(target * 0.95));
+        assert!(
+            v.limit <= e.upper && (target - v.limit).abs() / v.limit < 0.1,
+            "precondition"
+        );
+        assert_eq!(vpa.actuate(&v), None);
+        // Below the lower bound the updater evicts, however young the pod.
+        v.limit = round_up_mib(e.lower * 0.9);
+        assert_eq!(
+            vpa.actuate(&v),
+            Some(Actuation {
+                limit: target,
+                restarts: true
+            })
+        );
     }
 
     #[test]
-    fn krr_is_max_plus_15_percent_with_a_floor() {
+    fn krr_is_max_plus_buffer_with_a_floor_and_optional_oom_data() {
         let mut s = flat(24, 150.0);
         s[10].bytes = 200.0 * MIB;
+        let krr = Krr {
+            margin: 0.15,
+            use_oomkill_data: false,
+        };
         let close = |r: Option<f64>, mib: f64| r.is_some_and(|r| (r / MIB - mib).abs() < 1e-6);
-        assert!(close(KrrSimple.recommend(&view(&s, &[])), 230.0));
-        assert!(close(
-            KrrSimple.recommend(&view(&flat(24, 50.0), &[])),
-            100.0
-        ));
-        // Older than 14 days is forgotten.
+        assert!(close(krr.recommend(&view(&s, &[])), 230.0));
+        assert!(close(krr.recommend(&view(&flat(24, 50.0), &[])), 100.0));
+        assert_eq!(
+            krr.recommend(&view(&flat(8, 500.0), &[])),
+            None,
+            "< 100 points"
+        );
         let mut old = flat(24 * 16, 100.0);
         old[0].bytes = 900.0 * MIB;
-        assert!(close(KrrSimple.recommend(&view(&old, &[])), 115.0));
+        assert!(close(krr.recommend(&view(&old, &[])), 115.0));
+        let oom = [OomKill {
+            t: 3000,
+            limit: Some(400.0 * MIB),
+        }];
+        let with = Krr {
+            use_oomkill_data: true,
+            ..krr
+        };
+        assert!(close(with.recommend(&view(&s, &oom)), 500.0));
     }
 
     #[test]
     fn autopilot_is_p98_with_margin_and_last_hour_peak() {
         let s = flat(48, 100.0);
-        let r = Autopilot::new(0.1).recommend(&view(&s, &[])).expect("rec");
+        let a = Autopilot { margin: 0.1 };
+        let r = a.recommend(&view(&s, &[])).expect("rec");
         assert!((r - 110.0 * MIB).abs() < 1.0);
         let mut spike = s.clone();
         let n = spike.len();
         spike[n - 3].bytes = 300.0 * MIB;
-        let r = Autopilot::new(0.1)
-            .recommend(&view(&spike, &[]))
-            .expect("rec");
+        let r = a.recommend(&view(&spike, &[])).expect("rec");
         assert!((r - 330.0 * MIB).abs() < 1.0);
         assert_eq!(
             weighted_quantile(vec![(3.0, 2.0), (1.0, 1.0), (2.0, 1.0)], 0.5),
             Some(2.0)
-        );
-        assert_eq!(
-            weighted_quantile(vec![(3.0, 2.0), (1.0, 1.0), (2.0, 1.0)], 0.75),
-            Some(3.0)
         );
     }
 
@@ -491,107 +558,10 @@ mod tests {
                 bytes: (100.0 + i as f64 / 12.0) * MIB,
             })
             .collect();
-        let r = OlsTrend.recommend(&view(&s, &[])).expect("rec");
+        let r = OlsTrend { margin: OLS_MARGIN }
+            .recommend(&view(&s, &[]))
+            .expect("rec");
         let last = 100.0 + 287.0 / 12.0;
         assert!((r / MIB - (last + 6.0) / 0.85).abs() < 1e-6, "{}", r / MIB);
-    }
-
-    #[test]
-    fn oomguard_bumps_from_the_limit_escalates_and_caps() {
-        let g = Oomguard {
-            params: OomguardParams {
-                headroom: 0.1,
-                ..OomguardParams::default()
-            },
-        };
-        let s = flat(24, 100.0);
-        assert!((g.target(&view(&s, &[])).expect("rec") - 110.0 * MIB).abs() < 1.0);
-        let t = s[s.len() - 1].t;
-        // One OOM at 400 MiB: max(480, 500) = 500 MiB.
-        let one = [Oom {
-            t,
-            limit: 400.0 * MIB,
-        }];
-        assert!((g.target(&view(&s, &one)).expect("rec") - 500.0 * MIB).abs() < 1.0);
-        // Three within the day: 1000 × 1.2³ = 1728 MiB.
-        let three = [
-            Oom {
-                t: t - 20,
-                limit: 600.0 * MIB,
-            },
-            Oom {
-                t: t - 10,
-                limit: 800.0 * MIB,
-            },
-            Oom {
-                t,
-                limit: 1000.0 * MIB,
-            },
-        ];
-        assert!((g.target(&view(&s, &three)).expect("rec") - 1728.0 * MIB).abs() < 1.0);
-        // Capped at twice the limit hit.
-        let many: Vec<Oom> = (0..6)
-            .map(|i| Oom {
-                t: t - 6 + i,
-                limit: 1000.0 * MIB,
-            })
-            .collect();
-        assert!((g.target(&view(&s, &many)).expect("rec") - 2000.0 * MIB).abs() < 1.0);
-        // Hysteresis: a 5% lower target keeps the current limit; a 30% lower one is taken.
-        let held = View {
-            limit: Some(115.0 * MIB),
-            ..view(&s, &[])
-        };
-        assert_eq!(g.recommend(&held), Some(115.0 * MIB));
-        let lowered = View {
-            limit: Some(160.0 * MIB),
-            ..view(&s, &[])
-        };
-        assert!((g.recommend(&lowered).expect("rec") - 110.0 * MIB).abs() < 1.0);
-    }
-
-    #[test]
-    fn oomguard_sizes_a_steady_series_from_the_p98() {
-        // Two days at 600 MiB ± 1 MiB with one peak at 630 MiB (5% up, too small to be spiky):
-        // the max rule gives 693 MiB, the steady rule ~ the p98 × 1.1.
-        let mut s = flat(48, 600.0);
-        for (i, x) in s.iter_mut().enumerate() {
-            x.bytes += (i % 3) as f64 * MIB;
-        }
-        s[100].bytes = 630.0 * MIB;
-        let g = Oomguard {
-            params: OomguardParams::default(),
-        };
-        let r = g.target(&view(&s, &[])).expect("rec") / MIB;
-        assert!((r - 602.0 * 1.1).abs() < 0.5, "{r}");
-        let max_only = Oomguard {
-            params: OomguardParams {
-                steady_p98: false,
-                ..OomguardParams::default()
-            },
-        };
-        let r = max_only.target(&view(&s, &[])).expect("rec") / MIB;
-        assert!((r - 693.0).abs() < 0.5, "{r}");
-        // A peak that stands out keeps the limit above it.
-        s[100].bytes = 680.0 * MIB;
-        let r = g.target(&view(&s, &[])).expect("rec") / MIB;
-        assert!((680.0..=680.0 * 1.1).contains(&r), "{r}");
-    }
-
-    #[test]
-    fn oomguard_sizes_from_the_new_level_after_a_downward_shift() {
-        // A 20% step down (a larger drop would read as a restart, which sizes from the window).
-        let mut s = flat(24 * 4, 1000.0);
-        for x in s.iter_mut().skip(12 * 24 * 2) {
-            x.bytes = 800.0 * MIB;
-        }
-        let g = Oomguard {
-            params: OomguardParams {
-                headroom: 0.1,
-                ..OomguardParams::default()
-            },
-        };
-        let r = g.target(&view(&s, &[])).expect("rec");
-        assert!((r - 880.0 * MIB).abs() < 1.0, "{}", r / MIB);
     }
 }

@@ -1,20 +1,29 @@
-//! `oomguard replay`: a recommender benchmark on memory traces.
+//! `oomguard replay` (cargo feature `replay`): the product scored in a closed loop on memory
+//! traces, against the published recommenders, and leak detection on synthetic traces with
+//! known truth.
 //!
-//! Replays traces in the CSV format `series,timestamp,usage_bytes,limit_bytes` (see
-//! `score` for the rules) with oomguard's rule and the published baselines (`baselines`), and
-//! scores leak detection on synthetic traces with known truth (`synthetic`).
+//! oomguard is not reimplemented here: every decision is `verdict::decide` (what `recommend`,
+//! `check` and the webhook call) or `reconcile::plan` (the reconciler), with one policy (the
+//! shipped default unless `--policy` names another). See `sim` for the loop, `source` for the
+//! history it decides on, `baselines` for the others, `RESULTS.md` for the numbers.
 //!
 //! ```text
-//! oomguard replay data/traces/*.csv --synthetic --seed 42 [--format json] [--bench]
+//! oomguard replay data/traces/*.csv --synthetic [--mode both] [--manifest recommended]
+//!     [--deploy-every 1d] [--frontier] [--format table|json|html] [--dump-decisions DIR]
 //! ```
 
 pub mod baselines;
+pub mod frontier;
 pub mod score;
+pub mod sim;
+pub mod source;
 pub mod synthetic;
 
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 use std::time::Instant;
 
 use anyhow::{bail, Context};
@@ -22,13 +31,17 @@ use serde::Serialize;
 
 use crate::forecast;
 use crate::history::Sample;
-use baselines::{Autopilot, KrrSimple, OlsTrend, Oomguard, OomguardParams, Recommender, Vpa};
-use score::{replay_provisioned, replay_series, ReplayConfig, Score, Series};
+use crate::policy::{MemoryPolicy, Percent, PolicySpec};
+use baselines::{Autopilot, Krr, OlsTrend, Recommender, Vpa, OLS_MARGIN};
+use frontier::{Comparison, Curve, Point};
+use score::{Score, Series};
+use sim::{Baseline, DumpSampler, LoopConfig, LoopMode, Manifest, Product, Provisioned};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
     Table,
     Json,
+    Html,
 }
 
 /// Arguments of `oomguard replay`.
@@ -36,7 +49,7 @@ pub enum Format {
 pub struct ReplayArgs {
     /// Trace files (CSV: series,timestamp,usage_bytes,limit_bytes).
     pub files: Vec<PathBuf>,
-    /// Output format.
+    /// Output format (html: the tables and one frontier chart per trace set; implies --frontier).
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
     /// Also replay a synthetic set with known truth and score leak detection on it.
@@ -51,31 +64,59 @@ pub struct ReplayArgs {
     /// Length of each synthetic series, days.
     #[arg(long, default_value_t = 14.0)]
     pub synthetic_days: f64,
-    /// History before the first decision, hours.
-    #[arg(long, default_value_t = 24)]
-    pub warmup_hours: i64,
-    /// Time between decisions, minutes (a decision is also taken after each OOM).
-    #[arg(long, default_value_t = 60)]
-    pub interval_minutes: i64,
-    /// oomguard: quantile of the peaks (1 = max).
-    #[arg(long, default_value_t = 1.0)]
-    pub quantile: f64,
-    /// oomguard: headroom over the statistic (0.15 = 15%).
-    #[arg(long, default_value_t = 0.10)]
-    pub headroom: f64,
-    /// oomguard: size every series from the max, also those the forecast calls steady (which
-    /// are otherwise sized from the p98, Autopilot's rule for steady jobs, floored at the max
-    /// plus the noise band).
+    /// Which halves of oomguard act: the webhook at deploys (mutate), the reconciler in between
+    /// (reconcile), or both.
+    #[arg(long, value_enum, default_value = "both")]
+    pub mode: LoopMode,
+    /// What the manifest says at each deploy: the GitOps recommendation (`recommend
+    /// --emit-patches` before the deploy) or the provisioned limit, never edited.
+    #[arg(long, value_enum, default_value = "recommended")]
+    pub manifest: Manifest,
+    /// Time between deploys (new pods from the manifest), e.g. 1d, 12h, 7d.
+    #[arg(long, default_value = "1d", value_parser = parse_duration)]
+    pub deploy_every: crate::policy::Duration,
+    /// History before scoring starts.
+    #[arg(long, default_value = "1d", value_parser = parse_duration)]
+    pub warmup: crate::policy::Duration,
+    /// The forecast's span of recent peaks (the Prometheus source's --history-recent).
+    #[arg(long, default_value = "2d", value_parser = parse_duration)]
+    pub history_recent: crate::policy::Duration,
+    /// The MemoryPolicy file oomguard runs with (default: the built-in default policy, which
+    /// policies/default.yaml spells out). Its mode and reconcile.enabled follow --mode.
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+    /// Sweep every recommender's margin and compare the OOM/slack curves.
     #[arg(long)]
-    pub no_steady_p98: bool,
-    /// oomguard: forecast horizon the limit must cover, hours.
-    #[arg(long, default_value_t = 6)]
-    pub horizon_hours: u64,
+    pub frontier: bool,
+    /// Margins swept, percent.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "0,5,10,15,20,25,30,40,50"
+    )]
+    pub margins: Vec<f64>,
+    /// Write up to 50 of oomguard's decisions per trace set (history, workload, policy, the
+    /// recommended limit) for `oomguard check` to replay.
+    #[arg(long, value_name = "DIR")]
+    pub dump_decisions: Option<PathBuf>,
+    /// Replay only these recommenders (by name, comma-separated; default: all).
+    #[arg(long, value_delimiter = ',')]
+    pub only: Vec<String>,
+    /// Also one row per series (for looking into a result).
+    #[arg(long)]
+    pub per_series: bool,
+    /// Worker threads (default: the machine's cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
     /// Time `forecast::fit` on this many series of 4,000 samples (one core) and print it.
     #[arg(long)]
     pub bench: bool,
     #[arg(long, default_value_t = 10_000)]
     pub bench_series: usize,
+}
+
+fn parse_duration(s: &str) -> Result<crate::policy::Duration, String> {
+    crate::policy::Duration::parse(s)
 }
 
 impl Default for ReplayArgs {
@@ -87,12 +128,18 @@ impl Default for ReplayArgs {
             seed: 42,
             synthetic_series: 10,
             synthetic_days: 14.0,
-            warmup_hours: 24,
-            interval_minutes: 60,
-            quantile: 1.0,
-            headroom: 0.10,
-            no_steady_p98: false,
-            horizon_hours: 6,
+            mode: LoopMode::Both,
+            manifest: Manifest::Recommended,
+            deploy_every: crate::policy::Duration(86_400),
+            warmup: crate::policy::Duration(86_400),
+            history_recent: crate::policy::Duration(2 * 86_400),
+            policy: None,
+            frontier: false,
+            margins: vec![0.0, 5.0, 10.0, 15.0, 20.0, 25.0, 30.0, 40.0, 50.0],
+            dump_decisions: None,
+            per_series: false,
+            only: Vec::new(),
+            threads: None,
             bench: false,
             bench_series: 10_000,
         }
@@ -109,30 +156,28 @@ pub struct Row {
     pub oom_events: u64,
     pub oom_events_per_series_day: f64,
     pub mean_slack: f64,
-    pub limit_changes_per_series_day: f64,
     /// Share of series-days without any OOM event (Autopilot's measure).
     pub oom_free_days: f64,
-    /// Series left out (the provisioned limit is unknown somewhere in them).
-    pub skipped_series: usize,
+    pub limit_changes_per_series_day: f64,
+    pub raises: u64,
+    /// Raises with no OOM event since the previous raise.
+    pub ratchets: u64,
 }
 
 impl Row {
-    fn new(trace: &str, name: &str, s: &Score, skipped: usize) -> Row {
+    fn new(trace: &str, name: &str, s: &Score) -> Row {
         Row {
             trace: trace.to_string(),
             name: name.to_string(),
             series: s.series,
             series_days: s.series_days,
             oom_events: s.oom_events,
-            oom_events_per_series_day: s.per_day(s.oom_events),
+            oom_events_per_series_day: s.oom_rate(),
             mean_slack: s.mean_slack(),
+            oom_free_days: s.oom_free_share(),
             limit_changes_per_series_day: s.per_day(s.limit_changes),
-            oom_free_days: if s.days > 0 {
-                s.oom_free_days as f64 / s.days as f64
-            } else {
-                0.0
-            },
-            skipped_series: skipped,
+            raises: s.raises,
+            ratchets: s.ratchets,
         }
     }
 }
@@ -145,113 +190,465 @@ pub struct Bench {
     pub micros_per_fit: f64,
 }
 
+/// The frontier of one trace set.
+#[derive(Debug, Clone, Serialize)]
+pub struct FrontierReport {
+    pub trace: String,
+    pub curves: Vec<Curve>,
+    /// oomguard's curve against each other's.
+    pub comparisons: Vec<Comparison>,
+    pub summary: Option<String>,
+    #[serde(skip)]
+    pub provisioned: Option<Point>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct Config {
+    mode: LoopMode,
+    manifest: Manifest,
+    deploy_every: String,
+    warmup: String,
+    history_recent: String,
+    policy: String,
+}
+
 #[derive(Debug, Clone, Serialize)]
 struct Report {
+    config: Config,
     results: Vec<Row>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    frontier: Vec<FrontierReport>,
     #[serde(skip_serializing_if = "Option::is_none")]
     detection: Option<synthetic::Detection>,
     #[serde(skip_serializing_if = "Option::is_none")]
     bench: Option<Bench>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dumped: Option<usize>,
+    seconds: f64,
 }
 
-/// The recommenders replayed, oomguard first.
-pub fn recommenders(params: OomguardParams) -> Vec<Box<dyn Recommender>> {
+/// Who is replayed.
+#[derive(Clone)]
+enum Who {
+    /// oomguard with this headroom (None: the policy's).
+    Oomguard(Option<f64>),
+    Baseline(std::sync::Arc<dyn Recommender>),
+    Provisioned,
+}
+
+impl Who {
+    fn name(&self) -> String {
+        match self {
+            Who::Oomguard(_) => "oomguard".into(),
+            Who::Baseline(r) => r.name(),
+            Who::Provisioned => "provisioned".into(),
+        }
+    }
+}
+
+/// The baselines replayed, at their shipped margins.
+pub fn baselines() -> Vec<std::sync::Arc<dyn Recommender>> {
     vec![
-        Box::new(Oomguard { params }),
-        Box::new(Vpa),
-        Box::new(KrrSimple),
-        Box::new(Autopilot::new(0.10)),
-        Box::new(Autopilot::new(0.15)),
-        Box::new(OlsTrend),
+        std::sync::Arc::new(Vpa { margin: 0.15 }),
+        std::sync::Arc::new(Krr {
+            margin: 0.15,
+            use_oomkill_data: false,
+        }),
+        std::sync::Arc::new(Krr {
+            margin: 0.15,
+            use_oomkill_data: true,
+        }),
+        std::sync::Arc::new(Autopilot { margin: 0.10 }),
+        std::sync::Arc::new(Autopilot { margin: 0.15 }),
+        std::sync::Arc::new(OlsTrend { margin: OLS_MARGIN }),
     ]
 }
 
-/// Replays `series` with every recommender and the provisioned limits; one row each.
-pub fn replay_all(
-    trace: &str,
-    series: &[Series],
-    params: &OomguardParams,
-    cfg: &ReplayConfig,
-) -> Vec<Row> {
-    let mut rows = Vec::new();
-    for rec in recommenders(params.clone()) {
-        let mut total = Score::default();
-        for s in series {
-            total.add(&replay_series(s, rec.as_ref(), cfg));
-        }
-        rows.push(Row::new(trace, rec.name(), &total, 0));
+/// Everything one replay needs besides the series.
+pub struct Setup {
+    pub policy: PolicySpec,
+    pub cfg: LoopConfig,
+    pub threads: usize,
+}
+
+impl Setup {
+    /// Replays one series with `who`.
+    fn one(&self, who: &Who, s: &Series, dump: Option<&mut DumpSampler>) -> anyhow::Result<Score> {
+        Ok(match who {
+            Who::Oomguard(headroom) => {
+                let mut policy = sim::policy_for(&self.policy, self.cfg.mode);
+                if let Some(h) = headroom {
+                    policy.headroom = Percent(*h);
+                }
+                let mut p = Product::new(&policy, self.cfg, &s.name)?;
+                p.dump = dump;
+                sim::replay(s, &mut p, &self.cfg)
+            }
+            Who::Baseline(r) => {
+                let mut b = Baseline {
+                    rec: r.as_ref(),
+                    manifest: self.cfg.manifest,
+                };
+                sim::replay(s, &mut b, &self.cfg)
+            }
+            Who::Provisioned => sim::replay(s, &mut Provisioned, &self.cfg),
+        })
     }
-    let mut total = Score::default();
-    let mut skipped = 0;
-    for s in series {
-        match replay_provisioned(s, cfg) {
-            Some(score) => total.add(&score),
-            None => skipped += 1,
+
+    /// Replays every series with every `who`, on the worker threads; one total per `who`.
+    fn scores(&self, who: &[Who], series: &[Series]) -> anyhow::Result<Vec<Score>> {
+        let jobs: Vec<(usize, usize)> = (0..who.len())
+            .flat_map(|w| (0..series.len()).map(move |s| (w, s)))
+            .collect();
+        let results = par_map(&jobs, self.threads, |&(w, s)| {
+            self.one(&who[w], &series[s], None)
+        });
+        let mut totals = vec![Score::default(); who.len()];
+        for (&(w, _), r) in jobs.iter().zip(results) {
+            totals[w].add(&r?);
+        }
+        Ok(totals)
+    }
+}
+
+/// `f` over `items` on `threads` threads, results in order.
+fn par_map<T: Sync, R: Send>(items: &[T], threads: usize, f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let next = AtomicUsize::new(0);
+    let out: Mutex<Vec<Option<R>>> = Mutex::new((0..items.len()).map(|_| None).collect());
+    std::thread::scope(|scope| {
+        for _ in 0..threads.max(1).min(items.len().max(1)) {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(item) = items.get(i) else {
+                    break;
+                };
+                let r = f(item);
+                if let Ok(mut o) = out.lock() {
+                    o[i] = Some(r);
+                }
+            });
+        }
+    });
+    out.into_inner()
+        .unwrap_or_default()
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
+/// The policy oomguard runs with: `--policy FILE`, else the built-in default.
+pub fn load_policy(path: Option<&Path>) -> anyhow::Result<PolicySpec> {
+    match path {
+        None => Ok(PolicySpec::default()),
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("cannot read policy file {}", p.display()))?;
+            Ok(MemoryPolicy::parse(&p.display().to_string(), &text)?.spec)
         }
     }
-    rows.push(Row::new(trace, "provisioned", &total, skipped));
-    rows
 }
 
 /// Runs `oomguard replay`.
 pub fn run(args: &ReplayArgs, out: &mut dyn Write) -> anyhow::Result<()> {
+    let started = Instant::now();
     if args.files.is_empty() && !args.synthetic && !args.bench {
         bail!("nothing to replay: give trace files, --synthetic or --bench");
     }
-    if args.interval_minutes <= 0 || args.warmup_hours < 0 {
-        bail!("--interval-minutes must be positive and --warmup-hours not negative");
+    if args.deploy_every.secs() < 300 {
+        bail!("--deploy-every must be at least 5m (one interval)");
     }
-    let cfg = ReplayConfig {
-        warmup_secs: args.warmup_hours * 3600,
-        interval_secs: args.interval_minutes * 60,
+    if args
+        .margins
+        .iter()
+        .any(|m| !m.is_finite() || *m < 0.0 || *m > 1000.0)
+    {
+        bail!("--margins are percentages between 0 and 1000");
+    }
+    let policy = load_policy(args.policy.as_deref())?;
+    let secs = |d: crate::policy::Duration| i64::try_from(d.secs()).unwrap_or(i64::MAX);
+    let setup = Setup {
+        policy,
+        cfg: LoopConfig {
+            mode: args.mode,
+            manifest: args.manifest,
+            deploy_every: secs(args.deploy_every),
+            warmup: secs(args.warmup),
+            recent: secs(args.history_recent),
+        },
+        threads: args
+            .threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
     };
-    let params = OomguardParams {
-        quantile: args.quantile,
-        headroom: args.headroom,
-        horizon_secs: args.horizon_hours * 3600,
-        steady_p98: !args.no_steady_p98,
-        ..OomguardParams::default()
-    };
-    let mut report = Report {
-        results: Vec::new(),
-        detection: None,
-        bench: None,
-    };
+    let mut sets: Vec<(String, Vec<Series>)> = Vec::new();
     for path in &args.files {
         let series = read_csv(path)?;
-        let trace = path.file_name().map_or_else(
+        let trace = path.file_stem().map_or_else(
             || path.display().to_string(),
             |n| n.to_string_lossy().into_owned(),
         );
-        report
-            .results
-            .extend(replay_all(&trace, &series, &params, &cfg));
+        sets.push((trace, series));
     }
+    let mut detection = None;
     if args.synthetic {
         let set = synthetic::synthetic_set(args.seed, args.synthetic_series, args.synthetic_days);
-        let series: Vec<Series> = set.iter().map(|s| s.series.clone()).collect();
-        report.results.extend(replay_all(
-            &format!("synthetic (seed {})", args.seed),
-            &series,
-            &params,
-            &cfg,
+        detection = Some(synthetic::score_detection(&set, 900));
+        sets.push((
+            format!("synthetic-seed{}", args.seed),
+            set.into_iter().map(|s| s.series).collect(),
         ));
-        report.detection = Some(synthetic::score_detection(&set, 900));
     }
-    if args.bench {
-        report.bench = Some(bench(args.bench_series, args.seed));
+
+    let mut who: Vec<Who> = vec![Who::Oomguard(None)];
+    who.extend(baselines().into_iter().map(Who::Baseline));
+    who.push(Who::Provisioned);
+    if !args.only.is_empty() {
+        who.retain(|w| args.only.contains(&w.name()));
+        if who.is_empty() {
+            bail!("--only names no recommender; they are oomguard, vpa, krr-simple, krr-simple-oomkill, autopilot-p98+10%, autopilot-p98+15%, tutorial-ols, provisioned");
+        }
     }
+    let mut results = Vec::new();
+    let mut pooled = vec![Score::default(); who.len()];
+    for (trace, series) in &sets {
+        let totals = setup.scores(&who, series)?;
+        for (i, t) in totals.iter().enumerate() {
+            pooled[i].add(t);
+            results.push(Row::new(trace, &who[i].name(), t));
+        }
+    }
+    if sets.len() > 1 {
+        for (i, t) in pooled.iter().enumerate() {
+            results.push(Row::new("pooled", &who[i].name(), t));
+        }
+    }
+    if args.per_series {
+        for (trace, series) in &sets {
+            for s in series {
+                let totals = setup.scores(&who, std::slice::from_ref(s))?;
+                for (i, t) in totals.iter().enumerate() {
+                    results.push(Row::new(&format!("{trace}/{}", s.name), &who[i].name(), t));
+                }
+            }
+        }
+    }
+
+    let mut frontiers = Vec::new();
+    if args.frontier || args.format == Format::Html {
+        frontiers = sweep(&setup, &sets, &args.margins)?;
+    }
+
+    let mut dumped = None;
+    if let Some(dir) = &args.dump_decisions {
+        dumped = Some(dump_decisions(&setup, &sets, dir, args.seed)?);
+    }
+
+    let report = Report {
+        config: Config {
+            mode: args.mode,
+            manifest: args.manifest,
+            deploy_every: args.deploy_every.to_string(),
+            warmup: args.warmup.to_string(),
+            history_recent: args.history_recent.to_string(),
+            policy: args
+                .policy
+                .as_ref()
+                .map_or("built-in default".into(), |p| p.display().to_string()),
+        },
+        results,
+        frontier: frontiers,
+        detection,
+        bench: args.bench.then(|| bench(args.bench_series, args.seed)),
+        dumped,
+        seconds: started.elapsed().as_secs_f64(),
+    };
     match args.format {
         Format::Json => {
             serde_json::to_writer_pretty(&mut *out, &report)?;
             writeln!(out)?;
         }
         Format::Table => write_table(&report, out)?,
+        Format::Html => write_html(&report, out)?,
     }
     Ok(())
 }
 
+/// Builds the recommender of a family at a margin.
+type MakeWho = Box<dyn Fn(f64) -> Who>;
+
+/// Every recommender's margin swept on every trace set (and pooled).
+fn sweep(
+    setup: &Setup,
+    sets: &[(String, Vec<Series>)],
+    margins: &[f64],
+) -> anyhow::Result<Vec<FrontierReport>> {
+    let default_headroom = setup.policy.headroom.0;
+    let families: Vec<(String, f64, MakeWho)> = vec![
+        (
+            "oomguard".into(),
+            default_headroom,
+            Box::new(|m| Who::Oomguard(Some(m))),
+        ),
+        (
+            "vpa".into(),
+            0.15,
+            Box::new(|m| Who::Baseline(std::sync::Arc::new(Vpa { margin: m }))),
+        ),
+        (
+            "krr-simple".into(),
+            0.15,
+            Box::new(|m| {
+                Who::Baseline(std::sync::Arc::new(Krr {
+                    margin: m,
+                    use_oomkill_data: false,
+                }))
+            }),
+        ),
+        (
+            "autopilot".into(),
+            0.10,
+            Box::new(|m| Who::Baseline(std::sync::Arc::new(Autopilot { margin: m }))),
+        ),
+        (
+            "tutorial-ols".into(),
+            OLS_MARGIN,
+            Box::new(|m| Who::Baseline(std::sync::Arc::new(OlsTrend { margin: m }))),
+        ),
+    ];
+    // Each family's margins: the swept ones and its own default.
+    let mut who = Vec::new();
+    let mut index: Vec<(usize, f64)> = Vec::new();
+    for (f, (_, default, make)) in families.iter().enumerate() {
+        let mut ms: Vec<f64> = margins.iter().map(|m| m / 100.0).collect();
+        if !ms.iter().any(|m| (m - default).abs() < 1e-9) {
+            ms.push(*default);
+        }
+        ms.sort_by(f64::total_cmp);
+        for m in ms {
+            who.push(make(m));
+            index.push((f, m));
+        }
+    }
+    who.push(Who::Provisioned);
+    let mut per_set: Vec<(String, Vec<Score>)> = Vec::new();
+    for (trace, series) in sets {
+        per_set.push((trace.clone(), setup.scores(&who, series)?));
+    }
+    if sets.len() > 1 {
+        let mut pooled = vec![Score::default(); who.len()];
+        for (_, scores) in &per_set {
+            for (p, s) in pooled.iter_mut().zip(scores) {
+                p.add(s);
+            }
+        }
+        per_set.push(("pooled".into(), pooled));
+    }
+    let mut out = Vec::new();
+    for (trace, scores) in per_set {
+        let mut curves: Vec<Curve> = families
+            .iter()
+            .map(|(name, default, _)| Curve {
+                name: name.clone(),
+                points: Vec::new(),
+                default_margin: *default,
+            })
+            .collect();
+        for (&(f, m), s) in index.iter().zip(&scores) {
+            curves[f].points.push(Point {
+                margin: m,
+                slack: s.mean_slack(),
+                oom_rate: s.oom_rate(),
+            });
+        }
+        let provisioned = scores.last().map(|s| Point {
+            margin: 0.0,
+            slack: s.mean_slack(),
+            oom_rate: s.oom_rate(),
+        });
+        let comparisons = curves[1..]
+            .iter()
+            .map(|c| frontier::compare(&curves[0], c))
+            .collect();
+        let summary = frontier::summary_line(&curves[0], &curves[1]);
+        out.push(FrontierReport {
+            trace,
+            curves,
+            comparisons,
+            summary,
+            provisioned,
+        });
+    }
+    Ok(out)
+}
+
+/// Replays oomguard (one thread, so that the choice is deterministic) and writes the sampled
+/// decisions: `DIR/<n>/{history.json, workload.yaml, policies/default.yaml, decision.json}`.
+fn dump_decisions(
+    setup: &Setup,
+    sets: &[(String, Vec<Series>)],
+    dir: &Path,
+    seed: u64,
+) -> anyhow::Result<usize> {
+    let policy = sim::policy_for(&setup.policy, setup.cfg.mode);
+    let policy_file = serde_norway::to_string(&MemoryPolicy {
+        api_version: crate::policy::API_VERSION.into(),
+        kind: crate::policy::KIND.into(),
+        metadata: Default::default(),
+        spec: policy.clone(),
+    })?;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut n = 0;
+    for (trace, series) in sets {
+        let mut sampler = DumpSampler::new(seed, 25);
+        for s in series {
+            let mut p = Product::new(&policy, setup.cfg, &s.name)?;
+            p.dump = Some(&mut sampler);
+            sim::replay(s, &mut p, &setup.cfg);
+        }
+        for d in sampler.into_points() {
+            n += 1;
+            let d_dir = dir.join(n.to_string());
+            std::fs::create_dir_all(d_dir.join("policies"))?;
+            std::fs::write(
+                d_dir.join("history.json"),
+                serde_json::to_string(&d.history)?,
+            )?;
+            std::fs::write(
+                d_dir.join("workload.yaml"),
+                serde_norway::to_string(&sim::deployment(&d.key.name, d.limit))?,
+            )?;
+            std::fs::write(d_dir.join("policies").join("default.yaml"), &policy_file)?;
+            let decision = serde_json::json!({
+                "series": d.series,
+                "trace": trace,
+                "time": d.time,
+                "decision": d.decision,
+                "limit": d.limit,
+                "recommended": d.recommended,
+            });
+            std::fs::write(
+                d_dir.join("decision.json"),
+                serde_json::to_string_pretty(&decision)?,
+            )?;
+        }
+    }
+    Ok(n)
+}
+
 fn write_table(report: &Report, out: &mut dyn Write) -> anyhow::Result<()> {
+    let c = &report.config;
+    writeln!(
+        out,
+        "closed loop: mode {}, manifest {}, deploy every {}, warm-up {}, forecast span {}, policy {}",
+        c.mode.as_str(),
+        match c.manifest {
+            Manifest::Recommended => "recommended (GitOps)",
+            Manifest::Provisioned => "provisioned",
+        },
+        c.deploy_every,
+        c.warmup,
+        c.history_recent,
+        c.policy
+    )?;
     let mut trace = "";
     for r in &report.results {
         if r.trace != trace {
@@ -259,7 +656,7 @@ fn write_table(report: &Report, out: &mut dyn Write) -> anyhow::Result<()> {
             writeln!(out, "\n{trace}")?;
             writeln!(
                 out,
-                "  {:<20} {:>6} {:>8} {:>6} {:>10} {:>7} {:>9} {:>10}",
+                "  {:<20} {:>6} {:>8} {:>7} {:>9} {:>7} {:>9} {:>9} {:>8}",
                 "recommender",
                 "series",
                 "days",
@@ -267,17 +664,13 @@ fn write_table(report: &Report, out: &mut dyn Write) -> anyhow::Result<()> {
                 "OOMs/day",
                 "slack",
                 "OOM-free",
-                "changes/d"
+                "changes/d",
+                "ratchets"
             )?;
         }
-        let skipped = if r.skipped_series > 0 {
-            format!("  ({} series without a limit skipped)", r.skipped_series)
-        } else {
-            String::new()
-        };
         writeln!(
             out,
-            "  {:<20} {:>6} {:>8.1} {:>6} {:>10.4} {:>6.1}% {:>8.1}% {:>10.2}{skipped}",
+            "  {:<20} {:>6} {:>8.1} {:>7} {:>9.4} {:>6.1}% {:>8.1}% {:>9.2} {:>8}",
             r.name,
             r.series,
             r.series_days,
@@ -285,8 +678,48 @@ fn write_table(report: &Report, out: &mut dyn Write) -> anyhow::Result<()> {
             r.oom_events_per_series_day,
             r.mean_slack * 100.0,
             r.oom_free_days * 100.0,
-            r.limit_changes_per_series_day
+            r.limit_changes_per_series_day,
+            r.ratchets
         )?;
+    }
+    for f in &report.frontier {
+        writeln!(
+            out,
+            "\nfrontier {} (OOMs/series-day at mean slack, margins swept)",
+            f.trace
+        )?;
+        for c in &f.curves {
+            let pts: Vec<String> = c
+                .points
+                .iter()
+                .map(|p| {
+                    format!(
+                        "{:.0}%:{:.4}@{:.1}%",
+                        p.margin * 100.0,
+                        p.oom_rate,
+                        p.slack * 100.0
+                    )
+                })
+                .collect();
+            writeln!(out, "  {:<13} {}", c.name, pts.join(" "))?;
+        }
+        for cmp in &f.comparisons {
+            writeln!(
+                out,
+                "  oomguard vs {:<13} {} (overlap {}, worst excess {:.4})",
+                cmp.other,
+                if cmp.below { "below" } else { "NOT below" },
+                cmp.overlap.map_or("none".into(), |(a, b)| format!(
+                    "{:.1}-{:.1}%",
+                    a * 100.0,
+                    b * 100.0
+                )),
+                cmp.worst_excess
+            )?;
+        }
+        if let Some(s) = &f.summary {
+            writeln!(out, "  {s}")?;
+        }
     }
     if let Some(d) = &report.detection {
         writeln!(out, "\nleak detection (synthetic, alarms = leak with time-to-limit within 24 h, checked every 15 min)")?;
@@ -335,6 +768,86 @@ fn write_table(report: &Report, out: &mut dyn Write) -> anyhow::Result<()> {
             b.series, b.samples_per_series, b.seconds, b.micros_per_fit
         )?;
     }
+    if let Some(n) = report.dumped {
+        writeln!(out, "\n{n} decisions dumped")?;
+    }
+    writeln!(out, "\n({:.1} s)", report.seconds)?;
+    Ok(())
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+fn write_html(report: &Report, out: &mut dyn Write) -> anyhow::Result<()> {
+    let mut h = String::new();
+    h.push_str("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>oomguard replay</title>\n<style>body{font-family:sans-serif;max-width:960px;margin:2em auto}table{border-collapse:collapse}td,th{padding:2px 8px;text-align:right}td:first-child,th:first-child{text-align:left}tr.oomguard{font-weight:bold}</style></head><body>\n");
+    let c = &report.config;
+    h.push_str(&format!(
+        "<h1>oomguard replay</h1><p>Closed loop: mode {}, manifest {:?}, deploy every {}, warm-up {}, forecast span {}, policy {}.</p>\n",
+        c.mode.as_str(),
+        c.manifest,
+        esc(&c.deploy_every),
+        esc(&c.warmup),
+        esc(&c.history_recent),
+        esc(&c.policy)
+    ));
+    let mut traces: Vec<&str> = Vec::new();
+    for r in &report.results {
+        if !traces.contains(&r.trace.as_str()) {
+            traces.push(&r.trace);
+        }
+    }
+    for trace in traces {
+        h.push_str(&format!("<section id=\"{}\"><h2>{}</h2>\n<table><tr><th>recommender</th><th>series</th><th>series-days</th><th>OOMs</th><th>OOMs/series-day</th><th>mean slack</th><th>OOM-free days</th><th>changes/series-day</th><th>ratchets</th></tr>\n", esc(trace), esc(trace)));
+        for r in report.results.iter().filter(|r| r.trace == trace) {
+            h.push_str(&format!(
+                "<tr class=\"{}\"><td>{}</td><td>{}</td><td>{:.1}</td><td>{}</td><td>{:.4}</td><td>{:.1}%</td><td>{:.1}%</td><td>{:.2}</td><td>{}</td></tr>\n",
+                esc(&r.name),
+                esc(&r.name),
+                r.series,
+                r.series_days,
+                r.oom_events,
+                r.oom_events_per_series_day,
+                r.mean_slack * 100.0,
+                r.oom_free_days * 100.0,
+                r.limit_changes_per_series_day,
+                r.ratchets
+            ));
+        }
+        h.push_str("</table>\n");
+        if let Some(f) = report.frontier.iter().find(|f| f.trace == trace) {
+            let points: Vec<(String, Point)> = f
+                .provisioned
+                .map(|p| vec![("provisioned".to_string(), p)])
+                .unwrap_or_default();
+            let svg = frontier::svg(
+                &format!("{trace}: OOM events per series-day vs mean slack"),
+                &f.curves,
+                &points,
+            )
+            .map_err(|e| anyhow::anyhow!("frontier chart: {e}"))?;
+            h.push_str(&format!(
+                "<figure class=\"frontier\">{svg}</figure>\n<ul>\n"
+            ));
+            for cmp in &f.comparisons {
+                h.push_str(&format!(
+                    "<li>oomguard vs {}: {}</li>\n",
+                    esc(&cmp.other),
+                    if cmp.below { "below" } else { "not below" }
+                ));
+            }
+            if let Some(s) = &f.summary {
+                h.push_str(&format!("<li><strong>{}</strong></li>\n", esc(s)));
+            }
+            h.push_str("</ul>\n");
+        }
+        h.push_str("</section>\n");
+    }
+    h.push_str("</body></html>\n");
+    out.write_all(h.as_bytes())?;
     Ok(())
 }
 
@@ -454,4 +967,33 @@ pub fn parse_csv(text: &str) -> anyhow::Result<Vec<Series>> {
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::prometheus::PrometheusArgs;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Replay {
+        #[command(flatten)]
+        args: ReplayArgs,
+    }
+
+    #[derive(Parser)]
+    struct Prometheus {
+        #[command(flatten)]
+        args: PrometheusArgs,
+    }
+
+    /// The replay forecasts from the same recent span as production: the Prometheus source's
+    /// `--history-recent` default (flag and `Default`).
+    #[test]
+    fn the_forecast_span_is_the_prometheus_sources() {
+        let prom = Prometheus::parse_from(["x"]).args.history_recent.as_secs();
+        assert_eq!(PrometheusArgs::default().history_recent.as_secs(), prom);
+        assert_eq!(Replay::parse_from(["x"]).args.history_recent.secs(), prom);
+        assert_eq!(ReplayArgs::default().history_recent.secs(), prom);
+    }
 }

@@ -1,18 +1,13 @@
-//! The replay itself: decide on the past, score the next period.
+//! Scoring of a replay: OOM events, slack, OOM-free days, limit changes and ratchets.
 //!
-//! Per series, the first decision is taken after `warmup`, then every `interval`, and again right
-//! after each OOM event (the container restarts; a restart is when a new limit takes effect).
-//! Every sample after the first decision is scored against the limit in force:
-//! - usage > limit is an OOM event; the recommender then sees that sample *censored at the limit*
-//!   (a killed container never shows more than its limit) and the OOM with the limit it hit;
-//! - otherwise slack = (limit − usage) / limit (an OOM sample counts as slack 0).
-//!
+//! Every 5-minute sample from the end of the warm-up on is scored against the limit in force:
+//! usage > limit is an OOM event (slack 0); otherwise slack = (limit − usage) / limit.
 //! Samples with usage ≤ 0 are gaps (no container running) and are neither seen nor scored.
-//! Recommendations are rounded up to a whole MiB.
+//! A *limit change* is any change of the limit in force in the scored span; a *ratchet* is a
+//! raise with no OOM event since the previous raise.
 
 use serde::Serialize;
 
-use super::baselines::{Oom, Recommender, View, MIB};
 use crate::history::Sample;
 
 /// One replayable series.
@@ -22,21 +17,6 @@ pub struct Series {
     pub samples: Vec<Sample>,
     /// The limit provisioned at each sample (0 = unknown).
     pub limits: Vec<f64>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct ReplayConfig {
-    pub warmup_secs: i64,
-    pub interval_secs: i64,
-}
-
-impl Default for ReplayConfig {
-    fn default() -> Self {
-        ReplayConfig {
-            warmup_secs: 86_400,
-            interval_secs: 3_600,
-        }
-    }
 }
 
 /// Totals of one recommender over one or more series.
@@ -51,6 +31,9 @@ pub struct Score {
     pub slack_sum: f64,
     pub scored_samples: u64,
     pub limit_changes: u64,
+    pub raises: u64,
+    /// Raises with no OOM event since the previous raise.
+    pub ratchets: u64,
 }
 
 impl Score {
@@ -63,6 +46,8 @@ impl Score {
         self.slack_sum += other.slack_sum;
         self.scored_samples += other.scored_samples;
         self.limit_changes += other.limit_changes;
+        self.raises += other.raises;
+        self.ratchets += other.ratchets;
     }
 
     pub fn mean_slack(&self) -> f64 {
@@ -80,48 +65,93 @@ impl Score {
             0.0
         }
     }
+
+    pub fn oom_rate(&self) -> f64 {
+        self.per_day(self.oom_events)
+    }
+
+    pub fn oom_free_share(&self) -> f64 {
+        if self.days > 0 {
+            self.oom_free_days as f64 / self.days as f64
+        } else {
+            0.0
+        }
+    }
 }
 
-fn round_up_mib(bytes: f64) -> f64 {
-    (bytes / MIB).ceil().max(1.0) * MIB
-}
-
-/// Tracks one series' scored span and its OOM-free days.
-struct Tally {
+/// Tracks one series' scored span.
+pub struct Tally {
     start: i64,
-    end: i64,
+    end: Option<i64>,
     oom_days: std::collections::BTreeSet<i64>,
     score: Score,
+    last_raise: Option<i64>,
+    last_oom: Option<i64>,
 }
 
 impl Tally {
-    fn new(start: i64) -> Tally {
+    /// Scoring starts at `start` (unix seconds).
+    pub fn new(start: i64) -> Tally {
         Tally {
             start,
-            end: start,
+            end: None,
             oom_days: Default::default(),
             score: Score::default(),
+            last_raise: None,
+            last_oom: None,
         }
     }
 
-    fn sample(&mut self, t: i64, usage: f64, limit: f64) -> bool {
-        self.end = t;
+    /// One interval at `t` with `usage` under `limit`; returns whether it was an OOM event.
+    pub fn sample(&mut self, t: i64, usage: f64, limit: f64) -> bool {
+        let oom = usage > limit;
+        if oom {
+            self.last_oom = Some(t);
+        }
+        if t < self.start {
+            return oom;
+        }
+        self.end = Some(t);
         self.score.scored_samples += 1;
-        if usage > limit {
+        if oom {
             self.score.oom_events += 1;
             self.oom_days.insert((t - self.start) / 86_400);
-            true
         } else {
             self.score.slack_sum += (limit - usage) / limit;
-            false
+        }
+        oom
+    }
+
+    /// The limit in force changed from `from` to `to` at `t`.
+    pub fn change(&mut self, t: i64, from: f64, to: f64) {
+        if to == from {
+            return;
+        }
+        let scored = t >= self.start;
+        if scored {
+            self.score.limit_changes += 1;
+        }
+        if to > from {
+            if scored {
+                self.score.raises += 1;
+                let answered_an_oom = match (self.last_raise, self.last_oom) {
+                    (None, _) => true,
+                    (Some(r), Some(o)) => o > r,
+                    (Some(_), None) => false,
+                };
+                if !answered_an_oom {
+                    self.score.ratchets += 1;
+                }
+            }
+            self.last_raise = Some(t);
         }
     }
 
-    fn finish(mut self) -> Score {
-        if self.score.scored_samples == 0 {
+    pub fn finish(mut self) -> Score {
+        let Some(end) = self.end else {
             return Score::default();
-        }
-        let secs = (self.end - self.start).max(300);
+        };
+        let secs = (end - self.start).max(300);
         self.score.series = 1;
         self.score.series_days = secs as f64 / 86_400.0;
         self.score.days = (secs as u64).div_ceil(86_400);
@@ -130,90 +160,35 @@ impl Tally {
     }
 }
 
-/// Replays one series with a recommender.
-pub fn replay_series(series: &Series, rec: &dyn Recommender, cfg: &ReplayConfig) -> Score {
-    let samples: Vec<Sample> = series
-        .samples
-        .iter()
-        .copied()
-        .filter(|s| s.bytes > 0.0)
-        .collect();
-    let Some(first) = samples.first() else {
-        return Score::default();
-    };
-    let start = first.t + cfg.warmup_secs;
-    let mut observed: Vec<Sample> = Vec::with_capacity(samples.len());
-    let mut ooms: Vec<Oom> = Vec::new();
-    let mut limit: Option<f64> = None;
-    let mut next_decision = start;
-    let mut tally = Tally::new(start);
-    let decide = |now: i64, observed: &[Sample], ooms: &[Oom], limit: Option<f64>| {
-        let view = View {
-            now,
-            samples: observed,
-            ooms,
-            limit,
-        };
-        rec.recommend(&view)
-            .filter(|l| l.is_finite() && *l > 0.0)
-            .map(round_up_mib)
-            .or(limit)
-    };
-    let mut changes = 0;
-    let mut set = |new: Option<f64>, limit: &mut Option<f64>| {
-        if limit.is_some() && new != *limit {
-            changes += 1;
-        }
-        *limit = new;
-    };
-    for s in samples {
-        if s.t >= next_decision {
-            let new = decide(s.t, &observed, &ooms, limit);
-            set(new, &mut limit);
-            while next_decision <= s.t {
-                next_decision += cfg.interval_secs;
-            }
-        }
-        let Some(l) = limit else {
-            observed.push(s);
-            continue;
-        };
-        if tally.sample(s.t, s.bytes, l) {
-            observed.push(Sample { t: s.t, bytes: l });
-            ooms.push(Oom { t: s.t, limit: l });
-            let new = decide(s.t, &observed, &ooms, limit);
-            set(new, &mut limit);
-        } else {
-            observed.push(s);
-        }
-    }
-    let mut score = tally.finish();
-    score.limit_changes = changes;
-    score
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// Scores the limits as provisioned in the trace (no feedback: the trace already lived with
-/// them). `None` when the series has an unknown (0) limit anywhere in its scored span.
-pub fn replay_provisioned(series: &Series, cfg: &ReplayConfig) -> Option<Score> {
-    let first = series.samples.iter().find(|s| s.bytes > 0.0)?;
-    let start = first.t + cfg.warmup_secs;
-    let mut tally = Tally::new(start);
-    let mut prev: Option<f64> = None;
-    let mut changes = 0;
-    for (s, &l) in series.samples.iter().zip(&series.limits) {
-        if s.t < start || s.bytes <= 0.0 {
-            continue;
-        }
-        if l <= 0.0 {
-            return None;
-        }
-        if prev.is_some_and(|p| p != l) {
-            changes += 1;
-        }
-        prev = Some(l);
-        tally.sample(s.t, s.bytes, l);
+    #[test]
+    fn ratchets_are_raises_without_an_oom_since_the_last_raise() {
+        let mut t = Tally::new(0);
+        t.sample(300, 50.0, 100.0);
+        t.change(300, 100.0, 120.0); // first raise
+        t.change(600, 120.0, 140.0); // no OOM since: ratchet
+        t.sample(900, 150.0, 140.0); // OOM
+        t.change(900, 140.0, 200.0); // answers the OOM
+        t.change(1200, 200.0, 150.0); // a lowering
+        t.change(1500, 150.0, 160.0); // raise, no OOM since the raise at 900: ratchet
+        let s = t.finish();
+        assert_eq!((s.limit_changes, s.raises, s.ratchets), (5, 4, 2));
+        assert_eq!(s.oom_events, 1);
+        assert_eq!(s.scored_samples, 2);
+        assert!((s.mean_slack() - 0.25).abs() < 1e-12);
     }
-    let mut score = tally.finish();
-    score.limit_changes = changes;
-    Some(score)
+
+    #[test]
+    fn the_warm_up_is_not_scored_but_its_ooms_count_for_ratchets() {
+        let mut t = Tally::new(1000);
+        t.sample(300, 150.0, 100.0);
+        t.change(300, 100.0, 200.0);
+        t.sample(1200, 100.0, 200.0);
+        t.change(1200, 200.0, 250.0);
+        let s = t.finish();
+        assert_eq!((s.oom_events, s.limit_changes, s.ratchets), (0, 1, 1));
+    }
 }

@@ -27,7 +27,7 @@ fn jvm(limit: Option<&str>, command: &[&str], env: &[(&str, &str)]) -> Workload 
 fn policy(mode: Mode) -> PolicySpec {
     PolicySpec {
         mode,
-        ..PolicySpec::default()
+        ..PolicySpec::classic()
     }
 }
 

@@ -50,7 +50,7 @@ fn flat_history(level: f64, peak: f64) -> WorkloadHistory {
 fn policy(mode: Mode) -> PolicySpec {
     PolicySpec {
         mode,
-        ..PolicySpec::default()
+        ..PolicySpec::classic()
     }
 }
 
@@ -95,7 +95,7 @@ fn low_headroom_warns_and_mutate_raises_but_enforce_allows() {
     assert_eq!(c.recommended, Some(276 * MI));
     assert_eq!(c.action, Action::None);
     assert!(
-        c.reasons[0].contains("under 15% headroom over the 14d max 240Mi"),
+        c.reasons[0].contains("leaves 6% headroom over the 14d max 240Mi (policy 15%)"),
         "{:?}",
         c.reasons
     );
@@ -193,10 +193,11 @@ fn auto_sizes_a_steady_series_from_its_p98_never_below_its_max() {
         "{:?}",
         v.containers[0].reasons
     );
-    // A series with a spike far above its level is not steady: auto is the max rule.
+    // A series with a spike far above its level is not steady: auto is the max rule (from a
+    // 2Gi limit: 1Gi holds the spike with more than half the headroom, and is kept).
     let spiky = flat_history(200.0, 900.0);
     let v = decide(
-        &deployment(Some("1Gi"), None),
+        &deployment(Some("2Gi"), None),
         HistoryStatus::Found(&spiky),
         &p,
         NOW,

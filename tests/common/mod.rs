@@ -27,9 +27,12 @@ pub fn fixture(name: &str) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap()
 }
 
+/// The namespace policy of the webhook tests: the decision's settings spelled out (the classic
+/// 14d max + 15%, bump × 1.2, which the recorded reviews' expected limits were computed with),
+/// so that a change of the built-in defaults does not move them.
 pub fn policy(mode: &str, extra: &str) -> String {
     format!(
-        "apiVersion: oomguard.io/v1\nkind: MemoryPolicy\nspec:\n  mode: {mode}\n  limits: {{min: 64Mi, max: 8Gi}}\n{extra}"
+        "apiVersion: oomguard.io/v1\nkind: MemoryPolicy\nspec:\n  mode: {mode}\n  limits: {{min: 64Mi, max: 8Gi}}\n  history: {{window: 14d, minHistory: 3h}}\n  statistic: max\n  headroom: 15%\n  oomBump: {{ratio: 1.2, min: 100Mi, maxSteps: 3}}\n{extra}"
     )
 }
 
