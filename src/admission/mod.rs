@@ -4,6 +4,7 @@
 pub mod patch;
 pub mod review;
 mod scan;
+mod wire;
 
 /// Hooks for the fuzz targets in fuzz/ (built with `--cfg fuzzing`): not part of the API.
 #[cfg(fuzzing)]

@@ -2,22 +2,13 @@
 //! serialises the patch as an array of numbers (kube-rs #1781), the apiserver wants base64.
 
 use base64::Engine as _;
-use serde::Deserialize;
 
+pub use super::wire::GroupVersionKind;
+use super::wire::{Envelope, RequestFields};
 use crate::workload::PartialObject;
 
 pub const API_VERSION: &str = "admission.k8s.io/v1";
 pub const KIND: &str = "AdmissionReview";
-
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
-pub struct GroupVersionKind {
-    #[serde(default)]
-    pub group: String,
-    #[serde(default)]
-    pub version: String,
-    #[serde(default)]
-    pub kind: String,
-}
 
 /// The object under review: deserialized in the same pass as the review when it is well-formed,
 /// else kept as text so that its error can be reported precisely.
@@ -48,45 +39,18 @@ pub struct ReviewRequest {
     pub dry_run: Option<bool>,
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub(super) struct RequestFields<O> {
-    pub(super) uid: String,
-    #[serde(default)]
-    pub(super) kind: GroupVersionKind,
-    #[serde(default)]
-    pub(super) namespace: Option<String>,
-    #[serde(default)]
-    pub(super) name: Option<String>,
-    #[serde(default)]
-    pub(super) operation: String,
-    #[serde(default)]
-    pub(super) sub_resource: Option<String>,
-    #[serde(default = "none")]
-    pub(super) object: Option<O>,
-    #[serde(default = "none")]
-    pub(super) old_object: Option<O>,
-    #[serde(default)]
-    pub(super) dry_run: Option<bool>,
-}
-
-fn none<O>() -> Option<O> {
-    None
-}
-
-impl<O> RequestFields<O> {
-    fn into_request(self, object: impl Fn(O) -> ObjectData) -> ReviewRequest {
-        ReviewRequest {
-            uid: self.uid,
-            kind: self.kind,
-            namespace: self.namespace,
-            name: self.name,
-            operation: self.operation,
-            sub_resource: self.sub_resource,
-            object: self.object.map(&object),
-            old_object: self.old_object.map(&object),
-            dry_run: self.dry_run,
-        }
+/// The request's fields as read (by serde or the scanner), with its objects made [`ObjectData`].
+fn into_request<O>(f: RequestFields<O>, object: impl Fn(O) -> ObjectData) -> ReviewRequest {
+    ReviewRequest {
+        uid: f.uid,
+        kind: f.kind,
+        namespace: f.namespace,
+        name: f.name,
+        operation: f.operation,
+        sub_resource: f.sub_resource,
+        object: f.object.map(&object),
+        old_object: f.old_object.map(&object),
+        dry_run: f.dry_run,
     }
 }
 
@@ -122,16 +86,6 @@ pub struct Review {
     pub mismatch: Option<String>,
 }
 
-#[derive(Deserialize)]
-pub(super) struct Envelope<R> {
-    #[serde(default, rename = "apiVersion")]
-    pub(super) api_version: Option<String>,
-    #[serde(default)]
-    pub(super) kind: Option<String>,
-    #[serde(default = "none")]
-    pub(super) request: Option<R>,
-}
-
 fn mismatch(api_version: Option<&str>, kind: Option<&str>) -> Option<String> {
     let (api_version, kind) = (api_version.unwrap_or(""), kind.unwrap_or(""));
     (api_version != API_VERSION || kind != KIND).then(|| {
@@ -158,7 +112,7 @@ pub fn parse(body: &[u8]) -> Result<Review, BadReview> {
         if let Some(r) = e.request {
             return Ok(Review {
                 mismatch: mismatch(e.api_version.as_deref(), e.kind.as_deref()),
-                request: r.into_request(|o| ObjectData::Parsed(Box::new(o))),
+                request: into_request(r, |o| ObjectData::Parsed(Box::new(o))),
             });
         }
     }
@@ -175,7 +129,7 @@ pub fn parse(body: &[u8]) -> Result<Review, BadReview> {
         serde_json::from_str(raw.get()).map_err(|e| BadReview::BadRequest(e.to_string()))?;
     Ok(Review {
         mismatch: mismatch(envelope.api_version.as_deref(), envelope.kind.as_deref()),
-        request: fields.into_request(ObjectData::Raw),
+        request: into_request(fields, ObjectData::Raw),
     })
 }
 

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use super::review::{Envelope, GroupVersionKind, RequestFields};
+use super::wire::{Envelope, GroupVersionKind, RequestFields};
 use crate::workload::{
     OwnAnnotations, PartialContainer, PartialEmptyDir, PartialEnvFrom, PartialEnvSource,
     PartialEnvVar, PartialFieldRef, PartialJobSpec, PartialJobTemplate, PartialKeyRef, PartialMeta,
