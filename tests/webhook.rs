@@ -415,7 +415,14 @@ where
 /// Sends `request` over a fresh TLS connection that trusts the webhook's CA and returns what
 /// comes back until the server closes or 5 seconds pass.
 async fn raw_tls_exchange(w: &Webhook, request: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tls = raw_tls_connect(w).await;
+    exchange(&mut tls, request).await
+}
+
+type ClientTls = tokio_rustls::client::TlsStream<tokio::net::TcpStream>;
+
+/// A TLS connection to the webhook trusting its CA, for requests written by hand.
+async fn raw_tls_connect(w: &Webhook) -> ClientTls {
     let pem = std::fs::read(w.dir.path().join("certs/ca.crt")).unwrap();
     let mut roots = rustls::RootCertStore::empty();
     for c in rustls_pemfile::certs(&mut pem.as_slice()) {
@@ -433,8 +440,16 @@ async fn raw_tls_exchange(w: &Webhook, request: &str) -> String {
         .await
         .unwrap();
     let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-    let mut tls = connector.connect(name, tcp).await.unwrap();
-    tls.write_all(request.as_bytes()).await.unwrap();
+    connector.connect(name, tcp).await.unwrap()
+}
+
+/// Writes `request` on `tls` and reads one answer (up to its Content-Length), or what comes
+/// back until the server closes or 5 seconds pass.
+async fn exchange(tls: &mut ClientTls, request: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    if let Err(e) = tls.write_all(request.as_bytes()).await {
+        return format!("write failed: {e}");
+    }
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
@@ -458,6 +473,30 @@ async fn raw_tls_exchange(w: &Webhook, request: &str) -> String {
         }
     }
     String::from_utf8_lossy(&buf).into_owned()
+}
+
+/// kube-apiserver keeps an idle webhook connection for 90 s (Go's `IdleConnTimeout`) and reuses
+/// it; a server that closes it first races the next review sent on it (the client sees an EOF
+/// instead of an answer). hyper closed keep-alive connections after its 10-s header timeout;
+/// the listener now waits longer than the clients do. 12 s is past the old bound.
+#[tokio::test]
+async fn idle_keep_alive_connections_stay_open_past_ten_seconds() {
+    let w = Webhook::start("warn", "").await;
+    let body = serde_json::to_string(&fixture("deployment-create.json")).unwrap();
+    let request = format!(
+        "POST /validate HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let mut tls = raw_tls_connect(&w).await;
+    let first = exchange(&mut tls, &request).await;
+    assert!(first.starts_with("HTTP/1.1 200"), "first answer: {first}");
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let second = exchange(&mut tls, &request).await;
+    assert!(
+        second.starts_with("HTTP/1.1 200"),
+        "the same connection after 12 s idle got: {second:?}"
+    );
 }
 
 #[tokio::test]

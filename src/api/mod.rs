@@ -664,6 +664,18 @@ async fn not_found() -> Response {
     ApiError::not_found("no such endpoint; see docs/openapi.yaml (/api/v1/...)").into_response()
 }
 
+/// A handler that panicked: a well-formed 500 (and an ERROR line) instead of a connection
+/// dropped without an answer.
+fn panicked(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    tracing::error!("an API handler panicked; answered 500 (a bug: please report it)");
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "error",
+        "oomguard failed on this request (a bug); nothing was changed by it",
+    )
+    .into_response()
+}
+
 /// The API's routes.
 pub fn router(state: Arc<ApiState>) -> Router {
     let max = state.max_body;
@@ -678,6 +690,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         )
         .route("/api/v1/remediations/{id}", get(get_remediation))
         .fallback(not_found)
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked))
         .layer(DefaultBodyLimit::disable())
         .layer(tower_http::limit::RequestBodyLimitLayer::new(max))
         .layer(axum::middleware::map_response(move |r: Response| {

@@ -944,3 +944,27 @@ fn names_and_horizons_follow_kubernetes_and_the_schema() {
         assert!(parse_horizon(bad).is_err(), "{bad:?}");
     }
 }
+
+#[tokio::test]
+async fn a_panicking_handler_answers_a_documented_500() {
+    let app = axum::Router::new()
+        .route(
+            "/p",
+            axum::routing::get(|| async {
+                let v: Vec<String> = Vec::new();
+                v[1].clone()
+            }),
+        )
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked));
+    let resp = app
+        .oneshot(Request::get("/p").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    let body = axum::body::to_bytes(resp.into_body(), 1 << 16)
+        .await
+        .unwrap();
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["status"], 500, "{v}");
+    assert_eq!(v["error"], "error", "one of docs/openapi.yaml's codes: {v}");
+}

@@ -199,6 +199,20 @@ pub fn webhook_router(app: Arc<App>) -> Router {
     #[cfg(feature = "bench")]
     let router = router.route("/trivial", post(trivial));
     router
+        // A handler that panics answers 500 (the apiserver applies the failurePolicy) instead of
+        // dropping the connection; logged at ERROR.
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            |_: Box<dyn std::any::Any + Send + 'static>| {
+                tracing::error!(
+                    "a webhook handler panicked; answered 500 (a bug: please report it)"
+                );
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "oomguard failed on this review (a bug)",
+                )
+                    .into_response()
+            },
+        ))
         // Rejects on Content-Length before reading, and while streaming otherwise. axum's own
         // 2 MB default is below what the apiserver may send, so it is replaced, not stacked.
         .layer(DefaultBodyLimit::disable())

@@ -79,7 +79,17 @@ pub fn reloading_config(
     Ok(config)
 }
 
-/// An HTTPS listener as oomguard runs them: HTTP/1.1 only, 10 s to send the request headers.
+/// How long a connection may wait for a request's headers, and (hyper uses one timer for both)
+/// how long an idle keep-alive connection stays open between requests. Closing an idle connection
+/// is race-free only when the client closes first: kube-apiserver's webhook client keeps idle
+/// connections for 90 s (Go's `IdleConnTimeout`) and may send the next review on one the server is
+/// just closing, which then fails as an EOF. With 10 s this happened (a Python client in the suite
+/// saw it too), so the server now waits longer than the clients. A client that sends nothing at
+/// all is still dropped after axum-server's 10-s TLS handshake timeout.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// An HTTPS listener as oomguard runs them: HTTP/1.1 only, [`IDLE_TIMEOUT`] for the headers and
+/// between requests.
 pub fn bind(
     addr: SocketAddr,
     config: axum_server::tls_rustls::RustlsConfig,
@@ -92,7 +102,7 @@ pub fn bind(
         .http_builder()
         .http1()
         .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(10));
+        .header_read_timeout(IDLE_TIMEOUT);
     server
 }
 

@@ -134,9 +134,14 @@ set +e
   --suppress-health-check all)
 rc=$?
 set -e
-if grep -q '"level":"ERROR"' "$WORK/api.log"; then
+if grep -q '"level":"ERROR"\|panicked' "$WORK/api.log"; then
   echo "oomguard reconcile logged errors:" >&2
-  grep '"level":"ERROR"' "$WORK/api.log" >&2
+  grep '"level":"ERROR"\|panicked' "$WORK/api.log" >&2
   rc=1
+fi
+if [[ $rc != 0 ]]; then
+  # The server's side of a failure (the log is deleted with the scratch folder).
+  echo "--- the last 40 lines of oomguard reconcile's log:" >&2
+  tail -n 40 "$WORK/api.log" >&2
 fi
 exit $rc
