@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{fixture, free_port, make_certs, policy, repo, BIN};
+use common::{fixture, repo, spawn_serve, Spawned};
 
 /// Requests in flight at once (two per endpoint).
 const CLIENTS: usize = 4;
@@ -29,34 +29,13 @@ struct Server {
 
 impl Server {
     fn start(history: &[&str], extra: &[&str]) -> Server {
-        let dir = tempfile::tempdir().unwrap();
-        make_certs(&dir.path().join("certs"));
-        let policies = dir.path().join("policies");
-        std::fs::create_dir_all(&policies).unwrap();
-        std::fs::write(
-            policies.join("self-healing-platform.yaml"),
-            policy("warn", ""),
-        )
-        .unwrap();
-        let (port, admin) = (free_port(), free_port());
-        let log = std::fs::File::create(dir.path().join("serve.log")).unwrap();
-        let child = Command::new(BIN)
-            .arg("serve")
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .args(["--admin-listen", &format!("127.0.0.1:{admin}")])
-            .arg("--tls-cert")
-            .arg(dir.path().join("certs/tls.crt"))
-            .arg("--tls-key")
-            .arg(dir.path().join("certs/tls.key"))
-            .arg("--policies")
-            .arg(&policies)
-            .args(history)
-            .args(extra)
-            .env("RUST_LOG", "info")
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
+        let args: Vec<&str> = history.iter().chain(extra).copied().collect();
+        let Spawned {
+            dir,
+            port,
+            admin,
+            child,
+        } = spawn_serve("warn", "", &args, &[("RUST_LOG", "info")]);
         let s = Server {
             dir,
             port,

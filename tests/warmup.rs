@@ -5,10 +5,10 @@
 mod common;
 mod support;
 
-use std::process::{Child, Command};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
-use common::{client_for, fixture, free_port, make_certs, policy, BIN};
+use common::{client_for, fixture, spawn_serve, Spawned};
 use support::fake::{FakeServer, Mode};
 
 struct Serve {
@@ -27,35 +27,23 @@ impl Drop for Serve {
 }
 
 fn serve(prometheus: &str, warmup_timeout: &str) -> Serve {
-    let dir = tempfile::tempdir().unwrap();
-    let certs = dir.path().join("certs");
-    make_certs(&certs);
-    let policies = dir.path().join("policies");
-    std::fs::create_dir_all(&policies).unwrap();
-    std::fs::write(
-        policies.join("self-healing-platform.yaml"),
-        policy("warn", ""),
-    )
-    .unwrap();
-    let (port, admin) = (free_port(), free_port());
-    let log = std::fs::File::create(dir.path().join("serve.log")).unwrap();
-    let child = Command::new(BIN)
-        .arg("serve")
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .args(["--admin-listen", &format!("127.0.0.1:{admin}")])
-        .arg("--tls-cert")
-        .arg(certs.join("tls.crt"))
-        .arg("--tls-key")
-        .arg(certs.join("tls.key"))
-        .arg("--policies")
-        .arg(&policies)
-        .args(["--prometheus", prometheus])
-        .args(["--warmup-timeout", warmup_timeout])
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let client = client_for(&certs.join("ca.crt"));
+    let Spawned {
+        dir,
+        port,
+        admin,
+        child,
+    } = spawn_serve(
+        "warn",
+        "",
+        &[
+            "--prometheus",
+            prometheus,
+            "--warmup-timeout",
+            warmup_timeout,
+        ],
+        &[],
+    );
+    let client = client_for(&dir.path().join("certs/ca.crt"));
     Serve {
         child,
         admin,

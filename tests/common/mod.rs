@@ -47,6 +47,54 @@ pub fn make_certs(dir: &Path) {
     assert!(st.success());
 }
 
+/// `oomguard serve` started in a new temporary folder: certificates from `oomguard certs` in
+/// `certs/`, the `self-healing-platform` namespace's policy of `mode` (plus `extra_policy`) in
+/// `policies/`, the log in `serve.log`, and `args` after the listeners, TLS files and policies.
+/// Not waited for: each caller has its own idea of ready.
+pub struct Spawned {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    pub admin: u16,
+    pub child: Child,
+}
+
+pub fn spawn_serve(mode: &str, extra_policy: &str, args: &[&str], env: &[(&str, &str)]) -> Spawned {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs");
+    make_certs(&certs);
+    let policies = dir.path().join("policies");
+    std::fs::create_dir_all(&policies).unwrap();
+    std::fs::write(
+        policies.join("self-healing-platform.yaml"),
+        policy(mode, extra_policy),
+    )
+    .unwrap();
+    let (port, admin) = (free_port(), free_port());
+    let log = std::fs::File::create(dir.path().join("serve.log")).unwrap();
+    let child = Command::new(BIN)
+        .arg("serve")
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--admin-listen", &format!("127.0.0.1:{admin}")])
+        .arg("--tls-cert")
+        .arg(certs.join("tls.crt"))
+        .arg("--tls-key")
+        .arg(certs.join("tls.key"))
+        .arg("--policies")
+        .arg(&policies)
+        .args(args)
+        .envs(env.iter().copied())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    Spawned {
+        dir,
+        port,
+        admin,
+        child,
+    }
+}
+
 pub struct Webhook {
     pub dir: tempfile::TempDir,
     pub port: u16,
@@ -59,41 +107,23 @@ impl Webhook {
     /// Starts a webhook whose `self-healing-platform` namespace has `mode`, with the bundled
     /// demo history.
     pub async fn start(mode: &str, extra_policy: &str) -> Webhook {
-        let dir = tempfile::tempdir().unwrap();
-        let certs = dir.path().join("certs");
-        make_certs(&certs);
-        let policies = dir.path().join("policies");
-        std::fs::create_dir_all(&policies).unwrap();
-        std::fs::write(
-            policies.join("self-healing-platform.yaml"),
-            policy(mode, extra_policy),
-        )
-        .unwrap();
-        let port = free_port();
-        let admin_port = free_port();
-        let log = std::fs::File::create(dir.path().join("serve.log")).unwrap();
-        let child = Command::new(BIN)
-            .arg("serve")
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .args(["--admin-listen", &format!("127.0.0.1:{admin_port}")])
-            .arg("--tls-cert")
-            .arg(certs.join("tls.crt"))
-            .arg("--tls-key")
-            .arg(certs.join("tls.key"))
-            .arg("--policies")
-            .arg(&policies)
-            .arg("--history")
-            .arg(repo().join("examples/memory-leak-app/history.json"))
-            .args(["--drain", "3s"])
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let client = client_for(&certs.join("ca.crt"));
+        let history = repo().join("examples/memory-leak-app/history.json");
+        let Spawned {
+            dir,
+            port,
+            admin,
+            child,
+        } = spawn_serve(
+            mode,
+            extra_policy,
+            &["--history", history.to_str().unwrap(), "--drain", "3s"],
+            &[],
+        );
+        let client = client_for(&dir.path().join("certs/ca.crt"));
         let w = Webhook {
             dir,
             port,
-            admin_port,
+            admin_port: admin,
             child,
             client,
         };
