@@ -616,7 +616,7 @@ fn reconciler_raises_a_slow_leak_in_place_before_its_first_oom() {
     let ns = namespace(
         &node,
         "node-resize",
-        &policy("  mode: warn\n  history: {window: 1d, minHistory: 1m}\n  forecast: {horizon: 2h}\n  limits: {min: 16Mi, max: 2Gi}\n  reconcile: {enabled: true, resizeMethod: inPlace, cooldown: 10m, verifyWindow: 2m}\n"),
+        &policy("  mode: warn\n  history: {window: 1d, minHistory: 1m}\n  forecast: {horizon: 2h}\n  limits: {min: 16Mi, max: 2Gi}\n  reconcile: {enabled: true, resizeMethod: inPlace, cooldown: 3m, verifyWindow: 2m}\n"),
     );
     let ns = ns.as_str();
     // 1 MiB every 15 s: 256Mi in about an hour; the forecast needs 6 minutes of it (six 1-minute
@@ -722,6 +722,27 @@ fn reconciler_raises_a_slow_leak_in_place_before_its_first_oom() {
         "{events:?}"
     );
     assert_eq!(node.restarts(ns, "slow-leak"), 0);
+
+    // No second raise once the cooldown (3m) is over: the template still says 256Mi (an in-place
+    // resize leaves it until the next apply), but the reconciler plans with the limit the pod
+    // runs with, which lasts the leak past the horizon. A minute of 15-s rounds past it.
+    while unix_now() < at + 4 * 60 {
+        std::thread::sleep(EVERY);
+    }
+    let raises: Vec<Value> = records(&node, ns, "slow-leak")
+        .into_iter()
+        .filter(|r| r["action"] == "raise-limit")
+        .collect();
+    assert_eq!(
+        raises.len(),
+        1,
+        "raised again after the cooldown: {raises:?}"
+    );
+    let d = node.json(ns, "deployment/slow-leak");
+    assert_eq!(
+        d["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["memory"], "256Mi",
+        "the template is left to the next apply"
+    );
     eprintln!("test 2 took {:?}", t0.elapsed());
 }
 

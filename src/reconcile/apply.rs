@@ -17,7 +17,7 @@ use serde_json::json;
 
 use super::plan::{ActionKind, Plan, ResizeMethod};
 use super::record::{self, Baseline, Change, Outcome, Remediation, Target};
-use super::target::{records_of, selector_string, Scalable};
+use super::target::{is_live, records_of, selector_string, Scalable};
 use crate::quantity::to_quantity;
 
 pub const FIELD_MANAGER: &str = "oomguard-reconciler";
@@ -396,16 +396,14 @@ impl Executor {
         }
     }
 
-    /// Resizes the workload's live pods in place; returns how many were resized.
-    async fn resize_pods<K: Scalable>(
+    /// The workload's pods that run or will run (by its selector's matchLabels; none without).
+    pub async fn live_pods<K: Scalable>(
         &self,
         obj: &K,
         t: &Target,
-        container: &str,
-        resources: &serde_json::Value,
-    ) -> Result<usize, ApplyError> {
+    ) -> Result<Vec<Pod>, ApplyError> {
         let Some(selector) = obj.selector().and_then(selector_string) else {
-            return Ok(0);
+            return Ok(Vec::new());
         };
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), &t.namespace);
         let list = pods
@@ -414,15 +412,22 @@ impl Executor {
             .map_err(|e| {
                 ApplyError::kube(format!("list the pods of {}/{}", t.namespace, t.name), e)
             })?;
+        Ok(list.items.into_iter().filter(is_live).collect())
+    }
+
+    /// Resizes the workload's live pods in place; returns how many were resized.
+    async fn resize_pods<K: Scalable>(
+        &self,
+        obj: &K,
+        t: &Target,
+        container: &str,
+        resources: &serde_json::Value,
+    ) -> Result<usize, ApplyError> {
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), &t.namespace);
+        let live = self.live_pods(obj, t).await?;
         let patch = json!({"spec": {"containers": [{"name": container, "resources": resources}]}});
         let mut n = 0;
-        for p in list.items.iter().filter(|p| {
-            p.metadata.deletion_timestamp.is_none()
-                && !matches!(
-                    p.status.as_ref().and_then(|s| s.phase.as_deref()),
-                    Some("Succeeded" | "Failed")
-                )
-        }) {
+        for p in &live {
             pods.patch_subresource(
                 "resize",
                 &p.name_any(),

@@ -29,7 +29,10 @@ use super::plan::{self, Plan};
 use super::record::{self, Outcome};
 use super::records::AnnotationRecords;
 use super::remediator::KubeRemediator;
-use super::target::{hpa_for, records_of, state_of, target_of, Scalable};
+use super::target::{
+    hpa_for, live_limits, pods_may_differ, records_of, state_of, target_of, with_live_limits,
+    Scalable,
+};
 use crate::history::{unix_now, HistorySource, WorkloadHistory};
 use crate::policy::store::PolicyStore;
 use crate::policy::PolicySpec;
@@ -147,6 +150,22 @@ pub async fn reconcile<K: Scalable>(obj: Arc<K>, ctx: Arc<Ctx>) -> Result<Action
         .resize_method
         .in_place(ctx.in_place_supported);
     let state = state_of(obj.as_ref(), hpa, in_place);
+    // After an in-place raise the template keeps the old limit until the next apply or rollout:
+    // plan and verify with the limits the pods run with (a rollout since brings the template's
+    // back, and the pods say so). Without such a raise the pods are the template's: not read.
+    let state = if pods_may_differ(&records) {
+        match ctx.exec.live_pods(obj.as_ref(), &t).await {
+            Ok(pods) => with_live_limits(state, &live_limits(&pods)),
+            Err(e) => {
+                tracing::warn!(workload = %id, error = %e, "pods not read; planning with the template's limits raised by the recorded resizes");
+                let mut state = state;
+                state.containers = record::effective_limits(&state.containers, &records);
+                state
+            }
+        }
+    } else {
+        state
+    };
 
     // Verification of the actions whose window is over.
     let mut records = records;
@@ -157,8 +176,7 @@ pub async fn reconcile<K: Scalable>(obj: Arc<K>, ctx: Arc<Ctx>) -> Result<Action
         .map(|(i, _)| i)
         .collect();
     if !due.is_empty() {
-        let limits = record::effective_limits(&state.containers, &records);
-        let seen = record::observe(history.as_deref(), &limits);
+        let seen = record::observe(history.as_deref(), &state.containers);
         let mut verdicts = Vec::new();
         for &i in &due {
             let r = &mut records[i];
@@ -275,8 +293,7 @@ pub async fn reconcile<K: Scalable>(obj: Arc<K>, ctx: Arc<Ctx>) -> Result<Action
         }
     }
     if !requests.is_empty() {
-        let limits = record::effective_limits(&state.containers, &records);
-        let baseline = record::observe(history.as_deref(), &limits).into();
+        let baseline = record::observe(history.as_deref(), &state.containers).into();
         let verify_after = i64::try_from(policy.reconcile.verify_window.secs()).unwrap_or(i64::MAX);
         let done = ctx
             .exec

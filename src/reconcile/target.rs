@@ -6,7 +6,7 @@ use std::fmt::Debug;
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::PodSpec;
+use k8s_openapi::api::core::v1::{Pod, PodSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -189,6 +189,75 @@ pub fn state_of<K: Scalable>(
     }
 }
 
+/// Pods that run or will run: not being deleted, not finished.
+pub fn is_live(p: &Pod) -> bool {
+    p.metadata.deletion_timestamp.is_none()
+        && !matches!(
+            p.status.as_ref().and_then(|s| s.phase.as_deref()),
+            Some("Succeeded" | "Failed")
+        )
+}
+
+/// The memory limit each container really runs with, over the live pods: per pod the lower of
+/// the spec's (an in-place resize changes it) and the one the kubelet reports applied
+/// (`status.containerStatuses[].resources`: a resize still in progress or infeasible keeps the
+/// old one), then the lowest over the pods (the one that OOMs first). Containers without a
+/// limit on some pod are left out.
+pub fn live_limits(pods: &[Pod]) -> BTreeMap<String, u64> {
+    let mut out: BTreeMap<String, u64> = BTreeMap::new();
+    for p in pods.iter().filter(|p| is_live(p)) {
+        let Some(spec) = p.spec.as_ref() else {
+            continue;
+        };
+        for c in &spec.containers {
+            let Some(mut limit) = memory(c.resources.as_ref().and_then(|r| r.limits.as_ref()))
+            else {
+                continue;
+            };
+            let applied = p
+                .status
+                .as_ref()
+                .and_then(|s| s.container_statuses.as_ref())
+                .and_then(|cs| cs.iter().find(|s| s.name == c.name))
+                .and_then(|s| s.resources.as_ref())
+                .and_then(|r| memory(r.limits.as_ref()));
+            if let Some(a) = applied {
+                limit = limit.min(a);
+            }
+            out.entry(c.name.clone())
+                .and_modify(|l| *l = (*l).min(limit))
+                .or_insert(limit);
+        }
+    }
+    out
+}
+
+/// The workload's state with each container's limit replaced by the one its pods run with
+/// ([`live_limits`]) where the pods say; the template's elsewhere (no live pod yet).
+pub fn with_live_limits(mut state: WorkloadState, live: &BTreeMap<String, u64>) -> WorkloadState {
+    for c in &mut state.containers {
+        if let Some(&l) = live.get(&c.name) {
+            c.limit = Some(l);
+        }
+    }
+    state
+}
+
+/// Whether an in-place resize may have left the pods' limits apart from the template's: a
+/// recorded in-place raise that did not fail. Only then are the pods read.
+pub fn pods_may_differ(records: &[Remediation]) -> bool {
+    records.iter().any(|r| {
+        r.outcome != record::Outcome::Failed
+            && matches!(
+                r.change,
+                record::Change::Limit {
+                    method: super::plan::ResizeMethod::InPlaceResize,
+                    ..
+                }
+            )
+    })
+}
+
 /// `matchLabels` as a label selector string (`a=b,c=d`); None without matchLabels (the caller
 /// then finds pods by owner).
 pub fn selector_string(sel: &LabelSelector) -> Option<String> {
@@ -212,6 +281,78 @@ mod tests {
 
     fn deployment(v: serde_json::Value) -> Deployment {
         serde_json::from_value(v).unwrap()
+    }
+
+    fn pod(phase: &str, deleting: bool, limits: &[(&str, &str)]) -> Pod {
+        let containers: Vec<_> = limits
+            .iter()
+            .map(|(n, l)| json!({"name": n, "resources": {"limits": {"memory": l}}}))
+            .collect();
+        let mut meta = json!({"name": "p"});
+        if deleting {
+            meta["deletionTimestamp"] = json!("2026-11-29T00:00:00Z");
+        }
+        serde_json::from_value(json!({
+            "metadata": meta, "spec": {"containers": containers}, "status": {"phase": phase}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn live_limits_are_the_lowest_over_running_pods() {
+        let pods = [
+            pod("Running", false, &[("a", "512Mi"), ("b", "1Gi")]),
+            pod("Pending", false, &[("a", "256Mi"), ("b", "1Gi")]),
+            // Gone or going: their limits do not count.
+            pod("Failed", false, &[("a", "64Mi")]),
+            pod("Succeeded", false, &[("a", "64Mi")]),
+            pod("Running", true, &[("a", "64Mi")]),
+            // No limit, or one that does not parse: left out.
+            pod("Running", false, &[("c", "lots")]),
+        ];
+        let live = live_limits(&pods);
+        assert_eq!(live.get("a"), Some(&(256 << 20)));
+        assert_eq!(live.get("b"), Some(&(1 << 30)));
+        assert_eq!(live.get("c"), None);
+        assert!(live_limits(&[]).is_empty());
+    }
+
+    #[test]
+    fn only_an_in_place_raise_that_did_not_fail_sends_the_reconciler_to_the_pods() {
+        let raise = |method, outcome| Remediation {
+            id: "r".into(),
+            action: super::super::plan::ActionKind::RaiseLimit,
+            target: Target {
+                kind: ScalableKind::Deployment,
+                namespace: "ns".into(),
+                name: "app".into(),
+            },
+            at: 1,
+            requested_by: "oomguard-reconciler".into(),
+            incident_id: None,
+            reason: "test".into(),
+            change: record::Change::Limit {
+                container: "a".into(),
+                from: 1,
+                to: 2,
+                method,
+            },
+            baseline: record::Baseline::default(),
+            verify_at: 2,
+            outcome,
+            verified_at: None,
+            detail: None,
+        };
+        use super::super::plan::ResizeMethod::{InPlaceResize, TemplatePatch};
+        use record::Outcome::{Effective, Failed, Pending};
+        assert!(!pods_may_differ(&[]));
+        assert!(!pods_may_differ(&[raise(TemplatePatch, Effective)]));
+        assert!(!pods_may_differ(&[raise(InPlaceResize, Failed)]));
+        assert!(pods_may_differ(&[raise(InPlaceResize, Pending)]));
+        assert!(pods_may_differ(&[
+            raise(TemplatePatch, Effective),
+            raise(InPlaceResize, Effective)
+        ]));
     }
 
     #[test]

@@ -385,6 +385,44 @@ fn level_shift_short_of_headroom_waits_for_the_deploy() {
     );
 }
 
+/// After an in-place raise the template keeps 400Mi while the pods run with 638Mi: planned from
+/// the template the same leak is raised again after every cooldown; from the pods' limits
+/// (what the controller plans with) it is not.
+#[test]
+fn after_an_in_place_raise_the_pods_limit_is_the_one_planned_with() {
+    use crate::reconcile::target::{live_limits, with_live_limits};
+    let template = workload(3, 400);
+    assert!(matches!(
+        steps(&template, &leaking(), &policy(), &none()).as_slice(),
+        [Plan::RaiseLimit { .. }]
+    ));
+    let pod = |spec: &str, applied: &str| -> k8s_openapi::api::core::v1::Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p"},
+            "spec": {"containers": [{"name": "web", "resources": {"limits": {"memory": spec}}}]},
+            "status": {"phase": "Running", "containerStatuses": [{
+                "name": "web", "image": "i", "imageID": "", "ready": true, "restartCount": 0,
+                "resources": {"limits": {"memory": applied}}}]}
+        }))
+        .unwrap()
+    };
+    let resized = [
+        pod("638Mi", "638Mi"),
+        pod("638Mi", "638Mi"),
+        pod("638Mi", "638Mi"),
+    ];
+    let live = with_live_limits(template.clone(), &live_limits(&resized));
+    assert_eq!(live.containers[0].limit, Some(638 * MI));
+    assert!(matches!(
+        steps(&live, &leaking(), &policy(), &none()).as_slice(),
+        [Plan::None { .. }]
+    ));
+    // One pod whose resize the kubelet has not applied yet still runs at 400Mi: planned as such.
+    let pending = [pod("638Mi", "638Mi"), pod("638Mi", "400Mi")];
+    let live = with_live_limits(template, &live_limits(&pending));
+    assert_eq!(live.containers[0].limit, Some(400 * MI));
+}
+
 #[test]
 fn leak_within_a_roomy_limit_is_no_action() {
     // 300 MiB + 168.75 MiB/day stays under 1 GiB for the horizon.
