@@ -863,7 +863,8 @@ pub fn bitbrains_trace(csv: &str, series: &str, end: i64, days: i64) -> Workload
 }
 
 /// Benchmark workloads: `count` Deployments of one pod with `containers` containers each,
-/// `days` of 5-minute samples (one per interval), in namespace `ns`.
+/// `days` of samples ending at `end`, every series (working set, limit, kube-state-metrics)
+/// scraped every `scrape` seconds, in namespace `ns`.
 pub fn bench_namespace(
     ns: &str,
     first: usize,
@@ -871,8 +872,48 @@ pub fn bench_namespace(
     containers: usize,
     end: i64,
     days: i64,
+    scrape: i64,
 ) -> Vec<Workload> {
+    bench_slice(
+        ns,
+        first,
+        count,
+        containers,
+        (end, days, scrape),
+        (i64::MIN, i64::MAX),
+    )
+}
+
+/// The noise of a benchmark sample, uniform in [0, 1): a hash of (workload, container, time),
+/// so that any time slice of the benchmark can be generated on its own.
+fn bench_noise(i: usize, c: usize, t: i64) -> f64 {
+    // splitmix64
+    let mut z =
+        ((i as u64) << 40 ^ (c as u64) << 32 ^ t as u64).wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    (z >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// [`bench_namespace`]'s workloads with only the samples in `[from, to)` (their pods exported
+/// metrics only then; `kube_pod_created` still says when they were created): a benchmark too
+/// large for one OpenMetrics file is written, and backfilled, one time slice after the other.
+/// `data` is `(end, days, scrape)`. Empty when the slice holds no sample.
+pub fn bench_slice(
+    ns: &str,
+    first: usize,
+    count: usize,
+    containers: usize,
+    data: (i64, i64, i64),
+    slice: (i64, i64),
+) -> Vec<Workload> {
+    let (end, days, scrape) = data;
     let start = end - days * 86_400;
+    let (from, to) = (start.max(slice.0), end.min(slice.1.saturating_sub(1)));
+    if from > to {
+        return vec![];
+    }
     (first..first + count)
         .map(|i| {
             let mut rng = Rng::new(1000 + i as u64);
@@ -884,35 +925,35 @@ pub fn bench_namespace(
                 .map(|c| ContainerRun {
                     name: format!("c{c}"),
                     limit: 1024.0 * MI,
-                    ws: (1..=days * 288)
-                        .map(|k| {
-                            let t = start + k * STEP - 150;
+                    ws: scrape_times(from, to, scrape)
+                        .map(|t| {
                             let day = (t - start) as f64 / 86_400.0;
-                            let v = (level + slope * day) * MI * (1.0 + 0.05 * (rng.unit() - 0.5));
-                            (t, v.round())
+                            let noise = 1.0 + 0.05 * (bench_noise(i, c, t) - 0.5);
+                            (t, ((level + slope * day) * MI * noise).round())
                         })
                         .collect(),
                     restarts: vec![],
                 })
                 .collect();
+            let pod = format!("{name}-{hash}-{}", rng.suffix(5));
             Workload {
                 namespace: ns.to_string(),
                 kind: "Deployment".to_string(),
                 name: name.clone(),
                 pods: vec![Pod {
-                    name: format!("{name}-{hash}-{}", rng.suffix(5)),
+                    name: pod.clone(),
                     owner: Owner::ReplicaSet {
                         rs: format!("{name}-{hash}"),
                         deployment: Some(name.clone()),
                     },
-                    start,
-                    end,
+                    start: from,
+                    end: to,
                     containers,
                 }],
                 ksm: true,
                 cadvisor_extras: false,
                 ksm_gaps: vec![],
-                created: vec![],
+                created: vec![(pod, start)],
             }
         })
         .collect()
