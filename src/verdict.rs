@@ -497,16 +497,46 @@ fn decide_container(
             })
             || fc.as_ref().is_some_and(|fc| leak_due(fc, l))
     };
+    // Where a leak that has not restarted in the forecast's span may be `lowering.growthAhead`
+    // from now: the forecast's upper band (a saw-tooth's lifetimes show in the peaks how high
+    // it goes).
+    let growth_ahead = policy.lowering.growth_ahead.secs();
+    let grows_to = fc
+        .as_ref()
+        .filter(|fc| {
+            growth_ahead > 0
+                && fc.pattern == Pattern::Leak
+                && fc.slope > 0.0
+                && h.fit().lifetimes <= 1
+        })
+        .map(|_| forecast::project(h.fit(), now, growth_ahead, None).high);
     // Change a limit only when it is worth a restart or a resize: lower only when it saves
-    // `lowering.minSaving`; raise when it is critical or leaves less than half the policy's
+    // `lowering.minSaving` and a growing series is not forecast to reach the lower limit within
+    // `lowering.growthAhead`; raise when it is critical or leaves less than half the policy's
     // headroom over the statistic (then to the full headroom).
+    let enough_at = |l: f64| !critical_at(l) && l >= stat * (1.0 + policy.headroom.0 / 2.0);
     if let Some(l) = v.limit.filter(|&l| l <= policy.limits.max.0) {
         let lf = l as f64;
         if rec < l && (rec as f64) > lf * (1.0 - policy.lowering.min_saving.0) {
             rec = l;
         }
-        if rec > l && !critical_at(lf) && lf >= stat * (1.0 + policy.headroom.0 / 2.0) {
+        if rec < l && grows_to.is_some_and(|g| g > rec as f64) {
             rec = l;
+        }
+        if rec > l && enough_at(lf) {
+            rec = l;
+        }
+        // The running pods' limit above the spec's (raised in place by the reconciler): the
+        // same rule measured against it. A raise past it that it does not need is not made;
+        // the spec gets the running limit (a second, slightly higher raise a few hours after
+        // the first would be one more resize for nothing).
+        // And no lowering below it either while a growing series is forecast to reach the
+        // lower limit (the new pods would start under the room the raise gave).
+        if let Some(r) = h.runtime_limit.filter(|&r| r > lf && r <= max) {
+            let rf = rec as f64;
+            if (rf > r && enough_at(r)) || (rf < r && grows_to.is_some_and(|g| g > rf)) {
+                rec = r.ceil() as u64;
+            }
         }
     }
     // Never below what the runtime configuration needs.

@@ -15,7 +15,7 @@ use support::prom::{self, Prometheus};
 use support::scenario::{self, Expected, Workload};
 
 const WINDOW: u64 = 14 * 86_400;
-const RECENT: u64 = 2 * 86_400;
+const RECENT: u64 = 7 * 86_400;
 
 struct Fixture {
     prom: Prometheus,

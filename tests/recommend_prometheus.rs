@@ -14,7 +14,7 @@ use support::prom::{self, Prometheus};
 use support::scenario::{self, Workload};
 
 const WINDOW: i64 = 14 * 86_400;
-const RECENT: i64 = 2 * 86_400;
+const RECENT: i64 = 7 * 86_400;
 
 struct Fixture {
     prom: Prometheus,

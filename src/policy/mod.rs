@@ -255,6 +255,14 @@ pub struct Lowering {
     /// more OOMs (src/replay/RESULTS.md).
     #[serde(default = "default_min_saving")]
     pub min_saving: Percent,
+    /// No lowering to a limit that a growing series (the forecast calls it a leak) is forecast
+    /// to reach within this span (the upper band): a saw-tooth's next lifetime, a slow leak,
+    /// would need the room back, and each lower-then-raise is two restarts or resizes for
+    /// nothing. `0s` turns it off. Default 7d (the default window): on the replay's synthetic
+    /// leaks the limit was lowered at each deploy after a lifetime ended and raised again as
+    /// the next one grew (src/replay/RESULTS.md).
+    #[serde(default = "default_growth_ahead")]
+    pub growth_ahead: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -573,9 +581,13 @@ fn default_oom_bump() -> OomBump {
 fn default_min_saving() -> Percent {
     Percent(0.03)
 }
+fn default_growth_ahead() -> Duration {
+    Duration(7 * 86_400)
+}
 fn default_lowering() -> Lowering {
     Lowering {
         min_saving: default_min_saving(),
+        growth_ahead: default_growth_ahead(),
     }
 }
 fn default_over_ratio() -> f64 {

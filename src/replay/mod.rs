@@ -79,7 +79,7 @@ pub struct ReplayArgs {
     #[arg(long, default_value = "1d", value_parser = parse_duration)]
     pub warmup: crate::policy::Duration,
     /// The forecast's span of recent peaks (the Prometheus source's --history-recent).
-    #[arg(long, default_value = "2d", value_parser = parse_duration)]
+    #[arg(long, default_value = "7d", value_parser = parse_duration)]
     pub history_recent: crate::policy::Duration,
     /// The MemoryPolicy file oomguard runs with (default: the built-in default policy, which
     /// policies/default.yaml spells out). Its mode and reconcile.enabled follow --mode.
@@ -132,7 +132,7 @@ impl Default for ReplayArgs {
             manifest: Manifest::Recommended,
             deploy_every: crate::policy::Duration(86_400),
             warmup: crate::policy::Duration(86_400),
-            history_recent: crate::policy::Duration(2 * 86_400),
+            history_recent: crate::policy::Duration(7 * 86_400),
             policy: None,
             frontier: false,
             margins: vec![0.0, 5.0, 10.0, 15.0, 20.0, 25.0, 30.0, 40.0, 50.0],

@@ -91,7 +91,7 @@ impl Default for LoopConfig {
             manifest: Manifest::Recommended,
             deploy_every: 86_400,
             warmup: 86_400,
-            recent: 2 * 86_400,
+            recent: 7 * 86_400,
         }
     }
 }

@@ -9,7 +9,7 @@
 //!
 //! [`Observed::history`] cuts a [`ContainerHistory`] out of that as the sources do at `now`: the
 //! policy window's peaks and their statistics, the recent span (the Prometheus source's
-//! `--history-recent`, 2 days) as the forecast's samples, the kills and restarts in the window,
+//! `--history-recent`, 7 days) as the forecast's samples, the kills and restarts in the window,
 //! the limit now and the limit history. [`Observed::history_file`] writes the same as a
 //! `--history` file, so that `oomguard check` decides on exactly what the replay decided on.
 

@@ -74,8 +74,11 @@ pub struct PrometheusArgs {
     /// How long fetched history is served from memory. A background refresh starts at half of it.
     #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = crate::duration::parse)]
     pub history_ttl: Duration,
-    /// Span of recent peaks fetched for the forecast (capped at the policy window).
-    #[arg(long, value_name = "DURATION", default_value = "2d", value_parser = crate::duration::parse)]
+    /// Span of recent peaks fetched for the forecast (capped at the policy window). Default 7d
+    /// (the default window): with 2 days, a saw-tooth slower than that (a leak that restarts
+    /// every few days) showed one lifetime, was forecast as a leak with no top, and its limit
+    /// was raised, lowered after the restart and raised again (src/replay/RESULTS.md).
+    #[arg(long, value_name = "DURATION", default_value = "7d", value_parser = crate::duration::parse)]
     pub history_recent: Duration,
     /// The interval of each peak (whole seconds, 15s to 1h): statistics are of the peak per
     /// interval, and the forecast fits a container lifetime once it spans six of them (30
@@ -98,7 +101,7 @@ impl Default for PrometheusArgs {
             prometheus_insecure_skip_tls_verify: false,
             prometheus_timeout: Duration::from_secs(120),
             history_ttl: Duration::from_secs(300),
-            history_recent: Duration::from_secs(2 * 86_400),
+            history_recent: Duration::from_secs(7 * 86_400),
             history_step: Duration::from_secs(STEP_SECS as u64),
             history_cache_max: 2000,
         }
