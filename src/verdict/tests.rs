@@ -630,3 +630,72 @@ fn human_durations() {
     assert_eq!(human_secs(30.0 * 3600.0), "30 h");
     assert_eq!(human_secs(3.0 * 86400.0), "3 d");
 }
+
+/// 6 hours growing 1 MiB per 5 minutes from 100Mi (12 MiB/h), no restart.
+fn growing_history(runtime_limit: Option<f64>) -> WorkloadHistory {
+    let samples: Vec<Sample> = (0..72)
+        .map(|i| Sample {
+            t: NOW - (72 - i) * 300,
+            bytes: (100.0 + i as f64) * MI as f64,
+        })
+        .collect();
+    let peaks: Vec<f64> = samples.iter().map(|s| s.bytes).collect();
+    let c = ContainerHistory {
+        covered_secs: 71 * 300,
+        peaks: PeakStats::from_peaks(&peaks),
+        samples,
+        runtime_limit,
+        ..Default::default()
+    };
+    WorkloadHistory {
+        now: NOW,
+        window_secs: 14 * 86400,
+        containers: [("web".to_string(), c)].into_iter().collect(),
+        events_unseen: None,
+    }
+}
+
+#[test]
+fn a_leak_is_not_lowered_under_its_forecast_growth() {
+    // 1Gi over a leak at 171Mi: the leak room (48 h, about 750Mi) would save 25%, but in 7 days
+    // the leak is forecast at about 2.2Gi: the limit is kept. With growthAhead 0s it is lowered.
+    let h = growing_history(None);
+    let w = deployment(Some("1Gi"), None);
+    let mut p = policy(Mode::Warn);
+    let v = decide(&w, HistoryStatus::Found(&h), &p, NOW);
+    assert_eq!(v.containers[0].recommended, Some(1024 * MI));
+    p.lowering.growth_ahead = crate::policy::Duration(0);
+    let v = decide(&w, HistoryStatus::Found(&h), &p, NOW);
+    let rec = v.containers[0].recommended.unwrap();
+    assert!(rec < 900 * MI && rec > 600 * MI, "{rec}");
+}
+
+#[test]
+fn a_raise_made_in_place_is_kept_not_topped_up() {
+    // The spec says 256Mi (critical: the leak reaches it in about 7 h); the running pods were
+    // raised in place to 700Mi, which lasts the horizon: the recommendation is the running
+    // limit, not a second, slightly higher raise.
+    let w = deployment(Some("256Mi"), None);
+    let p = policy(Mode::Mutate);
+    let v = decide(
+        &w,
+        HistoryStatus::Found(&growing_history(Some(700.0 * MI as f64))),
+        &p,
+        NOW,
+    );
+    let c = &v.containers[0];
+    assert_eq!(c.severity, Severity::Critical);
+    assert_eq!(c.recommended, Some(700 * MI));
+    assert_eq!(c.action, Action::Raise { to: 700 * MI });
+    // Not running above the spec: the leak room from now.
+    let v = decide(&w, HistoryStatus::Found(&growing_history(None)), &p, NOW);
+    assert!(v.containers[0].recommended.unwrap() > 700 * MI);
+    // Running at a limit the leak reaches within the horizon: the raise is made.
+    let v = decide(
+        &w,
+        HistoryStatus::Found(&growing_history(Some(300.0 * MI as f64))),
+        &p,
+        NOW,
+    );
+    assert!(v.containers[0].recommended.unwrap() > 700 * MI);
+}
