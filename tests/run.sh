@@ -13,7 +13,7 @@
 # Prometheus, kubectl end to end, faults under load, the replay with `oomguard check` on its
 # decisions), the deploy/ manifests against the real apiserver, a minute of fuzzing per target
 # (fuzz/run.sh) and a 2-minute soak (bench/soak.sh). The real-node tests run in the background
-# meanwhile (about 18 minutes, most of it test 4's 10-minute scrape gap); their output is printed
+# meanwhile (about 15 minutes, most of it test 4's 10-minute scrape gap); their output is printed
 # at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
