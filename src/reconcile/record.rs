@@ -158,6 +158,23 @@ pub fn recent_actions(records: &[Remediation]) -> RecentActions {
     }
 }
 
+/// The in-place raises recorded and not failed, as (container, new limit): what may have left
+/// the running pods' limits apart from the template's.
+pub fn in_place_raises(records: &[Remediation]) -> impl Iterator<Item = (&str, u64)> {
+    records
+        .iter()
+        .filter(|r| r.outcome != Outcome::Failed)
+        .filter_map(|r| match &r.change {
+            Change::Limit {
+                container,
+                to,
+                method: ResizeMethod::InPlaceResize,
+                ..
+            } => Some((container.as_str(), *to)),
+            _ => None,
+        })
+}
+
 /// The limits in force: the template's, raised to what in-place resizes set on the running pods
 /// (the template keeps its value until the next apply or rollout).
 pub fn effective_limits(
@@ -165,17 +182,9 @@ pub fn effective_limits(
     records: &[Remediation],
 ) -> Vec<ContainerState> {
     let mut out = containers.to_vec();
-    for r in records.iter().filter(|r| r.outcome != Outcome::Failed) {
-        if let Change::Limit {
-            container,
-            to,
-            method: ResizeMethod::InPlaceResize,
-            ..
-        } = &r.change
-        {
-            if let Some(c) = out.iter_mut().find(|c| &c.name == container) {
-                c.limit = Some(c.limit.map_or(*to, |l| l.max(*to)));
-            }
+    for (container, to) in in_place_raises(records) {
+        if let Some(c) = out.iter_mut().find(|c| c.name == container) {
+            c.limit = Some(c.limit.map_or(to, |l| l.max(to)));
         }
     }
     out

@@ -246,16 +246,7 @@ pub fn with_live_limits(mut state: WorkloadState, live: &BTreeMap<String, u64>) 
 /// Whether an in-place resize may have left the pods' limits apart from the template's: a
 /// recorded in-place raise that did not fail. Only then are the pods read.
 pub fn pods_may_differ(records: &[Remediation]) -> bool {
-    records.iter().any(|r| {
-        r.outcome != record::Outcome::Failed
-            && matches!(
-                r.change,
-                record::Change::Limit {
-                    method: super::plan::ResizeMethod::InPlaceResize,
-                    ..
-                }
-            )
-    })
+    record::in_place_raises(records).next().is_some()
 }
 
 /// `matchLabels` as a label selector string (`a=b,c=d`); None without matchLabels (the caller
