@@ -47,24 +47,41 @@ impl fmt::Display for StreamError {
 pub fn parse<S: Sink>(mut reader: impl Read, mut sink: S) -> Result<(S, Vec<String>), StreamError> {
     let mut splitter = Splitter::default();
     let mut scratch = SeriesScratch::default();
-    let mut buf = vec![0u8; 64 * 1024];
+    // Large reads: nearly every series then lies whole inside one, and is parsed in place.
+    let mut buf = vec![0u8; READ_BYTES];
     loop {
-        let n = reader
-            .read(&mut buf)
-            .map_err(|e| StreamError::Malformed(format!("reading the answer: {e}")))?;
+        let mut n = 0;
+        while n < buf.len() {
+            let got = reader
+                .read(&mut buf[n..])
+                .map_err(|e| StreamError::Malformed(format!("reading the answer: {e}")))?;
+            if got == 0 {
+                break;
+            }
+            n += got;
+        }
         if n == 0 {
             break;
         }
-        splitter.feed(&buf[..n], &mut |series: &[u8]| {
-            let mut de = serde_json::Deserializer::from_slice(series);
-            SeriesSeed {
-                scratch: &mut scratch,
+        splitter.feed(&buf[..n], &mut |text: &[u8], whole: bool| {
+            if whole {
+                let end = fast_series_prefix(text, &mut scratch);
+                if end.is_some() {
+                    sink.series(&scratch.labels, &scratch.points);
+                }
+                return Ok(end);
             }
-            .deserialize(&mut de)
-            .and_then(|()| de.end())
-            .map_err(|e| StreamError::Malformed(e.to_string()))?;
+            if fast_series_prefix(text, &mut scratch) != Some(text.len()) {
+                let mut de = serde_json::Deserializer::from_slice(text);
+                SeriesSeed {
+                    scratch: &mut scratch,
+                }
+                .deserialize(&mut de)
+                .and_then(|()| de.end())
+                .map_err(|e| StreamError::Malformed(e.to_string()))?;
+            }
             sink.series(&scratch.labels, &scratch.points);
-            Ok(())
+            Ok(None)
         })?;
     }
     if splitter.depth() != 0 || splitter.capturing() {
@@ -101,6 +118,30 @@ enum Frame {
     Array { result: bool },
 }
 
+/// Called with a whole series cut out (`false`: parse it, answer None), or with the bytes from
+/// a series' start on (`true`: the length of the series when it lies whole in them and was
+/// parsed in place, else None: the splitter then cuts it out).
+type OnSeries<'a> = dyn FnMut(&[u8], bool) -> Result<Option<usize>, StreamError> + 'a;
+
+/// Bytes read at a time (a series of 2,000 points is about 50 kB).
+const READ_BYTES: usize = 1 << 20;
+
+/// What a byte is to the splitter inside a series (0: nothing).
+const QUOTE: u8 = 1;
+const BACKSLASH: u8 = 2;
+const OPEN: u8 = 3;
+const CLOSE: u8 = 4;
+const BYTE_CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    t[b'"' as usize] = QUOTE;
+    t[b'\\' as usize] = BACKSLASH;
+    t[b'{' as usize] = OPEN;
+    t[b'[' as usize] = OPEN;
+    t[b'}' as usize] = CLOSE;
+    t[b']' as usize] = CLOSE;
+    t
+};
+
 /// Cuts the elements of `data.result` out of a JSON text fed in pieces.
 #[derive(Default)]
 struct Splitter {
@@ -109,9 +150,9 @@ struct Splitter {
     escape: bool,
     /// Text outside the series (small), with `0` where each series was.
     skeleton: Vec<u8>,
-    /// The series being cut, and the stack depth it started at.
+    /// The series being cut, and how many of its brackets are open (0: not in a series).
     capture: Vec<u8>,
-    capture_depth: Option<usize>,
+    capture_open: usize,
     /// Bytes of the key string being read (outside series).
     key: Option<Vec<u8>>,
 }
@@ -122,50 +163,51 @@ impl Splitter {
     }
 
     fn capturing(&self) -> bool {
-        self.capture_depth.is_some()
+        self.capture_open > 0
     }
 
-    fn feed(
-        &mut self,
-        bytes: &[u8],
-        on_series: &mut dyn FnMut(&[u8]) -> Result<(), StreamError>,
-    ) -> Result<(), StreamError> {
+    fn feed(&mut self, bytes: &[u8], on_series: &mut OnSeries<'_>) -> Result<(), StreamError> {
         let mut i = 0;
         while i < bytes.len() {
-            if let Some(base) = self.capture_depth {
-                // Inside a series: copy up to the end of it, tracking strings and nesting.
+            if self.capture_open > 0 {
+                // Inside a series: copy up to the end of it, tracking strings and nesting. Most
+                // bytes are digits: one table lookup each.
                 let from = i;
-                let mut done = false;
+                let (mut open, mut in_string, mut escape) =
+                    (self.capture_open, self.in_string, self.escape);
                 while i < bytes.len() {
-                    let b = bytes[i];
+                    let class = BYTE_CLASS[usize::from(bytes[i])];
                     i += 1;
-                    if self.in_string {
-                        if self.escape {
-                            self.escape = false;
-                        } else if b == b'\\' {
-                            self.escape = true;
-                        } else if b == b'"' {
-                            self.in_string = false;
+                    if class == 0 {
+                        escape = false;
+                        continue;
+                    }
+                    if in_string {
+                        if escape {
+                            escape = false;
+                        } else if class == QUOTE {
+                            in_string = false;
+                        } else if class == BACKSLASH {
+                            escape = true;
                         }
                         continue;
                     }
-                    match b {
-                        b'"' => self.in_string = true,
-                        b'{' | b'[' => self.stack.push(Frame::Array { result: false }),
-                        b'}' | b']' => {
-                            self.stack.pop();
-                            if self.stack.len() == base {
-                                done = true;
+                    match class {
+                        QUOTE => in_string = true,
+                        OPEN => open += 1,
+                        CLOSE => {
+                            open -= 1;
+                            if open == 0 {
                                 break;
                             }
                         }
                         _ => {}
                     }
                 }
+                (self.capture_open, self.in_string, self.escape) = (open, in_string, escape);
                 self.capture.extend_from_slice(&bytes[from..i]);
-                if done {
-                    self.capture_depth = None;
-                    on_series(&self.capture)?;
+                if open == 0 {
+                    on_series(&self.capture, false)?;
                     self.capture.clear();
                     self.skeleton.push(b'0');
                 }
@@ -202,8 +244,14 @@ impl Splitter {
                     }
                 }
                 b'{' if matches!(self.stack.last(), Some(Frame::Array { result: true })) => {
-                    self.stack.push(Frame::Array { result: false });
-                    self.capture_depth = Some(self.stack.len() - 1);
+                    // A series that lies whole in these bytes in Prometheus' own shape is parsed
+                    // in place; else it is cut out byte by byte and parsed when complete.
+                    if let Some(len) = on_series(&bytes[i - 1..], true)? {
+                        i += len - 1;
+                        self.skeleton.push(b'0');
+                        continue;
+                    }
+                    self.capture_open = 1;
                     self.capture.push(b);
                 }
                 b'{' => {
@@ -467,6 +515,183 @@ impl<'de> serde::Deserialize<'de> for ValueText {
     }
 }
 
+/// One series in the exact shape Prometheus writes it (`{"metric":{"k":"v",...},"values":[[t,
+/// "v"],...]}` or `"value":[t,"v"]`, no whitespace, no escapes), parsed in one pass without
+/// serde (the peaks answer is tens of megabytes of such points). False for anything else,
+/// scratch then undefined: the serde path parses it (and says what is wrong with it).
+#[cfg(test)]
+fn fast_series(s: &[u8], scratch: &mut SeriesScratch) -> bool {
+    fast_series_prefix(s, scratch) == Some(s.len())
+}
+
+/// [`fast_series`] of the series at the start of `s`: where it ends, or None when `s` ends
+/// before it does or it is in another shape.
+fn fast_series_prefix(s: &[u8], scratch: &mut SeriesScratch) -> Option<usize> {
+    scratch.labels.clear();
+    scratch.points.clear();
+    let mut c = Cursor { s, i: 0 };
+    if !c.eat(br#"{"metric":{"#) {
+        return None;
+    }
+    if !c.eat(b"}") {
+        loop {
+            let (Some(k), true, Some(v)) = (c.string(), c.eat(b":"), c.string()) else {
+                return None;
+            };
+            scratch.labels.insert(k.to_string(), v.to_string());
+            if c.eat(b"}") {
+                break;
+            }
+            if !c.eat(b",") {
+                return None;
+            }
+        }
+    }
+    if c.eat(br#","value":"#) {
+        let p = c.point()?;
+        scratch.points.push(p);
+    } else if c.eat(br#","values":["#) {
+        if !c.eat(b"]") {
+            loop {
+                let p = c.point()?;
+                scratch.points.push(p);
+                if c.eat(b"]") {
+                    break;
+                }
+                if !c.eat(b",") {
+                    return None;
+                }
+            }
+        }
+    } else {
+        return None;
+    }
+    c.eat(b"}").then_some(c.i)
+}
+
+struct Cursor<'a> {
+    s: &'a [u8],
+    i: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn eat(&mut self, lit: &[u8]) -> bool {
+        let ok = self.s[self.i..].starts_with(lit);
+        if ok {
+            self.i += lit.len();
+        }
+        ok
+    }
+
+    /// `"text"` without escapes.
+    fn string(&mut self) -> Option<&'a str> {
+        if !self.eat(b"\"") {
+            return None;
+        }
+        let rest = &self.s[self.i..];
+        let end = rest
+            .iter()
+            .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+        if rest[end] != b'"' {
+            return None;
+        }
+        self.i += end + 1;
+        std::str::from_utf8(&rest[..end]).ok()
+    }
+
+    /// `[time,"value"]`, read as serde reads it ([`Point`]).
+    fn point(&mut self) -> Option<(i64, f64)> {
+        // Nearly every point is `[<digits>,"<digits>"]`: read in one pass.
+        if let Some(p) = self.plain_point() {
+            return Some(p);
+        }
+        self.general_point()
+    }
+
+    /// `[<up to 15 digits>,"<up to 15 digits>"]`, else None with the cursor unmoved.
+    fn plain_point(&mut self) -> Option<(i64, f64)> {
+        let s = self.s;
+        let mut i = self.i;
+        if s.get(i) != Some(&b'[') {
+            return None;
+        }
+        i += 1;
+        let (t, next) = digits_at(s, i)?;
+        if s.get(next..next + 2) != Some(b",\"".as_slice()) {
+            return None;
+        }
+        let (v, next) = digits_at(s, next + 2)?;
+        if s.get(next..next + 2) != Some(b"\"]".as_slice()) {
+            return None;
+        }
+        self.i = next + 2;
+        #[allow(clippy::cast_precision_loss)] // < 10^15 < 2^53: exact
+        Some((t as i64, v as f64))
+    }
+
+    fn general_point(&mut self) -> Option<(i64, f64)> {
+        if !self.eat(b"[") {
+            return None;
+        }
+        let rest = &self.s[self.i..];
+        let n = rest.iter().position(|&b| b == b',')?;
+        // Prometheus writes `1700000000` or `1700000000.5`; anything else goes to serde.
+        let t = &rest[..n];
+        let digits = |d: &[u8]| !d.is_empty() && d.iter().all(u8::is_ascii_digit);
+        let plain = match t.iter().position(|&b| b == b'.') {
+            None => digits(t),
+            Some(dot) => digits(&t[..dot]) && digits(&t[dot + 1..]),
+        };
+        if !plain {
+            return None;
+        }
+        let t = number(t)?;
+        self.i += n + 1;
+        let v = self.string()?;
+        if !self.eat(b"]") {
+            return None;
+        }
+        let v = match v {
+            "+Inf" | "Inf" => f64::INFINITY,
+            "-Inf" => f64::NEG_INFINITY,
+            "NaN" => f64::NAN,
+            _ => number(v.as_bytes())?,
+        };
+        Some((t.round() as i64, v))
+    }
+}
+
+/// The 1 to 15 digits at `i` as a number, and where they end.
+fn digits_at(s: &[u8], mut i: usize) -> Option<(u64, usize)> {
+    let start = i;
+    let mut n: u64 = 0;
+    while let Some(&d) = s.get(i) {
+        if !d.is_ascii_digit() {
+            break;
+        }
+        n = n * 10 + u64::from(d - b'0');
+        i += 1;
+        if i - start > 15 {
+            return None;
+        }
+    }
+    (i > start).then_some((n, i))
+}
+
+/// A decimal number: plain digits (up to 15, exact in an f64) read directly, anything else by
+/// `str::parse` (as serde_json and [`ValueText`] read them; None where that fails).
+fn number(b: &[u8]) -> Option<f64> {
+    if !b.is_empty() && b.len() <= 15 && b.iter().all(u8::is_ascii_digit) {
+        let mut n: u64 = 0;
+        for &d in b {
+            n = n * 10 + u64::from(d - b'0');
+        }
+        #[allow(clippy::cast_precision_loss)] // < 10^15 < 2^53: exact
+        return Some(n as f64);
+    }
+    std::str::from_utf8(b).ok()?.parse().ok()
+}
+
 /// A `Read` over chunks sent from the async side; a closed channel is the end of the body, an
 /// `Err` chunk a broken transfer.
 pub struct ChunkReader {
@@ -508,6 +733,181 @@ mod tests {
     impl Sink for Collect {
         fn series(&mut self, labels: &HashMap<String, String>, points: &[(i64, f64)]) {
             self.0.push((labels.clone(), points.to_vec()));
+        }
+    }
+
+    /// The serde path alone.
+    fn by_serde(series: &[u8]) -> Option<Series> {
+        let mut scratch = SeriesScratch::default();
+        let mut de = serde_json::Deserializer::from_slice(series);
+        SeriesSeed {
+            scratch: &mut scratch,
+        }
+        .deserialize(&mut de)
+        .and_then(|()| de.end())
+        .ok()?;
+        Some((scratch.labels, scratch.points))
+    }
+
+    fn same_points(a: &[(i64, f64)], b: &[(i64, f64)]) -> bool {
+        a.len() == b.len()
+            && a.iter()
+                .zip(b)
+                .all(|(x, y)| x.0 == y.0 && (x.1 == y.1 || (x.1.is_nan() && y.1.is_nan())))
+    }
+
+    /// A series as Prometheus writes it.
+    fn canonical(
+        labels: &HashMap<String, String>,
+        points: &[(String, String)],
+        vector: bool,
+    ) -> Vec<u8> {
+        let pts: Vec<String> = points
+            .iter()
+            .map(|(t, v)| format!("[{t},\"{v}\"]"))
+            .collect();
+        let body = if vector {
+            format!(r#""value":{}"#, pts[0])
+        } else {
+            format!(r#""values":[{}]"#, pts.join(","))
+        };
+        format!(
+            r#"{{"metric":{},{body}}}"#,
+            serde_json::to_string(labels).unwrap()
+        )
+        .into_bytes()
+    }
+
+    fn value_text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            (0u64..1u64 << 40).prop_map(|v| v.to_string()),
+            any::<u64>().prop_map(|v| v.to_string()),
+            any::<f64>().prop_map(|v| v.to_string()),
+            (0.0f64..1e12).prop_map(|v| format!("{v:e}")),
+            Just("NaN".to_string()),
+            Just("+Inf".to_string()),
+            Just("-Inf".to_string()),
+            Just("1e+09".to_string()),
+        ]
+    }
+
+    fn time_text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            (1_600_000_000i64..1_900_000_000).prop_map(|t| t.to_string()),
+            (1_600_000_000i64..1_900_000_000, 0u32..1000).prop_map(|(t, f)| format!("{t}.{f}")),
+        ]
+    }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The fast path reads what serde reads, and takes every series Prometheus writes
+        /// without escapes.
+        #[test]
+        fn fast_path_equals_serde(
+            labels in proptest::collection::hash_map("[a-z_]{1,8}", "[ -~é]{0,12}", 0..5),
+            points in proptest::collection::vec((time_text(), value_text()), 1..20),
+            vector: bool,
+        ) {
+            let text = canonical(&labels, &points, vector);
+            let want = by_serde(&text).unwrap();
+            let mut scratch = SeriesScratch::default();
+            let fast = fast_series(&text, &mut scratch);
+            let escapes = labels.iter().any(|(k, v)| format!("{k}{v}").contains(['"', '\\']));
+            prop_assert!(fast || escapes, "{}", String::from_utf8_lossy(&text));
+            if fast {
+                prop_assert_eq!(&scratch.labels, &want.0);
+                prop_assert!(same_points(&scratch.points, &want.1));
+            }
+        }
+
+        /// Whatever the fast path takes of a damaged series, serde takes too, with the same
+        /// result: it never accepts what serde would call malformed.
+        #[test]
+        fn fast_path_accepts_nothing_serde_rejects(
+            labels in proptest::collection::hash_map("[a-z]{1,3}", "[a-z0-9]{0,3}", 0..3),
+            points in proptest::collection::vec((time_text(), value_text()), 1..4),
+            edits in proptest::collection::vec((any::<prop::sample::Index>(), prop::sample::select(
+                b" ,:[]{}\"\\0.-+eEnNI\x01".to_vec())), 1..3),
+            delete: bool,
+        ) {
+            let mut text = canonical(&labels, &points, false);
+            for (at, b) in edits {
+                let i = at.index(text.len());
+                if delete { text.remove(i); } else { text[i] = b; }
+            }
+            let mut scratch = SeriesScratch::default();
+            if fast_series(&text, &mut scratch) {
+                let want = by_serde(&text);
+                prop_assert!(want.is_some(), "fast took what serde rejects: {}", String::from_utf8_lossy(&text));
+                let want = want.unwrap();
+                prop_assert_eq!(&scratch.labels, &want.0);
+                prop_assert!(same_points(&scratch.points, &want.1));
+            }
+        }
+    }
+
+    /// Reads in pieces of at most `max` bytes.
+    struct Trickle<'a>(&'a [u8], usize);
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = buf.len().min(self.1).min(self.0.len());
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    /// An answer of several read buffers: series parsed in place, series cut across reads, and
+    /// series in other shapes (escapes, other key order) give what serde alone gives.
+    #[test]
+    fn series_across_reads_and_in_any_shape() {
+        let mut result = Vec::new();
+        let mut want = Vec::new();
+        for k in 0..300 {
+            let mut labels = HashMap::new();
+            labels.insert("pod".to_string(), format!("p{k}"));
+            if k % 7 == 0 {
+                labels.insert("odd".to_string(), "a \"quoted\" \\ value".to_string());
+            }
+            let points: Vec<(String, String)> = (0..(500 + k * 7))
+                .map(|i| {
+                    (
+                        format!("{}", 1_700_000_000 + i * 300),
+                        format!("{}", 1_000_000 + i * k),
+                    )
+                })
+                .collect();
+            let text = if k % 11 == 0 {
+                // Keys the other way round (and a space): not Prometheus' shape, still valid.
+                let pts: Vec<String> = points
+                    .iter()
+                    .map(|(t, v)| format!("[{t},\"{v}\"]"))
+                    .collect();
+                format!(
+                    r#"{{"values": [{}],"metric":{}}}"#,
+                    pts.join(","),
+                    serde_json::to_string(&labels).unwrap()
+                )
+                .into_bytes()
+            } else {
+                canonical(&labels, &points, false)
+            };
+            want.push(by_serde(&text).unwrap());
+            result.push(String::from_utf8(text).unwrap());
+        }
+        let answer = format!(
+            r#"{{"status":"success","data":{{"resultType":"matrix","result":[{}]}}}}"#,
+            result.join(",")
+        );
+        assert!(answer.len() > 3 * READ_BYTES, "{}", answer.len());
+        for piece in [answer.len(), 65_536, 4_093] {
+            let (got, _) = parse(Trickle(answer.as_bytes(), piece), Collect::default()).unwrap();
+            assert_eq!(got.0.len(), want.len());
+            for (g, w) in got.0.iter().zip(&want) {
+                assert_eq!(g.0, w.0);
+                assert!(same_points(&g.1, &w.1));
+            }
         }
     }
 
