@@ -59,8 +59,19 @@ impl PeakStats {
         if sorted.is_empty() {
             return PeakStats::default();
         }
-        sorted.sort_by(f64::total_cmp);
-        PeakStats::from_peaks_sorted(&sorted)
+        PeakStats::from_finite_in_place(&mut sorted)
+    }
+
+    /// The same from finite peaks, reordering them: a selection of the top 5% and a sort of
+    /// those only (the quantiles read nothing below p95's rank), not a sort of all of them.
+    pub fn from_finite_in_place(values: &mut [f64]) -> PeakStats {
+        let n = values.len();
+        if n > 1 {
+            let lo = lowest_rank(n, 0.95);
+            values.select_nth_unstable_by(lo, f64::total_cmp);
+            values[lo..].sort_by(f64::total_cmp);
+        }
+        PeakStats::from_peaks_sorted(values)
     }
 
     /// The statistics of finite peaks sorted in ascending order.
@@ -86,12 +97,17 @@ pub fn quantile_sorted(sorted: &[f64], q: f64) -> f64 {
         1 => sorted[0],
         n => {
             let rank = q.clamp(0.0, 1.0) * (n - 1) as f64;
-            let lo = rank.floor() as usize;
+            let lo = lowest_rank(n, q);
             let hi = (lo + 1).min(n - 1);
             let w = rank - lo as f64;
             sorted[lo] * (1.0 - w) + sorted[hi] * w
         }
     }
+}
+
+/// The lower of the two ranks `q`'s quantile of `n` sorted values interpolates between.
+fn lowest_rank(n: usize, q: f64) -> usize {
+    (q.clamp(0.0, 1.0) * n.saturating_sub(1) as f64).floor() as usize
 }
 
 /// One OOM kill: when, and the memory limit the container was killed at.
@@ -267,4 +283,35 @@ pub trait HistorySource: Send + Sync {
 
 fn is_zero(n: &u32) -> bool {
     *n == 0
+}
+
+#[cfg(test)]
+mod peak_stats_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The selection reads exactly what a full sort would (Prometheus' quantile rule).
+        #[test]
+        fn selection_gives_the_statistics_of_a_full_sort(
+            mut v in proptest::collection::vec(0.0f64..1e10, 1..600)
+        ) {
+            let mut sorted = v.clone();
+            sorted.sort_by(f64::total_cmp);
+            let want = PeakStats::from_peaks_sorted(&sorted);
+            prop_assert_eq!(PeakStats::from_finite_in_place(&mut v), want);
+        }
+    }
+
+    #[test]
+    fn quantiles_interpolate_between_ranks() {
+        // 101 values 0..=100: p95 = 95, p99 = 99; 11 values 0..=10 -> p95 at rank 9.5 = 9.5.
+        let s = PeakStats::from_peaks(&(0..=100).rev().map(f64::from).collect::<Vec<_>>());
+        assert_eq!(
+            (s.max, s.p99, s.p98, s.p95, s.intervals),
+            (100.0, 99.0, 98.0, 95.0, 101)
+        );
+        let s = PeakStats::from_peaks(&(0..=10).map(f64::from).collect::<Vec<_>>());
+        assert_eq!(s.p95, 9.5);
+    }
 }
