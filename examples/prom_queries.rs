@@ -16,7 +16,11 @@ fn main() -> Result<(), String> {
     let start = 1_800_000_000 - w;
     let q = queries::Queries::new(ns, w, start, 300);
     println!(
-        "# mapping (instant query at the end of the window)\n{}\n",
+        "# rules check (instant, sent first: it picks the peaks query)\n{}\n",
+        q.rules
+    );
+    println!(
+        "# mapping (instant query at the end of the window; with the peaks and the counters)\n{}\n",
         q.mapping
     );
     println!("# limits (instant)\n{}\n", q.limits);

@@ -226,10 +226,11 @@ async fn steady_and_spiky_apps_in_one_namespace_refresh() {
     let src = source(&f.prom.url, f.end);
     check_workload(&src, f, workload(f, "steady-api")).await;
     check_workload(&src, f, workload(f, "spiky-worker")).await;
-    // Both came from one refresh of the namespace: the five queries of a namespace without
-    // restarts or limit changes (mapping, peaks in two parts, counters, limits), then cache hits.
+    // Both came from one refresh of the namespace: the six queries of a namespace without
+    // restarts or limit changes (rules check, mapping, peaks in two parts, counters, limits),
+    // then cache hits.
     let s = src.stats();
-    assert_eq!(s.queries, 5, "{s:?}");
+    assert_eq!(s.queries, 6, "{s:?}");
     assert_eq!((s.cache.misses, s.cache.hits), (1, 1), "{s:?}");
     // The spiky app's p95 is far below its max; the steady app's are close.
     let h = src
@@ -248,7 +249,7 @@ async fn without_kube_state_metrics_pods_map_by_name_pattern() {
     for name in ["web", "web-canary", "db", "node-agent", "debug-shell"] {
         check_workload(&src, f, workload(f, name)).await;
     }
-    assert_eq!(src.stats().queries, 5);
+    assert_eq!(src.stats().queries, 6);
     // A DaemonSet's pattern cannot be told from a Job's or a ReplicaSet's: same answer.
     let ds = src
         .fetch(&query("legacy", "DaemonSet", "node-agent"))

@@ -131,11 +131,11 @@ async fn concurrent_misses_make_one_refresh() {
     for t in tasks {
         assert!(t.await.unwrap().unwrap().is_none());
     }
-    // One refresh = five HTTP queries for an empty namespace (mapping, peaks in two parts,
-    // counters, limits), counted by the server itself.
-    assert_eq!(fake.requests(), 5);
+    // One refresh = six HTTP queries for an empty namespace (rules check, mapping, peaks in
+    // two parts, counters, limits), counted by the server itself.
+    assert_eq!(fake.requests(), 6);
     let s = src.stats();
-    assert_eq!((s.cache.loads, s.queries), (1, 5), "{s:?}");
+    assert_eq!((s.cache.loads, s.queries), (1, 6), "{s:?}");
     assert_eq!(s.cache.misses + s.cache.hits, 32, "{s:?}");
 }
 
@@ -157,13 +157,14 @@ async fn bearer_token_is_sent_and_reread_when_it_changes() {
     tokio::time::sleep(Duration::from_millis(5)).await;
     src.fetch(&q()).await.unwrap();
     let auth = fake.auth.lock().unwrap().clone();
-    assert_eq!(auth.len(), 10, "{auth:?}");
+    // Two refreshes of six queries each.
+    assert_eq!(auth.len(), 12, "{auth:?}");
     assert!(
-        auth[..5].iter().all(|a| a == "Bearer first-token"),
+        auth[..6].iter().all(|a| a == "Bearer first-token"),
         "{auth:?}"
     );
     assert!(
-        auth[5..].iter().all(|a| a == "Bearer rotated-token"),
+        auth[6..].iter().all(|a| a == "Bearer rotated-token"),
         "{auth:?}"
     );
 }

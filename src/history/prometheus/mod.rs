@@ -553,47 +553,39 @@ impl Shared {
         let q = queries::Queries::new(namespace, steps.span(), window_start, step);
         let mut info = RefreshInfo::default();
         let at = At::Instant(steps.end);
+        let started = std::time::Instant::now();
 
-        // The mapping first (cheap): it says whether oomguard's rule covers the window.
-        let rows_map = self.call(&q.mapping, at, &auth, Rows::default()).await?;
-        let mut map = Mapping::default();
-        let mut rules_at_start = 0.0;
-        for (l, v) in &rows_map.0 {
-            match (label(l, "src"), label(l, "stat")) {
-                (_, "rules_at_start") => rules_at_start = *v,
-                ("kp", _) => map.add(
-                    label(l, "pod"),
-                    (
-                        mapping::kind_of_workload_type(label(l, "workload_type")),
-                        label(l, "workload").to_string(),
-                    ),
-                    true,
-                ),
-                (_, _) => map.add(
-                    label(l, "pod"),
-                    (
-                        label(l, "workload_kind").to_string(),
-                        label(l, "workload").to_string(),
-                    ),
-                    false,
-                ),
-            }
-        }
-        info.kube_prometheus_mapping = map.used_kube_prometheus();
-        // oomguard's peak rule is used when it has run for the whole window.
+        // Whether oomguard's peak rule covers the window (it picks the peaks query); then the
+        // mapping, the peaks and the counters at once: the peaks wait for the mapping only if
+        // they come first.
+        let rules = self.call(&q.rules, at, &auth, Rows::default()).await?;
+        let rules_at_start = rules.0.first().map_or(0.0, |r| r.1);
         info.recorded_peaks = rules_at_start > 0.0 && step == STEP_SECS;
-        let map = Arc::new(map);
-
-        // The peaks and the counters at once.
+        let slot = MappingSlot::default();
+        let mapping = async {
+            let rows = self.call(&q.mapping, at, &auth, Rows::default()).await?;
+            let map = Arc::new(mapping_of(&rows));
+            // Only this future sets it.
+            let _ = slot.set(map.clone());
+            Ok::<_, HistoryError>(map)
+        };
         let peaks_query = if info.recorded_peaks {
             &q.peaks_recorded
         } else {
             &q.peaks
         };
-        let peaks = self.peaks(peaks_query, steps, &auth, PeakSink::new(steps, map.clone()));
+        let peaks = self.peaks(
+            peaks_query,
+            steps,
+            &auth,
+            PeakSink::new(steps, slot.clone()),
+        );
         let counters = self.call(&q.counters, at, &auth, Rows::default());
-        let ((peaks, n_peaks), rows_counters) = futures::try_join!(peaks, counters)?;
-        info.queries += 2 + n_peaks;
+        let (map, (peaks, n_peaks), rows_counters) = futures::try_join!(mapping, peaks, counters)?;
+        let peaks = peaks.finish(&map);
+        info.kube_prometheus_mapping = map.used_kube_prometheus();
+        info.queries += 3 + n_peaks;
+        let t_peaks = started.elapsed();
 
         // Limits: looked up where each pod was first and last seen (cheap), or scanned over the
         // window when the pods' times are too many to list.
@@ -607,6 +599,7 @@ impl Shared {
             )
             .await?;
         info.queries += 1;
+        let t_limits = started.elapsed();
         let pods = PodFacts::new(&rows_limits, &rows_counters);
 
         let (ev_pods, oom_pods, limit_pods) = pods.candidates();
@@ -624,19 +617,29 @@ impl Shared {
                 rows
             }
         };
-        let assembled = assemble(
-            &Assembly {
-                namespace,
-                now,
-                window_secs,
-                recent_after: now - recent,
-                steps,
-                sample_tail: self.sample_tail,
-            },
-            &map,
-            peaks,
-            &pods,
-            &events,
+        let t_events = started.elapsed();
+        // CPU work of tens of milliseconds: not on the async workers.
+        let a = Assembly {
+            namespace: namespace.to_string(),
+            now,
+            window_secs,
+            recent_after: now - recent,
+            steps,
+            sample_tail: self.sample_tail,
+        };
+        let assembled =
+            tokio::task::spawn_blocking(move || assemble(&a, &map, peaks, &pods, &events))
+                .await
+                .map_err(|e| self.err(format!("assembling the history failed: {e}")))?;
+        tracing::debug!(
+            namespace,
+            // The rules check, then the mapping, the peaks and the counters at once.
+            peaks_ms = t_peaks.as_millis() as u64,
+            limits_ms = (t_limits - t_peaks).as_millis() as u64,
+            events_ms = (t_events - t_limits).as_millis() as u64,
+            assemble_ms = (started.elapsed() - t_events).as_millis() as u64,
+            queries = info.queries,
+            "namespace refreshed"
         );
         Ok(NamespaceHistory {
             workloads: assembled,
@@ -963,38 +966,75 @@ struct Seen {
 
 /// Folds the peaks answer into per-workload-container arrays (one value per interval: the max
 /// over the workload's pods), as the series arrive.
+/// The pod -> workload rows of the mapping query.
+fn mapping_of(rows: &Rows) -> Mapping {
+    let mut map = Mapping::default();
+    for (l, _) in &rows.0 {
+        if label(l, "src") == "kp" {
+            map.add(
+                label(l, "pod"),
+                (
+                    mapping::kind_of_workload_type(label(l, "workload_type")),
+                    label(l, "workload").to_string(),
+                ),
+                true,
+            );
+        } else {
+            map.add(
+                label(l, "pod"),
+                (
+                    label(l, "workload_kind").to_string(),
+                    label(l, "workload").to_string(),
+                ),
+                false,
+            );
+        }
+    }
+    map
+}
+
+/// (pod, container, points) of a raw peaks series that came before the mapping.
+type WaitingSeries = (String, String, Vec<(i64, f64)>);
+
+/// The mapping, once its query has answered (the peaks may start to arrive before).
+type MappingSlot = Arc<std::sync::OnceLock<Arc<Mapping>>>;
+
 struct PeakSink {
     steps: Steps,
-    map: Arc<Mapping>,
+    map: MappingSlot,
+    /// Raw series that came before the mapping: (pod, container, points). Prometheus sends
+    /// the peaks only once it has evaluated them all, so this is nearly always empty.
+    waiting: Vec<WaitingSeries>,
     /// workload -> container -> per-interval peak (NaN: no data).
     workloads: HashMap<WorkloadId, BTreeMap<String, Vec<f64>>>,
     pods: HashMap<PodContainer, Seen>,
 }
 
 impl PeakSink {
-    fn new(steps: Steps, map: Arc<Mapping>) -> PeakSink {
+    fn new(steps: Steps, map: MappingSlot) -> PeakSink {
         PeakSink {
             steps,
             map,
+            waiting: Vec::new(),
             workloads: HashMap::new(),
             pods: HashMap::new(),
         }
     }
-}
 
-impl Sink for PeakSink {
-    fn series(&mut self, labels: &HashMap<String, String>, points: &[(i64, f64)]) {
-        let container = label(labels, "container");
-        if container.is_empty() || points.is_empty() {
-            return;
+    /// Folds the series that came before the mapping.
+    fn finish(mut self, map: &Mapping) -> PeakSink {
+        self.fold_waiting(map);
+        self
+    }
+
+    fn fold_waiting(&mut self, map: &Mapping) {
+        for (pod, container, points) in std::mem::take(&mut self.waiting) {
+            self.fold(map.workload(&pod), &pod, &container, &points);
         }
-        let pod = label(labels, "pod");
-        // Recorded series carry their workload; raw ones their pod.
-        let id = match (label(labels, "workload_kind"), label(labels, "workload")) {
-            (k, w) if !k.is_empty() && !w.is_empty() => (k.to_string(), w.to_string()),
-            _ if !pod.is_empty() => self.map.workload(pod),
-            _ => return,
-        };
+    }
+
+    /// One series' peaks into its workload container's intervals; where its pod was seen.
+    fn fold(&mut self, id: WorkloadId, pod: &str, container: &str, points: &[(i64, f64)]) {
         let n = self.steps.n;
         let values = self
             .workloads
@@ -1030,6 +1070,33 @@ impl Sink for PeakSink {
     }
 }
 
+impl Sink for PeakSink {
+    fn series(&mut self, labels: &HashMap<String, String>, points: &[(i64, f64)]) {
+        let container = label(labels, "container");
+        if container.is_empty() || points.is_empty() {
+            return;
+        }
+        let pod = label(labels, "pod");
+        // Recorded series carry their workload; raw ones their pod.
+        let id = match (label(labels, "workload_kind"), label(labels, "workload")) {
+            (k, w) if !k.is_empty() && !w.is_empty() => (k.to_string(), w.to_string()),
+            _ if !pod.is_empty() => {
+                let Some(map) = self.map.get().cloned() else {
+                    self.waiting
+                        .push((pod.to_string(), container.to_string(), points.to_vec()));
+                    return;
+                };
+                if !self.waiting.is_empty() {
+                    self.fold_waiting(&map);
+                }
+                map.workload(pod)
+            }
+            _ => return,
+        };
+        self.fold(id, pod, container, points);
+    }
+}
+
 /// One [`PeakSink`] fed by several answers at once (a lock per series).
 #[derive(Clone)]
 struct SharedPeaks(Arc<std::sync::Mutex<PeakSink>>);
@@ -1043,8 +1110,12 @@ impl Sink for SharedPeaks {
     }
 }
 
-struct Assembly<'a> {
-    namespace: &'a str,
+/// At most this many threads assemble one refresh, each with at least this many containers.
+const MAX_ASSEMBLY_THREADS: usize = 4;
+const CONTAINERS_PER_THREAD: usize = 64;
+
+struct Assembly {
+    namespace: String,
     now: i64,
     window_secs: u64,
     recent_after: i64,
@@ -1064,7 +1135,7 @@ struct PodEvents {
 /// Turns the answers into histories, one per workload. Tolerates missing or odd series (skips
 /// them): a partial answer gives partial history, never a panic.
 fn assemble(
-    a: &Assembly<'_>,
+    a: &Assembly,
     map: &Mapping,
     peaks: PeakSink,
     pods: &PodFacts,
@@ -1128,6 +1199,7 @@ fn assemble(
         }
     }
     let mut peak_values = peaks.workloads;
+    let mut jobs = Vec::with_capacity(keys.len());
     for (id, container) in keys {
         let values = peak_values
             .get_mut(&id)
@@ -1141,15 +1213,48 @@ fn assemble(
             .entry(id.clone())
             .or_default()
             .extend(pod_names.iter().cloned());
-        let h = container_history(
-            a,
-            &values,
-            &container,
-            &pod_names,
-            &peaks.pods,
-            pods,
-            &per_pod,
-        );
+        jobs.push((id, container, values, pod_names));
+    }
+    drop(peak_values);
+    // The statistics and the forecast fit of each container (most of the refresh's own CPU
+    // time), on the machine's cores.
+    let threads = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .clamp(1, MAX_ASSEMBLY_THREADS)
+        .min(jobs.len().div_ceil(CONTAINERS_PER_THREAD).max(1));
+    let per_thread = jobs.len().div_ceil(threads).max(1);
+    let seen = &peaks.pods;
+    let per_pod = &per_pod;
+    let one = |(id, container, values, pod_names): (WorkloadId, String, Vec<f64>, Vec<String>)| {
+        let h = container_history(a, &values, &container, &pod_names, seen, pods, per_pod);
+        (id, container, h)
+    };
+    let mut chunks: Vec<Vec<_>> = Vec::new();
+    let mut jobs = jobs.into_iter().peekable();
+    while jobs.peek().is_some() {
+        chunks.push(jobs.by_ref().take(per_thread).collect());
+    }
+    let done: Vec<Vec<(WorkloadId, String, ContainerHistory)>> = if chunks.len() <= 1 {
+        chunks
+            .into_iter()
+            .map(|c| c.into_iter().map(one).collect())
+            .collect()
+    } else {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = chunks
+                .into_iter()
+                .map(|c| scope.spawn(move || c.into_iter().map(one).collect::<Vec<_>>()))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                })
+                .collect()
+        })
+    };
+    for (id, container, h) in done.into_iter().flatten() {
         containers.entry(id).or_default().insert(container, h);
     }
 
@@ -1200,7 +1305,7 @@ fn pod_limit_at(e: Option<&PodEvents>, last: Option<f64>, t: i64) -> Option<f64>
 
 #[allow(clippy::too_many_arguments)]
 fn container_history(
-    a: &Assembly<'_>,
+    a: &Assembly,
     values: &[f64],
     container: &str,
     pod_names: &[String],
@@ -1224,8 +1329,7 @@ fn container_history(
             samples.push(Sample { t, bytes: v });
         }
     }
-    finite.sort_by(f64::total_cmp);
-    let peaks = PeakStats::from_peaks_sorted(&finite);
+    let peaks = PeakStats::from_finite_in_place(&mut finite);
     let covered_secs = match (first, last) {
         (Some(f), Some(l)) => ((l - f) as i64 * a.steps.step) as u64,
         _ => 0,
@@ -1373,5 +1477,37 @@ mod tests {
         std::fs::write(&ca, "not a certificate").unwrap();
         args.prometheus_ca_file = Some(ca);
         assert!(PrometheusSource::from_args(&args).is_err());
+    }
+
+    /// Peaks that arrive before the mapping wait for it, then land where the mapping says,
+    /// as peaks that arrive after it do.
+    #[test]
+    fn peaks_before_the_mapping_wait_for_it() {
+        let steps = Steps::new(1_000_000_200, 3600, STEP_SECS);
+        let slot = MappingSlot::default();
+        let mut sink = PeakSink::new(steps, slot.clone());
+        let series = |pod: &str| {
+            HashMap::from([
+                ("pod".to_string(), pod.to_string()),
+                ("container".to_string(), "app".to_string()),
+            ])
+        };
+        let t = steps.time(3);
+        sink.series(&series("custom-owner-1"), &[(t, 5.0)]);
+        assert_eq!((sink.waiting.len(), sink.workloads.len()), (1, 0));
+        let mut map = Mapping::default();
+        for pod in ["custom-owner-1", "custom-owner-2"] {
+            map.add(pod, ("Rollout".to_string(), "shop".to_string()), false);
+        }
+        let map = Arc::new(map);
+        slot.set(map.clone()).unwrap();
+        sink.series(&series("custom-owner-2"), &[(t, 7.0), (steps.time(4), 6.0)]);
+        let sink = sink.finish(&map);
+        assert!(sink.waiting.is_empty());
+        let id = ("Rollout".to_string(), "shop".to_string());
+        let values = &sink.workloads[&id]["app"];
+        assert_eq!((values[3], values[4]), (7.0, 6.0));
+        assert_eq!(sink.workloads.len(), 1, "{:?}", sink.workloads.keys());
+        assert_eq!(sink.pods.len(), 2);
     }
 }

@@ -170,9 +170,12 @@ pub fn prom_duration(secs: i64) -> String {
 /// Every query of one refresh of a namespace and window.
 pub struct Queries {
     /// Instant, at the end of the window: the pod -> workload rows over the window, tagged
-    /// `src="kp"` (kube-prometheus' rule), `src="oomguard"` (oomguard's rule) or `src="ksm"`;
-    /// plus `stat="rules"` rows saying whether oomguard's peak rule covers the window.
+    /// `src="kp"` (kube-prometheus' rule), `src="oomguard"` (oomguard's rule) or `src="ksm"`.
     pub mapping: String,
+    /// Instant, sent first (it picks the peaks query): how many series of oomguard's peak
+    /// rule reach back to the window's first hour (none: the rule has not run for the whole
+    /// window, or is not installed).
+    pub rules: String,
     /// Range over the window, one step per interval: the interval's peak of every container (per
     /// cgroup series; no join, no aggregation). Merged per workload container on the client.
     pub peaks: String,
@@ -219,14 +222,11 @@ impl Queries {
         let ksm = lr(&mapping_ksm(&ns, &w), "src", "ksm", "", "");
         // The peak rule is used when its series reach back to the window's first hour: it has
         // run for the whole window.
-        let rules = tag(
-            &format!(
-                "count(last_over_time({RULE_PEAK}{{namespace={ns}}}[1h] @ {}))",
-                window_start + 3600
-            ),
-            "rules_at_start",
+        let rules = format!(
+            "count(last_over_time({RULE_PEAK}{{namespace={ns}}}[1h] @ {}))",
+            window_start + 3600
         );
-        let mapping = format!("{kp}\nor {own}\nor {ksm}\nor {rules}");
+        let mapping = format!("{kp}\nor {own}\nor {ksm}");
         let d = prom_duration(step);
         let peaks = format!("max_over_time({wss}[{d}])");
         let peaks_recorded = format!("{RULE_PEAK}{{namespace={ns}}}");
@@ -258,6 +258,7 @@ impl Queries {
         );
         Queries {
             mapping,
+            rules,
             peaks,
             peaks_recorded,
             limits,
