@@ -328,6 +328,16 @@ pub fn oom_bump(
     best
 }
 
+/// Whether the limit history's last change up was made with no OOM kill since.
+fn raised_without_kill_since(h: &ContainerHistory) -> bool {
+    h.limit_history
+        .windows(2)
+        .filter(|w| w[1].bytes > w[0].bytes)
+        .map(|w| w[1].since)
+        .next_back()
+        .is_some_and(|raised| !h.oom_kills.iter().any(|k| k.t > raised))
+}
+
 fn decide_container(
     c: &ContainerSpec,
     h: Option<&ContainerHistory>,
@@ -514,7 +524,14 @@ fn decide_container(
     // `lowering.minSaving` and a growing series is not forecast to reach the lower limit within
     // `lowering.growthAhead`; raise when it is critical or leaves less than half the policy's
     // headroom over the statistic (then to the full headroom).
-    let enough_at = |l: f64| !critical_at(l) && l >= stat * (1.0 + policy.headroom.0 / 2.0);
+    // A limit raised since the last OOM kill is raised again only when it is critical (it would
+    // OOM), not to restore headroom over peaks that grew towards it: each raise is a restart or
+    // a resize, and a slowly growing workload would get one every few days with no OOM between
+    // them (a ratchet).
+    let raised_since_kill = raised_without_kill_since(h);
+    let enough_at = |l: f64| {
+        !critical_at(l) && (raised_since_kill || l >= stat * (1.0 + policy.headroom.0 / 2.0))
+    };
     if let Some(l) = v.limit.filter(|&l| l <= policy.limits.max.0) {
         let lf = l as f64;
         if rec < l && (rec as f64) > lf * (1.0 - policy.lowering.min_saving.0) {

@@ -461,9 +461,16 @@ impl<'a> Product<'a> {
                 bytes,
             };
         }
-        verdict::decide(&self.workload, HistoryStatus::Found(h), self.policy, now)
+        let v = verdict::decide(&self.workload, HistoryStatus::Found(h), self.policy, now)
             .containers
-            .pop()
+            .pop();
+        // With OOMGUARD_REPLAY_TRACE=<series>, why each change was recommended.
+        if let Some(v) = v.as_ref().filter(|v| v.recommended.is_some_and(|r| r != bytes)) {
+            if std::env::var("OOMGUARD_REPLAY_TRACE").is_ok_and(|n| n == self.series) {
+                eprintln!("  {} t={now}: {}", self.series, v.reasons.join(" | "));
+            }
+        }
+        v
     }
 
     fn offer(

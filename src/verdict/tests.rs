@@ -699,3 +699,52 @@ fn a_raise_made_in_place_is_kept_not_topped_up() {
     );
     assert!(v.containers[0].recommended.unwrap() > 700 * MI);
 }
+
+/// A limit raised with no OOM kill since is not topped up for headroom (a ratchet: a restart or
+/// resize each time the peaks creep up), but still raised when it is critical.
+#[test]
+fn a_raised_limit_is_topped_up_only_when_critical() {
+    let mi = MI as f64;
+    let w = deployment(Some("256Mi"), None);
+    // Peak 240Mi: 256Mi leaves 6% (policy 15%).
+    let mut h = flat_history(200.0, 240.0);
+    let raised = |h: &mut WorkloadHistory, kill_after: bool| {
+        let c = h.containers.get_mut("web").unwrap();
+        c.limit_history = vec![
+            LimitChange {
+                since: NOW - 14 * 86400,
+                bytes: 200.0 * mi,
+            },
+            LimitChange {
+                since: NOW - 3 * 86400,
+                bytes: 256.0 * mi,
+            },
+        ];
+        // Raised for headroom (no kill); a kill at the new limit after it is a reason again.
+        let t = NOW - 86400;
+        c.oom_kills = if kill_after { kills(&[t], Some(256.0 * mi)) } else { Vec::new() };
+        c.restarts = if kill_after { vec![t] } else { Vec::new() };
+    };
+    let p = policy(Mode::Mutate);
+    let v = decide(&w, HistoryStatus::Found(&h), &p, NOW);
+    assert_eq!(v.containers[0].action, Action::Raise { to: 276 * MI });
+
+    raised(&mut h, false);
+    let v = decide(&w, HistoryStatus::Found(&h), &p, NOW);
+    let c = &v.containers[0];
+    assert_eq!((c.action, c.recommended), (Action::None, Some(256 * MI)), "{:?}", c.reasons);
+
+    // Killed at 256Mi after the raise: the bump raises it.
+    raised(&mut h, true);
+    let v = decide(&w, HistoryStatus::Found(&h), &p, NOW);
+    assert!(matches!(v.containers[0].action, Action::Raise { to } if to > 276 * MI));
+
+    // Raised with no kill since, but below the window's peak: critical, raised.
+    raised(&mut h, false);
+    let w = deployment(Some("230Mi"), None);
+    let c = h.containers.get_mut("web").unwrap();
+    c.limit_history[1].bytes = 230.0 * mi;
+    let v = decide(&w, HistoryStatus::Found(&h), &p, NOW);
+    assert_eq!(v.containers[0].severity, Severity::Critical);
+    assert!(matches!(v.containers[0].action, Action::Raise { .. }));
+}
