@@ -450,9 +450,9 @@ fn decide_container(
             v.limit.map(|l| l as f64).or(h.runtime_limit),
         )
     });
-    // A leak is sized by where it may be `forecast.leakRoom` ahead (twice the horizon by default;
+    // A leak is sized by where it may be `forecast.leakRoom` ahead (three horizons by default;
     // the forecast's upper band: the first peak past the line comes about two noise sigmas above
-    // it, and the slope may be at the top of its interval), so that a raise lasts a horizon
+    // it, and the slope may be at the top of its interval), so that a raise lasts two horizons
     // before the leak is critical again (sized for the horizon itself it is critical again at
     // once, and a raise every cooldown chases it); only while the container has not restarted
     // in the window: a saw-tooth's earlier lifetimes already show in the peaks how high it goes.

@@ -229,7 +229,12 @@ pub fn replay(series: &Series, ctl: &mut dyn Controller, cfg: &LoopConfig) -> Sc
             }
         }
     }
-    tally.finish()
+    let score = tally.finish();
+    // OOMGUARD_REPLAY_RATCHETS=1 names every series with ratchets (then trace it, above).
+    if score.ratchets > 0 && std::env::var_os("OOMGUARD_REPLAY_RATCHETS").is_some() {
+        eprintln!("ratchets: {} {}", series.name, score.ratchets);
+    }
+    score
 }
 
 /// The limits as provisioned in the trace (no feedback: the trace already lived with them).
@@ -465,7 +470,10 @@ impl<'a> Product<'a> {
             .containers
             .pop();
         // With OOMGUARD_REPLAY_TRACE=<series>, why each change was recommended.
-        if let Some(v) = v.as_ref().filter(|v| v.recommended.is_some_and(|r| r != bytes)) {
+        if let Some(v) = v
+            .as_ref()
+            .filter(|v| v.recommended.is_some_and(|r| r != bytes))
+        {
             if std::env::var("OOMGUARD_REPLAY_TRACE").is_ok_and(|n| n == self.series) {
                 eprintln!("  {} t={now}: {}", self.series, v.reasons.join(" | "));
             }

@@ -662,6 +662,7 @@ fn a_leak_is_not_lowered_under_its_forecast_growth() {
     let h = growing_history(None);
     let w = deployment(Some("1Gi"), None);
     let mut p = policy(Mode::Warn);
+    p.forecast.leak_room = Some(crate::policy::Duration(48 * 3600));
     let v = decide(&w, HistoryStatus::Found(&h), &p, NOW);
     assert_eq!(v.containers[0].recommended, Some(1024 * MI));
     p.lowering.growth_ahead = crate::policy::Duration(0);
@@ -722,7 +723,11 @@ fn a_raised_limit_is_topped_up_only_when_critical() {
         ];
         // Raised for headroom (no kill); a kill at the new limit after it is a reason again.
         let t = NOW - 86400;
-        c.oom_kills = if kill_after { kills(&[t], Some(256.0 * mi)) } else { Vec::new() };
+        c.oom_kills = if kill_after {
+            kills(&[t], Some(256.0 * mi))
+        } else {
+            Vec::new()
+        };
         c.restarts = if kill_after { vec![t] } else { Vec::new() };
     };
     let p = policy(Mode::Mutate);
@@ -732,7 +737,12 @@ fn a_raised_limit_is_topped_up_only_when_critical() {
     raised(&mut h, false);
     let v = decide(&w, HistoryStatus::Found(&h), &p, NOW);
     let c = &v.containers[0];
-    assert_eq!((c.action, c.recommended), (Action::None, Some(256 * MI)), "{:?}", c.reasons);
+    assert_eq!(
+        (c.action, c.recommended),
+        (Action::None, Some(256 * MI)),
+        "{:?}",
+        c.reasons
+    );
 
     // Killed at 256Mi after the raise: the bump raises it.
     raised(&mut h, true);

@@ -87,6 +87,8 @@ fn policy() -> PolicySpec {
     let mut p = PolicySpec::classic();
     p.reconcile.enabled = true;
     p.limits.max = Memory(2048 * MI);
+    // The numbers below (a leak's 638Mi) are sized for 48 h of room (twice the 24-h horizon).
+    p.forecast.leak_room = Some(crate::policy::Duration(48 * 3600));
     p
 }
 
