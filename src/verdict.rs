@@ -578,6 +578,13 @@ fn decide_container(
                 Some(why) if rec > history_rec => {
                     format!("container {name}: no memory limit; recommended {rec_s} ({why})")
                 }
+                // Sized by a leak's room, not by the statistic: say so with its numbers.
+                _ if leak_room.is_some_and(|r| r > sized && r <= max) => format!(
+                    "container {name}: no memory limit; recommended {rec_s} ({stat_label} {} + {} of leak at {} MiB/min)",
+                    Bytes(stat),
+                    crate::policy::Duration(policy.forecast.leak_room_secs()),
+                    fc.as_ref().map_or_else(|| "0".to_string(), |f| mib_per_min(f.slope)),
+                ),
                 _ => format!(
                     "container {name}: no memory limit; recommended {rec_s} ({stat_label} {} +{}%)",
                     Bytes(stat),

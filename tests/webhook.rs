@@ -571,8 +571,10 @@ async fn recorded_apiserver_reviews_in_mutate_mode() {
         } else if name.contains("memory-leak-app") {
             "443Mi"
         } else {
-            // session-cache: no limit; added at max 2085Mi × 1.15 → 2398Mi.
-            "2398Mi"
+            // session-cache: no limit, a slow leak (+0.1 MiB/min): added with room for
+            // `forecast.leakRoom` (3 × the 24-h horizon) of its forecast's upper band, 2447Mi,
+            // above its max 2085Mi × 1.15 = 2398Mi.
+            "2447Mi"
         };
         assert_eq!(limit, want, "{name}");
         review["request"]["object"] = patched;
