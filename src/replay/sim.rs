@@ -409,6 +409,8 @@ pub struct Product<'a> {
     pub dump: Option<&'a mut DumpSampler>,
     /// Reconciler plans that acted (raised), for the report.
     pub raises_in_place: u64,
+    /// OOMGUARD_REPLAY_TRACE names this series: print why each change was recommended.
+    trace: bool,
 }
 
 impl<'a> Product<'a> {
@@ -433,6 +435,7 @@ impl<'a> Product<'a> {
             recent: RecentActions::default(),
             dump: None,
             raises_in_place: 0,
+            trace: std::env::var("OOMGUARD_REPLAY_TRACE").is_ok_and(|n| n == series),
         })
     }
 
@@ -469,14 +472,11 @@ impl<'a> Product<'a> {
         let v = verdict::decide(&self.workload, HistoryStatus::Found(h), self.policy, now)
             .containers
             .pop();
-        // With OOMGUARD_REPLAY_TRACE=<series>, why each change was recommended.
         if let Some(v) = v
             .as_ref()
-            .filter(|v| v.recommended.is_some_and(|r| r != bytes))
+            .filter(|v| self.trace && v.recommended.is_some_and(|r| r != bytes))
         {
-            if std::env::var("OOMGUARD_REPLAY_TRACE").is_ok_and(|n| n == self.series) {
-                eprintln!("  {} t={now}: {}", self.series, v.reasons.join(" | "));
-            }
+            eprintln!("  {} t={now}: {}", self.series, v.reasons.join(" | "));
         }
         v
     }

@@ -964,8 +964,6 @@ struct Seen {
     last: i64,
 }
 
-/// Folds the peaks answer into per-workload-container arrays (one value per interval: the max
-/// over the workload's pods), as the series arrive.
 /// The pod -> workload rows of the mapping query.
 fn mapping_of(rows: &Rows) -> Mapping {
     let mut map = Mapping::default();
@@ -999,6 +997,8 @@ type WaitingSeries = (String, String, Vec<(i64, f64)>);
 /// The mapping, once its query has answered (the peaks may start to arrive before).
 type MappingSlot = Arc<std::sync::OnceLock<Arc<Mapping>>>;
 
+/// Folds the peaks answer into per-workload-container arrays (one value per interval: the max
+/// over the workload's pods), as the series arrive.
 struct PeakSink {
     steps: Steps,
     map: MappingSlot,
@@ -1223,38 +1223,37 @@ fn assemble(
         .clamp(1, MAX_ASSEMBLY_THREADS)
         .min(jobs.len().div_ceil(CONTAINERS_PER_THREAD).max(1));
     let per_thread = jobs.len().div_ceil(threads).max(1);
-    let seen = &peaks.pods;
-    let per_pod = &per_pod;
-    let one = |(id, container, values, pod_names): (WorkloadId, String, Vec<f64>, Vec<String>)| {
-        let h = container_history(a, &values, &container, &pod_names, seen, pods, per_pod);
-        (id, container, h)
-    };
-    let mut chunks: Vec<Vec<_>> = Vec::new();
-    let mut jobs = jobs.into_iter().peekable();
-    while jobs.peek().is_some() {
-        chunks.push(jobs.by_ref().take(per_thread).collect());
-    }
-    let done: Vec<Vec<(WorkloadId, String, ContainerHistory)>> = if chunks.len() <= 1 {
-        chunks
-            .into_iter()
-            .map(|c| c.into_iter().map(one).collect())
-            .collect()
-    } else {
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = chunks
-                .into_iter()
-                .map(|c| scope.spawn(move || c.into_iter().map(one).collect::<Vec<_>>()))
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    let histories: Vec<ContainerHistory> = std::thread::scope(|scope| {
+        let handles: Vec<_> = jobs
+            .chunks(per_thread)
+            .map(|chunk| {
+                scope.spawn(|| {
+                    chunk
+                        .iter()
+                        .map(|(_, container, values, pod_names)| {
+                            container_history(
+                                a,
+                                values,
+                                container,
+                                pod_names,
+                                &peaks.pods,
+                                pods,
+                                &per_pod,
+                            )
+                        })
+                        .collect::<Vec<_>>()
                 })
-                .collect()
-        })
-    };
-    for (id, container, h) in done.into_iter().flatten() {
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| {
+                h.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    });
+    for ((id, container, _, _), h) in jobs.into_iter().zip(histories) {
         containers.entry(id).or_default().insert(container, h);
     }
 

@@ -491,15 +491,9 @@ impl<'de> serde::Deserialize<'de> for ValueText {
                 f.write_str("a sample value string")
             }
             fn visit_str<E: de::Error>(self, s: &str) -> Result<ValueText, E> {
-                let v = match s {
-                    "+Inf" | "Inf" => f64::INFINITY,
-                    "-Inf" => f64::NEG_INFINITY,
-                    "NaN" => f64::NAN,
-                    _ => s
-                        .parse()
-                        .map_err(|_| E::custom(format!("bad sample value {s:?}")))?,
-                };
-                Ok(ValueText(v))
+                sample_value(s)
+                    .map(ValueText)
+                    .ok_or_else(|| E::custom(format!("bad sample value {s:?}")))
             }
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<ValueText, E> {
                 Ok(ValueText(v))
@@ -651,13 +645,7 @@ impl<'a> Cursor<'a> {
         if !self.eat(b"]") {
             return None;
         }
-        let v = match v {
-            "+Inf" | "Inf" => f64::INFINITY,
-            "-Inf" => f64::NEG_INFINITY,
-            "NaN" => f64::NAN,
-            _ => number(v.as_bytes())?,
-        };
-        Some((t.round() as i64, v))
+        Some((t.round() as i64, sample_value(v)?))
     }
 }
 
@@ -679,17 +667,24 @@ fn digits_at(s: &[u8], mut i: usize) -> Option<(u64, usize)> {
 }
 
 /// A decimal number: plain digits (up to 15, exact in an f64) read directly, anything else by
-/// `str::parse` (as serde_json and [`ValueText`] read them; None where that fails).
+/// `str::parse` (as serde_json reads them; None where that fails).
 fn number(b: &[u8]) -> Option<f64> {
-    if !b.is_empty() && b.len() <= 15 && b.iter().all(u8::is_ascii_digit) {
-        let mut n: u64 = 0;
-        for &d in b {
-            n = n * 10 + u64::from(d - b'0');
-        }
+    if let Some((n, _)) = digits_at(b, 0).filter(|&(_, end)| end == b.len()) {
         #[allow(clippy::cast_precision_loss)] // < 10^15 < 2^53: exact
         return Some(n as f64);
     }
     std::str::from_utf8(b).ok()?.parse().ok()
+}
+
+/// A sample value as Prometheus writes it in its string ("123", "1e+09", "NaN", "+Inf"); None
+/// for anything else. Both paths read values with it.
+fn sample_value(s: &str) -> Option<f64> {
+    match s {
+        "+Inf" | "Inf" => Some(f64::INFINITY),
+        "-Inf" => Some(f64::NEG_INFINITY),
+        "NaN" => Some(f64::NAN),
+        _ => number(s.as_bytes()),
+    }
 }
 
 /// A `Read` over chunks sent from the async side; a closed channel is the end of the body, an
