@@ -611,6 +611,10 @@ impl<'a> Cursor<'a> {
         }
         i += 1;
         let (t, next) = digits_at(s, i)?;
+        // JSON has no leading zeros (serde rejects `0600`).
+        if next - i > 1 && s[i] == b'0' {
+            return None;
+        }
         if s.get(next..next + 2) != Some(b",\"".as_slice()) {
             return None;
         }
@@ -632,9 +636,11 @@ impl<'a> Cursor<'a> {
         // Prometheus writes `1700000000` or `1700000000.5`; anything else goes to serde.
         let t = &rest[..n];
         let digits = |d: &[u8]| !d.is_empty() && d.iter().all(u8::is_ascii_digit);
+        // JSON has no leading zeros (serde rejects `0600.5`).
+        let int = |d: &[u8]| digits(d) && (d.len() == 1 || d[0] != b'0');
         let plain = match t.iter().position(|&b| b == b'.') {
-            None => digits(t),
-            Some(dot) => digits(&t[..dot]) && digits(&t[dot + 1..]),
+            None => int(t),
+            Some(dot) => int(&t[..dot]) && digits(&t[dot + 1..]),
         };
         if !plain {
             return None;
