@@ -282,6 +282,18 @@ pub struct OomBumpAsk {
     pub kills: u32,
     /// Whether some kills happened at the current limit or above it: it is still too small.
     pub at_current: bool,
+    /// The highest limit a kill happened at.
+    pub highest: f64,
+}
+
+impl OomBumpAsk {
+    /// Whether a kill happened at `limit` or above it (within half a MiB: the rounding of
+    /// quantities and of sources), so that `limit` is known to be too small. Measured against
+    /// the limit in question: a kill at the spec's limit says nothing of a higher limit the
+    /// running pods were raised to in place.
+    pub fn killed_at(&self, limit: f64) -> bool {
+        self.highest >= limit - (MI as f64) / 2.0
+    }
 }
 
 /// Kills are grouped by the limit they happened at; each group asks for
@@ -317,25 +329,15 @@ pub fn oom_bump(
                 at: l,
                 kills,
                 at_current,
+                highest: l,
             });
         }
-        if at_current {
-            if let Some(b) = best.as_mut() {
-                b.at_current = true;
-            }
+        if let Some(b) = best.as_mut() {
+            b.at_current |= at_current;
+            b.highest = b.highest.max(l);
         }
     }
     best
-}
-
-/// Whether the limit history's last change up was made with no OOM kill since.
-fn raised_without_kill_since(h: &ContainerHistory) -> bool {
-    h.limit_history
-        .windows(2)
-        .filter(|w| w[1].bytes > w[0].bytes)
-        .map(|w| w[1].since)
-        .next_back()
-        .is_some_and(|raised| !h.oom_kills.iter().any(|k| k.t > raised))
 }
 
 fn decide_container(
@@ -503,7 +505,7 @@ fn decide_container(
     let critical_at = |l: f64| {
         (has_peaks && l < h.peaks.max)
             || bump.is_some_and(|b| {
-                l < round_up_mi(b.to.min(max)) as f64 - 0.5 || (b.at_current && l < max)
+                l < round_up_mi(b.to.min(max)) as f64 - 0.5 || (b.killed_at(l) && l < max)
             })
             || fc.as_ref().is_some_and(|fc| leak_due(fc, l))
     };
@@ -522,16 +524,12 @@ fn decide_container(
         .map(|_| forecast::project(h.fit(), now, growth_ahead, None).high);
     // Change a limit only when it is worth a restart or a resize: lower only when it saves
     // `lowering.minSaving` and a growing series is not forecast to reach the lower limit within
-    // `lowering.growthAhead`; raise when it is critical or leaves less than half the policy's
-    // headroom over the statistic (then to the full headroom).
-    // A limit raised since the last OOM kill is raised again only when it is critical (it would
-    // OOM), not to restore headroom over peaks that grew towards it: each raise is a restart or
-    // a resize, and a slowly growing workload would get one every few days with no OOM between
-    // them (a ratchet).
-    let raised_since_kill = raised_without_kill_since(h);
-    let enough_at = |l: f64| {
-        !critical_at(l) && (raised_since_kill || l >= stat * (1.0 + policy.headroom.0 / 2.0))
-    };
+    // `lowering.growthAhead`; raise only when it is critical (it would OOM: below the peak,
+    // killed, a leak due). Not to restore headroom over peaks that grew towards it (that is
+    // warned, below): each raise is a restart or a resize, and a slowly growing workload would
+    // get one every few days with no OOM between them (a ratchet); once it does OOM, the bump
+    // answers with more than the headroom would have.
+    let enough_at = |l: f64| !critical_at(l);
     if let Some(l) = v.limit.filter(|&l| l <= policy.limits.max.0) {
         let lf = l as f64;
         if rec < l && (rec as f64) > lf * (1.0 - policy.lowering.min_saving.0) {
@@ -643,14 +641,22 @@ fn decide_container(
                     }
                 }
             }
-            // (The headroom of the history's own number: a higher runtime floor says why itself.)
-            if has_peaks && v.severity < Severity::Critical && history_rec > limit {
+            // Less than half the headroom over the statistic: warned with the full headroom's
+            // figure, not raised before it is critical (see above). (The headroom of the
+            // history's own number: a higher runtime floor says why itself.)
+            let full = round_up_mi(sized).clamp(policy.limits.min.0, policy.limits.max.0);
+            if has_peaks
+                && v.severity < Severity::Critical
+                && l < stat * (1.0 + policy.headroom.0 / 2.0)
+                && full > limit
+            {
                 v.severity = Severity::Warn;
                 v.reasons.push(format!(
-                    "container {name}: limit {ls} leaves {}% headroom over the {stat_label} {} (policy {}%); recommended {rec_s}",
+                    "container {name}: limit {ls} leaves {}% headroom over the {stat_label} {} (policy {}%); consider {}",
                     ((l / stat - 1.0) * 100.0).max(0.0).floor(),
                     Bytes(stat),
                     (policy.headroom.0 * 100.0).round(),
+                    format_bytes(full as f64),
                 ));
             }
             if v.severity == Severity::Ok && l > policy.over_provisioned_ratio * rec as f64 {

@@ -85,22 +85,32 @@ fn modes_decide_the_action() {
 }
 
 #[test]
-fn low_headroom_warns_and_mutate_raises_but_enforce_allows() {
-    // Peak 240Mi: the limit holds it but leaves less than 15%.
+fn low_headroom_warns_with_the_figure_but_is_not_raised() {
+    // Peak 240Mi: the limit holds it but leaves less than half of 15%.
     let w = deployment(Some("256Mi"), None);
     let h = flat_history(200.0, 240.0);
-    let v = decide(&w, HistoryStatus::Found(&h), &policy(Mode::Enforce), NOW);
-    let c = &v.containers[0];
-    assert_eq!(c.severity, Severity::Warn);
-    assert_eq!(c.recommended, Some(276 * MI));
-    assert_eq!(c.action, Action::None);
-    assert!(
-        c.reasons[0].contains("leaves 6% headroom over the 14d max 240Mi (policy 15%)"),
-        "{:?}",
-        c.reasons
+    for mode in [Mode::Warn, Mode::Mutate, Mode::Enforce] {
+        let v = decide(&w, HistoryStatus::Found(&h), &policy(mode), NOW);
+        let c = &v.containers[0];
+        assert_eq!(c.severity, Severity::Warn, "{mode:?}");
+        // Not critical: a raise for headroom alone would be a restart for nothing yet.
+        assert_eq!(c.recommended, Some(256 * MI), "{mode:?}");
+        assert_eq!(c.action, Action::None, "{mode:?}");
+        assert!(
+            c.reasons[0]
+                .contains("leaves 6% headroom over the 14d max 240Mi (policy 15%); consider 276Mi"),
+            "{:?}",
+            c.reasons
+        );
+    }
+    // 264Mi leaves 10% over 240Mi, more than half of 15%: nothing to say.
+    let v = decide(
+        &deployment(Some("264Mi"), None),
+        HistoryStatus::Found(&h),
+        &policy(Mode::Mutate),
+        NOW,
     );
-    let v = decide(&w, HistoryStatus::Found(&h), &policy(Mode::Mutate), NOW);
-    assert_eq!(v.containers[0].action, Action::Raise { to: 276 * MI });
+    assert_eq!(v.containers[0].severity, Severity::Ok, "{:?}", v.reasons());
 }
 
 #[test]
@@ -701,10 +711,11 @@ fn a_raise_made_in_place_is_kept_not_topped_up() {
     assert!(v.containers[0].recommended.unwrap() > 700 * MI);
 }
 
-/// A limit raised with no OOM kill since is not topped up for headroom (a ratchet: a restart or
-/// resize each time the peaks creep up), but still raised when it is critical.
+/// A limit is raised only when it is critical (it would OOM), never to restore headroom alone
+/// (a restart or resize each time the peaks creep up, and repeated ones a ratchet), whatever
+/// its limit history.
 #[test]
-fn a_raised_limit_is_topped_up_only_when_critical() {
+fn a_limit_is_raised_only_when_critical() {
     let mi = MI as f64;
     let w = deployment(Some("256Mi"), None);
     // Peak 240Mi: 256Mi leaves 6% (policy 15%).
@@ -721,7 +732,7 @@ fn a_raised_limit_is_topped_up_only_when_critical() {
                 bytes: 256.0 * mi,
             },
         ];
-        // Raised for headroom (no kill); a kill at the new limit after it is a reason again.
+        // A kill at the limit after the raise is a reason again.
         let t = NOW - 86400;
         c.oom_kills = if kill_after {
             kills(&[t], Some(256.0 * mi))
@@ -731,25 +742,26 @@ fn a_raised_limit_is_topped_up_only_when_critical() {
         c.restarts = if kill_after { vec![t] } else { Vec::new() };
     };
     let p = policy(Mode::Mutate);
-    let v = decide(&w, HistoryStatus::Found(&h), &p, NOW);
-    assert_eq!(v.containers[0].action, Action::Raise { to: 276 * MI });
-
-    raised(&mut h, false);
-    let v = decide(&w, HistoryStatus::Found(&h), &p, NOW);
-    let c = &v.containers[0];
-    assert_eq!(
-        (c.action, c.recommended),
-        (Action::None, Some(256 * MI)),
-        "{:?}",
-        c.reasons
-    );
+    for history in [false, true] {
+        if history {
+            raised(&mut h, false);
+        }
+        let v = decide(&w, HistoryStatus::Found(&h), &p, NOW);
+        let c = &v.containers[0];
+        assert_eq!(
+            (c.severity, c.action, c.recommended),
+            (Severity::Warn, Action::None, Some(256 * MI)),
+            "{:?}",
+            c.reasons
+        );
+    }
 
     // Killed at 256Mi after the raise: the bump raises it.
     raised(&mut h, true);
     let v = decide(&w, HistoryStatus::Found(&h), &p, NOW);
     assert!(matches!(v.containers[0].action, Action::Raise { to } if to > 276 * MI));
 
-    // Raised with no kill since, but below the window's peak: critical, raised.
+    // Below the window's peak: critical, raised.
     raised(&mut h, false);
     let w = deployment(Some("230Mi"), None);
     let c = h.containers.get_mut("web").unwrap();
@@ -757,4 +769,36 @@ fn a_raised_limit_is_topped_up_only_when_critical() {
     let v = decide(&w, HistoryStatus::Found(&h), &p, NOW);
     assert_eq!(v.containers[0].severity, Severity::Critical);
     assert!(matches!(v.containers[0].action, Action::Raise { .. }));
+}
+
+/// Killed at the spec's 256Mi, raised in place to the bump's 356Mi, peaks up to 320Mi since: the
+/// next deploy gets the running limit, not a second raise to 320 × 1.15 = 368Mi (a kill at the
+/// spec's limit says nothing of the running one). Killed at 356Mi too: raised past it.
+#[test]
+fn a_kill_below_the_running_limit_does_not_raise_past_it() {
+    let mi = MI as f64;
+    let mut h = flat_history(300.0, 320.0);
+    let c = h.containers.get_mut("web").unwrap();
+    c.oom_kills = kills(&[NOW - 86400], Some(256.0 * mi));
+    c.restarts = vec![NOW - 86400];
+    c.runtime_limit = Some(356.0 * mi);
+    let w = deployment(Some("256Mi"), None);
+    let p = policy(Mode::Mutate);
+    let v = decide(&w, HistoryStatus::Found(&h), &p, NOW);
+    assert_eq!(
+        v.containers[0].action,
+        Action::Raise { to: 356 * MI },
+        "{:?}",
+        v.containers[0].reasons
+    );
+
+    let c = h.containers.get_mut("web").unwrap();
+    c.oom_kills.push(OomKill {
+        t: NOW - 3600,
+        limit: Some(356.0 * mi),
+    });
+    c.restarts.push(NOW - 3600);
+    let v = decide(&w, HistoryStatus::Found(&h), &p, NOW);
+    // One kill at 356Mi: max(356 × 1.2, 356 + 100) = 456Mi.
+    assert_eq!(v.containers[0].action, Action::Raise { to: 456 * MI });
 }
