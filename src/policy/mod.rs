@@ -207,19 +207,19 @@ pub struct ForecastSpec {
     #[serde(default = "yes")]
     pub enabled: bool,
     /// How far ahead a leak (growth with no restart in the window) is given room: its limit
-    /// covers the forecast's upper band this far ahead. Default: three times the horizon, so
-    /// that a raise lasts two horizons before the leak is critical again (with twice the horizon
-    /// the replay's slow synthetic leaks were raised every day of their lifetime: 17 ratchets
-    /// against 6, for 0.3 points of slack; src/replay/RESULTS.md).
+    /// covers the forecast's upper band this far ahead. Default: five times the horizon, so
+    /// that a raise lasts four horizons before the leak is critical again (with twice the
+    /// horizon the replay's slow synthetic leaks were raised every day of their lifetime; with
+    /// three or four times, a 7-day leak still twice before its restart; src/replay/RESULTS.md).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub leak_room: Option<Duration>,
 }
 
 impl ForecastSpec {
-    /// `leakRoom`, or three times the horizon.
+    /// `leakRoom`, or five times the horizon.
     pub fn leak_room_secs(&self) -> u64 {
         self.leak_room
-            .map_or(self.horizon.secs().saturating_mul(3), Duration::secs)
+            .map_or(self.horizon.secs().saturating_mul(5), Duration::secs)
     }
 }
 
@@ -490,7 +490,7 @@ impl PolicySpec {
 
 impl PolicySpec {
     /// The defaults before the replay benchmark chose today's (window 14d, statistic max,
-    /// headroom 15%, OOM bump × 1.2): the unit tests of the verdict and the reconciler's plan
+    /// headroom 15%, OOM bump × 1.2 or + 100Mi): the unit tests of the verdict and the reconciler's plan
     /// keep their hand-computed numbers with these.
     #[cfg(test)]
     pub(crate) fn classic() -> PolicySpec {
@@ -501,6 +501,7 @@ impl PolicySpec {
         };
         p.history.window = Duration(14 * 86400);
         p.oom_bump.ratio = 1.2;
+        p.oom_bump.min = Memory(100 * quantity::MI);
         p
     }
 }
@@ -568,7 +569,7 @@ fn default_bump_ratio() -> f64 {
     1.3
 }
 fn default_bump_min() -> Memory {
-    Memory(100 * quantity::MI)
+    Memory(32 * quantity::MI)
 }
 fn default_bump_steps() -> u32 {
     3
@@ -680,7 +681,7 @@ spec:
         .unwrap();
         assert_eq!(p.spec.lowering.min_saving, Percent(0.25));
         assert_eq!(p.spec.forecast.leak_room_secs(), 12 * 3600);
-        assert_eq!(PolicySpec::default().forecast.leak_room_secs(), 72 * 3600);
+        assert_eq!(PolicySpec::default().forecast.leak_room_secs(), 120 * 3600);
         for (text, field) in [
             (
                 "  forecast: {horizon: 24h, leakRoom: 12h}",
