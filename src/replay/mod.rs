@@ -88,11 +88,13 @@ pub struct ReplayArgs {
     /// Sweep every recommender's margin and compare the OOM/slack curves.
     #[arg(long)]
     pub frontier: bool,
-    /// Margins swept, percent.
+    /// Margins swept, percent. Past 50% so that every pair of curves shares a slack range
+    /// (on Bitbrains, up to 50% Autopilot's and the tutorial's curves end below the least slack
+    /// oomguard's reaches, and VPA's starts above its most: nothing to compare).
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "0,5,10,15,20,25,30,40,50"
+        default_value = "0,5,10,15,20,25,30,40,50,75,100,150,200,300"
     )]
     pub margins: Vec<f64>,
     /// Write up to 50 of oomguard's decisions per trace set (history, workload, policy, the
@@ -135,7 +137,10 @@ impl Default for ReplayArgs {
             history_recent: crate::policy::Duration(7 * 86_400),
             policy: None,
             frontier: false,
-            margins: vec![0.0, 5.0, 10.0, 15.0, 20.0, 25.0, 30.0, 40.0, 50.0],
+            margins: vec![
+                0.0, 5.0, 10.0, 15.0, 20.0, 25.0, 30.0, 40.0, 50.0, 75.0, 100.0, 150.0, 200.0,
+                300.0,
+            ],
             dump_decisions: None,
             per_series: false,
             only: Vec::new(),

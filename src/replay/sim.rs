@@ -103,6 +103,9 @@ pub struct Ctx<'a> {
     pub obs: &'a mut Observed,
     /// The trace's provisioned limit now.
     pub provisioned: f64,
+    /// The limit the series started with: the manifest the workload was deployed from, before
+    /// any recommendation replaced it.
+    pub initial: f64,
     pub pod_started: i64,
     pub last_oom_run: Option<i64>,
 }
@@ -199,6 +202,7 @@ pub fn replay(series: &Series, ctl: &mut dyn Controller, cfg: &LoopConfig) -> Sc
                 first: first.t,
                 obs: &mut obs,
                 provisioned,
+                initial,
                 pod_started,
                 last_oom_run,
             };
@@ -215,6 +219,7 @@ pub fn replay(series: &Series, ctl: &mut dyn Controller, cfg: &LoopConfig) -> Sc
                 first: first.t,
                 obs: &mut obs,
                 provisioned,
+                initial,
                 pod_started,
                 last_oom_run,
             };
@@ -521,7 +526,11 @@ impl Controller for Product<'_> {
         let manifest = match self.cfg.manifest {
             Manifest::Provisioned => ctx.provisioned,
             Manifest::Recommended => {
-                let current = self.manifest.unwrap_or(ctx.provisioned);
+                // The manifest in git: the one the series started with, then what `recommend`
+                // gave. (Not the trace's provisioned limit at the first deploy: a change its
+                // operator made meanwhile, e.g. vm205's 828 MiB for one sample, then 2544 MiB,
+                // is the trace's own reaction, which the closed loop replaces.)
+                let current = self.manifest.unwrap_or(ctx.initial);
                 let v = self.decide(current, &h, ctx.now);
                 let rec = v.as_ref().and_then(|v| v.recommended);
                 let next = rec.map_or(current, |r| r as f64);
