@@ -10,7 +10,6 @@
 //! ```
 //! Usage: `admission_cost [mutate|validate|trivial] [requests] [review.json]`.
 
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,8 +18,8 @@ use axum::http::Request;
 use oomguard::admission::Admitter;
 use oomguard::history::file::{FileHistory, FileSource};
 use oomguard::policy::store::PolicyStore;
-use oomguard::server::metrics::Metrics;
-use oomguard::server::{webhook_router, App};
+use oomguard::webhook::metrics::Metrics;
+use oomguard::webhook::{webhook_router, App};
 use tower::ServiceExt;
 
 // As in the server binary.
@@ -56,10 +55,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             history: Arc::new(FileSource::new(history)),
             history_timeout: Duration::from_secs(2),
         },
-        policies,
-        metrics: Metrics::new(),
-        ready: AtomicBool::new(true),
-        warm: AtomicBool::new(true),
+        policies: Arc::new(policies),
+        metrics: Arc::new(Metrics::new()),
+        readiness: oomguard::serving::Readiness::new(true),
     });
     // The same log filter as bench/load.sh (events below warn are compiled in, not emitted).
     tracing_subscriber::fmt()

@@ -5,7 +5,7 @@
 //! cargo run --release --example prom_bench -- query DIR
 //! cargo run --release --example prom_bench -- warmup DIR OOMGUARD_BINARY
 //! ```
-//! `prepare` generates the workloads (tests/support/scenario.rs) one 6-hour slice at a time,
+//! `prepare` generates the workloads (tests/common/scenario.rs) one 6-hour slice at a time,
 //! backfills each slice with promtool into DIR/tsdb while the next one is generated, then lets
 //! Prometheus compact the blocks as it would on its own; `query` starts Prometheus on it and
 //! measures the source in a fresh process (so that its peak memory is the source's, not the
@@ -17,15 +17,16 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[path = "../tests/support/mod.rs"]
-mod support;
+#[path = "../tests/common/prom.rs"]
+mod prom;
+#[path = "../tests/common/scenario.rs"]
+mod scenario;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use oomguard::history::prometheus::{PrometheusArgs, PrometheusSource};
 use oomguard::history::{HistoryQuery, HistorySource, WorkloadKey};
-use support::scenario;
 
 const WINDOW: u64 = 14 * 86_400;
 /// Refreshes at a time during the warm-up (as `oomguard serve`'s default).
@@ -97,7 +98,7 @@ const SLICE: i64 = 6 * 3600;
 fn prepare(dir: &Path, args: &[String]) {
     let num = |i: usize, d: usize| args.get(i).map(|s| s.parse().unwrap()).unwrap_or(d);
     let p = Params {
-        end: support::prom::data_end(),
+        end: prom::data_end(),
         namespaces: num(0, 10),
         workloads: num(1, 1000),
         containers: num(2, 3),
@@ -148,7 +149,7 @@ fn prepare(dir: &Path, args: &[String]) {
         let out_dir = tsdb.clone();
         backfill = Some(std::thread::spawn(move || {
             let t = Instant::now();
-            support::prom::create_blocks(&input, &out_dir);
+            prom::create_blocks(&input, &out_dir);
             let _ = std::fs::remove_file(&input);
             t.elapsed()
         }));
@@ -183,7 +184,7 @@ fn prepare(dir: &Path, args: &[String]) {
 
 /// A value of Prometheus' own metrics.
 fn prom_metric(port: u16, name: &str) -> Option<f64> {
-    let (_, body) = support::prom::http_get(port, "/metrics")?;
+    let (_, body) = prom::http_get(port, "/metrics")?;
     body.lines()
         .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
         .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
@@ -193,7 +194,7 @@ fn prom_metric(port: u16, name: &str) -> Option<f64> {
 /// Prometheus that has been running for days would have them), so that no compaction runs during
 /// the measurements. Returns the number of blocks.
 fn settle(tsdb: &Path) -> usize {
-    let prom = support::prom::Prometheus::start(tsdb, &[]);
+    let prom = prom::Prometheus::start(tsdb, &[]);
     let mut last = (f64::NAN, f64::NAN);
     let mut stable_since = Instant::now();
     loop {
@@ -274,7 +275,7 @@ fn source(url: &str, end: i64) -> PrometheusSource {
 async fn query(dir: &Path) {
     let p = read_params(dir);
     let t = Instant::now();
-    let prom = support::prom::Prometheus::start(&dir.join("tsdb"), &[]);
+    let prom = prom::Prometheus::start(&dir.join("tsdb"), &[]);
     prom.wait_queryable("container_memory_working_set_bytes", p.end);
     println!("prometheus ready in {:.1?}", t.elapsed());
     let namespaces: Vec<String> = (0..p.namespaces).map(|n| format!("bench-{n:02}")).collect();
@@ -438,7 +439,7 @@ fn floor_all(url: &str, namespaces: &[String]) -> (Duration, Duration) {
 /// before and after it in the same run.
 fn warmup(dir: &Path, bin: PathBuf) {
     let p = read_params(dir);
-    let prom = support::prom::Prometheus::start(&dir.join("tsdb"), &[]);
+    let prom = prom::Prometheus::start(&dir.join("tsdb"), &[]);
     prom.wait_queryable("container_memory_working_set_bytes", p.end);
     let prom_pid = prom.pid();
     let work = tempfile::tempdir().unwrap();
@@ -476,7 +477,7 @@ fn warmup(dir: &Path, bin: PathBuf) {
         loadavg()
     );
 
-    let (port, admin) = (support::prom::free_port(), support::prom::free_port());
+    let (port, admin) = (prom::free_port(), prom::free_port());
     let log_path = work.path().join("serve.log");
     let log = std::fs::File::create(&log_path).unwrap();
     let prom_cpu = cpu_of(prom_pid);
@@ -501,7 +502,7 @@ fn warmup(dir: &Path, bin: PathBuf) {
     let pid = child.id();
     let mut saw_503 = false;
     let ready = loop {
-        match support::prom::http_get(admin, "/readyz") {
+        match prom::http_get(admin, "/readyz") {
             Some((200, _)) => break t.elapsed(),
             Some((503, _)) => saw_503 = true,
             _ => {}

@@ -16,7 +16,8 @@ use crate::history::file::{FileHistory, FileSource};
 use crate::history::{HistoryError, HistoryQuery, HistorySource, WorkloadHistory};
 use crate::policy::store::{PolicySet, PolicyStore};
 use crate::policy::Mode;
-use crate::server;
+use crate::serving::{self, tls::TlsFiles};
+use crate::webhook;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -218,7 +219,7 @@ pub struct RecommendArgs {
     #[arg(short = 'f', long = "filename", value_name = "FILE")]
     pub file: Option<String>,
     #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
-    pub output: crate::report::Format,
+    pub output: crate::recommend::Format,
     /// Write one kustomize strategic-merge patch per workload into this folder.
     #[arg(long, value_name = "DIR")]
     pub emit_patches: Option<PathBuf>,
@@ -345,15 +346,15 @@ async fn serve(a: ServeArgs) -> anyhow::Result<i32> {
             .history_timeout
             .unwrap_or(ADMISSION_HISTORY_TIMEOUT),
     };
-    let warmup = prometheus.map(|source| server::warmup::Warmup {
+    let warmup = prometheus.map(|source| webhook::warmup::Warmup {
         source,
         timeout: a.warmup_timeout,
         concurrency: a.warmup_concurrency,
     });
-    server::serve(server::ServeOptions {
+    webhook::serve(webhook::ServeOptions {
         listen: a.listen,
         admin_listen: a.admin_listen,
-        tls: server::tls::TlsFiles {
+        tls: TlsFiles {
             cert: a.tls_cert,
             key: a.tls_key,
         },
@@ -367,32 +368,10 @@ async fn serve(a: ServeArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-/// Opens the policies folder and reloads it when it changes (for processes other than `serve`,
-/// which counts reloads in its metrics).
+/// Opens the policies folder and reloads it when it changes (the reconciler and the API; `serve`
+/// counts the reloads in its metrics).
 pub fn reloading_policies(dir: &std::path::Path) -> anyhow::Result<Arc<PolicyStore>> {
-    let (store, report) = PolicyStore::open(dir)?;
-    for e in &report.errors {
-        tracing::error!(error = %e, "policy file rejected");
-    }
-    let store = Arc::new(store);
-    let watch = server::watch::watch(&[dir.to_path_buf()], Duration::from_millis(300))?;
-    let reload = store.clone();
-    tokio::spawn(async move {
-        // The whole Watch moves here: the watcher stops when it is dropped.
-        let mut watch = watch;
-        while watch.changes.recv().await.is_some() {
-            let report = reload.reload();
-            for e in &report.errors {
-                tracing::error!(error = %e, "policy file rejected; the last good one stays in force");
-            }
-            tracing::info!(
-                loaded = report.loaded,
-                broken = report.errors.len(),
-                "policies reloaded"
-            );
-        }
-    });
-    Ok(store)
+    serving::reloading_policies(dir, |_, _| {})
 }
 
 async fn api(a: ApiCmdArgs) -> anyhow::Result<i32> {
@@ -409,8 +388,8 @@ async fn api(a: ApiCmdArgs) -> anyhow::Result<i32> {
     let client = kube::Client::try_default().await.context(
         "no Kubernetes client configuration (in-cluster, $KUBECONFIG or ~/.kube/config)",
     )?;
-    let remediator = Arc::new(crate::reconcile::records::ReadOnlyRemediator {
-        records: crate::reconcile::records::AnnotationRecords::new(client.clone()),
+    let remediator = Arc::new(crate::reconcile::record_lookup::ReadOnlyRemediator {
+        records: crate::reconcile::record_lookup::AnnotationRecords::new(client.clone()),
     });
     let deps = crate::api::ApiDeps {
         policies,
@@ -418,11 +397,12 @@ async fn api(a: ApiCmdArgs) -> anyhow::Result<i32> {
         client,
         remediator,
     };
-    let tls = server::tls::TlsFiles {
+    let tls = TlsFiles {
         cert: a.tls_cert,
         key: a.tls_key,
     };
-    crate::api::serve(&a.api, &tls, deps, server::shutdown_signal(), a.drain).await?;
+    let shutdown = serving::Shutdown::on_signal();
+    crate::api::serve(&a.api, &tls, deps, &shutdown, a.drain).await?;
     Ok(0)
 }
 
@@ -450,7 +430,7 @@ async fn reconcile(a: ReconcileArgs) -> anyhow::Result<i32> {
         match (&a.api.api_addr, a.tls_cert, a.tls_key) {
             (None, _, _) => None,
             (Some(_), Some(cert), Some(key)) => {
-                let (args, tls) = (a.api, server::tls::TlsFiles { cert, key });
+                let (args, tls) = (a.api, TlsFiles { cert, key });
                 let (policies, history) = (policies.clone(), history.clone());
                 Some(Box::new(move |remediator, client, stop| {
                     Box::pin(async move {
@@ -460,7 +440,7 @@ async fn reconcile(a: ReconcileArgs) -> anyhow::Result<i32> {
                             client,
                             remediator,
                         };
-                        crate::api::serve(&args, &tls, deps, stop, Duration::from_secs(10)).await
+                        crate::api::serve(&args, &tls, deps, &stop, Duration::from_secs(10)).await
                     })
                 }))
             }
@@ -560,7 +540,7 @@ fn offline_source(args: &HistoryArgs) -> anyhow::Result<Arc<dyn HistorySource>> 
 const PROGRESS_FROM: usize = 8;
 
 async fn recommend(a: RecommendArgs) -> anyhow::Result<i32> {
-    use crate::report::{self, Manifests, ReportSource};
+    use crate::recommend::{self, Manifests, ReportSource};
     let source = match (&a.history.history, &a.history.prometheus.prometheus) {
         (Some(path), _) => ReportSource::File(FileSource::new(FileHistory::load(path)?)),
         (None, Some(_)) => {
@@ -584,7 +564,7 @@ async fn recommend(a: RecommendArgs) -> anyhow::Result<i32> {
         None => None,
     };
     let policies = offline_policies(a.policies.as_ref())?;
-    let request = report::Request {
+    let request = recommend::Request {
         source: &source,
         policies: &policies,
         manifests: manifests.as_ref(),
@@ -604,10 +584,10 @@ async fn recommend(a: RecommendArgs) -> anyhow::Result<i32> {
         }
         bar.set_position(done as u64);
     };
-    let analysis = report::analyse(&request, &mut progress).await?;
+    let analysis = recommend::analyse(&request, &mut progress).await?;
     bar.finish_and_clear();
     if let Some(dir) = &a.emit_patches {
-        let written = report::patches::write(&analysis.report, dir)?;
+        let written = recommend::patches::write(&analysis.report, dir)?;
         eprintln!(
             "wrote {} patch(es) to {} (add them to your kustomization's patches:)",
             written.files.len(),
@@ -618,7 +598,7 @@ async fn recommend(a: RecommendArgs) -> anyhow::Result<i32> {
         }
     }
     let stdout = std::io::stdout();
-    report::write(&analysis, a.output, &mut stdout.lock())?;
+    recommend::write(&analysis, a.output, &mut stdout.lock())?;
     Ok(0)
 }
 

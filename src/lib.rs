@@ -13,13 +13,14 @@ pub mod cli;
 pub mod duration;
 pub mod forecast;
 pub mod history;
+pub mod memory_settings;
 pub mod policy;
 pub mod quantity;
+pub mod recommend;
 pub mod reconcile;
 #[cfg(any(test, feature = "replay"))]
 pub mod replay;
-pub mod report;
-pub mod runtime;
-pub mod server;
+pub mod serving;
 pub mod verdict;
+pub mod webhook;
 pub mod workload;

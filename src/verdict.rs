@@ -97,7 +97,7 @@ pub struct ContainerVerdict {
     /// What the container's own configuration says (heap sizes, memory volumes, ...), when it
     /// says anything: see [`crate::runtime`].
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub runtime: Option<crate::runtime::Analysis>,
+    pub runtime: Option<crate::memory_settings::Analysis>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -377,7 +377,7 @@ fn decide_container(
         MemoryField::Valid { raw, .. } => raw.as_str(),
         _ => "",
     };
-    let rt = crate::runtime::analyse(name, &c.runtime, v.limit, limit_text, v.request);
+    let rt = crate::memory_settings::analyse(name, &c.runtime, v.limit, limit_text, v.request);
     let floor = rt
         .needs
         .map(|n| round_up_mi(n as f64).clamp(policy.limits.min.0, policy.limits.max.0));
@@ -696,7 +696,7 @@ fn decide_container(
 /// mutate mode, denied in enforce mode), the rest warn.
 fn add_runtime(
     v: &mut ContainerVerdict,
-    rt: crate::runtime::Analysis,
+    rt: crate::memory_settings::Analysis,
     floor: Option<u64>,
     policy: &PolicySpec,
 ) {
@@ -711,8 +711,8 @@ fn add_runtime(
     }
     for f in &rt.findings {
         v.severity = v.severity.max(match f.certainty {
-            crate::runtime::Certainty::Certain => Severity::Critical,
-            crate::runtime::Certainty::Likely => Severity::Warn,
+            crate::memory_settings::Certainty::Certain => Severity::Critical,
+            crate::memory_settings::Certainty::Likely => Severity::Warn,
         });
         v.reasons.push(f.line.clone());
     }

@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::history::WorkloadKey;
+use crate::memory_settings::{EnvValue, EnvVar, MemoryVolume, RuntimeSpec, Unread};
 use crate::quantity::{self, QuantityError};
-use crate::runtime::{EnvValue, EnvVar, MemoryVolume, RuntimeSpec, Unread};
 
 /// Annotations oomguard reads and writes start with this.
 pub const OWN_ANNOTATION_PREFIX: &str = "oomguard.io/";

@@ -6,17 +6,16 @@
 //! deploy/base/rbac.yaml, so the test also proves that those rules are enough for the API.
 
 mod common;
-mod support;
 
 use std::path::PathBuf;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
+use common::controlplane::ControlPlane;
+use common::prom::{self, Prometheus};
+use common::scenario::{self, scrape_times, ContainerRun, Owner, Pod, Workload as Scenario, MI};
 use common::{client_for, free_port, repo, BIN};
 use serde_json::{json, Value};
-use support::controlplane::ControlPlane;
-use support::prom::{self, Prometheus};
-use support::scenario::{self, scrape_times, ContainerRun, Owner, Pod, Workload as Scenario, MI};
 
 const NS: &str = "shop";
 const APP: &str = "leaky-api";

@@ -4,15 +4,14 @@
 //! emptyDir larger than its limit, ...
 
 mod common;
-mod support;
 
 use std::process::Output;
 use std::time::{Duration, Instant};
 
+use common::controlplane::ControlPlane;
 use common::policy;
 use common::serve::{certs_for_apiserver, Serve};
 use serde_json::Value;
-use support::controlplane::ControlPlane;
 
 /// A path in the repository, as text.
 fn repo_path(p: &str) -> String {

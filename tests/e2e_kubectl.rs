@@ -6,9 +6,8 @@
 //! share one control plane.
 
 mod common;
-mod support;
 
-use support::controlplane::ControlPlane;
+use common::controlplane::ControlPlane;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

@@ -7,15 +7,14 @@
 //! it was (no rollout of its own).
 
 mod common;
-mod support;
 
 use std::process::Output;
 use std::time::{Duration, Instant};
 
+use common::controlplane::ControlPlane;
 use common::serve::{certs_for_apiserver, Serve};
 use common::{policy, repo};
 use serde_json::{json, Value};
-use support::controlplane::ControlPlane;
 
 const MODES: [&str; 3] = ["warn", "mutate", "enforce"];
 /// Kubectl's "Warning:" line for the critical containers of the bundled history.

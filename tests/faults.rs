@@ -4,7 +4,6 @@
 //! clock is each client's deadline, set far above the webhook's own budget.
 
 mod common;
-mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
@@ -64,11 +63,11 @@ impl Server {
     }
 
     fn readyz(&self) -> Option<u16> {
-        support::prom::http_get(self.admin, "/readyz").map(|(code, _)| code)
+        common::prom::http_get(self.admin, "/readyz").map(|(code, _)| code)
     }
 
     fn metric(&self, name: &str) -> f64 {
-        let (_, text) = support::prom::http_get(self.admin, "/metrics").unwrap_or_default();
+        let (_, text) = common::prom::http_get(self.admin, "/metrics").unwrap_or_default();
         text.lines()
             .filter(|l| l.starts_with(name))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
@@ -250,7 +249,7 @@ async fn sigterm_under_load_readyz_503_first_and_no_failed_request() {
     // The endpoints controller: watches /readyz and takes the pod out at the first non-200.
     let (admin, stop) = (s.admin, load.stop.clone());
     let watcher = tokio::task::spawn_blocking(move || loop {
-        match support::prom::http_get(admin, "/readyz") {
+        match common::prom::http_get(admin, "/readyz") {
             Some((200, _)) => std::thread::sleep(Duration::from_millis(10)),
             other => {
                 stop.store(true, Ordering::SeqCst);
@@ -300,7 +299,7 @@ async fn sigterm_under_load_readyz_503_first_and_no_failed_request() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_hung_killed_and_restarted_under_load() {
     let data = tempfile::tempdir().unwrap();
-    let mut prom = support::prom::Prometheus::start(data.path(), &[]);
+    let mut prom = common::prom::Prometheus::start(data.path(), &[]);
     let timeout = Duration::from_secs(1);
     let s = Server::start(
         &["--prometheus", &prom.url],
@@ -341,7 +340,7 @@ async fn prometheus_hung_killed_and_restarted_under_load() {
     let port = prom.port;
     drop(prom);
     load.set_phase(3);
-    let _prom = support::prom::Prometheus::start_on(data.path(), port, &[]);
+    let _prom = common::prom::Prometheus::start_on(data.path(), port, &[]);
     load.wait(3, "a checked answer after the restart", |t| {
         t.ok > t.unchecked
     })

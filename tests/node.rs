@@ -18,13 +18,12 @@
 //! kube-state-metrics.
 
 mod common;
-mod support;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use common::node::{poll, read_u64, sample_value, text, unix_now, Node, MI};
 use serde_json::Value;
-use support::node::{poll, read_u64, sample_value, text, unix_now, Node, MI};
 
 const MIN: Duration = Duration::from_secs(60);
 const EVERY: Duration = Duration::from_secs(5);

@@ -4,15 +4,15 @@
 //! process exits). Expected values are computed from the generated raw samples, not from
 //! Prometheus.
 
-mod support;
+mod common;
 
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use common::prom::{self, Prometheus};
+use common::scenario::{self, Expected, Workload};
 use oomguard::history::prometheus::{PrometheusArgs, PrometheusSource};
 use oomguard::history::{ContainerHistory, HistoryQuery, HistorySource, WorkloadKey};
-use support::prom::{self, Prometheus};
-use support::scenario::{self, Expected, Workload};
 
 const WINDOW: u64 = 14 * 86_400;
 const RECENT: u64 = 7 * 86_400;
@@ -417,7 +417,7 @@ async fn unknown_workload_is_none_not_an_error() {
 #[tokio::test]
 async fn warm_cache_serves_without_prometheus_until_ttl() {
     let f = fixture();
-    let proxy = support::fake::Proxy::start(f.prom.port).await;
+    let proxy = common::fake::Proxy::start(f.prom.port).await;
     let args = PrometheusArgs {
         prometheus: Some(proxy.url.clone()),
         prometheus_timeout: Duration::from_secs(20),

@@ -2,14 +2,14 @@
 //! deadline, nothing panics or hangs, and a later good answer recovers. Plus single-flight and
 //! the bearer token.
 
-mod support;
+mod common;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::fake::{FakeServer, Mode};
 use oomguard::history::prometheus::{PrometheusArgs, PrometheusSource};
 use oomguard::history::{HistoryError, HistoryQuery, HistorySource, WorkloadKey};
-use support::fake::{FakeServer, Mode};
 
 const TIMEOUT: Duration = Duration::from_millis(600);
 /// Scheduling slack on a loaded 2-core machine; still far below "hangs".
@@ -54,7 +54,7 @@ async fn fetch_fails_fast(src: &PrometheusSource) -> HistoryError {
 async fn stopped_prometheus_connection_refused() {
     // A real Prometheus that answers, then is stopped.
     let dir = tempfile::tempdir().unwrap();
-    let mut prom = support::prom::Prometheus::start(dir.path(), &[]);
+    let mut prom = common::prom::Prometheus::start(dir.path(), &[]);
     let src = PrometheusSource::from_args(&PrometheusArgs {
         history_ttl: Duration::from_millis(1),
         // The first answer may be slow on a busy machine; the failure must still be fast.

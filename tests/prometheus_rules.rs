@@ -2,7 +2,6 @@
 //! (promtool), and record the series names the source reads.
 
 mod common;
-mod support;
 
 use oomguard::history::prometheus::queries::{RULE_MAPPING, RULE_PEAK};
 
@@ -27,7 +26,7 @@ fn recording_rules_pass_promtool_and_record_what_the_source_reads() {
         serde_norway::to_string(&serde_json::json!({ "groups": groups })).unwrap(),
     )
     .unwrap();
-    let out = std::process::Command::new(support::prom::binary("promtool"))
+    let out = std::process::Command::new(common::prom::binary("promtool"))
         .args(["check", "rules"])
         .arg(&rules)
         .output()

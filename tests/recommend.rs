@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::process::{Command, Output, Stdio};
 
 use common::{repo, BIN};
-use oomguard::report::{parse_csv, CurrentFrom, Recommendation, Report};
+use oomguard::recommend::{parse_csv, CurrentFrom, Recommendation, Report};
 use oomguard::verdict::Severity;
 use serde_json::Value;
 

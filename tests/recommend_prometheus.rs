@@ -3,15 +3,14 @@
 //! data ends 4 h before (Prometheus cannot backfill the last hours), well inside the window.
 
 mod common;
-mod support;
 
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 
+use common::prom::{self, Prometheus};
+use common::scenario::{self, Workload};
 use common::{repo, BIN};
-use oomguard::report::{CurrentFrom, Report};
-use support::prom::{self, Prometheus};
-use support::scenario::{self, Workload};
+use oomguard::recommend::{CurrentFrom, Report};
 
 const WINDOW: i64 = 14 * 86_400;
 const RECENT: i64 = 7 * 86_400;

@@ -12,17 +12,16 @@
 //!    within the lease duration and acts; nothing is applied twice.
 
 mod common;
-mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
+use common::controlplane::ControlPlane;
+use common::prom::{self, Prometheus};
+use common::scenario;
 use common::{free_port, BIN};
 use serde_json::Value;
-use support::controlplane::ControlPlane;
-use support::prom::{self, Prometheus};
-use support::scenario;
 
 const LEASE_SECS: u64 = 6;
 const MI: u64 = 1024 * 1024;

@@ -3,13 +3,12 @@
 //! memory without a query.
 
 mod common;
-mod support;
 
 use std::process::Child;
 use std::time::{Duration, Instant};
 
+use common::fake::{FakeServer, Mode};
 use common::{client_for, fixture, spawn_serve, Spawned};
-use support::fake::{FakeServer, Mode};
 
 struct Serve {
     child: Child,

@@ -217,8 +217,8 @@ fn same_memory(a: &Workload, b: &Workload) -> bool {
                 .find(|o| o.name == c.name && o.role == c.role)
                 .is_none_or(|o| {
                     c.runtime == o.runtime
-                        || crate::runtime::settings(&c.runtime)
-                            == crate::runtime::settings(&o.runtime)
+                        || crate::memory_settings::settings(&c.runtime)
+                            == crate::memory_settings::settings(&o.runtime)
                 })
         })
 }

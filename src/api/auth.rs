@@ -15,7 +15,7 @@ use k8s_openapi::api::authorization::v1::{
 };
 use kube::api::{Api, PostParams};
 
-use crate::reconcile::remediation::Caller;
+use crate::reconcile::remediator::Caller;
 
 /// A Kubernetes API request the caller must be allowed to make (group `apps`).
 #[derive(Debug, Clone, PartialEq, Eq)]

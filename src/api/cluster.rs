@@ -5,8 +5,8 @@ use futures::future::BoxFuture;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use kube::api::Api;
 
+use crate::reconcile::observe::Scalable;
 use crate::reconcile::plan::ScalableKind;
-use crate::reconcile::target::Scalable;
 use crate::verdict::EXCLUDE_ANNOTATION;
 use crate::workload::{Workload, WorkloadKind};
 

@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use super::auth::AuthError;
-use crate::reconcile::remediation::RemediateError;
+use crate::reconcile::remediator::RemediateError;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ApiError {

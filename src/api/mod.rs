@@ -22,7 +22,6 @@ pub mod predict;
 pub mod validate;
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -44,8 +43,9 @@ use crate::history::{HistoryQuery, HistorySource, WorkloadKey};
 use crate::policy::store::PolicyStore;
 use crate::reconcile::plan::ScalableKind;
 use crate::reconcile::record::{Outcome, Remediation};
-use crate::reconcile::remediation::{Caller, Remediator, Validated};
-use crate::server::tls::TlsFiles;
+use crate::reconcile::remediator::{Caller, Remediator, Validated};
+use crate::serving::tls::TlsFiles;
+use crate::serving::Shutdown;
 use auth::{Access, Authenticator};
 use cluster::Workloads;
 use error::ApiError;
@@ -699,13 +699,13 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .with_state(state)
 }
 
-/// Serves the API over TLS on `args.api_addr` (nothing when it is None) until `shutdown`
-/// completes, then drains for up to `drain`. The certificate is reloaded when its files change.
+/// Serves the API over TLS on `args.api_addr` (nothing when it is None) until `shutdown`, then
+/// drains for up to `drain`. The certificate is reloaded when its files change.
 pub async fn serve(
     args: &ApiArgs,
     tls: &TlsFiles,
     deps: ApiDeps,
-    shutdown: impl Future<Output = ()> + Send + 'static,
+    shutdown: &Shutdown,
     drain: Duration,
 ) -> anyhow::Result<()> {
     let Some(addr) = args.api_addr else {
@@ -723,17 +723,8 @@ pub async fn serve(
         limits: RateLimits::new(args.api_rate_limit, args.api_burst),
         max_body: args.api_max_body,
     });
-    let rustls = crate::server::tls::reloading_config(tls, |_| {})?;
-    let handle = axum_server::Handle::new();
-    let (h, shrink) = (handle.clone(), state.clone());
-    tokio::spawn(async move {
-        if let Some(a) = h.listening().await {
-            tracing::info!(api = %format!("https://{a}/api/v1"), "listening");
-        }
-        shutdown.await;
-        tracing::info!(drain_secs = drain.as_secs(), "API shutting down");
-        h.graceful_shutdown(Some(drain));
-    });
+    let rustls = crate::serving::tls::reloading_config(tls, |_| {})?;
+    let shrink = state.clone();
     let shrinker = tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(60));
         loop {
@@ -741,11 +732,15 @@ pub async fn serve(
             shrink.limits.shrink();
         }
     });
-    let served = crate::server::tls::bind(addr, rustls, handle)
-        .serve(router(state).into_make_service_with_connect_info::<SocketAddr>())
-        .await;
+    let drain = crate::serving::Drain {
+        delay: Duration::ZERO,
+        drain,
+    };
+    let served =
+        crate::serving::serve_https("api", addr, rustls, router(state), shutdown, drain, None)
+            .await;
     shrinker.abort();
-    served.map_err(|e| anyhow::anyhow!("API listener {addr}: {e}"))
+    served
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use super::cluster::{ReadWorkload, Workloads};
 use super::*;
 use crate::history::{ContainerHistory, HistoryError, PeakStats, Sample, WorkloadHistory};
 use crate::reconcile::record::{Baseline, Change, Target};
-use crate::reconcile::remediation::{
+use crate::reconcile::remediator::{
     Caller, RemediateError, Remediator, RequestedAction, Validated,
 };
 use crate::workload::WorkloadKind;

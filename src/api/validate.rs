@@ -14,7 +14,7 @@ use crate::policy::PolicySpec;
 use crate::quantity;
 use crate::reconcile::plan::ScalableKind;
 use crate::reconcile::record::Target;
-use crate::reconcile::remediation::RequestedAction;
+use crate::reconcile::remediator::RequestedAction;
 use crate::workload::ContainerRole;
 
 use super::cluster::ReadWorkload;

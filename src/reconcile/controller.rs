@@ -7,13 +7,9 @@
 //! holder stops renewing it.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::http::{header, StatusCode};
-use axum::routing::get;
-use axum::Router;
 use futures::future::BoxFuture;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
@@ -23,19 +19,20 @@ use kube::runtime::{watcher, Controller};
 use kube::{Api, Client, ResourceExt};
 use tokio::sync::watch;
 
-use super::apply::{ApplyError, Executor, Request};
+use super::act::{ApplyError, Executor, Request};
+use super::kube_remediator::KubeRemediator;
 use super::metrics::{ReconcileMetrics, StepLabels};
-use super::plan::{self, Plan};
-use super::record::{self, Outcome};
-use super::records::AnnotationRecords;
-use super::remediator::KubeRemediator;
-use super::target::{
+use super::observe::{
     hpa_for, live_limits, pods_may_differ, records_of, state_of, target_of, with_live_limits,
     Scalable,
 };
+use super::plan::{self, Plan};
+use super::record::{self, Outcome};
+use super::record_lookup::AnnotationRecords;
 use crate::history::{unix_now, HistorySource, WorkloadHistory};
 use crate::policy::store::PolicyStore;
 use crate::policy::PolicySpec;
+use crate::serving::{self, Readiness, Shutdown};
 
 /// A planned restart is carried out when the earliest plausible OOM is this close.
 pub const RESTART_LEAD_SECS: i64 = 3600;
@@ -62,13 +59,9 @@ pub struct Options {
 }
 
 /// A server run beside the controller: given the reconciler's [`KubeRemediator`], the
-/// Kubernetes client and the stop signal, it serves until that fires.
+/// Kubernetes client and the process's [`Shutdown`], it serves until that fires.
 pub type Beside = Box<
-    dyn FnOnce(
-            Arc<KubeRemediator>,
-            Client,
-            BoxFuture<'static, ()>,
-        ) -> BoxFuture<'static, anyhow::Result<()>>
+    dyn FnOnce(Arc<KubeRemediator>, Client, Shutdown) -> BoxFuture<'static, anyhow::Result<()>>
         + Send,
 >;
 
@@ -404,17 +397,15 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("lease {}/{}: {e}", opts.lease.namespace, opts.lease.name))?;
     let (leader, lease_task) = lease.watch().await;
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let stopped = |mut rx: watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|s| *s).await;
-    };
-    let (m, mut lrx, ident, mut stop) = (
+    let shutdown = Shutdown::on_signal();
+    let (m, mut lrx, ident, stopped) = (
         metrics.clone(),
         leader.clone(),
         opts.lease.identity.clone(),
-        stop_rx.clone(),
+        shutdown.stopped(),
     );
     tokio::spawn(async move {
+        tokio::pin!(stopped);
         loop {
             let is = *lrx.borrow_and_update();
             m.leader.set(i64::from(is));
@@ -425,7 +416,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
             }
             tokio::select! {
                 changed = lrx.changed() => if changed.is_err() { break },
-                _ = stop.wait_for(|s| *s) => break,
+                _ = &mut stopped => break,
             }
         }
     });
@@ -440,12 +431,16 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         metrics: metrics.clone(),
     });
 
-    let ready = Arc::new(AtomicBool::new(true));
-    let admin = admin_router(metrics, ready.clone());
-    let listener = tokio::net::TcpListener::bind(opts.admin_listen)
-        .await
-        .map_err(|e| anyhow::anyhow!("admin listener {}: {e}", opts.admin_listen))?;
-    tracing::info!(admin = %format!("http://{}", opts.admin_listen), in_place_resize = in_place_supported, "reconciler started");
+    // Ready from the start: a standby replica (not the leader) is as ready as the leader.
+    let readiness = Readiness::new(true);
+    readiness.set_serving(true);
+    let m = metrics.clone();
+    let admin = serving::admin_listener(
+        opts.admin_listen,
+        serving::admin_router(readiness.clone(), move || m.encode()),
+        shutdown.stopped(),
+    )?;
+    tracing::info!(in_place_resize = in_place_supported, "reconciler started");
     let api = match opts.beside {
         Some(serve) => {
             let remediator = Arc::new(KubeRemediator {
@@ -455,21 +450,10 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
                 history: ctx.history.clone(),
                 in_place_supported,
             });
-            futures::future::Either::Left(serve(
-                remediator,
-                client.clone(),
-                Box::pin(stopped(stop_rx.clone())),
-            ))
+            futures::future::Either::Left(serve(remediator, client.clone(), shutdown.clone()))
         }
         None => futures::future::Either::Right(async { Ok(()) }),
     };
-    let admin_server =
-        axum::serve(listener, admin).with_graceful_shutdown(stopped(stop_rx.clone()));
-    tokio::spawn(async move {
-        crate::server::shutdown_signal().await;
-        tracing::info!("shutting down");
-        let _ = stop_tx.send(true);
-    });
     let (deploy, sts): (Api<Deployment>, Api<StatefulSet>) = match &opts.namespace {
         Some(ns) => (
             Api::namespaced(client.clone(), ns),
@@ -478,12 +462,12 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         None => (Api::all(client.clone()), Api::all(client.clone())),
     };
     let (_, _, admin_res, api_res) = tokio::join!(
-        run_controller(deploy, ctx.clone(), stopped(stop_rx.clone())),
-        run_controller(sts, ctx.clone(), stopped(stop_rx.clone())),
-        admin_server,
+        run_controller(deploy, ctx.clone(), shutdown.stopped()),
+        run_controller(sts, ctx.clone(), shutdown.stopped()),
+        admin,
         api
     );
-    ready.store(false, Ordering::SeqCst);
+    readiness.set_serving(false);
     // Dropping the last receivers makes the lease task release the lease for a fast handover.
     drop(ctx);
     match tokio::time::timeout(Duration::from_secs(5), lease_task).await {
@@ -494,37 +478,4 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     admin_res.map_err(|e| anyhow::anyhow!("admin listener: {e}"))?;
     api_res?;
     Ok(())
-}
-
-fn admin_router(metrics: Arc<ReconcileMetrics>, ready: Arc<AtomicBool>) -> Router {
-    Router::new()
-        .route("/livez", get(|| async { "ok" }))
-        .route(
-            "/readyz",
-            get(move || {
-                let ready = ready.clone();
-                async move {
-                    if ready.load(Ordering::SeqCst) {
-                        (StatusCode::OK, "ok")
-                    } else {
-                        (StatusCode::SERVICE_UNAVAILABLE, "stopping")
-                    }
-                }
-            }),
-        )
-        .route(
-            "/metrics",
-            get(move || {
-                let m = metrics.clone();
-                async move {
-                    (
-                        [(
-                            header::CONTENT_TYPE,
-                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                        )],
-                        m.encode(),
-                    )
-                }
-            }),
-        )
 }

@@ -1,9 +1,19 @@
-//! A real `oomguard serve` process over real TLS, for integration tests.
+//! Shared helpers of the integration tests: a real `oomguard serve` over real TLS (this file and
+//! [`serve`]), the test control plane ([`controlplane`]), the real node ([`node`]), a real
+//! Prometheus ([`prom`]) with generated cluster histories ([`scenario`]), and fakes for fault
+//! injection ([`fake`]). The Prometheus benchmark (examples/prom_bench.rs) includes `prom` and
+//! `scenario` by path.
 #![allow(dead_code)]
 
+pub mod controlplane;
+pub mod fake;
+pub mod node;
+pub mod prom;
+pub mod scenario;
 pub mod serve;
 
-use std::net::TcpListener;
+pub use prom::free_port;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -12,14 +22,6 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_oomguard");
 
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 pub fn fixture(name: &str) -> serde_json::Value {

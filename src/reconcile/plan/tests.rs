@@ -392,7 +392,7 @@ fn level_shift_short_of_headroom_waits_for_the_deploy() {
 /// (what the controller plans with) it is not.
 #[test]
 fn after_an_in_place_raise_the_pods_limit_is_the_one_planned_with() {
-    use crate::reconcile::target::{live_limits, with_live_limits};
+    use crate::reconcile::observe::{live_limits, with_live_limits};
     let template = workload(3, 400);
     assert!(matches!(
         steps(&template, &leaking(), &policy(), &none()).as_slice(),

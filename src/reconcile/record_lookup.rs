@@ -8,7 +8,7 @@ use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use kube::api::{Api, ListParams};
 
 use super::record::{self, Remediation};
-use super::remediation::{Caller, RemediateError, Remediator, Validated};
+use super::remediator::{Caller, RemediateError, Remediator, Validated};
 
 /// Lists the records from the workloads' annotations with the given client.
 #[derive(Clone)]

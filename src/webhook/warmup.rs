@@ -5,7 +5,6 @@
 //! [`IDLE_SECS`] (the default policy's namespaces, as they are seen). No admission then waits
 //! for Prometheus, except the first one of a namespace nobody has deployed to yet.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -36,8 +35,8 @@ pub fn keys(policies: &PolicyStore) -> Vec<(String, u64)> {
     keys
 }
 
-/// Runs the warm-up, then sets `done`; logs what it did.
-pub async fn run(w: &Warmup, policies: &PolicyStore, done: &AtomicBool) {
+/// Runs the warm-up (at most `w.timeout`); logs what it did.
+pub async fn run(w: &Warmup, policies: &PolicyStore) {
     let keys = keys(policies);
     let started = Instant::now();
     let n = keys.len();
@@ -60,7 +59,6 @@ pub async fn run(w: &Warmup, policies: &PolicyStore, done: &AtomicBool) {
             "history warm-up not done within --warmup-timeout: ready anyway, the loads go on"
         ),
     }
-    done.store(true, Ordering::SeqCst);
 }
 
 /// Reloads histories before they expire, for as long as the process runs.

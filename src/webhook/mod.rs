@@ -1,13 +1,11 @@
-//! `oomguard serve`: the HTTPS admission endpoints and the plain-HTTP admin listener.
+//! `oomguard serve`: the HTTPS admission endpoints (`/mutate`, `/validate`) on the shared serving
+//! runtime ([`crate::serving`]), with their metrics and the history warm-up.
 
 pub mod metrics;
-pub mod tls;
 pub mod warmup;
-pub mod watch;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,12 +13,13 @@ use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::post;
 use axum::Router;
 
 use crate::admission::review::{self, Answer};
 use crate::admission::{Admitter, Endpoint, Outcome};
 use crate::policy::store::PolicyStore;
+use crate::serving::{self, tls::TlsFiles, Drain, Readiness, Shutdown};
 use metrics::{EndpointLabels, Metrics, ReasonLabels, RequestLabels, ResultLabels, SourceLabels};
 
 /// Larger than any object etcd stores (1.5 MiB) twice (object and oldObject), with room.
@@ -29,7 +28,7 @@ pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 pub struct ServeOptions {
     pub listen: SocketAddr,
     pub admin_listen: SocketAddr,
-    pub tls: tls::TlsFiles,
+    pub tls: TlsFiles,
     pub policies: PathBuf,
     pub admitter: Admitter,
     /// How long in-flight requests may finish after SIGTERM.
@@ -43,12 +42,10 @@ pub struct ServeOptions {
 /// Shared by the handlers.
 pub struct App {
     pub admitter: Admitter,
-    pub policies: PolicyStore,
-    pub metrics: Metrics,
-    /// Listening and not draining.
-    pub ready: AtomicBool,
-    /// The history warm-up is done (or timed out, or there is none).
-    pub warm: AtomicBool,
+    pub policies: Arc<PolicyStore>,
+    pub metrics: Arc<Metrics>,
+    /// Listening and not draining, and the history warm-up done (or timed out, or none).
+    pub readiness: Arc<Readiness>,
 }
 
 impl App {
@@ -232,68 +229,34 @@ async fn trivial(_body: Bytes) -> Response {
     axum::Json(serde_json::json!({"apiVersion": review::API_VERSION, "kind": review::KIND, "response": {"uid": "", "allowed": true}})).into_response()
 }
 
-pub fn admin_router(app: Arc<App>) -> Router {
-    Router::new()
-        .route("/livez", get(|| async { "ok" }))
-        .route(
-            "/readyz",
-            get(|State(app): State<Arc<App>>| async move {
-                if !app.warm.load(Ordering::SeqCst) {
-                    (
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "not ready: loading memory history (--warmup-timeout)",
-                    )
-                } else if app.ready.load(Ordering::SeqCst) {
-                    (StatusCode::OK, "ok")
-                } else {
-                    (StatusCode::SERVICE_UNAVAILABLE, "not ready")
-                }
-            }),
-        )
-        .route(
-            "/metrics",
-            get(|State(app): State<Arc<App>>| async move {
-                (
-                    [(
-                        header::CONTENT_TYPE,
-                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                    )],
-                    app.metrics.encode(),
-                )
-            }),
-        )
-        .with_state(app)
-}
-
 /// Runs until SIGTERM/SIGINT, then drains.
 pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
-    let (policies, report) = PolicyStore::open(&opts.policies)?;
-    let metrics = Metrics::new();
-    metrics
-        .policy_reloads
-        .get_or_create(&ResultLabels {
-            result: if report.errors.is_empty() {
-                "ok"
-            } else {
-                "error"
-            },
-        })
-        .inc();
-    metrics.policy_broken_files.set(report.errors.len() as i64);
-    tracing::info!(dir = %opts.policies.display(), loaded = report.loaded, broken = report.errors.len(), "policies loaded");
-
+    let metrics = Arc::new(Metrics::new());
+    let m = metrics.clone();
+    let policies = serving::reloading_policies(&opts.policies, move |report, store| {
+        let result = if report.errors.is_empty() {
+            "ok"
+        } else {
+            "error"
+        };
+        m.policy_reloads
+            .get_or_create(&ResultLabels { result })
+            .inc();
+        m.policy_broken_files.set(store.broken().len() as i64);
+    })?;
+    let readiness = Readiness::new(opts.warmup.is_none());
     let app = Arc::new(App {
         admitter: opts.admitter,
         policies,
-        metrics,
-        ready: AtomicBool::new(false),
-        warm: AtomicBool::new(opts.warmup.is_none()),
+        metrics: metrics.clone(),
+        readiness: readiness.clone(),
     });
     if let Some(w) = opts.warmup {
         let warm_app = app.clone();
         let source = w.source.clone();
         tokio::spawn(async move {
-            warmup::run(&w, &warm_app.policies, &warm_app.warm).await;
+            warmup::run(&w, &warm_app.policies).await;
+            warm_app.readiness.set_warm();
         });
         let policy_app = app.clone();
         tokio::spawn(warmup::refresher(
@@ -301,113 +264,44 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
             Arc::new(move |ns: &str| policy_app.policies.current().has_own(ns)),
         ));
     }
-
-    // Hot reload of policies and certificates.
-    let mut policy_watch = watch::watch(
-        std::slice::from_ref(&opts.policies),
-        Duration::from_millis(300),
-    )?;
-    let reload_app = app.clone();
-    tokio::spawn(async move {
-        while policy_watch.changes.recv().await.is_some() {
-            let report = reload_app.policies.reload();
-            let result = if report.errors.is_empty() {
-                "ok"
-            } else {
-                "error"
-            };
-            reload_app
-                .metrics
-                .policy_reloads
-                .get_or_create(&ResultLabels { result })
-                .inc();
-            reload_app
-                .metrics
-                .policy_broken_files
-                .set(reload_app.policies.broken().len() as i64);
-            tracing::info!(
-                loaded = report.loaded,
-                broken = report.errors.len(),
-                "policies reloaded"
-            );
-        }
-    });
-    let cert_app = app.clone();
-    let rustls_config = tls::reloading_config(&opts.tls, move |result| {
+    let m = metrics.clone();
+    let tls = serving::tls::reloading_config(&opts.tls, move |result| {
         let result = if result.is_ok() { "ok" } else { "error" };
-        cert_app
-            .metrics
-            .tls_reloads
-            .get_or_create(&ResultLabels { result })
-            .inc();
+        m.tls_reloads.get_or_create(&ResultLabels { result }).inc();
     })?;
 
-    let handle = axum_server::Handle::new();
-    let admin_handle = axum_server::Handle::new();
-    let webhook = tls::bind(opts.listen, rustls_config, handle.clone())
-        .serve(webhook_router(app.clone()).into_make_service());
-    let admin = axum_server::bind(opts.admin_listen)
-        .handle(admin_handle.clone())
-        .serve(admin_router(app.clone()).into_make_service());
-
-    let (h, ah, ready_app, drain, delay) = (
-        handle.clone(),
-        admin_handle.clone(),
-        app.clone(),
-        opts.drain,
-        opts.shutdown_delay,
-    );
-    tokio::spawn(async move {
-        let listening = h.listening().await;
-        let admin_listening = ah.listening().await;
-        if let (Some(a), Some(b)) = (listening, admin_listening) {
-            ready_app.ready.store(true, Ordering::SeqCst);
-            tracing::info!(webhook = %format!("https://{a}"), admin = %format!("http://{b}"), "listening");
-        }
-        shutdown_signal().await;
-        // Not ready first: callers that watch /readyz (endpoints) stop sending, while the
-        // webhook still answers whatever reaches it during the delay.
-        ready_app.ready.store(false, Ordering::SeqCst);
-        if !delay.is_zero() {
-            tracing::info!(
-                delay_ms = delay.as_millis() as u64,
-                "shutting down: not ready, still serving"
-            );
-            tokio::time::sleep(delay).await;
-        }
-        tracing::info!(
-            drain_secs = drain.as_secs(),
-            "shutting down: draining in-flight requests"
-        );
-        h.graceful_shutdown(Some(drain));
-    });
+    let shutdown = Shutdown::on_signal();
+    let m = metrics.clone();
+    let admin_router = serving::admin_router(readiness.clone(), move || m.encode());
     // The admin listener answers (/readyz 503) until the webhook has drained.
-    let admin = tokio::spawn(admin);
-    let w = webhook.await;
-    admin_handle.graceful_shutdown(Some(Duration::from_secs(1)));
-    let a = admin
+    let (webhook_done_tx, webhook_done) = tokio::sync::oneshot::channel::<()>();
+    let admin = tokio::spawn(serving::admin_listener(
+        opts.admin_listen,
+        admin_router,
+        async move {
+            let _ = webhook_done.await;
+        },
+    )?);
+    let drain = Drain {
+        delay: opts.shutdown_delay,
+        drain: opts.drain,
+    };
+    let served = serving::serve_https(
+        "webhook",
+        opts.listen,
+        tls,
+        webhook_router(app),
+        &shutdown,
+        drain,
+        Some(readiness),
+    )
+    .await;
+    let _ = webhook_done_tx.send(());
+    let admin = admin
         .await
         .map_err(|e| anyhow::anyhow!("admin listener {}: {e}", opts.admin_listen))?;
-    w.map_err(|e| anyhow::anyhow!("webhook listener {}: {e}", opts.listen))?;
-    a.map_err(|e| anyhow::anyhow!("admin listener {}: {e}", opts.admin_listen))?;
+    served?;
+    admin?;
     tracing::info!("stopped");
     Ok(())
-}
-
-pub(crate) async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
 }

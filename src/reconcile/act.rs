@@ -15,9 +15,9 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
+use super::observe::{is_live, records_of, selector_string, Scalable};
 use super::plan::{ActionKind, Plan, ResizeMethod};
 use super::record::{self, Baseline, Change, Outcome, Remediation, Target};
-use super::target::{is_live, records_of, selector_string, Scalable};
 use crate::quantity::to_quantity;
 
 pub const FIELD_MANAGER: &str = "oomguard-reconciler";
@@ -262,7 +262,7 @@ impl Executor {
         verify_after: i64,
         now: i64,
     ) -> Result<Vec<Remediation>, ApplyError> {
-        let t = super::target::target_of(obj);
+        let t = super::observe::target_of(obj);
         let first_new = records.len();
         for r in &requests {
             records.push(Remediation {

@@ -696,7 +696,7 @@ mod tests {
         let mut s = spec(&["java"], &["-Xmx$(HEAP)"], &[]);
         s.env.push(EnvVar {
             name: "HEAP".into(),
-            value: EnvValue::Unread(crate::runtime::Unread {
+            value: EnvValue::Unread(crate::memory_settings::Unread {
                 kind: "configMap",
                 name: "app".into(),
                 key: Some("heap".into()),
