@@ -269,7 +269,10 @@ fn source(url: &str, end: i64) -> PrometheusSource {
         .unwrap()
         .unwrap()
         .with_eval_time(end)
-        .keep_samples(Some(oomguard::history::prometheus::SAMPLE_TAIL))
+        .keep_samples(
+            Some(oomguard::history::prometheus::SAMPLE_TAIL),
+            oomguard::forecast::prepare,
+        )
 }
 
 async fn query(dir: &Path) {

@@ -305,7 +305,7 @@ fn long_running_source(args: &HistoryArgs) -> anyhow::Result<SourceAndPrometheus
     }
     Ok(match PrometheusSource::from_args(&args.prometheus)? {
         Some(p) => {
-            let p = Arc::new(p.keep_samples(Some(SAMPLE_TAIL)));
+            let p = Arc::new(p.keep_samples(Some(SAMPLE_TAIL), crate::forecast::prepare));
             (p.clone(), Some(p))
         }
         None => (Arc::new(NoHistory), None),

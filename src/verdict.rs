@@ -418,7 +418,7 @@ fn decide_container(
     let headroom = 1.0 + policy.headroom.0;
     let steady = match policy.statistic {
         Statistic::Auto => forecast::steady_limit(
-            h.fit(),
+            forecast::fit_of(h),
             h.peaks.p98,
             h.peaks.max,
             policy.headroom.0,
@@ -446,7 +446,7 @@ fn decide_container(
     let max = policy.limits.max.0 as f64;
     let fc = policy.forecast.enabled.then(|| {
         forecast::project(
-            h.fit(),
+            forecast::fit_of(h),
             now,
             policy.forecast.horizon.secs(),
             v.limit.map(|l| l as f64).or(h.runtime_limit),
@@ -463,9 +463,9 @@ fn decide_container(
     let mut leak_room = None;
     let mut leak_beyond_max = false;
     if let Some(fc) = &fc {
-        if fc.pattern == Pattern::Leak && h.fit().lifetimes <= 1 {
+        if fc.pattern == Pattern::Leak && forecast::fit_of(h).lifetimes <= 1 {
             let ahead = policy.forecast.leak_room_secs();
-            let room = forecast::project(h.fit(), now, ahead, None).high;
+            let room = forecast::project(forecast::fit_of(h), now, ahead, None).high;
             leak_room = Some(room);
             if room <= max {
                 candidates.push(room);
@@ -498,9 +498,14 @@ fn decide_container(
     let leak_due = |fc: &Forecast, l: f64| {
         leak_room.is_some()
             && fc.pattern == Pattern::Leak
-            && forecast::project(h.fit(), now, policy.forecast.horizon.secs(), Some(l))
-                .time_to_limit
-                .is_some_and(|t| t <= horizon)
+            && forecast::project(
+                forecast::fit_of(h),
+                now,
+                policy.forecast.horizon.secs(),
+                Some(l),
+            )
+            .time_to_limit
+            .is_some_and(|t| t <= horizon)
     };
     let critical_at = |l: f64| {
         (has_peaks && l < h.peaks.max)
@@ -519,9 +524,9 @@ fn decide_container(
             growth_ahead > 0
                 && fc.pattern == Pattern::Leak
                 && fc.slope > 0.0
-                && h.fit().lifetimes <= 1
+                && forecast::fit_of(h).lifetimes <= 1
         })
-        .map(|_| forecast::project(h.fit(), now, growth_ahead, None).high);
+        .map(|_| forecast::project(forecast::fit_of(h), now, growth_ahead, None).high);
     // Change a limit only when it is worth a restart or a resize: lower only when it saves
     // `lowering.minSaving` and a growing series is not forecast to reach the lower limit within
     // `lowering.growthAhead`; raise only when it is critical (it would OOM: below the peak,

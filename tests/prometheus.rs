@@ -358,7 +358,12 @@ async fn a_shorter_step_fits_a_young_leak_sooner() {
     let five = source(&f.prom.url, f.end).fetch(&q).await.unwrap().unwrap();
     let c = &five.containers["app"];
     assert_eq!(c.peaks.max, raw_max);
-    assert_ne!(c.fit().pattern, Pattern::Leak, "{:?}", c.fit());
+    assert_ne!(
+        oomguard::forecast::fit_of(c).pattern,
+        Pattern::Leak,
+        "{:?}",
+        oomguard::forecast::fit_of(c)
+    );
     // 1-minute peaks: six minutes are enough, and the growth is the scenario's 2 MiB/min.
     let args = PrometheusArgs {
         prometheus: Some(f.prom.url.clone()),
@@ -379,7 +384,7 @@ async fn a_shorter_step_fits_a_young_leak_sooner() {
         c.peaks.intervals
     );
     assert_eq!(c.interval_secs, 60);
-    let fit = c.fit();
+    let fit = oomguard::forecast::fit_of(c);
     assert_eq!(fit.pattern, Pattern::Leak, "{fit:?}");
     let per_min = fit.slope * 60.0 / scenario::MI;
     assert!((per_min - 2.0).abs() < 0.2, "{per_min} MiB/min");

@@ -154,7 +154,7 @@ pub fn forecast(
             });
             continue;
         };
-        let fit = h.fit();
+        let fit = forecast::fit_of(h);
         let f = forecast::project(fit, now, horizon_secs, limit_bytes.map(|l| l as f64));
         // The latest real sample (a zero is a gap in the scrape, not usage).
         let last = h.latest();

@@ -22,87 +22,11 @@ use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 
+use crate::history::ContainerHistory;
+pub use crate::history::{LeakFit, Pattern, Sample, DEFAULT_INTERVAL_SECS};
 pub use lifetimes::{split_lifetimes, DROP_RATIO};
 
-/// One point of a memory series: unix seconds and bytes (working set, or its per-interval peak).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct Sample {
-    pub t: i64,
-    pub bytes: f64,
-}
 use robust::{bin_medians, residual_sigma, theil_sen, Line};
-
-/// The shape of a memory series.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Pattern {
-    /// Not enough data to say.
-    Unknown,
-    /// Flat within noise.
-    Steady,
-    /// Grows within each lifetime (a leak, or unbounded caching).
-    Leak,
-    /// Moved to a new level and stayed there.
-    LevelShift,
-    /// Mostly flat with short excursions.
-    Spiky,
-    /// Rises and falls with load (e.g. daily cycles).
-    LoadFollowing,
-}
-
-impl Pattern {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Pattern::Unknown => "unknown",
-            Pattern::Steady => "steady",
-            Pattern::Leak => "leak",
-            Pattern::LevelShift => "level-shift",
-            Pattern::Spiky => "spiky",
-            Pattern::LoadFollowing => "load-following",
-        }
-    }
-}
-
-/// A growth fit of one container's series.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LeakFit {
-    pub pattern: Pattern,
-    /// Robust growth rate within the current lifetime, bytes per second.
-    pub slope: f64,
-    /// Lower and upper bounds of the slope (same unit).
-    pub slope_low: f64,
-    pub slope_high: f64,
-    /// Fitted level at `at` (the last sample), bytes.
-    pub level: f64,
-    /// Unix seconds of the last sample.
-    pub at: i64,
-    /// Robust spread of residuals around the fit, bytes.
-    pub noise: f64,
-    /// How many container lifetimes the series was split into.
-    pub lifetimes: usize,
-    /// Confidence in the pattern and slope, 0..1.
-    pub confidence: f64,
-    /// Unix seconds of the first sample of the current regime: the last lifetime, after its
-    /// last level shift. Statistics of the current level should start here.
-    pub since: i64,
-}
-
-impl LeakFit {
-    pub fn unknown() -> LeakFit {
-        LeakFit {
-            pattern: Pattern::Unknown,
-            slope: 0.0,
-            slope_low: 0.0,
-            slope_high: 0.0,
-            level: 0.0,
-            at: 0,
-            noise: 0.0,
-            lifetimes: 0,
-            confidence: 0.0,
-            since: 0,
-        }
-    }
-}
 
 /// A fit projected to a horizon against a limit.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -126,8 +50,6 @@ pub struct Forecast {
 pub const MIN_POINTS: usize = 6;
 /// A lifetime is fitted once it spans this many sampling intervals: 30 minutes of 5-minute peaks.
 pub const MIN_INTERVALS: i64 = 6;
-/// The sampling interval of per-interval peaks unless a source says otherwise (5 minutes).
-pub const DEFAULT_INTERVAL_SECS: i64 = 300;
 pub const MIN_SPAN_SECS: i64 = MIN_INTERVALS * DEFAULT_INTERVAL_SECS;
 /// At most this many points (bin medians) go into Theil–Sen, which is quadratic.
 pub const FIT_POINTS: usize = 64;
@@ -149,6 +71,19 @@ pub const BAND_SIGMAS: f64 = 2.0;
 /// most of a day (shape confidence is the share of a day covered), long enough for a daily cycle
 /// or a leak to have shown.
 pub const STEADY_MIN_CONFIDENCE: f64 = 0.9;
+
+/// The growth fit of a container's history. Expensive to compute and independent of any limit, so
+/// it is computed once per history and kept with it (the cached history every admission shares).
+pub fn fit_of(h: &ContainerHistory) -> &LeakFit {
+    h.fit
+        .get_or_init(|| fit_at(&h.samples, &h.restarts, h.interval_secs()))
+}
+
+/// [`fit_of`] for its side effect: a history source that keeps only a tail of the samples calls
+/// it before trimming them.
+pub fn prepare(h: &ContainerHistory) {
+    let _ = fit_of(h);
+}
 
 /// Fits growth within the most recent container lifetime and names the pattern.
 /// `samples` are per-interval peaks (non-finite and non-positive values are ignored, as gaps);

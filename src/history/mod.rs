@@ -7,6 +7,7 @@
 pub mod cache;
 pub mod file;
 pub mod prometheus;
+mod series;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -15,9 +16,7 @@ use std::sync::{Arc, OnceLock};
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
-// The sample type is the forecast's, which reads series; history only holds them.
-pub use crate::forecast::Sample;
-use crate::forecast::{self, LeakFit};
+pub use series::{LeakFit, Pattern, Sample, DEFAULT_INTERVAL_SECS};
 
 /// Wall-clock unix seconds (0 if the clock is before 1970). The pure core takes `now` as an
 /// argument; the edges (sources, reconciler, API) read it here.
@@ -147,7 +146,8 @@ pub struct ContainerHistory {
     /// Seconds each per-interval peak covers (the source's step; 0: the default 5 minutes).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub interval_secs: u32,
-    /// Cache of [`ContainerHistory::fit`]; leave it `Default::default()`.
+    /// The forecast's fit of these samples, once computed (`crate::forecast::fit_of`); leave it
+    /// `Default::default()`.
     #[serde(skip)]
     pub fit: OnceLock<LeakFit>,
 }
@@ -169,16 +169,12 @@ impl Clone for ContainerHistory {
 }
 
 impl ContainerHistory {
-    /// The growth fit of this history. Expensive to compute and independent of any limit, so it
-    /// is computed once per history and shared by every admission that uses the cached history.
-    pub fn fit(&self) -> &LeakFit {
-        self.fit.get_or_init(|| {
-            let interval = match self.interval_secs {
-                0 => forecast::DEFAULT_INTERVAL_SECS,
-                s => i64::from(s),
-            };
-            forecast::fit_at(&self.samples, &self.restarts, interval)
-        })
+    /// Seconds each per-interval peak covers.
+    pub fn interval_secs(&self) -> i64 {
+        match self.interval_secs {
+            0 => DEFAULT_INTERVAL_SECS,
+            s => i64::from(s),
+        }
     }
 
     /// The latest usable per-interval peak (a zero or a non-finite value is a scrape gap).

@@ -388,7 +388,7 @@ pub async fn analyse(
             let p95 = ch.filter(|_| cv.recommended.is_some()).map(|c| c.peaks.p95);
             let chart = match (&history, ch) {
                 (Some(h), Some(c)) => {
-                    let fit = c.fit();
+                    let fit = crate::forecast::fit_of(c);
                     Chart {
                         peaks: req.source.chart_peaks(&query, &cv.container, h),
                         now,

@@ -356,7 +356,7 @@ fn assess(
         };
         return Need::Quiet(format!("container {name}: {why}"));
     };
-    let pattern = h.fit().pattern;
+    let pattern = crate::forecast::fit_of(h).pattern;
     let ls = Bytes(limit as f64);
     // Killed at this very limit (or running below its peak): the limit is proven too small
     // whatever the pattern; more replicas do not undo a kill.

@@ -181,7 +181,7 @@ fn auto_sizes_a_steady_series_from_its_p98_never_below_its_max() {
     // ≈200Mi flat with one peak of 215Mi: steady (7.5% is no spike), the max stands out.
     let h = flat_history(200.0, 215.0);
     let c = &h.containers["web"];
-    assert_eq!(c.fit().pattern, Pattern::Steady, "precondition");
+    assert_eq!(forecast::fit_of(c).pattern, Pattern::Steady, "precondition");
     let mut p = policy(Mode::Warn);
     p.statistic = crate::policy::Statistic::Auto;
     let v = decide(

@@ -146,9 +146,12 @@ struct Shared {
     step: i64,
     /// Fixed evaluation time (tests and replays); `None` = the clock.
     eval_time: Option<i64>,
-    /// Recent samples kept per container after the forecast fit is computed (None: all of
-    /// the recent span, for charts).
+    /// Recent samples kept per container after `prepare` (None: all of the recent span, for
+    /// charts).
     sample_tail: Option<usize>,
+    /// What is derived from a container's whole recent span before its samples are trimmed
+    /// (the forecast's fit; set by the wiring, so that history does not call the forecast).
+    prepare: fn(&ContainerHistory),
     queries: AtomicU64,
     query_errors: AtomicU64,
 }
@@ -279,6 +282,7 @@ impl PrometheusSource {
                 step,
                 eval_time: None,
                 sample_tail: None,
+                prepare: |_| {},
                 queries: AtomicU64::new(0),
                 query_errors: AtomicU64::new(0),
             }),
@@ -312,13 +316,18 @@ impl PrometheusSource {
         self
     }
 
-    /// Keeps only the last `n` recent samples per container once the forecast fit is computed
-    /// (a long-running server: the fit is all the engine needs, and 2 days of 5-minute peaks
-    /// for 30,000 containers would be 270 MiB); `None` keeps the recent span (charts).
-    /// Must be called before the source is shared.
-    pub fn keep_samples(mut self, n: Option<usize>) -> PrometheusSource {
+    /// Keeps only the last `n` recent samples per container once `prepare` has read them all
+    /// (`forecast::prepare`: a long-running server, for which the fit is all the engine needs,
+    /// and 2 days of 5-minute peaks for 30,000 containers would be 270 MiB); `None` keeps the
+    /// recent span (charts). Must be called before the source is shared.
+    pub fn keep_samples(
+        mut self,
+        n: Option<usize>,
+        prepare: fn(&ContainerHistory),
+    ) -> PrometheusSource {
         if let Some(shared) = Arc::get_mut(&mut self.shared) {
             shared.sample_tail = n;
+            shared.prepare = prepare;
         }
         self
     }
@@ -626,6 +635,7 @@ impl Shared {
             recent_after: now - recent,
             steps,
             sample_tail: self.sample_tail,
+            prepare: self.prepare,
         };
         let assembled =
             tokio::task::spawn_blocking(move || assemble(&a, &map, peaks, &pods, &events))
@@ -1121,6 +1131,7 @@ struct Assembly {
     recent_after: i64,
     steps: Steps,
     sample_tail: Option<usize>,
+    prepare: fn(&ContainerHistory),
 }
 
 /// Restarts and OOM kills of one pod container: interval end -> count.
@@ -1411,8 +1422,8 @@ fn container_history(
     match a.sample_tail {
         None => h,
         Some(keep) => {
-            // The fit is all the engine needs of the recent span: compute it now, keep a tail.
-            let _ = h.fit();
+            // What the engine needs of the recent span is derived now; a tail is kept.
+            (a.prepare)(&h);
             let mut h = h;
             let cut = h.samples.len().saturating_sub(keep);
             h.samples.drain(..cut);
