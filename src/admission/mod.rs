@@ -24,7 +24,7 @@ use serde_json::Value;
 use crate::history::{HistoryQuery, HistorySource, WorkloadHistory};
 use crate::policy::store::PolicySet;
 use crate::policy::Mode;
-use crate::verdict::{self, HistoryStatus, Verdict, EXCLUDE_ANNOTATION};
+use crate::verdict::{self, HistoryStatus, Verdict};
 use crate::workload::{ContainerRole, Workload, WorkloadKind};
 use review::Answer;
 
@@ -346,14 +346,10 @@ impl Admitter {
             }
         };
         let policy = policies.for_namespace(&workload.namespace);
-        if policy.mode == Mode::Off
-            || workload.controlled_by.is_some()
-            || policy.excludes_workload(&workload.name)
-            || workload
-                .annotations
-                .get(EXCLUDE_ANNOTATION)
-                .map(String::as_str)
-                == Some("true")
+        // Out of the decision's scope (mode off, controlled, excluded): allowed untouched, before
+        // any history is fetched. The mutating webhook acts only in mutate and enforce mode, and
+        // never on an update that leaves memory as it was.
+        if verdict::scope::of(&workload, &policy).is_err()
             || (endpoint == Endpoint::Mutate
                 && (scope == Scope::WarnOnly
                     || !matches!(policy.mode, Mode::Mutate | Mode::Enforce)))
@@ -388,16 +384,33 @@ impl Admitter {
             (None, None) => HistoryStatus::Missing,
         };
         let now = history.as_ref().map_or(0, |h| h.now);
-        let mut verdict = verdict::decide(&workload, status, &policy, now);
-        if scope == Scope::WarnOnly {
-            verdict.warn_only();
-        }
-        let mut decision = match endpoint {
-            Endpoint::Mutate => mutate(&workload, verdict),
-            Endpoint::Validate => validate(verdict),
-        };
+        let mut decision = answer(endpoint, &workload, status, &policy, rule, now);
         decision.history_error = history_error;
         decision
+    }
+}
+
+/// The answer of one webhook endpoint to one object, given its history: the decision
+/// ([`verdict::decide`]) under the scope rule, then the patch (`/mutate`) or the warnings and the
+/// denial (`/validate`). Pure; what the replay plays as the webhook.
+pub fn answer(
+    endpoint: Endpoint,
+    workload: &Workload,
+    history: HistoryStatus<'_>,
+    policy: &crate::policy::PolicySpec,
+    rule: ScopeRule,
+    now: i64,
+) -> Decision {
+    let mut verdict = verdict::decide(workload, history, policy, now);
+    if verdict.out_of_scope.is_some() {
+        return Decision::skipped();
+    }
+    if rule.scope() == Scope::WarnOnly {
+        verdict.warn_only();
+    }
+    match endpoint {
+        Endpoint::Mutate => mutate(workload, verdict),
+        Endpoint::Validate => validate(verdict),
     }
 }
 

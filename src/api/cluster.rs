@@ -7,7 +7,6 @@ use kube::api::Api;
 
 use crate::reconcile::observe::Scalable;
 use crate::reconcile::plan::ScalableKind;
-use crate::verdict::EXCLUDE_ANNOTATION;
 use crate::workload::{Workload, WorkloadKind};
 
 /// A workload as the API needs it.
@@ -16,17 +15,6 @@ pub struct ReadWorkload {
     pub workload: Workload,
     /// `spec.replicas` (Kubernetes' default 1 when unset).
     pub replicas: u32,
-}
-
-impl ReadWorkload {
-    /// Annotated `oomguard.io/exclude: "true"`.
-    pub fn excluded(&self) -> bool {
-        self.workload
-            .annotations
-            .get(EXCLUDE_ANNOTATION)
-            .map(String::as_str)
-            == Some("true")
-    }
 }
 
 pub trait Workloads: Send + Sync {

@@ -103,7 +103,7 @@ impl Workloads for FakeWorkloads {
             }
             let one = json!([{"name": "web", "resources": {"limits": {"memory": "256Mi"}}}]);
             Ok(match name {
-                "web" | "pinned" | "slow" => Some(workload(name, one, 2)),
+                "web" | "pinned" | "slow" | "legacy" => Some(workload(name, one, 2)),
                 "duo" => Some(workload(
                     name,
                     json!([{"name": "app", "resources": {"limits": {"memory": "256Mi"}}},
@@ -111,6 +111,12 @@ impl Workloads for FakeWorkloads {
                     2,
                 )),
                 "nolimit" => Some(workload(name, json!([{"name": "web"}]), 1)),
+                "jvm" => Some(workload(
+                    name,
+                    json!([{"name": "web", "command": ["java", "-Xmx512m", "-jar", "app.jar"],
+                            "resources": {"limits": {"memory": "256Mi"}}}]),
+                    1,
+                )),
                 _ => None,
             })
         })
@@ -288,7 +294,9 @@ fn harness(burst: u32) -> Harness {
             "list statefulsets.apps in all namespaces".to_string(),
         ),
     ];
-    for name in ["web", "duo", "nolimit", "pinned", "legacy", "ghost", "slow"] {
+    for name in [
+        "web", "duo", "nolimit", "pinned", "legacy", "ghost", "slow", "jvm",
+    ] {
         allowed.push(("alice", ops("patch", "deployments.apps/scale", name)));
         allowed.push(("alice", ops("patch", "deployments.apps", name)));
         allowed.push(("alice", ops("get", "deployments.apps", name)));
@@ -591,7 +599,7 @@ async fn raise_limit_is_checked_against_limits_and_containers() {
         t[0].0.action,
         RequestedAction::RaiseLimit {
             container: "web".into(),
-            to: 512 * MI,
+            to: Some(512 * MI),
             current: Some(256 * MI)
         }
     );
@@ -599,7 +607,7 @@ async fn raise_limit_is_checked_against_limits_and_containers() {
         t[1].0.action,
         RequestedAction::RaiseLimit {
             container: "web".into(),
-            to: 512 * MI,
+            to: Some(512 * MI),
             current: None
         }
     );
@@ -749,6 +757,33 @@ async fn forecast_reports_per_container_numbers() {
     assert!(c["confidence"].as_f64().unwrap() > 0.5, "{c}");
     assert_eq!(v["predicted_memory_percent"], c["predicted_percent"]);
     assert_eq!(v["container"], "web");
+    // oomguard's decision on the same workload and history, as the webhook makes it.
+    let read = FakeWorkloads
+        .get(ScalableKind::Deployment, "shop", "web")
+        .await
+        .unwrap()
+        .unwrap();
+    let policy = crate::policy::MemoryPolicy::parse("shop.yaml", POLICY)
+        .unwrap()
+        .spec;
+    let decided = crate::verdict::decide(
+        &read.workload,
+        crate::verdict::HistoryStatus::Found(&leak_history()),
+        &policy,
+        NOW,
+    );
+    let want = &decided.containers[0];
+    assert_eq!(c["decision"]["severity"], want.severity.as_str(), "{c}");
+    assert_eq!(
+        c["decision"]["recommended_limit_bytes"].as_u64(),
+        want.recommended,
+        "{c}"
+    );
+    assert_eq!(
+        c["decision"]["recommended_request_bytes"].as_u64(),
+        want.recommended_request
+    );
+    assert!(v["out_of_scope"].is_null());
 
     // The policy's horizon by default (24h).
     let (_, v) = h
@@ -771,6 +806,41 @@ async fn forecast_reports_per_container_numbers() {
     assert!(v["containers"][0]["predicted_percent"].is_null());
     assert!(v["predicted_memory_percent"].is_null());
     assert_eq!(v["containers"][1]["excluded"], true);
+    assert!(
+        v["containers"][1]["decision"].is_null(),
+        "excluded: not decided"
+    );
+
+    // A JVM whose heap is twice its limit: the decision's day-zero floor, without any history.
+    let (s, v) = h
+        .get(
+            "/api/v1/namespaces/shop/workloads/deployments/jvm/forecast",
+            Some("t-alice"),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let d = &v["containers"][0]["decision"];
+    assert_eq!(d["severity"], "critical", "{v}");
+    let floor = d["floor_bytes"].as_u64().expect("a floor");
+    assert!(floor > 512 * MI, "{d}");
+    assert_eq!(d["recommended_limit_bytes"].as_u64(), Some(floor));
+    assert!(
+        d["reasons"][0].as_str().unwrap().contains("-Xmx512m"),
+        "{d}"
+    );
+
+    // Out of scope (annotated oomguard.io/exclude): numbers, and why nothing is decided.
+    let (_, v) = h
+        .get(
+            "/api/v1/namespaces/shop/workloads/deployments/pinned/forecast",
+            Some("t-alice"),
+        )
+        .await;
+    assert_eq!(
+        v["out_of_scope"],
+        "excluded by its annotation oomguard.io/exclude: \"true\""
+    );
+    assert!(v["containers"][0]["decision"].is_null());
 }
 
 #[tokio::test]

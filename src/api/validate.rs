@@ -2,10 +2,12 @@
 //! (pure functions; the handler does the I/O between the steps).
 //!
 //! 1. [`parse`]: JSON shape and types (400), names and parameters (422);
-//! 2. [`check_policy`]: the namespace policy — excluded or reconciler disabled (409), beyond
-//!    `reconcile.minReplicas..maxReplicas` or `limits.min..max` (422, naming the bound);
-//! 3. [`resolve`]: against the workload as stored — excluded by annotation (409), which container
-//!    (422), already there (409).
+//! 2. [`check_policy`]: the namespace policy's bounds — beyond
+//!    `reconcile.minReplicas..maxReplicas` or `limits.min..max` (422, naming the bound), an
+//!    excluded container (409);
+//! 3. [`resolve`]: against the workload as stored — out of the reconciler's scope (409: excluded,
+//!    controlled, reconciler disabled; [`crate::verdict::scope`]), which container (422),
+//!    already there (409).
 
 use serde::Deserialize;
 
@@ -15,6 +17,7 @@ use crate::quantity;
 use crate::reconcile::plan::ScalableKind;
 use crate::reconcile::record::Target;
 use crate::reconcile::remediator::RequestedAction;
+use crate::verdict::scope;
 use crate::workload::ContainerRole;
 
 use super::cluster::ReadWorkload;
@@ -62,7 +65,8 @@ pub struct Parameters {
     /// raise_limit: which container (optional when the pod has one).
     #[serde(default)]
     pub container: Option<String>,
-    /// raise_limit: the new memory limit, a Kubernetes quantity ("512Mi").
+    /// raise_limit: the new memory limit, a Kubernetes quantity ("512Mi"); without it, what
+    /// oomguard's decision recommends for the container.
     #[serde(default)]
     pub memory_limit: Option<String>,
 }
@@ -75,8 +79,8 @@ pub enum Intent {
     },
     RaiseLimit {
         container: Option<String>,
-        bytes: u64,
-        raw: String,
+        /// The limit asked for (bytes, and as written); None: the decision's recommendation.
+        limit: Option<(u64, String)>,
     },
 }
 
@@ -224,24 +228,21 @@ pub fn parse(body: &[u8]) -> Result<Checked, ApiError> {
                     "parameters.replicas belongs to scale_deployment, not raise_limit",
                 ));
             }
-            let raw = p.memory_limit.ok_or_else(|| {
-                ApiError::invalid(
-                    "parameters.memory_limit is required for raise_limit (a quantity, e.g. \"512Mi\")",
-                )
-            })?;
-            let bytes = quantity::parse_bytes(&raw)
-                .map_err(|e| ApiError::invalid(format!("parameters.memory_limit: {e}")))?;
-            if bytes == 0 {
-                return Err(ApiError::invalid(
-                    "parameters.memory_limit: must be above 0",
-                ));
-            }
+            let limit = match p.memory_limit {
+                None => None,
+                Some(raw) => {
+                    let bytes = quantity::parse_bytes(&raw)
+                        .map_err(|e| ApiError::invalid(format!("parameters.memory_limit: {e}")))?;
+                    if bytes == 0 {
+                        return Err(ApiError::invalid(
+                            "parameters.memory_limit: must be above 0",
+                        ));
+                    }
+                    Some((bytes, raw))
+                }
+            };
             let container = text("parameters.container", p.container, 253)?;
-            Intent::RaiseLimit {
-                container,
-                bytes,
-                raw,
-            }
+            Intent::RaiseLimit { container, limit }
         }
     };
     Ok(Checked {
@@ -257,24 +258,9 @@ pub fn parse(body: &[u8]) -> Result<Checked, ApiError> {
     })
 }
 
-/// Step 2: the namespace policy's exclusions and bounds.
+/// Step 2: the namespace policy's bounds (before the workload is read).
 pub fn check_policy(policy: &PolicySpec, c: &Checked) -> Result<(), ApiError> {
     let t = &c.target;
-    if policy.excludes_workload(&t.name) {
-        return Err(ApiError::refused(format!(
-            "{} {}/{} is excluded by the policy of namespace {:?} (exclude.workloads)",
-            t.kind.as_str(),
-            t.namespace,
-            t.name,
-            t.namespace
-        )));
-    }
-    if !policy.reconcile.enabled {
-        return Err(ApiError::refused(format!(
-            "remediation is disabled in namespace {:?}: its policy has reconcile.enabled false",
-            t.namespace
-        )));
-    }
     match &c.intent {
         Intent::Scale { replicas } => {
             let r = &policy.reconcile;
@@ -297,13 +283,9 @@ pub fn check_policy(policy: &PolicySpec, c: &Checked) -> Result<(), ApiError> {
                 ));
             }
         }
-        Intent::RaiseLimit {
-            container,
-            bytes,
-            raw,
-        } => {
+        Intent::RaiseLimit { container, limit } => {
             if let Some(name) = container {
-                if policy.excludes_container(name) {
+                if scope::container_excluded(policy, name) {
                     return Err(ApiError::refused(format!(
                         "container {name:?} is excluded by the policy of namespace {:?} (exclude.containers)",
                         t.namespace
@@ -311,25 +293,27 @@ pub fn check_policy(policy: &PolicySpec, c: &Checked) -> Result<(), ApiError> {
                 }
             }
             let l = &policy.limits;
-            if *bytes > l.max.0 {
-                return Err(ApiError::out_of_bounds(
-                    "limits.max",
-                    format!(
-                        "memory_limit {raw} is above the policy's limits.max {} in namespace {:?}",
-                        quantity::to_quantity(l.max.0),
-                        t.namespace
-                    ),
-                ));
-            }
-            if *bytes < l.min.0 {
-                return Err(ApiError::out_of_bounds(
-                    "limits.min",
-                    format!(
-                        "memory_limit {raw} is below the policy's limits.min {} in namespace {:?}",
-                        quantity::to_quantity(l.min.0),
-                        t.namespace
-                    ),
-                ));
+            if let Some((bytes, raw)) = limit {
+                if *bytes > l.max.0 {
+                    return Err(ApiError::out_of_bounds(
+                        "limits.max",
+                        format!(
+                            "memory_limit {raw} is above the policy's limits.max {} in namespace {:?}",
+                            quantity::to_quantity(l.max.0),
+                            t.namespace
+                        ),
+                    ));
+                }
+                if *bytes < l.min.0 {
+                    return Err(ApiError::out_of_bounds(
+                        "limits.min",
+                        format!(
+                            "memory_limit {raw} is below the policy's limits.min {} in namespace {:?}",
+                            quantity::to_quantity(l.min.0),
+                            t.namespace
+                        ),
+                    ));
+                }
             }
         }
     }
@@ -343,13 +327,12 @@ pub fn resolve(
     w: &ReadWorkload,
 ) -> Result<RequestedAction, ApiError> {
     let t = &c.target;
-    if w.excluded() {
+    if let Err(why) = scope::reconciled(&w.workload, policy) {
         return Err(ApiError::refused(format!(
-            "{} {}/{} is annotated {}: \"true\"",
+            "{} {}/{}: {why}",
             t.kind.as_str(),
             t.namespace,
-            t.name,
-            crate::verdict::EXCLUDE_ANNOTATION
+            t.name
         )));
     }
     match &c.intent {
@@ -368,11 +351,7 @@ pub fn resolve(
                 current: w.replicas,
             })
         }
-        Intent::RaiseLimit {
-            container,
-            bytes,
-            raw,
-        } => {
+        Intent::RaiseLimit { container, limit } => {
             let running: Vec<_> = w
                 .workload
                 .containers
@@ -409,14 +388,14 @@ pub fn resolve(
                     }
                 },
             };
-            if policy.excludes_container(&spec.name) {
+            if scope::container_excluded(policy, &spec.name) {
                 return Err(ApiError::refused(format!(
                     "container {:?} is excluded by the policy of namespace {:?} (exclude.containers)",
                     spec.name, t.namespace
                 )));
             }
             let current = spec.limit.bytes();
-            if let Some(cur) = current {
+            if let (Some(cur), Some((bytes, raw))) = (current, limit) {
                 if *bytes <= cur {
                     return Err(ApiError::no_change(format!(
                         "container {:?} already has a memory limit of {}; a remediation only raises it (asked: {raw})",
@@ -427,7 +406,7 @@ pub fn resolve(
             }
             Ok(RequestedAction::RaiseLimit {
                 container: spec.name.clone(),
-                to: *bytes,
+                to: limit.as_ref().map(|(b, _)| *b),
                 current,
             })
         }

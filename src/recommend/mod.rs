@@ -6,7 +6,7 @@
 //!   or the history file's `limit`), and the request is unknown ([`CurrentFrom`]).
 //! - **Recommended limit**: the verdict's `recommended`, from [`verdict::decide`]: the very number
 //!   the webhook warns with, raises to or denies below.
-//! - **Recommended request**: see [`recommended_request`].
+//! - **Recommended request**: the verdict's too ([`verdict::request`]).
 //!
 //! Formats: a terminal table ([`table`]), JSON/YAML of [`Report`], CSV of [`Recommendation`]
 //! rows (all three read back with [`Report::parse`] / [`parse_csv`]), and one self-contained HTML
@@ -32,8 +32,7 @@ use crate::history::{
 };
 use crate::policy::store::PolicySet;
 use crate::policy::{Mode, PolicySpec};
-use crate::quantity::round_up_mi;
-use crate::verdict::{self, ContainerVerdict, HistoryStatus, Severity, EXCLUDE_ANNOTATION};
+use crate::verdict::{self, ContainerVerdict, HistoryStatus, Severity};
 use crate::workload::{ContainerRole, Workload, WorkloadKind};
 
 /// Output format of `oomguard recommend`.
@@ -297,22 +296,6 @@ pub struct Request<'a> {
     pub namespaces: &'a [String],
 }
 
-/// The recommended request for a container, bytes.
-///
-/// The rule: the **p95 of the 5-minute working-set peaks** over the policy window, rounded up to
-/// Mi, at least the policy's `limits.min` and at most the recommended limit. No headroom is added:
-/// the limit carries the headroom (it is what the OOM killer enforces), while the request is
-/// what the scheduler reserves. A container above its request is the first to be evicted under
-/// node memory pressure, so the request covers its usual peak — 95% of the 5-minute intervals
-/// stay under it — without reserving the rare bursts on every node. It may be lower than the
-/// current request: recommendations that only ever go up turn into permanent over-provisioning.
-/// `None` (keep what is set) when the verdict has no recommendation (too little history).
-pub fn recommended_request(p95: f64, recommended_limit: u64, policy: &PolicySpec) -> u64 {
-    round_up_mi(p95)
-        .max(policy.limits.min.0)
-        .min(recommended_limit)
-}
-
 /// A workload to analyse and where its current resources came from.
 struct Target {
     workload: Workload,
@@ -339,19 +322,8 @@ pub async fn analyse(
             "{} {}/{}",
             t.kind_label, t.workload.namespace, t.workload.name
         );
-        if policy.mode == Mode::Off {
-            skipped.push(format!("{what}: policy mode off"));
-            progress(i + 1, total);
-            continue;
-        }
-        if policy.excludes_workload(&t.workload.name)
-            || t.workload
-                .annotations
-                .get(EXCLUDE_ANNOTATION)
-                .map(String::as_str)
-                == Some("true")
-        {
-            skipped.push(format!("{what}: excluded"));
+        if let Err(why) = verdict::scope::of(&t.workload, &policy) {
+            skipped.push(format!("{what}: {why}"));
             progress(i + 1, total);
             continue;
         }
@@ -385,7 +357,9 @@ pub async fn analyse(
             let ch = history
                 .as_ref()
                 .and_then(|h| h.containers.get(&cv.container));
-            let p95 = ch.filter(|_| cv.recommended.is_some()).map(|c| c.peaks.p95);
+            let p95 = ch
+                .filter(|_| cv.recommended_request.is_some())
+                .map(|c| c.peaks.p95);
             let chart = match (&history, ch) {
                 (Some(h), Some(c)) => {
                     let fit = crate::forecast::fit_of(c);
@@ -455,15 +429,7 @@ fn row(
         forecast_at_horizon: fc.map(|f| f.at_horizon),
         forecast_low: fc.map(|f| f.low),
         forecast_high: fc.map(|f| f.high),
-        recommended_request: match (p95, cv.recommended) {
-            // Never lower from censored peaks (see ContainerVerdict::censored).
-            (Some(p), Some(l)) => Some(
-                recommended_request(p, l, policy)
-                    .max(cv.request.filter(|_| cv.censored).unwrap_or(0))
-                    .min(l),
-            ),
-            _ => None,
-        },
+        recommended_request: cv.recommended_request,
         recommended_limit: cv.recommended,
         severity: cv.severity,
         mode: policy.mode,
@@ -773,21 +739,41 @@ mod tests {
     }
 
     #[test]
-    fn request_is_the_p95_rounded_up_within_min_and_the_limit() {
+    fn the_recommendation_is_never_below_what_the_settings_need() {
+        use crate::history::{ContainerHistory, PeakStats, WorkloadHistory};
+        let mi = crate::quantity::MI;
+        // `java -Xmx512m` whose peaks were at most 300 MiB: the history alone would keep its
+        // 512Mi limit, but the heap alone can fill it.
+        let obj = json!({"metadata": {"name": "w"}, "spec": {"template": {"spec": {"containers": [
+            {"name": "c", "command": ["java", "-Xmx512m", "-jar", "app.jar"],
+             "resources": {"limits": {"memory": "512Mi"}}}]}}}});
+        let t = Target {
+            workload: Workload::from_object(WorkloadKind::Deployment, &obj, "ns").unwrap(),
+            kind_label: "Deployment".into(),
+            from: CurrentFrom::Manifest,
+        };
+        let now = 1_800_000_000;
+        let peaks: Vec<f64> = (0..2000)
+            .map(|i| (200 + i % 100) as f64 * mi as f64)
+            .collect();
+        let c = ContainerHistory {
+            covered_secs: 7 * 86_400,
+            peaks: PeakStats::from_peaks(&peaks),
+            ..Default::default()
+        };
+        let h = WorkloadHistory {
+            now,
+            window_secs: 7 * 86_400,
+            containers: [("c".to_string(), c.clone())].into_iter().collect(),
+            events_unseen: None,
+        };
         let policy = PolicySpec::default();
-        let mi = 1024 * 1024;
-        assert_eq!(
-            recommended_request(300.2 * mi as f64, 400 * mi, &policy),
-            301 * mi
-        );
-        // Never above the recommended limit, never below the policy's minimum.
-        assert_eq!(
-            recommended_request(500.0 * mi as f64, 400 * mi, &policy),
-            400 * mi
-        );
-        assert_eq!(
-            recommended_request(1.0, 400 * mi, &policy),
-            policy.limits.min.0
-        );
+        let v = verdict::decide(&t.workload, HistoryStatus::Found(&h), &policy, now);
+        let r = super::row(&t, &v.containers[0], &policy, Some(c.peaks.p95), None);
+        let floor = v.containers[0].floor.expect("a floor from -Xmx512m");
+        assert!(floor > 512 * mi);
+        assert_eq!(r.recommended_limit, Some(floor));
+        assert_eq!(r.severity, Severity::Critical);
+        assert!(r.reason.contains("-Xmx512m"), "{}", r.reason);
     }
 }

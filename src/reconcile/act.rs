@@ -1,5 +1,6 @@
-//! The Kubernetes side of a remediation: claim it in the workload's annotations, act (scale
-//! subresource, `pods/resize`, template patch, rolling restart), record a failure, publish Events.
+//! The Kubernetes side of a remediation (the act of a reconcile round, and of an API request):
+//! claim it in the workload's annotations, act (scale subresource, `pods/resize`, template
+//! patch, rolling restart), record a failure, publish Events.
 //!
 //! The claim comes first and carries the `resourceVersion` the plan was made from, so two
 //! reconcilers that planned from the same object cannot both act: the second claim gets a 409.
@@ -361,10 +362,12 @@ impl Executor {
                 to,
                 method,
             } => {
-                let guaranteed = container_request(obj, container) == Some(*from);
+                let (list, request) = container_of(obj, container);
+                let guaranteed = request == Some(*from);
                 let resources = resources_patch(*to, guaranteed);
+                let patch = json!({list: [{"name": container, "resources": resources}]});
                 if *method == ResizeMethod::InPlaceResize {
-                    match self.resize_pods(obj, t, container, &resources).await {
+                    match self.resize_pods(obj, t, &patch).await {
                         Ok(n) if n > 0 => return Ok(()),
                         Ok(_) => {
                             tracing::info!(workload = %what, "no running pod to resize in place; patching the template")
@@ -375,9 +378,7 @@ impl Executor {
                     }
                     *method = ResizeMethod::TemplatePatch;
                 }
-                let patch = json!({"spec": {"template": {"spec": {"containers": [
-                    {"name": container, "resources": resources}
-                ]}}}});
+                let patch = json!({"spec": {"template": {"spec": patch}}});
                 api.patch(&t.name, &params(), &Patch::Strategic(patch))
                     .await
                     .map(|_| ())
@@ -415,17 +416,17 @@ impl Executor {
         Ok(list.items.into_iter().filter(is_live).collect())
     }
 
-    /// Resizes the workload's live pods in place; returns how many were resized.
+    /// Resizes the workload's live pods in place with `spec` (a pod spec patch); returns how many
+    /// were resized.
     async fn resize_pods<K: Scalable>(
         &self,
         obj: &K,
         t: &Target,
-        container: &str,
-        resources: &serde_json::Value,
+        spec: &serde_json::Value,
     ) -> Result<usize, ApplyError> {
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), &t.namespace);
         let live = self.live_pods(obj, t).await?;
-        let patch = json!({"spec": {"containers": [{"name": container, "resources": resources}]}});
+        let patch = json!({ "spec": spec });
         let mut n = 0;
         for p in &live {
             pods.patch_subresource(
@@ -444,18 +445,32 @@ impl Executor {
     }
 }
 
-/// The container's memory request in the template, bytes.
-fn container_request<K: Scalable>(obj: &K, container: &str) -> Option<u64> {
-    obj.pod_spec()?
-        .containers
+/// Which list of the pod spec holds the container (`containers`, or `initContainers` for a
+/// sidecar), and its memory request in the template, bytes.
+fn container_of<K: Scalable>(obj: &K, container: &str) -> (&'static str, Option<u64>) {
+    let request = |c: &k8s_openapi::api::core::v1::Container| {
+        c.resources
+            .as_ref()?
+            .requests
+            .as_ref()?
+            .get("memory")
+            .and_then(|q| crate::quantity::parse_bytes(&q.0).ok())
+    };
+    let Some(spec) = obj.pod_spec() else {
+        return ("containers", None);
+    };
+    if let Some(c) = spec.containers.iter().find(|c| c.name == container) {
+        return ("containers", request(c));
+    }
+    match spec
+        .init_containers
         .iter()
-        .find(|c| c.name == container)?
-        .resources
-        .as_ref()?
-        .requests
-        .as_ref()?
-        .get("memory")
-        .and_then(|q| crate::quantity::parse_bytes(&q.0).ok())
+        .flatten()
+        .find(|c| c.name == container)
+    {
+        Some(c) => ("initContainers", request(c)),
+        None => ("containers", None),
+    }
 }
 
 /// The resources to patch: the new limit, and the request with it when the request equalled the

@@ -26,8 +26,8 @@ use super::observe::{
     hpa_for, live_limits, pods_may_differ, records_of, state_of, target_of, with_live_limits,
     Scalable,
 };
-use super::plan::{self, Plan};
-use super::record::{self, Outcome};
+use super::plan::{self, Plan, WorkloadState};
+use super::record::{self, Outcome, Remediation, Target};
 use super::record_lookup::AnnotationRecords;
 use crate::history::{unix_now, HistorySource, WorkloadHistory};
 use crate::policy::store::PolicyStore;
@@ -105,7 +105,8 @@ impl Ctx {
     }
 }
 
-/// One look at one workload.
+/// One look at one workload: observe (the object, its records, history, HPA and pods), verify
+/// the actions whose window is over, decide ([`plan::plan`]), act (writes and Events).
 pub async fn reconcile<K: Scalable>(obj: Arc<K>, ctx: Arc<Ctx>) -> Result<Action, ApplyError> {
     let idle = Action::requeue(ctx.interval);
     if obj.meta().deletion_timestamp.is_some() {
@@ -116,109 +117,176 @@ pub async fn reconcile<K: Scalable>(obj: Arc<K>, ctx: Arc<Ctx>) -> Result<Action
     if !policy.reconcile.enabled || !*ctx.leader.borrow() {
         return Ok(idle);
     }
+    let Some(mut seen) = observe(obj.as_ref(), t, &policy, &ctx).await? else {
+        return Ok(idle);
+    };
+    let now = unix_now();
+    if verify(obj.as_ref(), &mut seen, &ctx, now).await? {
+        // The write changed the object; the watch brings it back for planning.
+        return Ok(Action::requeue(Duration::from_secs(1)));
+    }
+    let recent = record::recent_actions(&seen.records);
+    let p = plan::plan(
+        &seen.state,
+        seen.history
+            .as_deref()
+            .unwrap_or(&WorkloadHistory::default()),
+        &policy,
+        &recent,
+        now,
+    );
+    act(obj.as_ref(), seen, &p, &policy, &ctx, now).await
+}
+
+/// What one round read about a workload.
+struct Observation {
+    target: Target,
+    /// "Deployment ns/name", for logs.
+    id: String,
+    records: Vec<Remediation>,
+    history: Option<Arc<WorkloadHistory>>,
+    state: WorkloadState,
+}
+
+/// Reads what a round needs. None (logged, and an Event where the user must act) when acting
+/// would be blind: records that do not read, no history, a template that does not read.
+async fn observe<K: Scalable>(
+    obj: &K,
+    t: Target,
+    policy: &PolicySpec,
+    ctx: &Ctx,
+) -> Result<Option<Observation>, ApplyError> {
     let id = format!("{} {}/{}", t.kind.as_str(), t.namespace, t.name);
-    let records = match records_of(obj.as_ref()) {
+    let records = match records_of(obj) {
         Ok(r) => r,
         Err(e) => {
             // Acting without knowing what was done could repeat an action: hold off.
             ctx.metrics.error("annotation");
             tracing::warn!(workload = %id, error = %e, "no action until the annotation is fixed or removed");
             ctx.exec
-                .event(obj.as_ref(), EventType::Warning, "BadAnnotation", "Reconcile", format!("{e}; oomguard takes no action on this workload until it is fixed or removed"))
+                .event(obj, EventType::Warning, "BadAnnotation", "Reconcile", format!("{e}; oomguard takes no action on this workload until it is fixed or removed"))
                 .await;
-            return Ok(idle);
+            return Ok(None);
         }
     };
-    let history = match ctx.history_of(&t, &policy).await {
+    let history = match ctx.history_of(&t, policy).await {
         Ok(h) => h,
         Err(e) => {
             tracing::warn!(workload = %id, error = %e, "no history; nothing done this round");
-            return Ok(idle);
+            return Ok(None);
         }
     };
-    let now = unix_now();
     let hpa = hpa_for(t.kind, &t.name, &ctx.exec.hpas(&t.namespace).await?);
     let in_place = policy
         .reconcile
         .resize_method
         .in_place(ctx.in_place_supported);
-    let state = state_of(obj.as_ref(), hpa, in_place);
+    let state = match state_of(obj, hpa, in_place) {
+        Ok(s) => s,
+        Err(e) => {
+            ctx.metrics.error("template");
+            tracing::warn!(workload = %id, error = %e, "pod template not read; no action");
+            return Ok(None);
+        }
+    };
     // After an in-place raise the template keeps the old limit until the next apply or rollout:
     // plan and verify with the limits the pods run with (a rollout since brings the template's
     // back, and the pods say so). Without such a raise the pods are the template's: not read.
     let state = if pods_may_differ(&records) {
-        match ctx.exec.live_pods(obj.as_ref(), &t).await {
+        match ctx.exec.live_pods(obj, &t).await {
             Ok(pods) => with_live_limits(state, &live_limits(&pods)),
             Err(e) => {
                 tracing::warn!(workload = %id, error = %e, "pods not read; planning with the template's limits raised by the recorded resizes");
                 let mut state = state;
-                state.containers = record::effective_limits(&state.containers, &records);
+                record::raise_to_recorded(&mut state.workload, &records);
                 state
             }
         }
     } else {
         state
     };
+    Ok(Some(Observation {
+        target: t,
+        id,
+        records,
+        history,
+        state,
+    }))
+}
 
-    // Verification of the actions whose window is over.
-    let mut records = records;
-    let due: Vec<usize> = records
+/// Judges the actions whose verification window is over and writes the outcomes (with an Event
+/// each). True when it wrote (the object changed: plan from the new version).
+async fn verify<K: Scalable>(
+    obj: &K,
+    seen: &mut Observation,
+    ctx: &Ctx,
+    now: i64,
+) -> Result<bool, ApplyError> {
+    let due: Vec<usize> = seen
+        .records
         .iter()
         .enumerate()
         .filter(|(_, r)| r.outcome == Outcome::Pending && r.verify_at <= now)
         .map(|(i, _)| i)
         .collect();
-    if !due.is_empty() {
-        let seen = record::observe(history.as_deref(), &state.containers);
-        let mut verdicts = Vec::new();
-        for &i in &due {
-            let r = &mut records[i];
-            let (outcome, why) = record::judge(r, &seen);
-            r.outcome = outcome;
-            r.verified_at = Some(now);
-            r.detail = Some(why.clone());
-            verdicts.push((r.id.clone(), r.action, outcome, why));
-        }
-        match ctx
-            .exec
-            .write_records::<K>(&t, &records, obj.resource_version().as_deref())
-            .await
-        {
-            Ok(_) => {
-                for (rid, action, outcome, why) in verdicts {
-                    ctx.metrics.outcome(action.as_str(), outcome.as_str());
-                    let (ty, reason) = match outcome {
-                        Outcome::Effective => (EventType::Normal, "RemediationEffective"),
-                        _ => (EventType::Warning, "RemediationIneffective"),
-                    };
-                    tracing::info!(workload = %id, action = action.as_str(), id = %rid, outcome = outcome.as_str(), detail = %why, "remediation verified");
-                    ctx.exec
-                        .event(
-                            obj.as_ref(),
-                            ty,
-                            reason,
-                            action.as_str(),
-                            format!("{} {rid}: {why}", action.as_str()),
-                        )
-                        .await;
-                }
-            }
-            // Changed meanwhile: the watch brings the new version; verify from it.
-            Err(ApplyError::Conflict(_)) => return Ok(Action::requeue(Duration::from_secs(1))),
-            Err(e) => return Err(e),
-        }
-        // The write changed the object; the watch event brings it back for planning.
-        return Ok(Action::requeue(Duration::from_secs(1)));
+    if due.is_empty() {
+        return Ok(false);
     }
+    let observed = record::observe(seen.history.as_deref(), &seen.state.workload);
+    let mut verdicts = Vec::new();
+    for &i in &due {
+        let r = &mut seen.records[i];
+        let (outcome, why) = record::judge(r, &observed);
+        r.outcome = outcome;
+        r.verified_at = Some(now);
+        r.detail = Some(why.clone());
+        verdicts.push((r.id.clone(), r.action, outcome, why));
+    }
+    match ctx
+        .exec
+        .write_records::<K>(
+            &seen.target,
+            &seen.records,
+            obj.resource_version().as_deref(),
+        )
+        .await
+    {
+        Ok(_) => {}
+        // Changed meanwhile: the watch event brings the new version; verify from it.
+        Err(ApplyError::Conflict(_)) => return Ok(true),
+        Err(e) => return Err(e),
+    }
+    for (rid, action, outcome, why) in verdicts {
+        ctx.metrics.outcome(action.as_str(), outcome.as_str());
+        let (ty, reason) = match outcome {
+            Outcome::Effective => (EventType::Normal, "RemediationEffective"),
+            _ => (EventType::Warning, "RemediationIneffective"),
+        };
+        tracing::info!(workload = %seen.id, action = action.as_str(), id = %rid, outcome = outcome.as_str(), detail = %why, "remediation verified");
+        ctx.exec
+            .event(
+                obj,
+                ty,
+                reason,
+                action.as_str(),
+                format!("{} {rid}: {why}", action.as_str()),
+            )
+            .await;
+    }
+    Ok(true)
+}
 
-    let recent = record::recent_actions(&records);
-    let p = plan::plan(
-        &state,
-        history.as_deref().unwrap_or(&WorkloadHistory::default()),
-        &policy,
-        &recent,
-        now,
-    );
+/// Carries out a plan: Events for what it only reports, the actions through the executor (which
+/// claims them in the records first), and when to look again.
+async fn act<K: Scalable>(
+    obj: &K,
+    seen: Observation,
+    p: &plan::ReconcilePlan,
+    policy: &PolicySpec,
+    ctx: &Ctx,
+    now: i64,
+) -> Result<Action, ApplyError> {
+    let id = &seen.id;
     let dry = if p.report_only { "true" } else { "false" };
     for s in &p.steps {
         ctx.metrics
@@ -241,7 +309,7 @@ pub async fn reconcile<K: Scalable>(obj: Arc<K>, ctx: Arc<Ctx>) -> Result<Action
                 tracing::warn!(workload = %id, %reason, "out of bounds");
                 ctx.exec
                     .event(
-                        obj.as_ref(),
+                        obj,
                         EventType::Warning,
                         "OutOfBounds",
                         "Plan",
@@ -253,7 +321,7 @@ pub async fn reconcile<K: Scalable>(obj: Arc<K>, ctx: Arc<Ctx>) -> Result<Action
                 tracing::info!(workload = %id, %reason, "HPA recommendation");
                 ctx.exec
                     .event(
-                        obj.as_ref(),
+                        obj,
                         EventType::Normal,
                         "HPARecommendation",
                         "Plan",
@@ -265,7 +333,7 @@ pub async fn reconcile<K: Scalable>(obj: Arc<K>, ctx: Arc<Ctx>) -> Result<Action
                 tracing::info!(workload = %id, step = step_name(s), reason = %s.reason(), "dry run: not applied");
                 ctx.exec
                     .event(
-                        obj.as_ref(),
+                        obj,
                         EventType::Normal,
                         "DryRun",
                         "Plan",
@@ -285,12 +353,13 @@ pub async fn reconcile<K: Scalable>(obj: Arc<K>, ctx: Arc<Ctx>) -> Result<Action
             step => requests.extend(Request::from_step(step, &ctx.exec.reconciler_name())),
         }
     }
+    let mut records = seen.records;
     if !requests.is_empty() {
-        let baseline = record::observe(history.as_deref(), &state.containers).into();
+        let baseline = record::observe(seen.history.as_deref(), &seen.state.workload).into();
         let verify_after = i64::try_from(policy.reconcile.verify_window.secs()).unwrap_or(i64::MAX);
         let done = ctx
             .exec
-            .execute(obj.as_ref(), records, requests, baseline, verify_after, now)
+            .execute(obj, records, requests, baseline, verify_after, now)
             .await?;
         for r in done
             .iter()

@@ -14,15 +14,19 @@ use kube::Api;
 
 use super::act::{is_not_found, ApplyError, Executor, Request};
 use super::observe::{hpa_for, records_of, state_of, Scalable};
-use super::plan::{self, Plan, ResizeMethod, ScalableKind};
+use super::plan::{self, Plan, ResizeMethod, ScalableKind, WorkloadState};
 use super::record::{self, Change, Remediation, Target};
 use super::record_lookup::AnnotationRecords;
 use super::remediator::{Caller, RemediateError, Remediator, RequestedAction, Validated};
-use crate::history::HistorySource;
+use crate::history::{HistorySource, WorkloadHistory};
 use crate::policy::store::PolicyStore;
+use crate::policy::PolicySpec;
+use crate::quantity::to_quantity;
+use crate::verdict::{self, scope, HistoryStatus};
+use crate::workload::ContainerRole;
 
-/// How long a trigger waits for the workload's history (for the verification baseline).
-const BASELINE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a trigger waits for the workload's history (the decision and the baseline).
+const HISTORY_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct KubeRemediator {
     pub exec: Executor,
@@ -45,18 +49,9 @@ impl KubeRemediator {
         caller: &Caller,
     ) -> Result<Remediation, RemediateError> {
         let t = &req.target;
-        let api: Api<K> = Api::namespaced(self.exec.client.clone(), &t.namespace);
         let what = format!("{} {}/{}", t.kind.as_str(), t.namespace, t.name);
         let policy = self.policies.current().for_namespace(&t.namespace);
-        let r = &policy.reconcile;
-        if !r.enabled {
-            return Err(RemediateError::Refused(format!(
-                "the policy of namespace {} does not enable oomguard's remediations \
-                 (reconcile.enabled: false); enable it to let oomguard act there",
-                t.namespace
-            )));
-        }
-        if r.dry_run {
+        if policy.reconcile.dry_run {
             return Err(RemediateError::Refused(format!(
                 "the policy of namespace {} is in dry run (reconcile.dryRun: true): oomguard only \
                  reports there",
@@ -66,121 +61,19 @@ impl KubeRemediator {
         // A claim can lose a race with the reconciler loop or another call: read again, decide
         // again (the winner's record now counts for the cooldown).
         for _ in 0..3 {
-            let obj = match api.get(&t.name).await {
-                Ok(o) => o,
-                Err(e) if is_not_found(&e) => {
-                    return Err(RemediateError::NotFound(format!("{what} not found")))
-                }
-                Err(e) => return Err(RemediateError::Upstream(format!("read {what}: {e}"))),
-            };
-            if obj.meta().deletion_timestamp.is_some() {
-                return Err(RemediateError::NotFound(format!("{what} is being deleted")));
-            }
-            let hpas = match req.action {
-                RequestedAction::Scale { .. } => {
-                    self.exec.hpas(&t.namespace).await.map_err(upstream)?
-                }
-                RequestedAction::RaiseLimit { .. } => Vec::new(),
-            };
-            let in_place = r.resize_method.in_place(self.in_place_supported);
-            let state = state_of(&obj, hpa_for(t.kind, &t.name, &hpas), in_place);
-            if state.excluded || policy.excludes_workload(&t.name) {
-                return Err(RemediateError::Refused(format!(
-                    "{what} is excluded from oomguard (annotation oomguard.io/exclude or the \
-                     policy's exclude.workloads)"
-                )));
-            }
+            let obj = self.read::<K>(t, &what).await?;
+            let state = self.state::<K>(&obj, req, &policy, &what).await?;
             let records = records_of(&obj).map_err(|e| {
                 RemediateError::Refused(format!(
                     "{what}: {e}; oomguard takes no action until it is fixed or removed"
                 ))
             })?;
-            let (change, reason) = match &req.action {
-                RequestedAction::Scale { replicas, .. } => {
-                    if let Some(h) = state.hpa {
-                        return Err(RemediateError::Refused(format!(
-                            "an HorizontalPodAutoscaler owns the replica count of {what} \
-                             (min {}, max {}): change the HPA instead",
-                            h.min, h.max
-                        )));
-                    }
-                    if *replicas <= state.replicas {
-                        return Err(RemediateError::NoChange(format!(
-                            "{what} already has {} replicas (asked for {replicas})",
-                            state.replicas
-                        )));
-                    }
-                    if *replicas > r.max_replicas {
-                        return Err(RemediateError::OutOfBounds {
-                            bound: "reconcile.maxReplicas".into(),
-                            message: format!(
-                                "{replicas} replicas is above the policy's maxReplicas {}",
-                                r.max_replicas
-                            ),
-                        });
-                    }
-                    (
-                        Change::Replicas {
-                            from: state.replicas,
-                            to: *replicas,
-                        },
-                        format!("scale out {} → {replicas} replicas", state.replicas),
-                    )
-                }
-                RequestedAction::RaiseLimit { container, to, .. } => {
-                    let Some(c) = state.containers.iter().find(|c| &c.name == container) else {
-                        return Err(RemediateError::NotFound(format!(
-                            "{what} has no container {container}"
-                        )));
-                    };
-                    if policy.excludes_container(container) {
-                        return Err(RemediateError::Refused(format!(
-                            "container {container} is excluded by the policy"
-                        )));
-                    }
-                    let from = c.limit.unwrap_or(0);
-                    if *to <= from {
-                        return Err(RemediateError::NoChange(format!(
-                            "container {container} of {what} already has a limit of {} (asked for {})",
-                            crate::quantity::to_quantity(from),
-                            crate::quantity::to_quantity(*to)
-                        )));
-                    }
-                    if *to > policy.limits.max.0 {
-                        return Err(RemediateError::OutOfBounds {
-                            bound: "limits.max".into(),
-                            message: format!(
-                                "{} is above the policy's limits.max {}",
-                                crate::quantity::to_quantity(*to),
-                                crate::quantity::to_quantity(policy.limits.max.0)
-                            ),
-                        });
-                    }
-                    let method = if state.in_place_resize {
-                        ResizeMethod::InPlaceResize
-                    } else {
-                        ResizeMethod::TemplatePatch
-                    };
-                    (
-                        Change::Limit {
-                            container: container.clone(),
-                            from,
-                            to: *to,
-                            method,
-                        },
-                        format!(
-                            "raise container {container}'s limit {} → {}",
-                            crate::quantity::to_quantity(from),
-                            crate::quantity::to_quantity(*to)
-                        ),
-                    )
-                }
-            };
-            let kind = req.action.kind();
+            let history = self.history(t, &policy, &what).await;
             let now = crate::history::unix_now();
+            let (change, reason) = change_for(req, &state, history.as_deref(), &policy, now)?;
+            let kind = req.action.kind();
             // The reconciler's own safety: cooldown and the hourly cap.
-            let recent = record::recent_actions(&records);
-            match plan::held_back(kind, &recent, &policy, now) {
+            match plan::held_back(kind, &record::recent_actions(&records), &policy, now) {
                 Some(Plan::Cooldown { until, reason }) => {
                     return Err(RemediateError::HeldBack {
                         until: Some(until),
@@ -192,33 +85,18 @@ impl KubeRemediator {
                 }
                 _ => {}
             }
-            let query = t.history_query(policy.history.window.secs());
-            let history =
-                match tokio::time::timeout(BASELINE_TIMEOUT, self.history.fetch(&query)).await {
-                    Ok(Ok(h)) => h,
-                    Ok(Err(e)) => {
-                        tracing::warn!(workload = %what, error = %e, "no history for the baseline");
-                        None
-                    }
-                    Err(_) => None,
-                };
-            let limits = record::effective_limits(&state.containers, &records);
-            let baseline = record::observe(history.as_deref(), &limits).into();
-            let mut why = format!("{reason}, asked by {}", caller.username);
-            if !req.reason.is_empty() {
-                why.push_str(&format!(": {}", req.reason));
-            }
-            if let Some(p) = req.predicted_usage {
-                why.push_str(&format!(" (predicted usage {p:.1}%)"));
-            }
+            let mut running = state.workload.clone();
+            record::raise_to_recorded(&mut running, &records);
+            let baseline = record::observe(history.as_deref(), &running).into();
             let request = Request {
                 action: kind,
                 change,
-                reason: why,
+                reason: described(req, caller, &reason),
                 requested_by: caller.username.clone(),
                 incident_id: req.incident_id.clone(),
             };
-            let verify_after = i64::try_from(r.verify_window.secs()).unwrap_or(i64::MAX);
+            let verify_after =
+                i64::try_from(policy.reconcile.verify_window.secs()).unwrap_or(i64::MAX);
             match self
                 .exec
                 .execute(&obj, records, vec![request], baseline, verify_after, now)
@@ -243,6 +121,224 @@ impl KubeRemediator {
             "{what} kept changing while oomguard tried to record the action; try again"
         )))
     }
+
+    async fn read<K: Scalable>(&self, t: &Target, what: &str) -> Result<K, RemediateError> {
+        let api: Api<K> = Api::namespaced(self.exec.client.clone(), &t.namespace);
+        let obj = match api.get(&t.name).await {
+            Ok(o) => o,
+            Err(e) if is_not_found(&e) => {
+                return Err(RemediateError::NotFound(format!("{what} not found")))
+            }
+            Err(e) => return Err(RemediateError::Upstream(format!("read {what}: {e}"))),
+        };
+        if obj.meta().deletion_timestamp.is_some() {
+            return Err(RemediateError::NotFound(format!("{what} is being deleted")));
+        }
+        Ok(obj)
+    }
+
+    /// The workload as the reconciler reads it, refused when out of the reconciler's scope.
+    async fn state<K: Scalable>(
+        &self,
+        obj: &K,
+        req: &Validated,
+        policy: &PolicySpec,
+        what: &str,
+    ) -> Result<WorkloadState, RemediateError> {
+        let t = &req.target;
+        let hpas = match req.action {
+            RequestedAction::Scale { .. } => {
+                self.exec.hpas(&t.namespace).await.map_err(upstream)?
+            }
+            RequestedAction::RaiseLimit { .. } => Vec::new(),
+        };
+        let in_place = policy
+            .reconcile
+            .resize_method
+            .in_place(self.in_place_supported);
+        let state = state_of(obj, hpa_for(t.kind, &t.name, &hpas), in_place)
+            .map_err(RemediateError::Refused)?;
+        scope::reconciled(&state.workload, policy)
+            .map_err(|why| RemediateError::Refused(format!("{what}: {why}")))?;
+        Ok(state)
+    }
+
+    /// The workload's history for the decision and the verification baseline; None (logged)
+    /// when the source fails or is slow.
+    async fn history(
+        &self,
+        t: &Target,
+        policy: &PolicySpec,
+        what: &str,
+    ) -> Option<Arc<WorkloadHistory>> {
+        let query = t.history_query(policy.history.window.secs());
+        match tokio::time::timeout(HISTORY_TIMEOUT, self.history.fetch(&query)).await {
+            Ok(Ok(h)) => h,
+            Ok(Err(e)) => {
+                tracing::warn!(workload = %what, error = %e, "no history for the decision and the baseline");
+                None
+            }
+            Err(_) => None,
+        }
+    }
+}
+
+/// The record's reason: what was done, who asked, why they said.
+fn described(req: &Validated, caller: &Caller, what: &str) -> String {
+    let mut why = format!("{what}, asked by {}", caller.username);
+    if !req.reason.is_empty() {
+        why.push_str(&format!(": {}", req.reason));
+    }
+    if let Some(p) = req.predicted_usage {
+        why.push_str(&format!(" (predicted usage {p:.1}%)"));
+    }
+    why
+}
+
+/// The change a request makes to the workload as read (pure), with a one-line description.
+/// A raise goes through oomguard's decision on the same workload: without a value it is the
+/// decision's recommendation, and never below what the container's own settings need.
+fn change_for(
+    req: &Validated,
+    state: &WorkloadState,
+    history: Option<&WorkloadHistory>,
+    policy: &PolicySpec,
+    now: i64,
+) -> Result<(Change, String), RemediateError> {
+    let t = &req.target;
+    let what = format!("{} {}/{}", t.kind.as_str(), t.namespace, t.name);
+    match &req.action {
+        RequestedAction::Scale { replicas, .. } => {
+            if let Some(h) = state.hpa {
+                return Err(RemediateError::Refused(format!(
+                    "an HorizontalPodAutoscaler owns the replica count of {what} \
+                     (min {}, max {}): change the HPA instead",
+                    h.min, h.max
+                )));
+            }
+            if *replicas <= state.replicas {
+                return Err(RemediateError::NoChange(format!(
+                    "{what} already has {} replicas (asked for {replicas})",
+                    state.replicas
+                )));
+            }
+            if *replicas > policy.reconcile.max_replicas {
+                return Err(RemediateError::OutOfBounds {
+                    bound: "reconcile.maxReplicas".into(),
+                    message: format!(
+                        "{replicas} replicas is above the policy's maxReplicas {}",
+                        policy.reconcile.max_replicas
+                    ),
+                });
+            }
+            Ok((
+                Change::Replicas {
+                    from: state.replicas,
+                    to: *replicas,
+                },
+                format!("scale out {} → {replicas} replicas", state.replicas),
+            ))
+        }
+        RequestedAction::RaiseLimit { container, to, .. } => {
+            raise_for(container, *to, state, history, policy, now, &what)
+        }
+    }
+}
+
+fn raise_for(
+    container: &str,
+    asked: Option<u64>,
+    state: &WorkloadState,
+    history: Option<&WorkloadHistory>,
+    policy: &PolicySpec,
+    now: i64,
+    what: &str,
+) -> Result<(Change, String), RemediateError> {
+    if !state
+        .workload
+        .containers
+        .iter()
+        .any(|c| c.name == container && c.role != ContainerRole::Init)
+    {
+        return Err(RemediateError::NotFound(format!(
+            "{what} has no container {container}"
+        )));
+    }
+    if scope::container_excluded(policy, container) {
+        return Err(RemediateError::Refused(format!(
+            "container {container} is excluded by the policy (exclude.containers)"
+        )));
+    }
+    let status = history.map_or(HistoryStatus::Missing, HistoryStatus::Found);
+    let decided = verdict::decide(&state.workload, status, policy, now);
+    let Some(v) = decided.containers.iter().find(|v| v.container == container) else {
+        return Err(RemediateError::Refused(format!(
+            "container {container} of {what} is not decided by oomguard"
+        )));
+    };
+    let from = v.limit.unwrap_or(0);
+    let to = match asked.or(v.recommended.filter(|&r| r > from)) {
+        Some(to) => to,
+        None => {
+            return Err(RemediateError::NoChange(format!(
+                "oomguard's decision keeps container {container}'s limit {}: {}",
+                to_quantity(from),
+                v.reasons
+                    .first()
+                    .map_or("nothing says it is too small", String::as_str)
+            )))
+        }
+    };
+    if to <= from {
+        return Err(RemediateError::NoChange(format!(
+            "container {container} of {what} already has a limit of {} (asked for {})",
+            to_quantity(from),
+            to_quantity(to)
+        )));
+    }
+    if to > policy.limits.max.0 {
+        return Err(RemediateError::OutOfBounds {
+            bound: "limits.max".into(),
+            message: format!(
+                "{} is above the policy's limits.max {}",
+                to_quantity(to),
+                to_quantity(policy.limits.max.0)
+            ),
+        });
+    }
+    if let Some(floor) = v.floor.filter(|&f| to < f) {
+        let why = v
+            .runtime
+            .as_ref()
+            .and_then(|r| r.explain.clone())
+            .unwrap_or_else(|| "its memory settings".to_string());
+        return Err(RemediateError::OutOfBounds {
+            bound: "memory settings".into(),
+            message: format!(
+                "{} is below what container {container} needs ({why}): ask at least {}",
+                to_quantity(to),
+                to_quantity(floor)
+            ),
+        });
+    }
+    let method = if state.in_place_resize {
+        ResizeMethod::InPlaceResize
+    } else {
+        ResizeMethod::TemplatePatch
+    };
+    Ok((
+        Change::Limit {
+            container: container.to_string(),
+            from,
+            to,
+            method,
+        },
+        format!(
+            "raise container {container}'s limit {} → {}",
+            to_quantity(from),
+            to_quantity(to)
+        ),
+    ))
 }
 
 impl Remediator for KubeRemediator {
@@ -281,5 +377,121 @@ impl Remediator for KubeRemediator {
         namespace: Option<&'a str>,
     ) -> BoxFuture<'a, Result<Vec<Remediation>, RemediateError>> {
         Box::pin(self.records.list(namespace))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::history::{ContainerHistory, OomKill, PeakStats};
+    use crate::quantity::MI;
+    use crate::workload::{Workload, WorkloadKind};
+
+    const NOW: i64 = 1_800_000_000;
+
+    /// web-app in team-a: `java -Xmx512m` under a 256Mi limit, OOM-killed at it twice.
+    fn jvm() -> (WorkloadState, WorkloadHistory) {
+        let obj = json!({"metadata": {"name": "web-app", "namespace": "team-a"},
+            "spec": {"template": {"spec": {"containers": [{"name": "web",
+                "command": ["java", "-Xmx512m", "-jar", "app.jar"],
+                "resources": {"limits": {"memory": "256Mi"}}}]}}}});
+        let state = WorkloadState {
+            kind: ScalableKind::Deployment,
+            workload: Workload::from_object(WorkloadKind::Deployment, &obj, "team-a").unwrap(),
+            replicas: 2,
+            hpa: None,
+            in_place_resize: true,
+            max_unavailable: 1,
+        };
+        let c = ContainerHistory {
+            covered_secs: 86_400,
+            peaks: PeakStats::from_peaks(&[200.0 * MI as f64; 50]),
+            restarts: vec![NOW - 600, NOW - 300],
+            oom_kills: vec![
+                OomKill {
+                    t: NOW - 600,
+                    limit: None,
+                },
+                OomKill {
+                    t: NOW - 300,
+                    limit: None,
+                },
+            ],
+            ..Default::default()
+        };
+        let h = WorkloadHistory {
+            now: NOW,
+            window_secs: 14 * 86_400,
+            containers: [("web".to_string(), c)].into_iter().collect(),
+            events_unseen: None,
+        };
+        (state, h)
+    }
+
+    fn raise(to: Option<u64>) -> Validated {
+        Validated {
+            target: Target {
+                kind: ScalableKind::Deployment,
+                namespace: "team-a".into(),
+                name: "web-app".into(),
+            },
+            action: RequestedAction::RaiseLimit {
+                container: "web".into(),
+                to,
+                current: Some(256 * MI),
+            },
+            incident_id: None,
+            reason: String::new(),
+            predicted_usage: None,
+        }
+    }
+
+    fn policy() -> PolicySpec {
+        let mut p = PolicySpec::default();
+        p.reconcile.enabled = true;
+        p
+    }
+
+    #[test]
+    fn a_raise_asked_through_the_api_goes_through_the_decision() {
+        let (state, h) = jvm();
+        let p = policy();
+        let v = verdict::decide(&state.workload, HistoryStatus::Found(&h), &p, NOW)
+            .containers
+            .remove(0);
+        let floor = v.floor.expect("a floor from -Xmx512m");
+        // Without a value: the decision's recommendation, which is at least the floor.
+        let (change, _) = change_for(&raise(None), &state, Some(&h), &p, NOW).unwrap();
+        match change {
+            Change::Limit { from, to, .. } => {
+                assert_eq!(from, 256 * MI);
+                assert_eq!(Some(to), v.recommended);
+                assert!(to >= floor);
+            }
+            other => panic!("{other:?}"),
+        }
+        // A value below what -Xmx512m needs: refused, naming the floor.
+        match change_for(&raise(Some(400 * MI)), &state, Some(&h), &p, NOW) {
+            Err(RemediateError::OutOfBounds { bound, message }) => {
+                assert_eq!(bound, "memory settings");
+                assert!(
+                    message.contains(&format!("ask at least {}", to_quantity(floor))),
+                    "{message}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        // At or above it: taken as asked.
+        let (change, _) = change_for(&raise(Some(floor)), &state, Some(&h), &p, NOW).unwrap();
+        assert!(matches!(change, Change::Limit { to, .. } if to == floor));
+        // Out of the reconciler's scope through the same rule: refused before any change.
+        let mut excluded = state.clone();
+        excluded
+            .workload
+            .annotations
+            .insert(verdict::EXCLUDE_ANNOTATION.into(), "true".into());
+        assert!(scope::reconciled(&excluded.workload, &p).is_err());
     }
 }

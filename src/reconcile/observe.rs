@@ -1,5 +1,6 @@
 //! Deployments and StatefulSets as the reconciler sees them: what [`plan`](super::plan) needs,
-//! read from the stored object. Pure.
+//! read from the stored object — the pod template as the one [`Workload`] every face decides on
+//! (every container, its memory settings) — and from its pods. Pure.
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
@@ -15,10 +16,10 @@ use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::plan::{ContainerState, HpaInfo, ScalableKind, WorkloadState};
+use super::plan::{HpaInfo, ScalableKind, WorkloadState};
 use super::record::{self, Remediation, Target};
 use crate::quantity::parse_bytes;
-use crate::verdict::EXCLUDE_ANNOTATION;
+use crate::workload::{MemoryField, Workload, WorkloadKind};
 
 /// A workload kind the reconciler scales and resizes.
 pub trait Scalable:
@@ -148,45 +149,30 @@ fn memory(m: Option<&BTreeMap<String, Quantity>>) -> Option<u64> {
         .and_then(|q| parse_bytes(&q.0).ok())
 }
 
-/// What the plan needs from the object. Containers whose memory quantity does not parse are
-/// taken as having none (admission reports those).
+/// What the plan needs from the object: its pod template read as the decision reads every
+/// workload ([`Workload::from_object`]), replicas, rollout and HPA. An object whose template does
+/// not read is an error naming why (the apiserver stored it, so this is rare).
 pub fn state_of<K: Scalable>(
     obj: &K,
     hpa: Option<HpaInfo>,
     in_place_resize: bool,
-) -> WorkloadState {
+) -> Result<WorkloadState, String> {
     let t = target_of(obj);
-    let containers = obj
-        .pod_spec()
-        .map(|p| {
-            p.containers
-                .iter()
-                .map(|c| {
-                    let r = c.resources.as_ref();
-                    ContainerState {
-                        name: c.name.clone(),
-                        limit: memory(r.and_then(|r| r.limits.as_ref())),
-                        request: memory(r.and_then(|r| r.requests.as_ref())),
-                    }
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    WorkloadState {
+    let kind = match K::KIND {
+        ScalableKind::Deployment => WorkloadKind::Deployment,
+        ScalableKind::StatefulSet => WorkloadKind::StatefulSet,
+    };
+    let value = serde_json::to_value(obj).map_err(|e| format!("{}: {e}", t.name))?;
+    let workload = Workload::from_object(kind, &value, &t.namespace)
+        .map_err(|e| format!("{} {}/{}: {e}", t.kind.as_str(), t.namespace, t.name))?;
+    Ok(WorkloadState {
         kind: t.kind,
-        namespace: t.namespace,
-        name: t.name,
+        workload,
         replicas: obj.replicas(),
-        containers,
         hpa,
-        excluded: obj
-            .annotations()
-            .get(EXCLUDE_ANNOTATION)
-            .map(String::as_str)
-            == Some("true"),
         in_place_resize,
         max_unavailable: obj.max_unavailable(),
-    }
+    })
 }
 
 /// Pods that run or will run: not being deleted, not finished.
@@ -201,24 +187,34 @@ pub fn is_live(p: &Pod) -> bool {
 /// The memory limit each container really runs with, over the live pods: per pod the lower of
 /// the spec's (an in-place resize changes it) and the one the kubelet reports applied
 /// (`status.containerStatuses[].resources`: a resize still in progress or infeasible keeps the
-/// old one), then the lowest over the pods (the one that OOMs first). Containers without a
-/// limit on some pod are left out.
+/// old one), then the lowest over the pods (the one that OOMs first). Sidecars (init containers
+/// that keep running) count like containers. Containers without a limit on some pod are left out.
 pub fn live_limits(pods: &[Pod]) -> BTreeMap<String, u64> {
     let mut out: BTreeMap<String, u64> = BTreeMap::new();
     for p in pods.iter().filter(|p| is_live(p)) {
         let Some(spec) = p.spec.as_ref() else {
             continue;
         };
-        for c in &spec.containers {
+        let status = p.status.as_ref();
+        let sidecars = spec
+            .init_containers
+            .iter()
+            .flatten()
+            .filter(|c| c.restart_policy.as_deref() == Some("Always"));
+        for c in spec.containers.iter().chain(sidecars) {
             let Some(mut limit) = memory(c.resources.as_ref().and_then(|r| r.limits.as_ref()))
             else {
                 continue;
             };
-            let applied = p
-                .status
-                .as_ref()
-                .and_then(|s| s.container_statuses.as_ref())
-                .and_then(|cs| cs.iter().find(|s| s.name == c.name))
+            let applied = status
+                .into_iter()
+                .flat_map(|s| {
+                    s.container_statuses
+                        .iter()
+                        .flatten()
+                        .chain(s.init_container_statuses.iter().flatten())
+                })
+                .find(|s| s.name == c.name)
                 .and_then(|s| s.resources.as_ref())
                 .and_then(|r| memory(r.limits.as_ref()));
             if let Some(a) = applied {
@@ -232,15 +228,23 @@ pub fn live_limits(pods: &[Pod]) -> BTreeMap<String, u64> {
     out
 }
 
-/// The workload's state with each container's limit replaced by the one its pods run with
+/// The workload with each container's limit replaced by the one its pods run with
 /// ([`live_limits`]) where the pods say; the template's elsewhere (no live pod yet).
 pub fn with_live_limits(mut state: WorkloadState, live: &BTreeMap<String, u64>) -> WorkloadState {
-    for c in &mut state.containers {
+    for c in &mut state.workload.containers {
         if let Some(&l) = live.get(&c.name) {
-            c.limit = Some(l);
+            set_limit(&mut c.limit, l);
         }
     }
     state
+}
+
+/// A limit of `bytes` in a container's [`MemoryField`].
+pub fn set_limit(field: &mut MemoryField, bytes: u64) {
+    *field = MemoryField::Valid {
+        raw: crate::quantity::to_quantity(bytes),
+        bytes,
+    };
 }
 
 /// Whether an in-place resize may have left the pods' limits apart from the template's: a
@@ -268,6 +272,7 @@ pub fn selector_string(sel: &LabelSelector) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::workload::ContainerRole;
     use serde_json::json;
 
     fn deployment(v: serde_json::Value) -> Deployment {
@@ -347,25 +352,54 @@ mod tests {
     }
 
     #[test]
-    fn reads_replicas_limits_and_rollout() {
+    fn reads_the_template_as_every_face_does() {
         let d = deployment(json!({
             "metadata": {"name": "app", "namespace": "ns",
                          "annotations": {"oomguard.io/exclude": "true"}},
             "spec": {"replicas": 8, "selector": {"matchLabels": {"app": "x", "tier": "web"}},
                      "strategy": {"rollingUpdate": {"maxUnavailable": "25%"}},
-                     "template": {"spec": {"containers": [
-                        {"name": "a", "resources": {"limits": {"memory": "256Mi"}, "requests": {"memory": "128Mi"}}},
-                        {"name": "b", "resources": {"limits": {"memory": "lots"}}},
-                        {"name": "c"}]}}}
+                     "template": {"spec": {
+                        "initContainers": [
+                            {"name": "setup", "resources": {"limits": {"memory": "64Mi"}}},
+                            {"name": "proxy", "restartPolicy": "Always",
+                             "resources": {"limits": {"memory": "128Mi"}}}],
+                        "containers": [
+                            {"name": "a", "command": ["java", "-Xmx200m", "-jar", "a.jar"],
+                             "resources": {"limits": {"memory": "256Mi"}, "requests": {"memory": "128Mi"}}},
+                            {"name": "b", "resources": {"limits": {"memory": "lots"}}},
+                            {"name": "c"}]}}}
         }));
-        let s = state_of(&d, None, true);
+        let s = state_of(&d, None, true).unwrap();
         assert_eq!(s.replicas, 8);
         assert_eq!(s.max_unavailable, 2);
-        assert!(s.excluded && s.in_place_resize);
-        assert_eq!(s.containers[0].limit, Some(256 << 20));
-        assert_eq!(s.containers[0].request, Some(128 << 20));
-        assert_eq!(s.containers[1].limit, None, "unparseable is none");
-        assert_eq!(s.containers[2].limit, None);
+        assert!(s.in_place_resize);
+        let w = &s.workload;
+        assert_eq!((w.namespace.as_str(), w.name.as_str()), ("ns", "app"));
+        assert_eq!(
+            w.annotations.get("oomguard.io/exclude").map(String::as_str),
+            Some("true")
+        );
+        let names: Vec<(&str, ContainerRole)> = w
+            .containers
+            .iter()
+            .map(|c| (c.name.as_str(), c.role))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("setup", ContainerRole::Init),
+                ("proxy", ContainerRole::Sidecar),
+                ("a", ContainerRole::Main),
+                ("b", ContainerRole::Main),
+                ("c", ContainerRole::Main)
+            ]
+        );
+        let a = &w.containers[2];
+        assert_eq!(a.limit.bytes(), Some(256 << 20));
+        assert_eq!(a.request.bytes(), Some(128 << 20));
+        assert_eq!(a.runtime.command, ["java", "-Xmx200m", "-jar", "a.jar"]);
+        assert!(matches!(w.containers[3].limit, MemoryField::Invalid(_)));
+        assert_eq!(w.containers[4].limit, MemoryField::Missing);
         assert_eq!(
             selector_string(d.selector().unwrap()).as_deref(),
             Some("app=x,tier=web")

@@ -1,7 +1,10 @@
 //! What the reconciler would do about one workload now: a pure function of the workload's state,
 //! its history, the policy, the actions already taken and `now`.
 //!
-//! Per container (sized by [`verdict::decide_one`], the admission rule, never a second one):
+//! The workload is decided by [`verdict::decide`] — the very decision admission, `check`,
+//! `recommend` and the API make, on the same [`Workload`] (every container, its memory settings:
+//! a raise is never below what `-Xmx` and the like need) — and the plan reads limit, severity,
+//! scope and "killed at the current limit" from its answer. Per container:
 //! - load pressure (steady or load-following, latest peak / limit above the target utilization):
 //!   replicas = ceil(replicas × utilization / target), clamped to [minReplicas, maxReplicas];
 //!   with an HPA on the workload only a recommendation for its max;
@@ -12,18 +15,21 @@
 //! - a leak that no limit up to the policy max carries through the horizon: a planned restart
 //!   before the forecast OOM (when `restartBeforeOom`), else out of bounds, no action.
 //!
-//! Then safety: excluded or disabled → none; cooldown after the last action (a raise answering
+//! Then safety: out of scope ([`scope::reconciled`]: excluded, controlled, mode off, reconciler
+//! disabled) → none; cooldown after the last action (a raise answering
 //! an OOM kill that came after it is not held: the action did not work); at most
 //! `maxActionsPerHour` actions in the last hour; `dryRun` marks the whole plan report-only.
 
 use serde::{Deserialize, Serialize};
 
 use crate::forecast::Pattern;
-use crate::history::{ContainerHistory, WorkloadHistory};
+use crate::history::WorkloadHistory;
 use crate::policy::PolicySpec;
 use crate::quantity::Bytes;
-use crate::verdict::{self, human_secs, mib_per_min, Severity};
-use crate::workload::{ContainerRole, ContainerSpec, MemoryField};
+use crate::verdict::{
+    self, human_secs, mib_per_min, scope, ContainerVerdict, HistoryStatus, Severity,
+};
+use crate::workload::{ContainerRole, Workload};
 
 /// The workload kinds the reconciler scales and resizes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -41,16 +47,6 @@ impl ScalableKind {
     }
 }
 
-/// One container as the workload's pod template has it now.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ContainerState {
-    pub name: String,
-    /// Memory limit, bytes.
-    pub limit: Option<u64>,
-    /// Memory request, bytes.
-    pub request: Option<u64>,
-}
-
 /// An HPA that targets the workload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HpaInfo {
@@ -59,16 +55,14 @@ pub struct HpaInfo {
 }
 
 /// What the reconciler read from the cluster about one workload.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct WorkloadState {
     pub kind: ScalableKind,
-    pub namespace: String,
-    pub name: String,
+    /// The pod template as every face decides on it, each container's limit the one its pods
+    /// run with (an in-place raise changes the pods, not the template).
+    pub workload: Workload,
     pub replicas: u32,
-    pub containers: Vec<ContainerState>,
     pub hpa: Option<HpaInfo>,
-    /// Annotated `oomguard.io/exclude`.
-    pub excluded: bool,
     /// The cluster resizes pods in place (Kubernetes 1.33 and later).
     pub in_place_resize: bool,
     /// From the rollout strategy: how many pods may be down at once.
@@ -251,33 +245,29 @@ pub fn plan(
     now: i64,
 ) -> ReconcilePlan {
     let report_only = policy.reconcile.dry_run;
-    let id = format!("{} {}/{}", w.kind.as_str(), w.namespace, w.name);
+    let id = format!(
+        "{} {}/{}",
+        w.kind.as_str(),
+        w.workload.namespace,
+        w.workload.name
+    );
     let none = |reason: String| ReconcilePlan {
         report_only,
         steps: vec![Plan::None { reason }],
     };
-    if w.excluded || policy.excludes_workload(&w.name) {
-        return none(format!("{id}: excluded; no action"));
-    }
-    if !policy.reconcile.enabled {
-        return none(format!(
-            "{id}: reconcile is disabled by the policy; no action"
-        ));
+    if let Err(why) = scope::reconciled(&w.workload, policy) {
+        return none(format!("{id}: {why}; no action"));
     }
     if w.replicas == 0 {
         return none(format!("{id}: scaled to 0 replicas; no action"));
     }
+    let verdict = verdict::decide(&w.workload, HistoryStatus::Found(history), policy, now);
 
     let mut steps = Vec::new();
     let mut quiet = Vec::new();
     let mut load: Option<(u32, String)> = None;
-    for c in w
-        .containers
-        .iter()
-        .filter(|c| !policy.excludes_container(&c.name))
-    {
-        let h = history.containers.get(&c.name);
-        match assess(w, c, h, history.events_unseen.is_some(), policy, now) {
+    for v in &verdict.containers {
+        match assess(w, v, history, policy, now) {
             Need::Quiet(r) => quiet.push(r),
             Need::Step(p) => steps.push(p),
             Need::Replicas { wanted, detail } => {
@@ -306,13 +296,11 @@ pub fn plan(
     // action (if any) did not work, and waiting out its cooldown only adds kills.
     let last_action = recent.actions.iter().map(|a| a.at).max();
     let answers_kill = |p: &Plan| match p {
-        Plan::RaiseLimit {
-            container, from, ..
-        } => history.containers.get(container).is_some_and(|h| {
-            let killed_here = verdict::oom_bump(h, Some(*from as f64), &policy.oom_bump)
-                .is_some_and(|b| b.at_current);
-            killed_here && h.last_oom_at() > last_action
-        }),
+        Plan::RaiseLimit { container, .. } => verdict
+            .containers
+            .iter()
+            .find(|v| &v.container == container)
+            .is_some_and(|v| v.killed_at_limit && v.last_oom_at > last_action),
         _ => false,
     };
     ReconcilePlan {
@@ -321,59 +309,51 @@ pub fn plan(
     }
 }
 
+/// What one container's verdict asks of the reconciler.
 fn assess(
     w: &WorkloadState,
-    c: &ContainerState,
-    h: Option<&ContainerHistory>,
-    events_unseen: bool,
+    v: &ContainerVerdict,
+    history: &WorkloadHistory,
     policy: &PolicySpec,
     now: i64,
 ) -> Need {
-    let name = &c.name;
-    let Some(limit) = c.limit else {
+    let name = &v.container;
+    if v.role == ContainerRole::Init {
+        return Need::Quiet(format!(
+            "container {name}: an init container (admission's call)"
+        ));
+    }
+    let Some(limit) = v.limit else {
         return Need::Quiet(format!(
             "container {name}: no memory limit (admission's call)"
         ));
     };
-    let Some(h) = h else {
+    let Some(h) = history.containers.get(name) else {
         return Need::Quiet(format!("container {name}: no memory history"));
     };
-    let spec = ContainerSpec {
-        name: name.clone(),
-        role: ContainerRole::Main,
-        index: 0,
-        limit: field(c.limit),
-        request: field(c.request),
-        has_resources: true,
-        has_limits: true,
-        runtime: Default::default(),
-    };
-    let v = verdict::decide_one(&spec, Some(h), events_unseen, policy, now);
-    let Some(rec) = v.recommended else {
+    let Some(rec) = v.recommended.filter(|_| v.severity != Severity::Unknown) else {
         let why = match v.severity {
             Severity::Unknown => verdict::too_little_history(h.covered_secs, policy),
             _ => v.reasons.first().cloned().unwrap_or("not checked".into()),
         };
         return Need::Quiet(format!("container {name}: {why}"));
     };
-    let pattern = crate::forecast::fit_of(h).pattern;
+    let pattern = v.pattern.unwrap_or(Pattern::Unknown);
     let ls = Bytes(limit as f64);
     // Killed at this very limit (or running below its peak): the limit is proven too small
     // whatever the pattern; more replicas do not undo a kill.
-    let killed_here =
-        verdict::oom_bump(h, Some(limit as f64), &policy.oom_bump).is_some_and(|b| b.at_current);
-    if v.severity >= Severity::Critical && (killed_here || h.peaks.max > limit as f64) {
-        return raise(w, c, limit, rec, &v, pattern, policy, now);
+    if v.severity >= Severity::Critical && (v.killed_at_limit || v.below_peak) {
+        return raise(w, v, limit, rec, pattern, policy, now);
     }
     match pattern {
         // Too little of each lifetime to fit (e.g. an OOM loop that restarts every minute or two),
         // but the verdict saw the limit hit: raise it.
         Pattern::Unknown if v.severity >= Severity::Critical => {
-            raise(w, c, limit, rec, &v, pattern, policy, now)
+            raise(w, v, limit, rec, pattern, policy, now)
         }
         Pattern::Unknown => Need::Quiet(format!("container {name}: pattern unknown")),
         Pattern::Steady | Pattern::LoadFollowing => {
-            let Some(current) = h.latest().map(|s| s.bytes) else {
+            let Some(current) = v.current else {
                 return Need::Quiet(format!("container {name}: no recent sample"));
             };
             let u = current / limit as f64;
@@ -410,23 +390,23 @@ fn assess(
             ))
         }
         Pattern::Spiky | Pattern::Leak | Pattern::LevelShift => {
-            raise(w, c, limit, rec, &v, pattern, policy, now)
+            raise(w, v, limit, rec, pattern, policy, now)
         }
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// A raise to the verdict's recommendation (never below what the container's own settings need),
+/// a planned restart for a leak no allowed limit carries, or out of bounds.
 fn raise(
     w: &WorkloadState,
-    c: &ContainerState,
+    v: &ContainerVerdict,
     limit: u64,
     rec: u64,
-    v: &verdict::ContainerVerdict,
     pattern: Pattern,
     policy: &PolicySpec,
     now: i64,
 ) -> Need {
-    let name = &c.name;
+    let name = &v.container;
     let max = policy.limits.max.0;
     let wanted = v.wanted.unwrap_or(rec).max(rec);
     let ls = Bytes(limit as f64);
@@ -709,16 +689,6 @@ fn rate_limited(in_hour: &[i64], policy: &PolicySpec, now: i64, held: &[&str]) -
             policy.reconcile.max_actions_per_hour,
             held.join(", ")
         ),
-    }
-}
-
-fn field(bytes: Option<u64>) -> MemoryField {
-    match bytes {
-        Some(b) => MemoryField::Valid {
-            raw: b.to_string(),
-            bytes: b,
-        },
-        None => MemoryField::Missing,
     }
 }
 

@@ -4,14 +4,13 @@
 //! `oomguard.io/remediations` holds a JSON array of [`Remediation`]s, newest last, at most
 //! [`MAX_RECORDS`]. Workloads that carry one are labelled `oomguard.io/remediated: "true"` so that
 //! the records can be listed across namespaces with a label selector. Pure: encoding, decoding and
-//! the outcome rule; the Kubernetes calls live in `apply`.
+//! the outcome rule; the Kubernetes calls live in `act`.
 
 use serde::{Deserialize, Serialize};
 
-use super::plan::{
-    ActionKind, ContainerState, PastAction, RecentActions, ResizeMethod, ScalableKind,
-};
+use super::plan::{ActionKind, PastAction, RecentActions, ResizeMethod, ScalableKind};
 use crate::history::{HistoryQuery, WorkloadHistory, WorkloadKey};
+use crate::workload::Workload;
 
 pub const ANNOTATION: &str = "oomguard.io/remediations";
 pub const LABEL: &str = "oomguard.io/remediated";
@@ -177,17 +176,13 @@ pub fn in_place_raises(records: &[Remediation]) -> impl Iterator<Item = (&str, u
 
 /// The limits in force: the template's, raised to what in-place resizes set on the running pods
 /// (the template keeps its value until the next apply or rollout).
-pub fn effective_limits(
-    containers: &[ContainerState],
-    records: &[Remediation],
-) -> Vec<ContainerState> {
-    let mut out = containers.to_vec();
+pub fn raise_to_recorded(workload: &mut Workload, records: &[Remediation]) {
     for (container, to) in in_place_raises(records) {
-        if let Some(c) = out.iter_mut().find(|c| c.name == container) {
-            c.limit = Some(c.limit.map_or(to, |l| l.max(to)));
+        if let Some(c) = workload.containers.iter_mut().find(|c| c.name == container) {
+            let to = c.limit.bytes().map_or(to, |l| l.max(to));
+            super::observe::set_limit(&mut c.limit, to);
         }
     }
-    out
 }
 
 /// What verification sees once the window has passed.
@@ -203,14 +198,15 @@ pub struct Observed {
 
 /// Utilization and OOM kills of a workload now: the highest latest-peak / limit over the
 /// containers that have a limit, and the OOM kills of all containers.
-pub fn observe(history: Option<&WorkloadHistory>, containers: &[ContainerState]) -> Observed {
+pub fn observe(history: Option<&WorkloadHistory>, workload: &Workload) -> Observed {
     let Some(h) = history else {
         return Observed::default();
     };
-    let utilization = containers
+    let utilization = workload
+        .containers
         .iter()
         .filter_map(|c| {
-            let limit = c.limit.filter(|&l| l > 0)? as f64;
+            let limit = c.limit.bytes().filter(|&l| l > 0)? as f64;
             Some(h.containers.get(&c.name)?.latest()?.bytes / limit)
         })
         .reduce(f64::max);
@@ -265,6 +261,22 @@ pub fn judge(r: &Remediation, seen: &Observed) -> (Outcome, String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A Deployment with these containers and limits (bytes).
+    fn workload(containers: &[(&str, Option<u64>)]) -> Workload {
+        let containers: Vec<_> = containers
+            .iter()
+            .map(|(name, limit)| match limit {
+                Some(l) => {
+                    serde_json::json!({"name": name, "resources": {"limits": {"memory": l}}})
+                }
+                None => serde_json::json!({"name": name}),
+            })
+            .collect();
+        let obj = serde_json::json!({"metadata": {"name": "app"},
+            "spec": {"template": {"spec": {"containers": containers}}}});
+        Workload::from_object(crate::workload::WorkloadKind::Deployment, &obj, "ns").unwrap()
+    }
 
     fn record(at: i64, outcome: Outcome, base: Option<f64>) -> Remediation {
         Remediation {
@@ -342,20 +354,18 @@ mod tests {
         };
         h.containers.insert("a".into(), hist(50.0, Some(10), 1));
         h.containers.insert("b".into(), hist(90.0, Some(30), 2));
-        let c = |name: &str, limit| ContainerState {
-            name: name.into(),
-            limit,
-            request: None,
-        };
         let o = observe(
             Some(&h),
-            &[c("a", Some(100)), c("b", Some(100)), c("x", None)],
+            &workload(&[("a", Some(100)), ("b", Some(100)), ("x", None)]),
         );
         assert_eq!(o.utilization, Some(0.9), "the latest non-zero sample of b");
         assert_eq!((o.last_oom_at, o.oom_kills), (Some(30), 3));
-        let o = observe(Some(&h), &[c("a", Some(100)), c("b", None)]);
+        let o = observe(Some(&h), &workload(&[("a", Some(100)), ("b", None)]));
         assert_eq!(o.utilization, Some(0.5));
-        assert_eq!(observe(None, &[c("a", Some(1))]), Observed::default());
+        assert_eq!(
+            observe(None, &workload(&[("a", Some(1))])),
+            Observed::default()
+        );
     }
 
     #[test]
@@ -377,25 +387,14 @@ mod tests {
             *to = 800;
             *method = ResizeMethod::TemplatePatch;
         }
-        let cs = vec![
-            ContainerState {
-                name: "web".into(),
-                limit: Some(100),
-                request: None,
-            },
-            ContainerState {
-                name: "side".into(),
-                limit: Some(50),
-                request: None,
-            },
-        ];
-        let e = effective_limits(&cs, &[r, failed, template]);
+        let mut w = workload(&[("web", Some(100)), ("side", Some(50))]);
+        raise_to_recorded(&mut w, &[r, failed, template]);
         assert_eq!(
-            e[0].limit,
+            w.containers[0].limit.bytes(),
             Some(300),
             "failed and template records do not count"
         );
-        assert_eq!(e[1].limit, Some(50));
+        assert_eq!(w.containers[1].limit.bytes(), Some(50));
     }
 
     #[test]

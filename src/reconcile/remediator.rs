@@ -33,10 +33,10 @@ pub enum RequestedAction {
         current: u32,
     },
     /// Raise container `container`'s memory limit to `to` bytes (within the policy's
-    /// limits.min..limits.max, above `current`).
+    /// limits.min..limits.max, above `current`); None: to what oomguard's decision recommends.
     RaiseLimit {
         container: String,
-        to: u64,
+        to: Option<u64>,
         /// The limit the API read when it validated the request, bytes (None: no limit).
         current: Option<u64>,
     },

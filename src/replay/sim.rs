@@ -23,12 +23,14 @@ use serde_json::{json, Value};
 use super::baselines::{round_up_mib, Actuation, Recommender, View};
 use super::score::{Score, Series, Tally};
 use super::source::{Observed, Spans};
+use crate::admission::{self, Endpoint, ScopeRule};
 use crate::history::{Sample, WorkloadHistory, WorkloadKey};
 use crate::policy::{Mode, PolicySpec};
 use crate::reconcile::plan::{
-    self, ContainerState, HpaInfo, PastAction, Plan, RecentActions, ScalableKind, WorkloadState,
+    self, HpaInfo, PastAction, Plan, RecentActions, ScalableKind, WorkloadState,
 };
-use crate::verdict::{self, Action, ContainerVerdict, HistoryStatus};
+use crate::reconcile::record::MAX_RECORDS;
+use crate::verdict::{self, ContainerVerdict, HistoryStatus};
 use crate::workload::{MemoryField, Workload, WorkloadKind};
 
 /// Which halves of oomguard act.
@@ -464,9 +466,8 @@ impl<'a> Product<'a> {
         }
     }
 
-    /// `verdict::decide` on the Deployment with `limit`, as the webhook, `check` and
-    /// `recommend` call it.
-    fn decide(&mut self, limit: f64, h: &WorkloadHistory, now: i64) -> Option<ContainerVerdict> {
+    /// The Deployment's container limit, bytes.
+    fn set_limit(&mut self, limit: f64) {
         let bytes = limit.round() as u64;
         if let Some(c) = self.workload.containers.first_mut() {
             c.limit = MemoryField::Valid {
@@ -474,6 +475,39 @@ impl<'a> Product<'a> {
                 bytes,
             };
         }
+    }
+
+    /// What the webhook's `/mutate` admits for a Deployment with `limit`: its answer
+    /// ([`admission::answer`], a CREATE), the patch applied as the apiserver applies it, and the
+    /// limit read back from the patched object.
+    fn admit(&mut self, limit: f64, h: &WorkloadHistory, now: i64) -> f64 {
+        self.set_limit(limit);
+        let d = admission::answer(
+            Endpoint::Mutate,
+            &self.workload,
+            HistoryStatus::Found(h),
+            self.policy,
+            ScopeRule::Create,
+            now,
+        );
+        let Some(patch) = d.answer.patch else {
+            return limit;
+        };
+        let mut object = deployment(&self.workload.name, limit.round() as u64);
+        if json_patch::patch(&mut object, &patch).is_err() {
+            return limit;
+        }
+        Workload::from_object(WorkloadKind::Deployment, &object, NAMESPACE)
+            .ok()
+            .and_then(|w| w.containers.first().and_then(|c| c.limit.bytes()))
+            .map_or(limit, |b| b as f64)
+    }
+
+    /// `verdict::decide` on the Deployment with `limit`, as the webhook, `check` and
+    /// `recommend` call it.
+    fn decide(&mut self, limit: f64, h: &WorkloadHistory, now: i64) -> Option<ContainerVerdict> {
+        self.set_limit(limit);
+        let bytes = limit.round() as u64;
         let v = verdict::decide(&self.workload, HistoryStatus::Found(h), self.policy, now)
             .containers
             .pop();
@@ -542,12 +576,10 @@ impl Controller for Product<'_> {
         if !self.cfg.mode.mutates() {
             return manifest;
         }
-        let v = self.decide(manifest, &h, ctx.now);
-        let rec = v.as_ref().and_then(|v| v.recommended);
-        let admitted = match v.map(|v| v.action) {
-            Some(Action::Raise { to }) => to as f64,
-            _ => manifest,
-        };
+        let rec = self
+            .decide(manifest, &h, ctx.now)
+            .and_then(|v| v.recommended);
+        let admitted = self.admit(manifest, &h, ctx.now);
         self.offer("admission", ctx, manifest, rec, admitted != manifest);
         admitted
     }
@@ -555,23 +587,17 @@ impl Controller for Product<'_> {
     fn runtime(&mut self, ctx: &mut Ctx<'_>) -> Option<Actuation> {
         let h = self.history(ctx);
         let limit = ctx.obs.limit();
+        self.set_limit(limit);
         let state = WorkloadState {
             kind: ScalableKind::Deployment,
-            namespace: self.key.namespace.clone(),
-            name: self.key.name.clone(),
+            workload: self.workload.clone(),
             replicas: 1,
-            containers: vec![ContainerState {
-                name: CONTAINER.to_string(),
-                limit: Some(limit.round() as u64),
-                request: None,
-            }],
             // Replicas are not replayed (a series is one container): the replica count belongs
             // to an HPA, so the reconciler's replica steps are recommendations only.
             hpa: Some(HpaInfo {
                 min: 1,
                 max: self.policy.reconcile.max_replicas,
             }),
-            excluded: false,
             in_place_resize: true,
             max_unavailable: 1,
         };
@@ -585,9 +611,9 @@ impl Controller for Product<'_> {
                 raised = Some(*to as f64);
             }
         }
-        // Only the last 20 records are kept on the workload (the annotation's cap).
-        if self.recent.actions.len() > 20 {
-            let cut = self.recent.actions.len() - 20;
+        // Only the last records are kept on the workload (the annotation's cap).
+        if self.recent.actions.len() > MAX_RECORDS {
+            let cut = self.recent.actions.len() - MAX_RECORDS;
             self.recent.actions.drain(..cut);
         }
         if self.dump.is_some() {
@@ -616,4 +642,45 @@ pub fn policy_for(base: &PolicySpec, mode: LoopMode) -> PolicySpec {
     p.reconcile.enabled = mode.reconciles();
     p.reconcile.dry_run = false;
     p
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::{ContainerHistory, PeakStats};
+
+    const MIB: f64 = 1024.0 * 1024.0;
+
+    #[test]
+    fn the_replayed_webhook_is_the_product_s_own_answer() {
+        let policy = policy_for(&PolicySpec::default(), LoopMode::Mutate);
+        let mut product = Product::new(&policy, LoopConfig::default(), "jvm-series").unwrap();
+        let now = 1_800_000_000;
+        let c = ContainerHistory {
+            covered_secs: 7 * 86_400,
+            peaks: PeakStats::from_peaks(&[100.0 * MIB; 2000]),
+            ..Default::default()
+        };
+        let h = WorkloadHistory {
+            now,
+            window_secs: 7 * 86_400,
+            containers: [(CONTAINER.to_string(), c)].into_iter().collect(),
+            events_unseen: None,
+        };
+        // A comfortable limit for these peaks: admitted as it is.
+        assert_eq!(product.admit(256.0 * MIB, &h, now), 256.0 * MIB);
+        // The same series running `java -Xmx512m`: the webhook raises to what the heap and the
+        // rest of the process need (its day-zero floor), and the replay keeps the patched value.
+        let mut jvm = deployment(&product.workload.name, 256 << 20);
+        jvm["spec"]["template"]["spec"]["containers"][0]["command"] =
+            serde_json::json!(["java", "-Xmx512m", "-jar", "app.jar"]);
+        product.workload =
+            Workload::from_object(WorkloadKind::Deployment, &jvm, NAMESPACE).unwrap();
+        let floor = product
+            .decide(256.0 * MIB, &h, now)
+            .and_then(|v| v.floor)
+            .expect("a floor from -Xmx512m");
+        assert!(floor > 512 << 20);
+        assert_eq!(product.admit(256.0 * MIB, &h, now), floor as f64);
+    }
 }

@@ -4,6 +4,7 @@ use serde_json::json;
 
 use super::*;
 use crate::history::{PeakStats, Sample};
+use crate::policy::MissingLimit;
 use crate::quantity::MI;
 use crate::workload::WorkloadKind;
 

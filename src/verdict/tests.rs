@@ -1,8 +1,9 @@
 use serde_json::{json, Value};
 
 use super::*;
+use crate::forecast;
 use crate::history::{LimitChange, OomKill, PeakStats, Sample};
-use crate::policy::{Memory, Percent};
+use crate::policy::{Memory, MissingLimit, Percent};
 use crate::quantity::MI;
 use crate::workload::WorkloadKind;
 
@@ -316,16 +317,14 @@ fn kills_at_an_older_lower_limit_do_not_ratchet() {
             "{:?}",
             v.containers[0].reasons
         );
-        // And the reconciler's entry gives the same number.
-        let spec = &deployment(Some("443Mi"), None).containers[0];
-        let one = decide_one(
-            spec,
-            h.containers.get("web"),
-            false,
+        // And the policy's mode does not change the number (the reconciler reads it in any).
+        let one = decide(
+            &deployment(Some("443Mi"), None),
+            HistoryStatus::Found(&h),
             &policy(Mode::Warn),
             NOW,
         );
-        assert_eq!(one.recommended, Some(443 * MI));
+        assert_eq!(one.containers[0].recommended, Some(443 * MI));
     }
 }
 

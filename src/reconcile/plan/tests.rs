@@ -1,10 +1,14 @@
 use std::sync::OnceLock;
 
+use serde_json::json;
+
 use super::*;
 use crate::forecast::LeakFit;
-use crate::history::{OomKill, PeakStats, Sample};
+use crate::history::{ContainerHistory, OomKill, PeakStats, Sample};
 use crate::policy::{Duration, Memory};
 use crate::quantity::MI;
+use crate::verdict::EXCLUDE_ANNOTATION;
+use crate::workload::{MemoryField, WorkloadKind};
 
 const NOW: i64 = 1_800_000_000;
 /// 2048 B/s: exactly 168.75 MiB a day, 0.1 MiB/min.
@@ -61,26 +65,41 @@ fn one(h: ContainerHistory) -> WorkloadHistory {
     histories(vec![("web", h)])
 }
 
-fn container(name: &str, limit_mi: u64) -> ContainerState {
-    ContainerState {
-        name: name.to_string(),
-        limit: Some(limit_mi * MI),
-        request: None,
+/// The Deployment team-a/web-app with `replicas` and these containers (name, limit MiB, and
+/// the container's other fields, e.g. its command).
+fn deployment(
+    replicas: u32,
+    containers: &[(&str, Option<u64>, serde_json::Value)],
+) -> WorkloadState {
+    let containers: Vec<serde_json::Value> = containers
+        .iter()
+        .map(|(name, limit, extra)| {
+            let mut c = json!({"name": name});
+            if let Some(l) = limit {
+                c["resources"] = json!({"limits": {"memory": format!("{l}Mi")}});
+            }
+            if let Some(fields) = extra.as_object() {
+                for (k, v) in fields {
+                    c[k] = v.clone();
+                }
+            }
+            c
+        })
+        .collect();
+    let obj = json!({"metadata": {"name": "web-app", "namespace": "team-a"},
+        "spec": {"replicas": replicas, "template": {"spec": {"containers": containers}}}});
+    WorkloadState {
+        kind: ScalableKind::Deployment,
+        workload: Workload::from_object(WorkloadKind::Deployment, &obj, "team-a").unwrap(),
+        replicas,
+        hpa: None,
+        in_place_resize: true,
+        max_unavailable: 1,
     }
 }
 
 fn workload(replicas: u32, limit_mi: u64) -> WorkloadState {
-    WorkloadState {
-        kind: ScalableKind::Deployment,
-        namespace: "team-a".to_string(),
-        name: "web-app".to_string(),
-        replicas,
-        containers: vec![container("web", limit_mi)],
-        hpa: None,
-        excluded: false,
-        in_place_resize: true,
-        max_unavailable: 1,
-    }
+    deployment(replicas, &[("web", Some(limit_mi), json!({}))])
 }
 
 fn policy() -> PolicySpec {
@@ -344,17 +363,9 @@ fn raise_matches_verdict_decide_exactly() {
     // The plan sizes with the admission rule, whatever the numbers.
     let w = workload(3, 400);
     let h = leaking();
-    let spec = ContainerSpec {
-        name: "web".to_string(),
-        role: ContainerRole::Main,
-        index: 0,
-        limit: field(Some(400 * MI)),
-        request: MemoryField::Missing,
-        has_resources: true,
-        has_limits: true,
-        runtime: Default::default(),
-    };
-    let v = verdict::decide_one(&spec, h.containers.get("web"), false, &policy(), NOW);
+    let v = verdict::decide(&w.workload, HistoryStatus::Found(&h), &policy(), NOW)
+        .containers
+        .remove(0);
     let s = steps(&w, &h, &policy(), &none());
     match s.as_slice() {
         [Plan::RaiseLimit { to, .. }] => assert_eq!(Some(*to), v.recommended),
@@ -414,7 +425,7 @@ fn after_an_in_place_raise_the_pods_limit_is_the_one_planned_with() {
         pod("638Mi", "638Mi"),
     ];
     let live = with_live_limits(template.clone(), &live_limits(&resized));
-    assert_eq!(live.containers[0].limit, Some(638 * MI));
+    assert_eq!(live.workload.containers[0].limit.bytes(), Some(638 * MI));
     assert!(matches!(
         steps(&live, &leaking(), &policy(), &none()).as_slice(),
         [Plan::None { .. }]
@@ -422,7 +433,7 @@ fn after_an_in_place_raise_the_pods_limit_is_the_one_planned_with() {
     // One pod whose resize the kubelet has not applied yet still runs at 400Mi: planned as such.
     let pending = [pod("638Mi", "638Mi"), pod("638Mi", "400Mi")];
     let live = with_live_limits(template, &live_limits(&pending));
-    assert_eq!(live.containers[0].limit, Some(400 * MI));
+    assert_eq!(live.workload.containers[0].limit.bytes(), Some(400 * MI));
 }
 
 #[test]
@@ -527,8 +538,13 @@ fn restart_waits_when_the_oom_is_beyond_the_horizon() {
 fn two_leaking_containers_share_one_restart_the_earliest() {
     let mut p = at_max();
     p.reconcile.restart_before_oom = true;
-    let mut w = workload(2, 400);
-    w.containers.push(container("sidecar", 400));
+    let w = deployment(
+        2,
+        &[
+            ("web", Some(400), json!({})),
+            ("sidecar", Some(400), json!({})),
+        ],
+    );
     // The sidecar leaks twice as fast: it hits 400 MiB in 25600 s.
     let h = histories(vec![
         ("web", history(Pattern::Leak, 300.0, LEAK, 300.0, 300.0)),
@@ -635,8 +651,10 @@ fn rate_limit_gives_the_budget_to_the_most_urgent() {
         actions: vec![past(1800, ActionKind::ScaleOut)],
     };
     // "app" is under load (listed first), "web" leaks: the raise goes first.
-    let mut w = workload(3, 400);
-    w.containers.insert(0, container("app", 512));
+    let w = deployment(
+        3,
+        &[("app", Some(512), json!({})), ("web", Some(400), json!({}))],
+    );
     let h = histories(vec![
         ("app", history(Pattern::Steady, 380.0, 0.0, 430.0, 430.0)),
         ("web", history(Pattern::Leak, 300.0, LEAK, 300.0, 300.0)),
@@ -704,14 +722,38 @@ fn dry_run_marks_the_plan_report_only_with_the_same_steps() {
 #[test]
 fn excluded_workloads_get_none() {
     let mut w = workload(3, 400);
-    w.excluded = true;
-    let expect = vec![Plan::None {
-        reason: "Deployment team-a/web-app: excluded; no action".to_string(),
-    }];
-    assert_eq!(steps(&w, &leaking(), &policy(), &none()), expect);
+    w.workload
+        .annotations
+        .insert(EXCLUDE_ANNOTATION.to_string(), "true".to_string());
+    assert_eq!(
+        steps(&w, &leaking(), &policy(), &none()),
+        vec![Plan::None {
+            reason: "Deployment team-a/web-app: excluded by its annotation oomguard.io/exclude: \
+                     \"true\"; no action"
+                .to_string(),
+        }]
+    );
     let mut p = policy();
     p.exclude.workloads = vec!["web-app".to_string()];
-    assert_eq!(steps(&workload(3, 400), &leaking(), &p, &none()), expect);
+    assert_eq!(
+        steps(&workload(3, 400), &leaking(), &p, &none()),
+        vec![Plan::None {
+            reason: "Deployment team-a/web-app: excluded by the policy of namespace team-a \
+                     (exclude.workloads); no action"
+                .to_string(),
+        }]
+    );
+    // A workload another object controls (an operator's StatefulSet): its owner is the fix.
+    let mut owned = workload(3, 400);
+    owned.workload.controlled_by = Some("Kafka/cluster".to_string());
+    assert_eq!(
+        steps(&owned, &leaking(), &policy(), &none()),
+        vec![Plan::None {
+            reason: "Deployment team-a/web-app: controlled by Kafka/cluster, whose template is \
+                     the one to size; no action"
+                .to_string(),
+        }]
+    );
 }
 
 #[test]
@@ -736,8 +778,10 @@ fn disabled_reconcile_is_none() {
     assert_eq!(
         steps(&w, &leaking(), &p, &none()),
         vec![Plan::None {
-            reason: "StatefulSet team-a/web-app: reconcile is disabled by the policy; no action"
-                .to_string()
+            reason:
+                "StatefulSet team-a/web-app: the policy of namespace team-a does not enable the \
+                     reconciler (reconcile.enabled: false); no action"
+                    .to_string()
         }]
     );
 }
@@ -769,7 +813,7 @@ fn missing_history_limit_or_pattern_is_none_with_why() {
         "Deployment team-a/web-app: no action: container web: pattern unknown"
     );
     let mut nolimit = workload(3, 400);
-    nolimit.containers[0].limit = None;
+    nolimit.workload.containers[0].limit = MemoryField::Missing;
     let s = steps(&nolimit, &leaking(), &policy(), &none());
     assert_eq!(
         s[0].reason(),
@@ -891,4 +935,77 @@ fn held_back_answers_for_one_action_as_the_plan_would() {
         held_back(ActionKind::Restart, &none(), &p, NOW),
         Some(Plan::RateLimited { until: None, .. })
     ));
+}
+
+/// The OOM loop above in a JVM whose heap alone is twice its limit.
+fn killed_jvm() -> (WorkloadHistory, WorkloadState, WorkloadState) {
+    let mut h = history(Pattern::Unknown, 0.0, 0.0, 256.0, 256.0);
+    h.restarts = (0..3).map(|i| NOW - 120 - i * 600).collect();
+    h.oom_kills = h
+        .restarts
+        .iter()
+        .map(|&t| OomKill { t, limit: None })
+        .collect();
+    let java = json!({"command": ["java", "-Xmx512m", "-jar", "app.jar"]});
+    let jvm = deployment(2, &[("web", Some(256), java)]);
+    (one(h), jvm, workload(2, 256))
+}
+
+#[test]
+fn a_raise_is_never_below_what_the_containers_own_settings_need() {
+    // Killed at 256Mi: the OOM bump alone asks 256 × 1.3² = 433Mi. The container runs
+    // `java -Xmx512m`: its heap alone is twice the limit, so 433Mi would be killed again; the
+    // reconciler reads the same workload as admission and raises to the heap + non-heap floor.
+    let (h, jvm, plain) = killed_jvm();
+    let p = policy();
+    let to = |w: &WorkloadState| match steps(w, &h, &p, &none()).as_slice() {
+        [Plan::RaiseLimit { to, .. }] => *to,
+        other => panic!("{other:?}"),
+    };
+    let bump_only = to(&plain);
+    let raised = to(&jvm);
+    let v = verdict::decide(&jvm.workload, HistoryStatus::Found(&h), &p, NOW)
+        .containers
+        .remove(0);
+    let floor = v.floor.expect("the JVM's settings give a floor");
+    assert!(floor > 512 * MI, "heap + non-heap: {floor}");
+    assert!(bump_only < floor, "{bump_only} {floor}");
+    assert_eq!(raised, floor.max(bump_only));
+    assert_eq!(Some(raised), v.recommended);
+}
+
+#[test]
+fn sidecars_are_planned_and_init_containers_left_to_admission() {
+    // A sidecar (an init container that keeps running) OOM-killed at its limit is raised like a
+    // container; a plain init container is admission's to size.
+    let mut h = history(Pattern::Unknown, 0.0, 0.0, 128.0, 128.0);
+    h.restarts = vec![NOW - 300];
+    h.oom_kills = vec![OomKill {
+        t: NOW - 300,
+        limit: None,
+    }];
+    let obj = json!({"metadata": {"name": "web-app", "namespace": "team-a"},
+        "spec": {"replicas": 2, "template": {"spec": {
+            "initContainers": [
+                {"name": "setup", "resources": {"limits": {"memory": "128Mi"}}},
+                {"name": "proxy", "restartPolicy": "Always",
+                 "resources": {"limits": {"memory": "128Mi"}}}],
+            "containers": [{"name": "web", "resources": {"limits": {"memory": "1Gi"}}}]}}}});
+    let mut w = workload(2, 1024);
+    w.workload = Workload::from_object(WorkloadKind::Deployment, &obj, "team-a").unwrap();
+    let histories = histories(vec![
+        ("setup", h.clone()),
+        ("proxy", h),
+        ("web", history(Pattern::Steady, 100.0, 0.0, 100.0, 100.0)),
+    ]);
+    let s = steps(&w, &histories, &policy(), &none());
+    match s.as_slice() {
+        [Plan::RaiseLimit {
+            container, from, ..
+        }] => {
+            assert_eq!(container, "proxy");
+            assert_eq!(*from, 128 * MI);
+        }
+        other => panic!("{other:?}"),
+    }
 }

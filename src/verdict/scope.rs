@@ -1,0 +1,115 @@
+//! Which workloads the decision covers: one rule, with one message per cause, for every face
+//! (the webhook, `check`, `recommend`, the reconciler, the API, the replay). A workload out of
+//! scope gets no decision at all; a face reports the cause as it says it here.
+
+use std::fmt;
+
+use crate::policy::{Mode, PolicySpec};
+use crate::workload::Workload;
+
+/// Annotation that opts a workload out of every check.
+pub const EXCLUDE_ANNOTATION: &str = "oomguard.io/exclude";
+
+/// Why a workload is left alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutOfScope {
+    /// The namespace's policy is `mode: off`: oomguard does nothing there.
+    ModeOff { namespace: String },
+    /// Another object controls this one (a Pod of a ReplicaSet, a ReplicaSet of a Deployment,
+    /// a StatefulSet of an operator): the owner is where its template comes from.
+    ControlledBy { owner: String },
+    /// The policy's `exclude.workloads` names it.
+    ExcludedByPolicy { namespace: String },
+    /// Annotated `oomguard.io/exclude: "true"`.
+    ExcludedByAnnotation,
+    /// Runtime actions only: the namespace's policy does not enable the reconciler.
+    ReconcileDisabled { namespace: String },
+}
+
+impl OutOfScope {
+    /// A short label for metrics and logs.
+    pub fn label(&self) -> &'static str {
+        match self {
+            OutOfScope::ModeOff { .. } => "mode-off",
+            OutOfScope::ControlledBy { .. } => "controlled",
+            OutOfScope::ExcludedByPolicy { .. } => "excluded-by-policy",
+            OutOfScope::ExcludedByAnnotation => "excluded-by-annotation",
+            OutOfScope::ReconcileDisabled { .. } => "reconcile-disabled",
+        }
+    }
+}
+
+impl fmt::Display for OutOfScope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OutOfScope::ModeOff { namespace } => {
+                write!(f, "the policy of namespace {namespace} is mode: off")
+            }
+            OutOfScope::ControlledBy { owner } => {
+                write!(
+                    f,
+                    "controlled by {owner}, whose template is the one to size"
+                )
+            }
+            OutOfScope::ExcludedByPolicy { namespace } => write!(
+                f,
+                "excluded by the policy of namespace {namespace} (exclude.workloads)"
+            ),
+            OutOfScope::ExcludedByAnnotation => {
+                write!(
+                    f,
+                    "excluded by its annotation {EXCLUDE_ANNOTATION}: \"true\""
+                )
+            }
+            OutOfScope::ReconcileDisabled { namespace } => write!(
+                f,
+                "the policy of namespace {namespace} does not enable the reconciler \
+                 (reconcile.enabled: false)"
+            ),
+        }
+    }
+}
+
+/// Whether the decision covers `w` under `policy` (its namespace's).
+pub fn of(w: &Workload, policy: &PolicySpec) -> Result<(), OutOfScope> {
+    if policy.mode == Mode::Off {
+        return Err(OutOfScope::ModeOff {
+            namespace: w.namespace.clone(),
+        });
+    }
+    if let Some(owner) = &w.controlled_by {
+        return Err(OutOfScope::ControlledBy {
+            owner: owner.clone(),
+        });
+    }
+    if policy.excludes_workload(&w.name) {
+        return Err(OutOfScope::ExcludedByPolicy {
+            namespace: w.namespace.clone(),
+        });
+    }
+    if excluded_by_annotation(w) {
+        return Err(OutOfScope::ExcludedByAnnotation);
+    }
+    Ok(())
+}
+
+/// Whether the reconciler (or a remediation asked for through the API) may act on `w`: in the
+/// decision's scope, and the namespace's policy enables the reconciler.
+pub fn reconciled(w: &Workload, policy: &PolicySpec) -> Result<(), OutOfScope> {
+    of(w, policy)?;
+    if !policy.reconcile.enabled {
+        return Err(OutOfScope::ReconcileDisabled {
+            namespace: w.namespace.clone(),
+        });
+    }
+    Ok(())
+}
+
+/// Whether the policy leaves container `name` out (`exclude.containers`).
+pub fn container_excluded(policy: &PolicySpec, name: &str) -> bool {
+    policy.excludes_container(name)
+}
+
+fn excluded_by_annotation(w: &Workload) -> bool {
+    w.annotations.get(EXCLUDE_ANNOTATION).map(String::as_str) == Some("true")
+}
