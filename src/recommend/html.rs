@@ -283,23 +283,7 @@ fn svg(index: usize, r: &Recommendation, c: &Chart) -> anyhow::Result<String> {
 
         // The forecast first, so that the lines stay on top of its band.
         if let (Some(f), Some(at)) = (&c.forecast, c.fit_at) {
-            let (xa, xb) = (hours(at), horizon_h);
-            let steps = 40;
-            let lerp = |a: f64, b: f64, k: f64| a + (b - a) * k;
-            let band = 2.0 * c.fit_noise;
-            let mut upper = Vec::new();
-            let mut lower = Vec::new();
-            let mut line = Vec::new();
-            for i in 0..=steps {
-                let k = f64::from(i) / f64::from(steps);
-                let x = lerp(xa, xb, k);
-                let clamp = |v: f64| (v / MI).clamp(0.0, ymax);
-                upper.push((x, clamp(lerp(c.fit_level + band, f.high, k))));
-                lower.push((x, clamp(lerp((c.fit_level - band).max(0.0), f.low, k))));
-                line.push((x, clamp(lerp(c.fit_level, f.at_horizon, k))));
-            }
-            let mut polygon = upper;
-            polygon.extend(lower.into_iter().rev());
+            let (polygon, line) = forecast_shape(c, f, hours(at), horizon_h, ymax);
             chart
                 .draw_series(std::iter::once(Polygon::new(
                     polygon,
@@ -317,40 +301,38 @@ fn svg(index: usize, r: &Recommendation, c: &Chart) -> anyhow::Result<String> {
                     PathElement::new(vec![(x, y), (x + 18, y)], FORECAST.stroke_width(2))
                 });
         }
-        if !peaks.is_empty() {
+        let lines = [
+            (Some(peaks), PEAKS, 1, "5-minute peaks".to_string()),
+            (
+                limit.map(|l| vec![(x0, l), (x1, l)]),
+                LIMIT,
+                2,
+                format!("current limit {}", b_u(r.limit)),
+            ),
+            (
+                rec.map(|v| vec![(x0, v), (x1, v)]),
+                RECOMMENDED,
+                2,
+                format!("recommended limit {}", b_u(r.recommended_limit)),
+            ),
+            (
+                rec_req.map(|v| vec![(x0, v), (x1, v)]),
+                REQUEST,
+                1,
+                format!("recommended request {}", b_u(r.recommended_request)),
+            ),
+        ];
+        for (points, colour, width, label) in lines {
+            let Some(points) = points.filter(|p| !p.is_empty()) else {
+                continue;
+            };
+            // The legend's stroke: the peaks' is drawn thicker than their line to be seen.
+            let legend = if colour == PEAKS { 2 } else { width };
             chart
-                .draw_series(LineSeries::new(peaks, PEAKS.stroke_width(1)))?
-                .label("5-minute peaks")
-                .legend(|(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 18, y)], PEAKS.stroke_width(2))
-                });
-        }
-        let hline = |v: f64| vec![(x0, v), (x1, v)];
-        if let Some(l) = limit {
-            chart
-                .draw_series(LineSeries::new(hline(l), LIMIT.stroke_width(2)))?
-                .label(format!("current limit {}", b_u(r.limit)))
-                .legend(|(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 18, y)], LIMIT.stroke_width(2))
-                });
-        }
-        if let Some(v) = rec {
-            chart
-                .draw_series(LineSeries::new(hline(v), RECOMMENDED.stroke_width(2)))?
-                .label(format!("recommended limit {}", b_u(r.recommended_limit)))
-                .legend(|(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 18, y)], RECOMMENDED.stroke_width(2))
-                });
-        }
-        if let Some(v) = rec_req {
-            chart
-                .draw_series(LineSeries::new(hline(v), REQUEST.stroke_width(1)))?
-                .label(format!(
-                    "recommended request {}",
-                    b_u(r.recommended_request)
-                ))
-                .legend(|(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 18, y)], REQUEST.stroke_width(1))
+                .draw_series(LineSeries::new(points, colour.stroke_width(width)))?
+                .label(label)
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(legend))
                 });
         }
         chart.draw_series(LineSeries::new(
@@ -367,6 +349,37 @@ fn svg(index: usize, r: &Recommendation, c: &Chart) -> anyhow::Result<String> {
         root.present()?;
     }
     Ok(tag(&buf, index, r))
+}
+
+/// Points of a chart, (x, y) in its units.
+type Points = Vec<(f64, f64)>;
+
+/// The forecast's band (a polygon) and line, in chart units, from the fit's level at `xa` to
+/// the horizon at `xb`, cut at `ymax`.
+fn forecast_shape(
+    c: &Chart,
+    f: &crate::forecast::Forecast,
+    xa: f64,
+    xb: f64,
+    ymax: f64,
+) -> (Points, Points) {
+    let steps = 40;
+    let lerp = |a: f64, b: f64, k: f64| a + (b - a) * k;
+    let band = 2.0 * c.fit_noise;
+    let mut upper = Vec::new();
+    let mut lower = Vec::new();
+    let mut line = Vec::new();
+    for i in 0..=steps {
+        let k = f64::from(i) / f64::from(steps);
+        let x = lerp(xa, xb, k);
+        let clamp = |v: f64| (v / MI).clamp(0.0, ymax);
+        upper.push((x, clamp(lerp(c.fit_level + band, f.high, k))));
+        lower.push((x, clamp(lerp((c.fit_level - band).max(0.0), f.low, k))));
+        line.push((x, clamp(lerp(c.fit_level, f.at_horizon, k))));
+    }
+    let mut polygon = upper;
+    polygon.extend(lower.into_iter().rev());
+    (polygon, line)
 }
 
 /// Gives the chart its id and a title, and each element drawn in a role's colour its class.

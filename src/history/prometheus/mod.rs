@@ -1143,16 +1143,8 @@ struct PodEvents {
     limits: Vec<(i64, f64)>,
 }
 
-/// Turns the answers into histories, one per workload. Tolerates missing or odd series (skips
-/// them): a partial answer gives partial history, never a panic.
-fn assemble(
-    a: &Assembly,
-    map: &Mapping,
-    peaks: PeakSink,
-    pods: &PodFacts,
-    events: &Rows,
-) -> HashMap<(String, String), Arc<WorkloadHistory>> {
-    // Per pod container: events and limit timeline.
+/// Per pod container: its events (restarts, OOM kills per interval) and its limit timeline.
+fn per_pod_events(events: &Rows) -> HashMap<PodContainer, PodEvents> {
     let mut per_pod: HashMap<PodContainer, PodEvents> = HashMap::new();
     for (l, v) in &events.0 {
         let Some(t) = Rows::time(l) else { continue };
@@ -1178,6 +1170,42 @@ fn assemble(
     for e in per_pod.values_mut() {
         e.limits.sort_by_key(|p| p.0);
     }
+    per_pod
+}
+
+/// `f` of each job, in order, on up to [`MAX_ASSEMBLY_THREADS`] threads with at least
+/// [`CONTAINERS_PER_THREAD`] jobs each.
+fn on_cores<J: Sync, T: Send>(jobs: &[J], f: impl Fn(&J) -> T + Sync) -> Vec<T> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .clamp(1, MAX_ASSEMBLY_THREADS)
+        .min(jobs.len().div_ceil(CONTAINERS_PER_THREAD).max(1));
+    let per_thread = jobs.len().div_ceil(threads).max(1);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = jobs
+            .chunks(per_thread)
+            .map(|chunk| scope.spawn(|| chunk.iter().map(&f).collect::<Vec<_>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| {
+                h.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    })
+}
+
+/// Turns the answers into histories, one per workload. Tolerates missing or odd series (skips
+/// them): a partial answer gives partial history, never a panic.
+fn assemble(
+    a: &Assembly,
+    map: &Mapping,
+    peaks: PeakSink,
+    pods: &PodFacts,
+    events: &Rows,
+) -> HashMap<(String, String), Arc<WorkloadHistory>> {
+    let per_pod = per_pod_events(events);
 
     // The pods of each workload container, and where they were seen.
     let mut members: HashMap<(WorkloadId, String), Vec<String>> = HashMap::new();
@@ -1227,42 +1255,10 @@ fn assemble(
         jobs.push((id, container, values, pod_names));
     }
     drop(peak_values);
-    // The statistics and the forecast fit of each container (most of the refresh's own CPU
-    // time), on the machine's cores.
-    let threads = std::thread::available_parallelism()
-        .map_or(1, usize::from)
-        .clamp(1, MAX_ASSEMBLY_THREADS)
-        .min(jobs.len().div_ceil(CONTAINERS_PER_THREAD).max(1));
-    let per_thread = jobs.len().div_ceil(threads).max(1);
-    let histories: Vec<ContainerHistory> = std::thread::scope(|scope| {
-        let handles: Vec<_> = jobs
-            .chunks(per_thread)
-            .map(|chunk| {
-                scope.spawn(|| {
-                    chunk
-                        .iter()
-                        .map(|(_, container, values, pod_names)| {
-                            container_history(
-                                a,
-                                values,
-                                container,
-                                pod_names,
-                                &peaks.pods,
-                                pods,
-                                &per_pod,
-                            )
-                        })
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| {
-                h.join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-            })
-            .collect()
+    // The statistics (and what `prepare` derives) of each container: most of the refresh's own
+    // CPU time, on the machine's cores.
+    let histories = on_cores(&jobs, |(_, container, values, pod_names)| {
+        container_history(a, values, container, pod_names, &peaks.pods, pods, &per_pod)
     });
     for ((id, container, _, _), h) in jobs.into_iter().zip(histories) {
         containers.entry(id).or_default().insert(container, h);
