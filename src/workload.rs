@@ -98,6 +98,14 @@ pub enum MemoryField {
 }
 
 impl MemoryField {
+    /// A valid field of `bytes`, written as its quantity (`512Mi`).
+    pub fn of_bytes(bytes: u64) -> MemoryField {
+        MemoryField::Valid {
+            raw: crate::quantity::to_quantity(bytes),
+            bytes,
+        }
+    }
+
     pub fn bytes(&self) -> Option<u64> {
         match self {
             MemoryField::Valid { bytes, .. } => Some(*bytes),

@@ -494,18 +494,27 @@ async fn get_inner(
     let caller = app.caller(peer, headers).await?;
     let Path(id) = path.map_err(|e| ApiError::bad_request(e.body_text()))?;
     check_id(&id)?;
+    // One answer for "no such record" and "not yours to see": a 403 would tell a caller that
+    // an id exists in a namespace they cannot read.
+    let hidden = || ApiError::not_found(format!("no remediation {id:?} that you may see"));
     let record = app
         .remediator
         .get(&id)
         .await
         .map_err(|e| ApiError::from_remediate(e, crate::history::unix_now()))?
-        .ok_or_else(|| ApiError::not_found(format!("no remediation {id:?}")))?;
+        .ok_or_else(hidden)?;
     let t = &record.target;
-    app.require(
-        &caller,
-        &access("get", t.kind, None, &t.namespace, Some(&t.name)),
-    )
-    .await?;
+    let allowed = app
+        .auth
+        .authorize(
+            &caller,
+            &access("get", t.kind, None, &t.namespace, Some(&t.name)),
+        )
+        .await?;
+    if !allowed.allowed {
+        tracing::info!(user = %caller.username, id = %id, "remediation read refused (answered 404)");
+        return Err(hidden());
+    }
     Ok(json(
         StatusCode::OK,
         &One {

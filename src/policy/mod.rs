@@ -325,6 +325,11 @@ pub struct Exclusions {
     /// Workload names never checked.
     #[serde(default)]
     pub workloads: Vec<String>,
+    /// Whether a workload's own `oomguard.io/exclude: "true"` annotation opts it out. Unset:
+    /// honoured in `off`, `warn` and `mutate`, not in `enforce` (there opting out is the
+    /// policy owner's decision, made here, not the workload author's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotation: Option<bool>,
 }
 
 /// The policy body.
@@ -485,6 +490,13 @@ impl PolicySpec {
 
     pub fn excludes_workload(&self, name: &str) -> bool {
         self.exclude.workloads.iter().any(|c| c == name)
+    }
+
+    /// Whether the `oomguard.io/exclude` annotation opts a workload out in this namespace.
+    pub fn honours_exclude_annotation(&self) -> bool {
+        self.exclude
+            .annotation
+            .unwrap_or(self.mode != Mode::Enforce)
     }
 }
 

@@ -117,13 +117,15 @@ pub fn target_of<K: Scalable>(obj: &K) -> Target {
     }
 }
 
-/// The records kept on the object (an unreadable annotation is an error for the caller to log).
+/// The records kept on the object and about it (an unreadable annotation is an error for the
+/// caller to log; records naming another workload are dropped: [`record::about`]).
 pub fn records_of<K: Scalable>(obj: &K) -> Result<Vec<Remediation>, String> {
-    record::decode(
+    let records = record::decode(
         obj.annotations()
             .get(record::ANNOTATION)
             .map(String::as_str),
-    )
+    )?;
+    Ok(record::about(records, &target_of(obj)))
 }
 
 /// The HPA (if any) whose scale target is this workload.
@@ -233,18 +235,10 @@ pub fn live_limits(pods: &[Pod]) -> BTreeMap<String, u64> {
 pub fn with_live_limits(mut state: WorkloadState, live: &BTreeMap<String, u64>) -> WorkloadState {
     for c in &mut state.workload.containers {
         if let Some(&l) = live.get(&c.name) {
-            set_limit(&mut c.limit, l);
+            c.limit = MemoryField::of_bytes(l);
         }
     }
     state
-}
-
-/// A limit of `bytes` in a container's [`MemoryField`].
-pub fn set_limit(field: &mut MemoryField, bytes: u64) {
-    *field = MemoryField::Valid {
-        raw: crate::quantity::to_quantity(bytes),
-        bytes,
-    };
 }
 
 /// Whether an in-place resize may have left the pods' limits apart from the template's: a

@@ -135,6 +135,22 @@ pub fn decode(value: Option<&str>) -> Result<Vec<Remediation>, String> {
     }
 }
 
+/// The records that are about `target`: a record names the workload it was taken on, and one
+/// found on another object (copied, or written by whoever may annotate that object) is not
+/// trusted. Dropped ones are logged.
+pub fn about(records: Vec<Remediation>, target: &Target) -> Vec<Remediation> {
+    let (mine, others): (Vec<_>, Vec<_>) = records.into_iter().partition(|r| &r.target == target);
+    for r in &others {
+        tracing::warn!(
+            on = %format!("{} {}/{}", target.kind.as_str(), target.namespace, target.name),
+            claims = %format!("{} {}/{}", r.target.kind.as_str(), r.target.namespace, r.target.name),
+            id = %r.id,
+            "ignoring a remediation record that names another workload"
+        );
+    }
+    mine
+}
+
 /// The annotation's value: the newest [`MAX_RECORDS`] records.
 pub fn encode(records: &[Remediation]) -> String {
     let skip = records.len().saturating_sub(MAX_RECORDS);
@@ -180,7 +196,7 @@ pub fn raise_to_recorded(workload: &mut Workload, records: &[Remediation]) {
     for (container, to) in in_place_raises(records) {
         if let Some(c) = workload.containers.iter_mut().find(|c| c.name == container) {
             let to = c.limit.bytes().map_or(to, |l| l.max(to));
-            super::observe::set_limit(&mut c.limit, to);
+            c.limit = crate::workload::MemoryField::of_bytes(to);
         }
     }
 }
@@ -302,6 +318,22 @@ mod tests {
             verified_at: None,
             detail: None,
         }
+    }
+
+    #[test]
+    fn records_count_only_on_the_workload_they_name() {
+        let mine = record(1, Outcome::Pending, None);
+        let mut forged = record(2, Outcome::Effective, None);
+        forged.target.namespace = "payments".into();
+        let mut other_name = record(3, Outcome::Effective, None);
+        other_name.target.name = "db".into();
+        let mut other_kind = record(4, Outcome::Effective, None);
+        other_kind.target.kind = ScalableKind::StatefulSet;
+        let kept = about(
+            vec![mine.clone(), forged, other_name, other_kind],
+            &mine.target.clone(),
+        );
+        assert_eq!(kept, vec![mine]);
     }
 
     #[test]

@@ -1,13 +1,16 @@
 //! Reading remediation records where the reconciler keeps them: the `oomguard.io/remediations`
 //! annotation of each workload labelled `oomguard.io/remediated=true` (see
 //! [`super::record`]). Read-only; a real [`Remediator`] may use it for `get` and
-//! `list`.
+//! `list`. A record counts only on the workload it names: anyone who may annotate a workload
+//! could write records claiming other namespaces' workloads, and those are dropped
+//! ([`record::about`]).
 
 use futures::future::BoxFuture;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use kube::api::{Api, ListParams};
 
-use super::record::{self, Remediation};
+use super::plan::ScalableKind;
+use super::record::{self, Remediation, Target};
 use super::remediator::{Caller, RemediateError, Remediator, Validated};
 
 /// Lists the records from the workloads' annotations with the given client.
@@ -46,17 +49,26 @@ impl AnnotationRecords {
         let annotations = d
             .items
             .iter()
-            .map(|o| (&o.metadata, "Deployment"))
-            .chain(s.items.iter().map(|o| (&o.metadata, "StatefulSet")));
+            .map(|o| (&o.metadata, ScalableKind::Deployment))
+            .chain(
+                s.items
+                    .iter()
+                    .map(|o| (&o.metadata, ScalableKind::StatefulSet)),
+            );
         for (meta, kind) in annotations {
             let value = meta
                 .annotations
                 .as_ref()
                 .and_then(|a| a.get(record::ANNOTATION));
+            let here = Target {
+                kind,
+                namespace: meta.namespace.clone().unwrap_or_default(),
+                name: meta.name.clone().unwrap_or_default(),
+            };
             match record::decode(value.map(String::as_str)) {
-                Ok(rs) => out.extend(rs),
+                Ok(rs) => out.extend(record::about(rs, &here)),
                 Err(e) => tracing::warn!(
-                    kind,
+                    kind = kind.as_str(),
                     namespace = meta.namespace.as_deref().unwrap_or(""),
                     name = meta.name.as_deref().unwrap_or(""),
                     error = %e,

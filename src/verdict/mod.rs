@@ -185,6 +185,10 @@ pub struct Verdict {
     /// Set when the workload is not decided at all ([`scope`]): why. No containers then.
     #[serde(skip)]
     pub out_of_scope: Option<OutOfScope>,
+    /// The workload's own `oomguard.io/exclude` annotation would opt it out here (the denial
+    /// says so only then).
+    #[serde(skip)]
+    pub annotation_opts_out: bool,
 }
 
 impl Verdict {
@@ -238,15 +242,18 @@ impl Verdict {
             };
             parts.push(format!("{first}{fix}"));
         }
+        let exemption = if self.annotation_opts_out {
+            format!("To exclude this workload, annotate it {EXCLUDE_ANNOTATION}=\"true\".")
+        } else {
+            "Only the namespace's oomguard policy can exempt it (exclude.workloads).".to_string()
+        };
         format!(
-            "oomguard denied {} {}/{} (policy mode enforce for namespace {}): {}. To exclude this \
-             workload, annotate it {}=\"true\".",
+            "oomguard denied {} {}/{} (policy mode enforce for namespace {}): {}. {exemption}",
             self.workload.kind,
             self.workload.namespace,
             self.workload.name,
             self.workload.namespace,
             parts.join(" | "),
-            EXCLUDE_ANNOTATION
         )
     }
 
@@ -276,6 +283,7 @@ pub fn decide(
         unchecked: None,
         note: None,
         out_of_scope: None,
+        annotation_opts_out: policy.honours_exclude_annotation(),
     };
     if let Err(why) = scope::of(workload, policy) {
         verdict.out_of_scope = Some(why);
@@ -300,6 +308,12 @@ pub fn decide(
         })
         .collect();
     verdict.note = found.and_then(|w| workload_note(&verdict.containers, w, policy));
+    if let Some(line) = scope::ignored_annotation(workload, policy) {
+        verdict.note = Some(match verdict.note.take() {
+            Some(n) => format!("{n}; {line}"),
+            None => line,
+        });
+    }
     verdict
 }
 

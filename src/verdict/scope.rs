@@ -87,10 +87,23 @@ pub fn of(w: &Workload, policy: &PolicySpec) -> Result<(), OutOfScope> {
             namespace: w.namespace.clone(),
         });
     }
-    if excluded_by_annotation(w) {
+    if excluded_by_annotation(w) && policy.honours_exclude_annotation() {
         return Err(OutOfScope::ExcludedByAnnotation);
     }
     Ok(())
+}
+
+/// The line a workload annotated `oomguard.io/exclude: "true"` gets where the annotation is not
+/// honoured (in `enforce` unless the policy says `exclude.annotation: true`): it is checked,
+/// and who can opt it out.
+pub fn ignored_annotation(w: &Workload, policy: &PolicySpec) -> Option<String> {
+    (excluded_by_annotation(w) && !policy.honours_exclude_annotation()).then(|| {
+        format!(
+            "{EXCLUDE_ANNOTATION} is not honoured in namespace {} (mode enforce): the policy's \
+             exclude.workloads or exclude.annotation decides; ask its owner",
+            w.namespace
+        )
+    })
 }
 
 /// Whether the reconciler (or a remediation asked for through the API) may act on `w`: in the

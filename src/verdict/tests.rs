@@ -82,7 +82,68 @@ fn modes_decide_the_action() {
     assert!(v.denied());
     let msg = v.deny_message();
     assert!(msg.contains("at least 347Mi"), "{msg}");
-    assert!(msg.contains("oomguard.io/exclude"), "{msg}");
+    // In enforce a workload's own annotation opts nothing out unless the policy says so: the
+    // denial does not tell its author to add one.
+    assert!(!msg.contains("oomguard.io/exclude"), "{msg}");
+    assert!(
+        msg.ends_with("Only the namespace's oomguard policy can exempt it (exclude.workloads)."),
+        "{msg}"
+    );
+    let mut lets = policy(Mode::Enforce);
+    lets.exclude.annotation = Some(true);
+    let msg = decide(&w, HistoryStatus::Found(&h), &lets, NOW).deny_message();
+    assert!(
+        msg.contains("annotate it oomguard.io/exclude=\"true\""),
+        "{msg}"
+    );
+}
+
+#[test]
+fn the_exclude_annotation_is_the_policy_owners_call_in_enforce() {
+    let h = flat_history(200.0, 301.0);
+    let obj = json!({
+        "metadata": {"name": "web-app", "annotations": {"oomguard.io/exclude": "true"}},
+        "spec": {"template": {"spec": {"containers": [
+            {"name": "web", "resources": {"limits": {"memory": "256Mi"}}}]}}}
+    });
+    let w = Workload::from_object(WorkloadKind::Deployment, &obj, "team-a").unwrap();
+    // warn and mutate: the workload's author may opt it out.
+    for mode in [Mode::Warn, Mode::Mutate] {
+        let v = decide(&w, HistoryStatus::Found(&h), &policy(mode), NOW);
+        assert_eq!(
+            v.out_of_scope,
+            Some(OutOfScope::ExcludedByAnnotation),
+            "{mode:?}"
+        );
+        assert!(v.containers.is_empty());
+    }
+    // enforce: decided (and denied), with a line saying why the annotation did not count.
+    let v = decide(&w, HistoryStatus::Found(&h), &policy(Mode::Enforce), NOW);
+    assert!(v.out_of_scope.is_none());
+    assert!(v.denied());
+    let note = v.note.clone().unwrap_or_default();
+    assert!(
+        note.contains("oomguard.io/exclude is not honoured in namespace team-a"),
+        "{note}"
+    );
+    // ... unless the policy owner allows it, or names the workload.
+    let mut p = policy(Mode::Enforce);
+    p.exclude.annotation = Some(true);
+    let v = decide(&w, HistoryStatus::Found(&h), &p, NOW);
+    assert_eq!(v.out_of_scope, Some(OutOfScope::ExcludedByAnnotation));
+    let mut p = policy(Mode::Enforce);
+    p.exclude.workloads.push("web-app".into());
+    let v = decide(&w, HistoryStatus::Found(&h), &p, NOW);
+    assert!(matches!(
+        v.out_of_scope,
+        Some(OutOfScope::ExcludedByPolicy { .. })
+    ));
+    // And a warn-mode policy may refuse the annotation too.
+    let mut p = policy(Mode::Warn);
+    p.exclude.annotation = Some(false);
+    assert!(decide(&w, HistoryStatus::Found(&h), &p, NOW)
+        .out_of_scope
+        .is_none());
 }
 
 #[test]

@@ -46,6 +46,24 @@ use stream::Sink;
 /// `--history-step` says otherwise: Autopilot's 5-minute windows.
 pub const STEP_SECS: i64 = 300;
 
+/// Whether a token sent to `url` crosses a network in clear: http:// to anything but loopback.
+fn token_in_clear(url: &str) -> bool {
+    let Some(rest) = url.strip_prefix("http://") else {
+        return false;
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host.split(':').next().unwrap_or(""),
+    };
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    !loopback
+}
+
 /// Command-line flags for the Prometheus history source (shared by `serve`, `check`, `recommend`).
 #[derive(Debug, Clone, clap::Args)]
 pub struct PrometheusArgs {
@@ -58,6 +76,11 @@ pub struct PrometheusArgs {
     /// /var/run/secrets/kubernetes.io/serviceaccount/token.
     #[arg(long, value_name = "FILE")]
     pub prometheus_token_file: Option<PathBuf>,
+    /// Send the bearer token of `--prometheus-token-file` over plain http:// to a host other
+    /// than this one's loopback (anyone on the path can read it). Without it such a URL is
+    /// refused at start.
+    #[arg(long, default_value_t = false)]
+    pub prometheus_allow_token_over_http: bool,
     /// PEM file with the CA certificate(s) that signed Prometheus' serving certificate (added to
     /// the system roots), e.g. the service-ca bundle on OpenShift.
     #[arg(long, value_name = "FILE")]
@@ -97,6 +120,7 @@ impl Default for PrometheusArgs {
         PrometheusArgs {
             prometheus: None,
             prometheus_token_file: None,
+            prometheus_allow_token_over_http: false,
             prometheus_ca_file: None,
             prometheus_insecure_skip_tls_verify: false,
             prometheus_timeout: Duration::from_secs(120),
@@ -231,6 +255,13 @@ impl PrometheusSource {
                 return Err(err(format!(
                     "--prometheus-token-file {} is empty",
                     path.display()
+                )));
+            }
+            if !args.prometheus_allow_token_over_http && token_in_clear(url) {
+                return Err(err(format!(
+                    "--prometheus {url} is plain http:// and --prometheus-token-file would send \
+                     its bearer token in clear: use https:// (with --prometheus-ca-file for a \
+                     private CA), or pass --prometheus-allow-token-over-http to accept it"
                 )));
             }
         }
@@ -1477,8 +1508,30 @@ mod tests {
         args.prometheus = Some("http://127.0.0.1:9".into());
         args.prometheus_token_file = Some("/nonexistent/token".into());
         assert!(PrometheusSource::from_args(&args).is_err());
-        args.prometheus_token_file = None;
+        // A token in clear over a network: refused unless asked for; loopback is no network.
         let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("token");
+        std::fs::write(&token, "secret").unwrap();
+        args.prometheus_token_file = Some(token);
+        args.prometheus = Some("http://prometheus.monitoring.svc:9090".into());
+        let e = PrometheusSource::from_args(&args)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("--prometheus-allow-token-over-http"), "{e}");
+        args.prometheus_allow_token_over_http = true;
+        assert!(PrometheusSource::from_args(&args).is_ok());
+        args.prometheus_allow_token_over_http = false;
+        for ok in [
+            "http://127.0.0.1:9090",
+            "http://localhost:9090/",
+            "http://[::1]:9090",
+            "https://prometheus:9091",
+        ] {
+            args.prometheus = Some(ok.into());
+            assert!(PrometheusSource::from_args(&args).is_ok(), "{ok}");
+        }
+        args.prometheus_token_file = None;
         let ca = dir.path().join("ca.pem");
         std::fs::write(&ca, "not a certificate").unwrap();
         args.prometheus_ca_file = Some(ca);
