@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Renders the bundled example's HTML report and takes a PNG of it with headless Chromium
-# (docs/report.png, shown in the README). Installs Debian's chromium when it is missing.
+# (docs/report.png, shown in docs/recommend.md). Installs Debian's chromium when it is missing.
 #
 #   bash bench/report-screenshot.sh [OUT.png]
 set -euo pipefail
