@@ -124,7 +124,7 @@ pub struct ApiCmdArgs {
 
 #[derive(Debug, Args)]
 pub struct HistoryArgs {
-    /// History file (see README "History file format"), instead of Prometheus.
+    /// History file (see docs/prometheus.md, "The history file"), instead of Prometheus.
     #[arg(long, value_name = "FILE", conflicts_with = "prometheus")]
     pub history: Option<PathBuf>,
     #[command(flatten)]

@@ -73,7 +73,7 @@ impl Outcome {
 }
 
 /// What an admission may do to an object: the one table behind the webhook, `check` and the
-/// README ("What each operation may do").
+/// docs/webhook.md ("What each operation may do").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scope {
     /// Decided as a new object: warnings, a patch in mutate mode, a denial in enforce mode.
@@ -125,7 +125,7 @@ impl ScopeRule {
         }
     }
 
-    /// The operation column of the README's table.
+    /// The operation column of docs/webhook.md's table.
     pub fn describe(self) -> &'static str {
         match self {
             ScopeRule::Create => "CREATE",
@@ -143,7 +143,7 @@ impl ScopeRule {
         }
     }
 
-    /// What each mode does under this rule, as the README's table says it.
+    /// What each mode does under this rule, as docs/webhook.md's table says it.
     pub fn effect(self, mode: Mode) -> &'static str {
         match (self.scope(), mode) {
             (_, Mode::Off) | (Scope::Untouched, _) => "allowed untouched",
@@ -590,7 +590,7 @@ mod tests {
         );
     }
 
-    /// The README's table is this code's table.
+    /// docs/webhook.md's table is this code's table.
     #[test]
     fn the_readme_table_is_the_scope_rules() {
         let modes = [Mode::Warn, Mode::Mutate, Mode::Enforce];
@@ -604,10 +604,11 @@ mod tests {
             table.push('\n');
         }
         let readme =
-            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/webhook.md"))
+                .unwrap();
         assert!(
             readme.contains(&table),
-            "README.md must carry this table (section \"What each operation may do\"):\n{table}"
+            "docs/webhook.md must carry this table (section \"What each operation may do\"):\n{table}"
         );
     }
 

@@ -1,6 +1,6 @@
 //! History from a file: for `oomguard check` in CI, for demos, and for tests without Prometheus.
 //!
-//! Format (YAML or JSON), documented in the README:
+//! Format (YAML or JSON), documented in docs/prometheus.md ("The history file"):
 //! ```yaml
 //! apiVersion: oomguard.io/v1
 //! kind: History
@@ -114,11 +114,8 @@ impl FileHistory {
             path: path.to_string(),
             message,
         };
-        let file: HistoryFile = serde_norway::from_str(text).map_err(|e| {
-            err(format!(
-                "{e}; see the README section \"History file format\""
-            ))
-        })?;
+        let file: HistoryFile = serde_norway::from_str(text)
+            .map_err(|e| err(format!("{e}; see docs/prometheus.md, \"The history file\"")))?;
         if file.api_version != "oomguard.io/v1" || file.kind != "History" {
             return Err(err(format!(
                 "apiVersion/kind is {}/{}, expected oomguard.io/v1/History",

@@ -223,7 +223,7 @@ impl JvmOptions {
             .then(|| self.heap_of(limit).0)
     }
 
-    /// What the JVM uses besides its heap (an estimate, see the README): a quarter of the heap
+    /// What the JVM uses besides its heap (an estimate, see docs/day-zero.md): a quarter of the heap
     /// and at least 64 MiB for metaspace, code cache, thread stacks and GC structures — the 20%
     /// of the container Red Hat's OpenJDK images leave outside a heap of MaxRAMPercentage=80 —
     /// at least MaxMetaspaceSize + 64 MiB when that is set, plus MaxDirectMemorySize when set,

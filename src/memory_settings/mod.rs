@@ -1,7 +1,7 @@
 //! Day-zero checks: the OOM a container's own configuration already promises, before any memory
 //! history exists. A JVM whose heap fills its limit, Redis with `maxmemory` at the limit, Node's
 //! old space, `GOMEMLIMIT`, .NET's GC heap limit, and memory-backed `emptyDir` volumes, read from
-//! the container's command, args, literal env values and volumes (rules and sources: README,
+//! the container's command, args, literal env values and volumes (rules and sources: docs/day-zero.md,
 //! "Day-zero checks").
 //!
 //! Pure: [`settings`] reads what the spec sets (compared across an UPDATE), [`analyse`] weighs it

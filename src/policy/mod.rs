@@ -210,7 +210,7 @@ pub struct ForecastSpec {
     /// covers the forecast's upper band this far ahead. Default: five times the horizon, so
     /// that a raise lasts four horizons before the leak is critical again (with twice the
     /// horizon the replay's slow synthetic leaks were raised every day of their lifetime; with
-    /// three or four times, a 7-day leak still twice before its restart; src/replay/RESULTS.md).
+    /// three or four times, a 7-day leak still twice before its restart; docs/replay-results.md).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub leak_room: Option<Duration>,
 }
@@ -254,7 +254,7 @@ pub struct Lowering {
     /// A lower recommendation must save at least this share of the current limit; otherwise the
     /// current limit is recommended (each change is a restart or a resize). Default 3%: on the
     /// replay's dev traces 5% and 10% leave limits that Autopilot's p98 + 10% undercuts at no
-    /// more OOMs (src/replay/RESULTS.md).
+    /// more OOMs (docs/replay-results.md).
     #[serde(default = "default_min_saving")]
     pub min_saving: Percent,
     /// No lowering to a limit that a growing series (the forecast calls it a leak) is forecast
@@ -262,7 +262,7 @@ pub struct Lowering {
     /// would need the room back, and each lower-then-raise is two restarts or resizes for
     /// nothing. `0s` turns it off. Default 7d (the default window): on the replay's synthetic
     /// leaks the limit was lowered at each deploy after a lifetime ended and raised again as
-    /// the next one grew (src/replay/RESULTS.md).
+    /// the next one grew (docs/replay-results.md).
     #[serde(default = "default_growth_ahead")]
     pub growth_ahead: Duration,
 }

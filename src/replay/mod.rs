@@ -5,7 +5,7 @@
 //! oomguard is not reimplemented here: every decision is `verdict::decide` (what `recommend`,
 //! `check` and the webhook call) or `reconcile::plan` (the reconciler), with one policy (the
 //! shipped default unless `--policy` names another). See `sim` for the loop, `source` for the
-//! history it decides on, `baselines` for the others, `RESULTS.md` for the numbers.
+//! history it decides on, `baselines` for the others, docs/replay-results.md for the numbers.
 //!
 //! ```text
 //! oomguard replay data/traces/*.csv --synthetic [--mode both] [--manifest recommended]

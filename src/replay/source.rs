@@ -163,7 +163,7 @@ impl Observed {
             .collect()
     }
 
-    /// The `--history` file (README "History file format") of one workload holding this
+    /// The `--history` file (docs/prometheus.md, "The history file") of one workload holding this
     /// container, as of `now`: what [`Observed::history`] returns, written out.
     pub fn history_file(
         &self,

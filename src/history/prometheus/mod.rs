@@ -100,7 +100,7 @@ pub struct PrometheusArgs {
     /// Span of recent peaks fetched for the forecast (capped at the policy window). Default 7d
     /// (the default window): with 2 days, a saw-tooth slower than that (a leak that restarts
     /// every few days) showed one lifetime, was forecast as a leak with no top, and its limit
-    /// was raised, lowered after the restart and raised again (src/replay/RESULTS.md).
+    /// was raised, lowered after the restart and raised again (docs/replay-results.md).
     #[arg(long, value_name = "DURATION", default_value = "7d", value_parser = crate::duration::parse)]
     pub history_recent: Duration,
     /// The interval of each peak (whole seconds, 15s to 1h): statistics are of the peak per
