@@ -71,7 +71,12 @@ impl<'a> Sizing<'a> {
         let sized = stat * headroom;
         let mut candidates = vec![sized];
         let current = limit.map(|l| l as f64);
-        let bump = oom_bump(h, current.or(h.runtime_limit), &policy.oom_bump);
+        let bump = oom_bump(
+            h,
+            current.or(h.runtime_limit),
+            &policy.oom_bump,
+            policy.history.min_history.secs(),
+        );
         if let Some(b) = &bump {
             candidates.push(b.to);
         }

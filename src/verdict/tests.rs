@@ -862,3 +862,82 @@ fn a_kill_below_the_running_limit_does_not_raise_past_it() {
     // One kill at 356Mi: max(356 × 1.2, 356 + 100) = 456Mi.
     assert_eq!(v.containers[0].action, Action::Raise { to: 456 * MI });
 }
+
+#[test]
+fn kills_answered_by_a_raise_that_ran_clean_ask_no_more() {
+    // The case with today's defaults (ratio 1.3, min 32Mi): 6 kills at 256Mi three days
+    // ago, a raise to 443Mi 36 h ago, no kill since, peaks ~306 MiB under it. The kills' own
+    // bump, 256 × 1.3³ = 563Mi, is no longer asked: the raise answered them.
+    let mi = MI as f64;
+    let raise = NOW - 36 * 3600;
+    let mut h = flat_history(306.0, 306.0);
+    let c = h.containers.get_mut("web").unwrap();
+    let at: Vec<i64> = (0..6).map(|i| NOW - 3 * 86400 - i * 900).rev().collect();
+    c.oom_kills = kills(&at, Some(256.0 * mi));
+    c.restarts = at;
+    c.runtime_limit = Some(443.0 * mi);
+    c.limit_history = vec![
+        LimitChange {
+            since: NOW - 14 * 86400,
+            bytes: 256.0 * mi,
+        },
+        LimitChange {
+            since: raise,
+            bytes: 443.0 * mi,
+        },
+    ];
+    let p = PolicySpec {
+        mode: Mode::Enforce,
+        ..PolicySpec::default()
+    };
+    let v = decide(
+        &deployment(Some("443Mi"), None),
+        HistoryStatus::Found(&h),
+        &p,
+        NOW,
+    );
+    let cv = &v.containers[0];
+    assert!(cv.severity < Severity::Critical, "{:?}", cv.reasons);
+    assert_eq!(cv.recommended, Some(443 * MI), "{:?}", cv.reasons);
+    assert!(!v.denied());
+    // A limit put back below the raise is still critical, and asks for the raise again.
+    let v = decide(
+        &deployment(Some("300Mi"), None),
+        HistoryStatus::Found(&h),
+        &p,
+        NOW,
+    );
+    assert_eq!(v.containers[0].severity, Severity::Critical);
+    assert_eq!(v.containers[0].recommended, Some(443 * MI));
+    // The raise is too fresh to have answered (under minHistory, 3h, of peaks since): the
+    // kills' own bump stands.
+    let mut fresh = h.clone();
+    fresh.containers.get_mut("web").unwrap().limit_history[1].since = NOW - 3600;
+    let v = decide(
+        &deployment(Some("443Mi"), None),
+        HistoryStatus::Found(&fresh),
+        &p,
+        NOW,
+    );
+    assert_eq!(v.containers[0].severity, Severity::Critical);
+    assert_eq!(v.containers[0].recommended, Some(563 * MI));
+    // A kill after the raise: it did not answer them either.
+    let mut killed = h.clone();
+    killed
+        .containers
+        .get_mut("web")
+        .unwrap()
+        .oom_kills
+        .push(OomKill {
+            t: NOW - 600,
+            limit: Some(443.0 * mi),
+        });
+    let v = decide(
+        &deployment(Some("443Mi"), None),
+        HistoryStatus::Found(&killed),
+        &p,
+        NOW,
+    );
+    assert_eq!(v.containers[0].severity, Severity::Critical);
+    assert!(v.containers[0].recommended > Some(443 * MI));
+}
