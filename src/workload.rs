@@ -155,6 +155,9 @@ pub struct Workload {
     /// The workload's `oomguard.io/` annotations.
     pub annotations: BTreeMap<String, String>,
     pub containers: Vec<ContainerSpec>,
+    /// The pod-level memory limit (`spec.resources.limits.memory` of the pod spec, 1.34+): no
+    /// container's limit may exceed it, and a container without one is bounded by it.
+    pub pod_limit: Option<u64>,
     /// Set when another object controls this one (a ReplicaSet of a Deployment, a Pod of a
     /// ReplicaSet): the owner was already checked.
     pub controlled_by: Option<String>,
@@ -282,6 +285,9 @@ pub(crate) struct PartialSpec {
     pub(crate) init_containers: Option<Vec<PartialContainer>>,
     #[serde(default)]
     pub(crate) volumes: Option<Vec<PartialVolume>>,
+    /// A Pod's pod-level resources (1.34+).
+    #[serde(default)]
+    pub(crate) resources: Option<PartialResources>,
 }
 
 #[derive(Default, Deserialize)]
@@ -314,6 +320,10 @@ pub(crate) struct PartialPodSpec {
     pub(crate) init_containers: Option<Vec<PartialContainer>>,
     #[serde(default)]
     pub(crate) volumes: Option<Vec<PartialVolume>>,
+    /// Pod-level resources (`spec.resources`, Kubernetes 1.34+): a memory limit for the whole
+    /// pod, which bounds every container's.
+    #[serde(default)]
+    pub(crate) resources: Option<PartialResources>,
 }
 
 #[derive(Deserialize)]
@@ -555,6 +565,7 @@ impl Workload {
                 containers: spec.containers,
                 init_containers: spec.init_containers,
                 volumes: spec.volumes,
+                resources: spec.resources,
             },
             WorkloadKind::CronJob => spec
                 .job_template
@@ -564,6 +575,11 @@ impl Workload {
                 .ok_or_else(no_pod_spec)?,
             _ => spec.template.and_then(|t| t.spec).ok_or_else(no_pod_spec)?,
         };
+        let pod_limit = pod
+            .resources
+            .as_ref()
+            .and_then(|r| r.limits.as_ref())
+            .and_then(|l| MemoryField::read(l.memory.as_ref()).bytes());
         // Memory-backed emptyDirs by name: what a mount of them charges to a container.
         let memory_volumes: Vec<MemoryVolume> = pod
             .volumes
@@ -626,6 +642,7 @@ impl Workload {
             deleting,
             has_metadata,
             has_annotations,
+            pod_limit,
             pod_spec_path: path,
         })
     }

@@ -485,6 +485,7 @@ impl<'a> Product<'a> {
         let d = admission::answer(
             Endpoint::Mutate,
             &self.workload,
+            None,
             HistoryStatus::Found(h),
             self.policy,
             ScopeRule::Create,

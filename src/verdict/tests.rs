@@ -941,3 +941,67 @@ fn kills_answered_by_a_raise_that_ran_clean_ask_no_more() {
     assert_eq!(v.containers[0].severity, Severity::Critical);
     assert!(v.containers[0].recommended > Some(443 * MI));
 }
+
+#[test]
+fn a_pod_level_limit_bounds_every_container() {
+    let h = flat_history(200.0, 301.0);
+    let pod = |pod_limit: &str, web: Value| {
+        let obj = json!({"metadata": {"name": "web-app"}, "spec": {"template": {"spec": {
+            "resources": {"limits": {"memory": pod_limit}},
+            "containers": [web]}}}});
+        Workload::from_object(WorkloadKind::Deployment, &obj, "team-a").unwrap()
+    };
+    let mut p = policy(Mode::Mutate);
+    p.missing_limit = MissingLimit::Add;
+    // No container limit under a pod-level limit: bounded, not missing; nothing added.
+    let w = pod("1Gi", json!({"name": "web"}));
+    assert_eq!(w.pod_limit, Some(1024 * MI));
+    let v = decide(&w, HistoryStatus::Found(&h), &p, NOW);
+    let c = &v.containers[0];
+    assert_eq!(c.action, Action::None, "{:?}", c.reasons);
+    assert!(
+        !c.reasons.iter().any(|r| r.contains("no memory limit")),
+        "{:?}",
+        c.reasons
+    );
+    let v = decide(&w, HistoryStatus::Missing, &p, NOW);
+    assert!(
+        v.containers[0].reasons.is_empty(),
+        "{:?}",
+        v.containers[0].reasons
+    );
+    // A raise that fits under the pod's limit is made ...
+    let web = json!({"name": "web", "resources": {"limits": {"memory": "256Mi"}}});
+    let v = decide(&pod("1Gi", web.clone()), HistoryStatus::Found(&h), &p, NOW);
+    assert_eq!(v.containers[0].action, Action::Raise { to: 347 * MI });
+    // ... one past it is not (the apiserver would refuse the container's limit), and says
+    // where the fix goes; enforce names the pod's limit in the denial.
+    let v = decide(
+        &pod("300Mi", web.clone()),
+        HistoryStatus::Found(&h),
+        &p,
+        NOW,
+    );
+    let c = &v.containers[0];
+    assert_eq!(c.action, Action::None);
+    assert!(
+        c.reasons.iter().any(|r| r.contains(
+            "needs 347Mi, above the pod's memory limit 300Mi (spec.resources.limits.memory)"
+        )),
+        "{:?}",
+        c.reasons
+    );
+    let v = decide(
+        &pod("300Mi", web),
+        HistoryStatus::Found(&h),
+        &policy(Mode::Enforce),
+        NOW,
+    );
+    assert!(v.denied());
+    assert!(
+        v.deny_message()
+            .contains("raise the pod's spec.resources.limits.memory (300Mi) and web's limit to at least 347Mi"),
+        "{}",
+        v.deny_message()
+    );
+}
