@@ -371,7 +371,11 @@ async fn serve(a: ServeArgs) -> anyhow::Result<i32> {
 /// Opens the policies folder and reloads it when it changes (the reconciler and the API; `serve`
 /// counts the reloads in its metrics).
 pub fn reloading_policies(dir: &std::path::Path) -> anyhow::Result<Arc<PolicyStore>> {
-    serving::reloading_policies(dir, |_, _| {})
+    let store = serving::reloading_policies(dir, |_, _| {})?;
+    if let Some(ns) = serving::own_namespace() {
+        store.reserve(&ns);
+    }
+    Ok(store)
 }
 
 async fn api(a: ApiCmdArgs) -> anyhow::Result<i32> {

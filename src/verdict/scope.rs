@@ -13,6 +13,8 @@ pub const EXCLUDE_ANNOTATION: &str = "oomguard.io/exclude";
 /// Why a workload is left alone.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OutOfScope {
+    /// The cluster's own namespaces and oomguard's: always left alone.
+    Reserved { namespace: String },
     /// The namespace's policy is `mode: off`: oomguard does nothing there.
     ModeOff { namespace: String },
     /// Another object controls this one (a Pod of a ReplicaSet, a ReplicaSet of a Deployment,
@@ -30,6 +32,7 @@ impl OutOfScope {
     /// A short label for metrics and logs.
     pub fn label(&self) -> &'static str {
         match self {
+            OutOfScope::Reserved { .. } => "reserved-namespace",
             OutOfScope::ModeOff { .. } => "mode-off",
             OutOfScope::ControlledBy { .. } => "controlled",
             OutOfScope::ExcludedByPolicy { .. } => "excluded-by-policy",
@@ -42,6 +45,10 @@ impl OutOfScope {
 impl fmt::Display for OutOfScope {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            OutOfScope::Reserved { namespace } => write!(
+                f,
+                "namespace {namespace} is the cluster's or oomguard's own: always left alone"
+            ),
             OutOfScope::ModeOff { namespace } => {
                 write!(f, "the policy of namespace {namespace} is mode: off")
             }
@@ -72,6 +79,11 @@ impl fmt::Display for OutOfScope {
 
 /// Whether the decision covers `w` under `policy` (its namespace's).
 pub fn of(w: &Workload, policy: &PolicySpec) -> Result<(), OutOfScope> {
+    if policy.reserved {
+        return Err(OutOfScope::Reserved {
+            namespace: w.namespace.clone(),
+        });
+    }
     if policy.mode == Mode::Off {
         return Err(OutOfScope::ModeOff {
             namespace: w.namespace.clone(),

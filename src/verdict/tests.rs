@@ -1005,3 +1005,38 @@ fn a_pod_level_limit_bounds_every_container() {
         v.deny_message()
     );
 }
+
+#[test]
+fn the_cluster_s_namespaces_and_oomguard_s_own_are_left_alone_by_every_face() {
+    use crate::policy::store::PolicySet;
+    let set = PolicySet::single(policy(Mode::Enforce)).reserving("oomguard");
+    let h = flat_history(200.0, 301.0);
+    for ns in ["kube-system", "kube-public", "kube-node-lease", "oomguard"] {
+        let obj = json!({"metadata": {"name": "coredns"}, "spec": {"template": {"spec": {
+            "containers": [{"name": "web", "resources": {"limits": {"memory": "256Mi"}}}]}}}});
+        let w = Workload::from_object(WorkloadKind::Deployment, &obj, ns).unwrap();
+        let p = set.for_namespace(ns);
+        let v = decide(&w, HistoryStatus::Found(&h), &p, NOW);
+        assert_eq!(
+            v.out_of_scope,
+            Some(OutOfScope::Reserved {
+                namespace: ns.to_string()
+            })
+        );
+        assert!(!v.denied());
+        let mut p = (*p).clone();
+        p.reconcile.enabled = true;
+        assert!(scope::reconciled(&w, &p).is_err(), "the reconciler too");
+    }
+    // Any other namespace is decided.
+    let obj = json!({"metadata": {"name": "web"}, "spec": {"template": {"spec": {
+        "containers": [{"name": "web", "resources": {"limits": {"memory": "256Mi"}}}]}}}});
+    let w = Workload::from_object(WorkloadKind::Deployment, &obj, "shop").unwrap();
+    assert!(decide(
+        &w,
+        HistoryStatus::Found(&h),
+        &set.for_namespace("shop"),
+        NOW
+    )
+    .denied());
+}
