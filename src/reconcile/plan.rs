@@ -97,17 +97,45 @@ impl ActionKind {
     }
 }
 
-/// An action taken earlier (unix seconds), as recorded in the workload's annotations.
+/// An action taken (or attempted) earlier, unix seconds, as recorded in the workload's
+/// annotations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PastAction {
     pub at: i64,
     pub kind: ActionKind,
+    /// Where it stands: pending, judged, or failed (refused by the cluster).
+    pub outcome: super::record::Outcome,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RecentActions {
+    /// Oldest first.
     pub actions: Vec<PastAction>,
 }
+
+impl RecentActions {
+    /// Attempts that failed in a row, up to the latest: each doubles the cooldown after it.
+    pub fn failures_in_a_row(&self) -> u32 {
+        let n = self
+            .actions
+            .iter()
+            .rev()
+            .take_while(|a| a.outcome == super::record::Outcome::Failed)
+            .count();
+        u32::try_from(n).unwrap_or(u32::MAX)
+    }
+
+    /// The last scale-out, if any.
+    fn last_scale_out(&self) -> Option<&PastAction> {
+        self.actions
+            .iter()
+            .rev()
+            .find(|a| a.kind == ActionKind::ScaleOut && a.outcome != super::record::Outcome::Failed)
+    }
+}
+
+/// The longest a backoff after refused attempts grows to.
+pub const MAX_BACKOFF_SECS: u64 = 6 * 3600;
 
 /// How a limit gets raised.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -278,7 +306,7 @@ pub fn plan(
         }
     }
     if let Some((wanted, detail)) = load {
-        match scale(w, policy, wanted, &detail) {
+        match scale(w, policy, wanted, &detail, recent) {
             Ok(p) => steps.push(p),
             Err(r) => quiet.push(r),
         }
@@ -352,7 +380,16 @@ fn assess(
             raise(w, v, limit, rec, pattern, policy, now)
         }
         Pattern::Unknown => Need::Quiet(format!("container {name}: pattern unknown")),
-        Pattern::Steady | Pattern::LoadFollowing => {
+        // Steady memory does not follow load: more replicas would each hold as much (a
+        // scale-out there ratcheted to maxReplicas, one step per cooldown).
+        Pattern::Steady => Need::Quiet(format!(
+            "container {name}: steady at {} of its {ls} limit; replicas would not lower it",
+            v.current.map_or_else(
+                || "?".to_string(),
+                |c| format!("{}%", pct(c / limit as f64))
+            )
+        )),
+        Pattern::LoadFollowing => {
             let Some(current) = v.current else {
                 return Need::Quiet(format!("container {name}: no recent sample"));
             };
@@ -497,6 +534,7 @@ fn scale(
     policy: &PolicySpec,
     wanted: u32,
     detail: &str,
+    recent: &RecentActions,
 ) -> Result<Plan, String> {
     let r = &policy.reconcile;
     let over = format!("{detail} over the {}% target", pct(r.target_utilization.0));
@@ -529,6 +567,23 @@ fn scale(
                 hpa.max
             ),
         });
+    }
+    // One scale-out at a time, judged before the next; one that did not lower the per-pod
+    // memory says this workload's memory does not follow its replicas: no more of them.
+    match recent.last_scale_out().map(|a| a.outcome) {
+        Some(super::record::Outcome::Pending) => {
+            return Err(format!(
+                "{over}; the last scale-out is not verified yet (verifyWindow {})",
+                r.verify_window
+            ))
+        }
+        Some(super::record::Outcome::Ineffective) => {
+            return Err(format!(
+                "{over}; the last scale-out did not lower its memory per pod: more replicas \
+                 would not either"
+            ))
+        }
+        _ => {}
     }
     let to = wanted.clamp(r.min_replicas, r.max_replicas.max(r.min_replicas));
     if to <= w.replicas {
@@ -643,17 +698,40 @@ pub(crate) fn held_back(
     (in_hour.len() >= max).then(|| rate_limited(&in_hour, policy, now, &held))
 }
 
-/// The `Cooldown` step while the last action's cooldown runs.
+/// The cooldown after the last action (or attempt): `reconcile.cooldown`, doubled for each
+/// attempt in a row the cluster refused, up to [`MAX_BACKOFF_SECS`] (at least the cooldown).
+pub fn backoff_secs(recent: &RecentActions, policy: &PolicySpec) -> u64 {
+    let base = policy.reconcile.cooldown.secs();
+    match recent.failures_in_a_row() {
+        0 => base,
+        n => base
+            .saturating_mul(1u64 << (n - 1).min(20))
+            .min(MAX_BACKOFF_SECS.max(base)),
+    }
+}
+
+/// The `Cooldown` step while the last action's cooldown (or backoff) runs.
 fn cooldown(recent: &RecentActions, policy: &PolicySpec, now: i64, held: &[&str]) -> Option<Plan> {
     let r = &policy.reconcile;
-    let cooldown = i64::try_from(r.cooldown.secs()).unwrap_or(i64::MAX);
+    let secs = backoff_secs(recent, policy);
+    let wait = i64::try_from(secs).unwrap_or(i64::MAX);
     let last = recent.actions.iter().max_by_key(|a| a.at)?;
-    let until = last.at.saturating_add(cooldown);
+    let until = last.at.saturating_add(wait);
+    let failed = recent.failures_in_a_row();
+    let what = if failed > 0 {
+        format!(
+            "backoff {} after {failed} refused attempt{} in a row (cooldown {} doubled)",
+            crate::policy::Duration(secs),
+            if failed == 1 { "" } else { "s" },
+            r.cooldown
+        )
+    } else {
+        format!("cooldown {}", r.cooldown)
+    };
     (now < until).then(|| Plan::Cooldown {
         until,
         reason: format!(
-            "cooldown {}: last action {} {} ago; holding {} for {}",
-            r.cooldown,
+            "{what}: last action {} {} ago; holding {} for {}",
             last.kind.as_str(),
             human_secs((now - last.at).max(0) as f64),
             held.join(", "),

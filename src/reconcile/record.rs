@@ -151,26 +151,43 @@ pub fn about(records: Vec<Remediation>, target: &Target) -> Vec<Remediation> {
     mine
 }
 
-/// The annotation's value: the newest [`MAX_RECORDS`] records.
+/// The annotation's value: the newest [`MAX_RECORDS`] records; over the cap, failed attempts
+/// go first (the oldest of them), so that refusals never push the real actions out.
 pub fn encode(records: &[Remediation]) -> String {
-    let skip = records.len().saturating_sub(MAX_RECORDS);
+    let mut keep: Vec<&Remediation> = records.iter().collect();
+    let mut over = keep.len().saturating_sub(MAX_RECORDS);
+    if over > 0 {
+        // The newest failed attempt stays: it carries the backoff.
+        let newest_failed = keep.iter().rposition(|r| r.outcome == Outcome::Failed);
+        let mut i = 0;
+        keep.retain(|r| {
+            let drop = over > 0 && r.outcome == Outcome::Failed && Some(i) != newest_failed;
+            i += 1;
+            if drop {
+                over -= 1;
+            }
+            !drop
+        });
+    }
+    let skip = keep.len().saturating_sub(MAX_RECORDS);
     // Serialising plain data to a string cannot fail.
-    serde_json::to_string(&records[skip..]).unwrap_or_else(|_| "[]".to_string())
+    serde_json::to_string(&keep[skip..]).unwrap_or_else(|_| "[]".to_string())
 }
 
-/// The actions the cooldown and the hourly budget count: every applied record (failed calls
-/// changed nothing and do not count).
+/// The actions the cooldown and the hourly budget count: every record, failed attempts
+/// included (a refused attempt is a write; counting it, with a backoff that doubles on each
+/// refusal in a row, is what keeps a refused action from being re-sent every round).
 pub fn recent_actions(records: &[Remediation]) -> RecentActions {
-    RecentActions {
-        actions: records
-            .iter()
-            .filter(|r| r.outcome != Outcome::Failed)
-            .map(|r| PastAction {
-                at: r.at,
-                kind: r.action,
-            })
-            .collect(),
-    }
+    let mut actions: Vec<PastAction> = records
+        .iter()
+        .map(|r| PastAction {
+            at: r.at,
+            kind: r.action,
+            outcome: r.outcome,
+        })
+        .collect();
+    actions.sort_by_key(|a| a.at);
+    RecentActions { actions }
 }
 
 /// The in-place raises recorded and not failed, as (container, new limit): what may have left
@@ -245,7 +262,10 @@ impl From<Observed> for Baseline {
 
 /// The tutorial's rule, decided once the window is over: effective when utilization dropped by at
 /// least [`EFFECTIVE_DROP`] of its baseline, or when no OOM kill happened since the action;
-/// ineffective otherwise. Returns the outcome and a one-line reason with the numbers.
+/// ineffective otherwise. A scale-out is judged by the drop alone: its point is less memory per
+/// pod, and memory that does not follow load stays where it was with no OOM either (counting
+/// that as effective scaled steady workloads out to maxReplicas). Returns the outcome and a
+/// one-line reason with the numbers.
 pub fn judge(r: &Remediation, seen: &Observed) -> (Outcome, String) {
     let oom_since = seen.last_oom_at.is_some_and(|t| t > r.at);
     let drop = match (r.baseline.utilization, seen.utilization) {
@@ -267,8 +287,17 @@ pub fn judge(r: &Remediation, seen: &Observed) -> (Outcome, String) {
     } else {
         "no OOM kill since the action"
     };
-    if dropped || !oom_since {
+    let effective = match r.action {
+        ActionKind::ScaleOut => dropped,
+        _ => dropped || !oom_since,
+    };
+    if effective {
         (Outcome::Effective, format!("effective: {util}, {oom}"))
+    } else if r.action == ActionKind::ScaleOut && !dropped {
+        (
+            Outcome::Ineffective,
+            format!("ineffective: {util}, {oom}; memory per pod did not follow the replicas"),
+        )
     } else {
         (Outcome::Ineffective, format!("ineffective: {util}, {oom}"))
     }
@@ -354,14 +383,33 @@ mod tests {
     }
 
     #[test]
-    fn failed_calls_do_not_count_as_actions() {
+    fn failed_attempts_count_and_never_push_real_actions_out() {
         let rs = vec![
             record(100, Outcome::Failed, None),
             record(200, Outcome::Pending, None),
+            record(300, Outcome::Failed, None),
         ];
         let recent = recent_actions(&rs);
-        assert_eq!(recent.actions.len(), 1);
-        assert_eq!(recent.actions[0].at, 200);
+        assert_eq!(recent.actions.len(), 3, "a refused attempt counts");
+        assert_eq!(recent.failures_in_a_row(), 1);
+        // 25 refusals after 5 real actions: the real ones and the newest refusal are kept.
+        let mut many: Vec<_> = (0..5)
+            .map(|i| record(i, Outcome::Effective, None))
+            .collect();
+        many.extend((5..30).map(|i| record(i, Outcome::Failed, None)));
+        let kept = decode(Some(&encode(&many))).unwrap();
+        assert_eq!(kept.len(), MAX_RECORDS);
+        assert_eq!(
+            kept.iter()
+                .filter(|r| r.outcome == Outcome::Effective)
+                .count(),
+            5
+        );
+        assert_eq!(
+            kept.last().unwrap().at,
+            29,
+            "the newest refusal carries the backoff"
+        );
     }
 
     #[test]
@@ -431,7 +479,8 @@ mod tests {
 
     #[test]
     fn judge_follows_the_tutorial_rule() {
-        let r = record(1000, Outcome::Pending, Some(0.9));
+        let mut r = record(1000, Outcome::Pending, Some(0.9));
+        r.action = ActionKind::RaiseLimit;
         // Dropped 22%, an OOM after: still effective on utilization.
         let (o, why) = judge(
             &r,
@@ -474,5 +523,24 @@ mod tests {
             },
         );
         assert_eq!(o, Outcome::Ineffective);
+        // A scale-out is judged by the memory per pod alone: no drop and no OOM is ineffective
+        // (steady memory does not follow replicas), a drop is effective.
+        let scale = record(1000, Outcome::Pending, Some(0.85));
+        let flat = Observed {
+            utilization: Some(0.85),
+            last_oom_at: Some(900),
+            oom_kills: 0,
+        };
+        let (o, why) = judge(&scale, &flat);
+        assert_eq!(o, Outcome::Ineffective, "{why}");
+        assert!(
+            why.contains("memory per pod did not follow the replicas"),
+            "{why}"
+        );
+        let fell = Observed {
+            utilization: Some(0.6),
+            ..flat
+        };
+        assert_eq!(judge(&scale, &fell).0, Outcome::Effective);
     }
 }

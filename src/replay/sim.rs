@@ -606,7 +606,11 @@ impl Controller for Product<'_> {
         let mut raised = None;
         for step in p.actions() {
             if let Some(kind) = step.action() {
-                self.recent.actions.push(PastAction { at: ctx.now, kind });
+                self.recent.actions.push(PastAction {
+                    at: ctx.now,
+                    kind,
+                    outcome: crate::reconcile::record::Outcome::Pending,
+                });
             }
             if let Plan::RaiseLimit { to, .. } = step {
                 raised = Some(*to as f64);
