@@ -65,8 +65,23 @@ pub type Beside = Box<
         + Send,
 >;
 
+/// Actions on one workload the cluster refused before they could be recorded (the record is an
+/// annotation on the same object, refused with it): how many in a row, until when the next is
+/// held, and why. In memory: a new leader starts over, still bounded by the backoff.
+#[derive(Debug, Clone)]
+pub struct Refused {
+    pub times: u32,
+    pub until: i64,
+    pub why: String,
+}
+
 /// Shared by the reconciles.
 pub struct Ctx {
+    /// What was already said in an Event, once per workload and reason (a blocked raise is
+    /// planned every round; its Event is published once).
+    pub told: std::sync::Mutex<std::collections::HashSet<(Target, String)>>,
+    /// Workloads whose claims were refused, with their backoff.
+    pub refused: std::sync::Mutex<std::collections::HashMap<Target, Refused>>,
     pub exec: Executor,
     pub policies: Arc<PolicyStore>,
     pub history: Arc<dyn HistorySource>,
@@ -87,10 +102,86 @@ fn step_name(p: &Plan) -> &'static str {
         Plan::OutOfBounds { .. } => "out-of-bounds",
         Plan::Cooldown { .. } => "cooldown",
         Plan::RateLimited { .. } => "rate-limited",
+        Plan::Blocked { .. } => "blocked",
     }
 }
 
 impl Ctx {
+    /// Whether `reason` about `t` has not been told yet (and is now).
+    fn first_telling(&self, t: &Target, reason: &str) -> bool {
+        let mut told = self.told.lock().unwrap_or_else(|p| p.into_inner());
+        told.insert((t.clone(), reason.to_string()))
+    }
+
+    /// The backoff holding `t`'s actions now, if any.
+    fn refused_now(&self, t: &Target, now: i64) -> Option<Refused> {
+        let map = self.refused.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(t).filter(|r| now < r.until).cloned()
+    }
+
+    /// `t`'s claim went through: its backoff, if any, is over.
+    fn refusal_over(&self, t: &Target) {
+        let mut map = self.refused.lock().unwrap_or_else(|p| p.into_inner());
+        if map.remove(t).is_some() {
+            self.metrics.backing_off.set(map.len() as i64);
+        }
+    }
+
+    /// The cluster refused the claim of `actions` on `seen`'s workload: the next attempt waits
+    /// `reconcile.cooldown` doubled for each refusal in a row (up to 6 h), and an Event and the
+    /// metrics say why. Returns the wait, seconds.
+    #[allow(clippy::too_many_arguments)]
+    async fn refusal<K: Scalable>(
+        &self,
+        obj: &K,
+        target: &Target,
+        id: &str,
+        actions: &[&'static str],
+        policy: &PolicySpec,
+        now: i64,
+        why: String,
+    ) -> u64 {
+        let (times, wait) = {
+            let mut map = self.refused.lock().unwrap_or_else(|p| p.into_inner());
+            let times = map.get(target).map_or(0, |r| r.times) + 1;
+            let base = policy.reconcile.cooldown.secs().max(60);
+            let wait = base
+                .saturating_mul(1u64 << (times - 1).min(20))
+                .min(plan::MAX_BACKOFF_SECS.max(base));
+            map.insert(
+                target.clone(),
+                Refused {
+                    times,
+                    until: now.saturating_add(i64::try_from(wait).unwrap_or(i64::MAX)),
+                    why: why.clone(),
+                },
+            );
+            self.metrics.backing_off.set(map.len() as i64);
+            (times, wait)
+        };
+        for a in actions {
+            self.metrics
+                .refusals
+                .get_or_create(&super::metrics::RefusalLabels { action: a })
+                .inc();
+        }
+        tracing::warn!(workload = %id, refused = times, retry_in_secs = wait, error = %why, "remediation refused by the cluster; backing off");
+        self.exec
+            .event(
+                obj,
+                EventType::Warning,
+                "RemediationRefused",
+                actions.first().copied().unwrap_or("remediate"),
+                format!(
+                    "{} refused by the cluster ({times} in a row): {why}; oomguard tries again in {}",
+                    actions.join(", "),
+                    crate::verdict::human_secs(wait as f64)
+                ),
+            )
+            .await;
+        wait
+    }
+
     /// The workload's history; None (logged, counted) when the source fails.
     pub async fn history_of(
         &self,
@@ -117,13 +208,38 @@ pub async fn reconcile<K: Scalable>(obj: Arc<K>, ctx: Arc<Ctx>) -> Result<Action
     if !policy.reconcile.enabled || !*ctx.leader.borrow() {
         return Ok(idle);
     }
+    let now = unix_now();
+    if let Some(r) = ctx.refused_now(&t, now) {
+        tracing::debug!(workload = %format!("{}/{}", t.namespace, t.name), until = r.until, why = %r.why, "held back after refusals");
+        return Ok(Action::requeue(Duration::from_secs(
+            u64::try_from(r.until - now).unwrap_or(1).max(1),
+        )));
+    }
     let Some(mut seen) = observe(obj.as_ref(), t, &policy, &ctx).await? else {
         return Ok(idle);
     };
-    let now = unix_now();
-    if verify(obj.as_ref(), &mut seen, &ctx, now).await? {
+    match verify(obj.as_ref(), &mut seen, &ctx, now).await {
         // The write changed the object; the watch brings it back for planning.
-        return Ok(Action::requeue(Duration::from_secs(1)));
+        Ok(true) => return Ok(Action::requeue(Duration::from_secs(1))),
+        Ok(false) => {}
+        // The outcome could not be recorded (the object refuses oomguard's writes): back off
+        // as for a refused action.
+        Err(ApplyError::Kube { what, source }) => {
+            let why = format!("{what}: {source}");
+            let wait = ctx
+                .refusal(
+                    obj.as_ref(),
+                    &seen.target,
+                    &seen.id,
+                    &["verify"],
+                    &policy,
+                    now,
+                    why,
+                )
+                .await;
+            return Ok(Action::requeue(Duration::from_secs(wait)));
+        }
+        Err(e) => return Err(e),
     }
     let recent = record::recent_actions(&seen.records);
     let p = plan::plan(
@@ -182,7 +298,10 @@ async fn observe<K: Scalable>(
         .resize_method
         .in_place(ctx.in_place_supported);
     let state = match state_of(obj, hpa, in_place) {
-        Ok(s) => s,
+        Ok(mut s) => {
+            s.reverted = super::observe::reverts(obj, &records, &s.workload);
+            s
+        }
         Err(e) => {
             ctx.metrics.error("template");
             tracing::warn!(workload = %id, error = %e, "pod template not read; no action");
@@ -350,17 +469,54 @@ async fn act<K: Scalable>(
                 next = next.min(Duration::from_secs(wait.max(1)));
                 tracing::info!(workload = %id, %reason, in_secs = wait, "restart planned");
             }
-            step => requests.extend(Request::from_step(step, &ctx.exec.reconciler_name())),
+            Plan::Blocked { reason, .. } => {
+                tracing::warn!(workload = %id, %reason, "raise blocked");
+                if ctx.first_telling(&seen.target, reason) {
+                    ctx.exec
+                        .event(
+                            obj,
+                            EventType::Warning,
+                            "RaiseBlocked",
+                            "Plan",
+                            reason.clone(),
+                        )
+                        .await;
+                }
+            }
+            step => {
+                if let Some(mut r) = Request::from_step(step, &ctx.exec.reconciler_name()) {
+                    if let Plan::RaiseLimit { container, .. } = step {
+                        r.template_off = plan::template_blocked(&seen.state, container, 0)
+                            .map(|p| p.reason().to_string());
+                    }
+                    requests.push(r);
+                }
+            }
         }
     }
     let mut records = seen.records;
     if !requests.is_empty() {
         let baseline = record::observe(seen.history.as_deref(), &seen.state.workload).into();
         let verify_after = i64::try_from(policy.reconcile.verify_window.secs()).unwrap_or(i64::MAX);
-        let done = ctx
+        let actions: Vec<&'static str> = requests.iter().map(|r| r.action.as_str()).collect();
+        let done = match ctx
             .exec
             .execute(obj, records, requests, baseline, verify_after, now)
-            .await?;
+            .await
+        {
+            Ok(done) => {
+                ctx.refusal_over(&seen.target);
+                done
+            }
+            Err(ApplyError::Kube { what, source }) => {
+                let why = format!("{what}: {source}");
+                let wait = ctx
+                    .refusal(obj, &seen.target, &seen.id, &actions, policy, now, why)
+                    .await;
+                return Ok(Action::requeue(Duration::from_secs(wait)));
+            }
+            Err(e) => return Err(e),
+        };
         for r in done
             .iter()
             .filter(|r| r.at == now && r.outcome == Outcome::Failed)
@@ -491,6 +647,8 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     });
 
     let ctx = Arc::new(Ctx {
+        told: Default::default(),
+        refused: Default::default(),
         exec: Executor::new(client.clone(), opts.lease.identity.clone()),
         policies,
         history: opts.history,

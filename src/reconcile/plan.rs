@@ -54,6 +54,28 @@ pub struct HpaInfo {
     pub max: u32,
 }
 
+/// How a template change reaches the pods.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Rollout {
+    /// A rolling update (or Recreate): new pods come from the new template.
+    #[default]
+    Automatic,
+    /// A StatefulSet with `updateStrategy: OnDelete`: only pods deleted by hand are replaced.
+    OnDelete,
+    /// A Deployment whose rollout is paused.
+    Paused,
+}
+
+/// A raise oomguard made to a container's template limit that another field manager (a GitOps
+/// controller re-applying its manifest) has set back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revert {
+    /// What oomguard had raised it to, bytes.
+    pub raised_to: u64,
+    /// Who owns the field now (managedFields), when known.
+    pub by: Option<String>,
+}
+
 /// What the reconciler read from the cluster about one workload.
 #[derive(Debug, Clone)]
 pub struct WorkloadState {
@@ -67,6 +89,10 @@ pub struct WorkloadState {
     pub in_place_resize: bool,
     /// From the rollout strategy: how many pods may be down at once.
     pub max_unavailable: u32,
+    /// Whether a template change reaches the pods by itself.
+    pub rollout: Rollout,
+    /// Containers whose template raise was set back by another field manager.
+    pub reverted: std::collections::BTreeMap<String, Revert>,
 }
 
 /// Kinds of action the reconciler takes.
@@ -208,6 +234,12 @@ pub enum Plan {
         until: Option<i64>,
         reason: String,
     },
+    /// A raise that would not take effect, or that would fight another controller: none is
+    /// made, and the reason (an Event) says what would.
+    Blocked {
+        container: String,
+        reason: String,
+    },
 }
 
 impl Plan {
@@ -220,7 +252,8 @@ impl Plan {
             | Plan::PlannedRestart { reason, .. }
             | Plan::OutOfBounds { reason, .. }
             | Plan::Cooldown { reason, .. }
-            | Plan::RateLimited { reason, .. } => reason,
+            | Plan::RateLimited { reason, .. }
+            | Plan::Blocked { reason, .. } => reason,
         }
     }
 
@@ -458,6 +491,11 @@ fn raise(
         } else {
             ResizeMethod::TemplatePatch
         };
+        if method == ResizeMethod::TemplatePatch {
+            if let Some(blocked) = template_blocked(w, name, rec) {
+                return Need::Step(blocked);
+            }
+        }
         let how = match method {
             ResizeMethod::InPlaceResize => "in place",
             ResizeMethod::TemplatePatch => "by a template patch (a rollout)",
@@ -525,6 +563,36 @@ fn raise(
             Bytes(wanted as f64),
             Bytes(max as f64)
         ),
+    })
+}
+
+/// Why a template raise of `container` to `to` would not help: another field manager set the
+/// last one back (it would be reverted again, a rollout every cooldown), or the pods are not
+/// replaced from the template by themselves.
+pub fn template_blocked(w: &WorkloadState, container: &str, to: u64) -> Option<Plan> {
+    let reason = if let Some(r) = w.reverted.get(container) {
+        format!(
+            "container {container}: the raise to {} was set back by {}; oomguard does not fight it: commit resources.limits.memory: {} for {container} to the source it comes from",
+            Bytes(r.raised_to as f64),
+            r.by.as_deref().unwrap_or("another field manager"),
+            crate::quantity::to_quantity(to.max(r.raised_to))
+        )
+    } else {
+        match w.rollout {
+            Rollout::Automatic => return None,
+            Rollout::OnDelete => format!(
+                "container {container}: a template raise to {} would not reach the pods (updateStrategy OnDelete) and in-place resize is off: raise it and delete the pods, or allow in-place resize",
+                Bytes(to as f64)
+            ),
+            Rollout::Paused => format!(
+                "container {container}: a template raise to {} would not reach the pods (the rollout is paused) and in-place resize is off: resume it after raising",
+                Bytes(to as f64)
+            ),
+        }
+    };
+    Some(Plan::Blocked {
+        container: container.to_string(),
+        reason,
     })
 }
 

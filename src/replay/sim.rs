@@ -601,6 +601,8 @@ impl Controller for Product<'_> {
             }),
             in_place_resize: true,
             max_unavailable: 1,
+            rollout: Default::default(),
+            reverted: Default::default(),
         };
         let p = plan::plan(&state, &h, self.policy, &self.recent, ctx.now);
         let mut raised = None;

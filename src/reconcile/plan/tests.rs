@@ -96,6 +96,8 @@ fn deployment(
         hpa: None,
         in_place_resize: true,
         max_unavailable: 1,
+        rollout: Default::default(),
+        reverted: Default::default(),
     }
 }
 
@@ -1118,4 +1120,70 @@ fn sidecars_are_planned_and_init_containers_left_to_admission() {
         }
         other => panic!("{other:?}"),
     }
+}
+
+#[test]
+fn a_template_raise_that_would_not_take_or_would_fight_is_blocked() {
+    // Without in-place resize, the raise goes to the template — unless the pods would never
+    // see it (OnDelete, a paused rollout) or another manager set the last one back.
+    let h = leaking();
+    let mut w = workload(3, 400);
+    w.in_place_resize = false;
+    assert!(matches!(
+        steps(&w, &h, &policy(), &none()).as_slice(),
+        [Plan::RaiseLimit {
+            method: ResizeMethod::TemplatePatch,
+            ..
+        }]
+    ));
+    for (rollout, says) in [
+        (
+            Rollout::OnDelete,
+            "would not reach the pods (updateStrategy OnDelete)",
+        ),
+        (
+            Rollout::Paused,
+            "would not reach the pods (the rollout is paused)",
+        ),
+    ] {
+        let mut held = w.clone();
+        held.rollout = rollout;
+        match steps(&held, &h, &policy(), &none()).as_slice() {
+            [Plan::Blocked { container, reason }] => {
+                assert_eq!(container, "web");
+                assert!(reason.contains(says), "{reason}");
+            }
+            other => panic!("{rollout:?}: {other:?}"),
+        }
+    }
+    let mut reverted = w.clone();
+    reverted.reverted.insert(
+        "web".into(),
+        Revert {
+            raised_to: 638 * MI,
+            by: Some("argocd-controller".into()),
+        },
+    );
+    match steps(&reverted, &h, &policy(), &none()).as_slice() {
+        [Plan::Blocked { reason, .. }] => {
+            assert!(
+                reason.contains("was set back by argocd-controller"),
+                "{reason}"
+            );
+            assert!(
+                reason.contains("commit resources.limits.memory: 638Mi for web"),
+                "{reason}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    // With in-place resize the pods are raised without touching the template it owns.
+    reverted.in_place_resize = true;
+    assert!(matches!(
+        steps(&reverted, &h, &policy(), &none()).as_slice(),
+        [Plan::RaiseLimit {
+            method: ResizeMethod::InPlaceResize,
+            ..
+        }]
+    ));
 }
