@@ -294,6 +294,23 @@ expect_equal "openshift: ... from the Secret oomguard-prometheus-token and the s
   "oomguard-prometheus-token openshift-service-ca.crt" "$(jp "$O" Deployment \
   '{range .spec.template.spec.volumes[?(@.name=="prometheus-auth")]}{.projected.sources[*].secret.name} {.projected.sources[*].configMap.name}{end}')"
 
+# components/pod-monitor (client-side: no Prometheus Operator CRDs here): it scrapes the metrics
+# ports by the names the containers give them.
+mkdir -p "$WORK/pod-monitor"
+rel=$(realpath --relative-to="$WORK/pod-monitor" "$DEPLOY")
+printf 'apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - %s/base\ncomponents:\n  - %s/components/pod-monitor\n' \
+  "$rel" "$rel" >"$WORK/pod-monitor/kustomization.yaml"
+if k kustomize "$WORK/pod-monitor" >"$WORK/pm.yaml" 2>"$WORK/render.err"; then
+  expect_count "pod-monitor: a PodMonitor scraping the ports metrics and recon-metrics" 2 \
+    '^    port: (metrics|recon-metrics)$' <(select_docs 1 '^kind: PodMonitor$' "$WORK/pm.yaml")
+  expect_equal "pod-monitor: ... which the containers name so" "metrics=8080 recon-metrics=8081" \
+    "$(jp "$WORK/pm.yaml" Deployment '{range .spec.template.spec.containers[*].ports[*]}{.name}={.containerPort} {end}' |
+       tr ' ' '\n' | grep -E '^(recon-)?metrics=' | sort | paste -sd' ' -)"
+else
+  fail "kustomize deploy/ + components/pod-monitor"
+  show "$WORK/render.err"
+fi
+
 # cert-manager.io objects: client-side only (the test apiserver has no cert-manager CRDs).
 expect_count "cert-manager: 2 Issuers (self-signed, CA)" 2 '^kind: Issuer$' "$C"
 expect_count "cert-manager: 2 Certificates (CA, serving)" 2 '^kind: Certificate$' "$C"
