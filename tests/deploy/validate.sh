@@ -275,6 +275,15 @@ for f in "$B" "$O" "$C"; do
   expect_equal "$n: the API token reaches the reconciler container only, never the webhook" reconciler "$holders"
   expect_count "$n: ... at /var/run/secrets/kubernetes.io/serviceaccount, where kube-rs reads it" 1 \
     '^reconciler:.*kube-api-access@/var/run/secrets/kubernetes\.io/serviceaccount ' <(echo "$mounts")
+  # The two containers share only read-only mounts (the certificate, the policies): no writable
+  # channel from the webhook to the container that holds the token.
+  shared=$(jp "$f" Deployment '{range .spec.template.spec.containers[*]}{.name}:{range .volumeMounts[*]}{.name}={.readOnly} {end}{"\n"}{end}' |
+    awk '{ split($0, a, ":"); n = split(a[2], m, " ")
+           for (i = 1; i <= n; i++) { split(m[i], v, "="); c[v[1]]++; if (v[2] != "true") rw[v[1]] = 1 } }
+         END { for (x in c) if (c[x] > 1) print x (x in rw ? "(writable)" : "") }' | sort | paste -sd' ' -)
+  want_shared="policies tls"
+  [[ "$f" == "$O" ]] && want_shared="policies prometheus-auth tls"
+  expect_equal "$n: the containers share read-only mounts only ($want_shared)" "$want_shared" "$shared"
   expect_equal "$n: NetworkPolicy: types" "Ingress Egress" "$(jp "$f" NetworkPolicy '{.spec.policyTypes[*]}')"
   expect_equal "$n: NetworkPolicy: pods" "oomguard oomguard" "$(jp "$f" NetworkPolicy \
     '{.spec.podSelector.matchLabels.app\.kubernetes\.io/name} {.spec.podSelector.matchLabels.app\.kubernetes\.io/instance}')"
