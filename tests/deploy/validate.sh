@@ -215,7 +215,9 @@ expect_count "base: the API port on the Service" 1 '^ +(- )?name: api$' \
 expect_count "base and openshift: the reconciler serves the API with the webhook's certificate" 2 \
   '^ +- --tls-cert=/etc/oomguard/tls/tls\.crt$' <(grep -h -A12 -- '- reconcile$' "$B" "$O")
 expect_count "base: the reconciler knows its pod name and namespace (Lease)" 2 \
-  '^ +- name: POD_(NAME|NAMESPACE)$' "$B"
+  '^ +- name: POD_(NAME|NAMESPACE)$' <(grep -h -A24 -- '- reconcile$' "$B")
+expect_count "base: the webhook knows its namespace (left alone like kube-system)" 1 \
+  '^ +- name: POD_NAMESPACE$' <(grep -h -A16 -- '- serve$' "$B")
 expect_count "openshift: the reconcile sidecar too" 1 '^ +- reconcile$' "$O"
 expect_count "openshift: serving-cert-secret-name on the Service" 1 \
   '^    service\.beta\.openshift\.io/serving-cert-secret-name: oomguard-tls$' "$O"
