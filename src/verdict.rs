@@ -395,7 +395,13 @@ fn decide_container(
         }
         // The workload's note says it once; a missing limit needs no history to be wrong.
         v.severity = Severity::Unknown;
-        if v.limit.is_none() {
+        // A plain init container runs to completion before the app starts (a wait loop, a
+        // copy): its missing limit is not warned about without history, unless its own
+        // configuration says what it needs (`missingLimit: add` and `deny` still apply).
+        let quiet_init = c.role == ContainerRole::Init
+            && policy.missing_limit == MissingLimit::Warn
+            && floor.is_none();
+        if v.limit.is_none() && !quiet_init {
             if policy.missing_limit != MissingLimit::Ignore {
                 v.severity = Severity::Warn;
                 v.reasons.push(match (floor, &rt.explain) {

@@ -218,10 +218,10 @@ fn without_history_every_limit_is_unknown_not_failed() {
     );
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}");
-    // Nothing known, nothing claimed: no Warning lines, each workload said to be unchecked
-    // (the one without a limit is still told to set one).
+    // Nothing known, nothing claimed: no Warning lines, each workload said to be checked on
+    // its configuration only (the one without a limit is still told to set one).
     assert!(
-        stdout.contains("deployment/memory-leak-app (self-healing-platform): not checked (no memory history yet)"),
+        stdout.contains("deployment/memory-leak-app (self-healing-platform): pass (configuration only: no memory history yet)"),
         "{stdout}"
     );
     let warnings: Vec<&str> = stdout
@@ -234,9 +234,10 @@ fn without_history_every_limit_is_unknown_not_failed() {
         "{stdout}"
     );
     assert!(
-        stdout.contains("not checked: 3 (no memory history yet"),
+        stdout.contains("configuration only: 4 of 4 workloads (no memory history yet"),
         "{stdout}"
     );
+    assert!(stdout.contains("pass: 3, warn: 1, fail: 0"), "{stdout}");
 }
 
 const DAY_ZERO: [&str; 2] = ["-f", "examples/day-zero/manifests.yaml"];
@@ -277,10 +278,12 @@ fn day_zero_configurations_are_checked_without_history() {
     }
     // The sound one (a 75% heap, a 32Mi memory volume, JAVA_OPTS from a ConfigMap): nothing.
     assert!(
-        stdout.contains("deployment/catalog (shop): not checked (no memory history yet)"),
+        stdout.contains(
+            "deployment/catalog (shop): pass (configuration only: no memory history yet)"
+        ),
         "{stdout}"
     );
-    assert!(stdout.contains("pass: 0, warn: 6, fail: 0"), "{stdout}");
+    assert!(stdout.contains("pass: 1, warn: 6, fail: 0"), "{stdout}");
 
     // enforce: the three whose setting alone reaches the limit are refused; the rest warn.
     let mut args = DAY_ZERO.to_vec();
@@ -288,7 +291,7 @@ fn day_zero_configurations_are_checked_without_history() {
     let out = check(&args, None);
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
-    assert!(stdout.contains("pass: 0, warn: 3, fail: 3"), "{stdout}");
+    assert!(stdout.contains("pass: 1, warn: 3, fail: 3"), "{stdout}");
     assert!(
         stdout.contains("denied the request: oomguard denied Deployment shop/orders (policy mode enforce for namespace shop): container app: heap -Xmx1536m is 100% of limit 1536Mi; +384Mi non-heap: limit >= 1920Mi or -Xmx <= 1228m; set resources.limits.memory of app to at least 1920Mi."),
         "{stdout}"
@@ -322,9 +325,10 @@ fn day_zero_raises_in_mutate_mode_once() {
     // The raised manifests pass enforce for what was raised; nothing is raised twice.
     let again = check(&["-f", "-", "--mode", "enforce"], Some(&text(&out.stdout)));
     let stdout = text(&again.stdout);
-    assert!(stdout.contains("pass: 0, warn: 3, fail: 0"), "{stdout}");
+    assert!(stdout.contains("pass: 4, warn: 3, fail: 0"), "{stdout}");
     assert!(
-        stdout.contains("deployment/orders (shop): not checked (no memory history yet)"),
+        stdout
+            .contains("deployment/orders (shop): pass (configuration only: no memory history yet)"),
         "{stdout}"
     );
 }

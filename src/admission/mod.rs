@@ -231,6 +231,8 @@ pub struct Decision {
     pub verdict: Option<Verdict>,
     /// Why history was missing, when it was (for the unavailability metric).
     pub history_error: Option<&'static str>,
+    /// The limits were weighed against memory history (not only the configuration).
+    pub history_found: bool,
 }
 
 impl Decision {
@@ -240,6 +242,7 @@ impl Decision {
             outcome: Outcome::Skipped,
             verdict: None,
             history_error: None,
+            history_found: false,
         }
     }
 }
@@ -346,8 +349,13 @@ impl Admitter {
             }
         };
         let policy = policies.for_namespace(&workload.namespace);
+        // An operator's object is checked and warned about, never patched or denied: the
+        // operator would undo a patch, and a denial would fail its reconcile loop. Objects a
+        // workload controller made from a template already checked say nothing.
+        let operator = workload.operator_owner().map(str::to_string);
         if policy.mode == Mode::Off
-            || workload.controlled_by.is_some()
+            || (workload.controlled_by.is_some() && operator.is_none())
+            || (endpoint == Endpoint::Mutate && operator.is_some())
             || policy.excludes_workload(&workload.name)
             || workload
                 .annotations
@@ -388,15 +396,33 @@ impl Admitter {
             (None, None) => HistoryStatus::Missing,
         };
         let now = history.as_ref().map_or(0, |h| h.now);
+        let found = history.is_some();
         let mut verdict = verdict::decide(&workload, status, &policy, now);
         if scope == Scope::WarnOnly {
             verdict.warn_only();
+        }
+        if let Some(owner) = &operator {
+            for c in &mut verdict.containers {
+                c.action = verdict::Action::None;
+            }
+            if !verdict.reasons().is_empty() {
+                let line = format!(
+                    "{} {} is managed by {owner}, whose operator undoes edits here: set memory in {owner}",
+                    workload.kind.as_str(),
+                    workload.name
+                );
+                verdict.note = Some(match verdict.note.take() {
+                    Some(n) => format!("{line}; {n}"),
+                    None => line,
+                });
+            }
         }
         let mut decision = match endpoint {
             Endpoint::Mutate => mutate(&workload, verdict),
             Endpoint::Validate => validate(verdict),
         };
         decision.history_error = history_error;
+        decision.history_found = found;
         decision
     }
 }
@@ -416,6 +442,7 @@ fn mutate(workload: &Workload, verdict: Verdict) -> Decision {
         outcome,
         verdict: Some(verdict),
         history_error: None,
+        history_found: false,
     }
 }
 
@@ -443,6 +470,7 @@ fn validate(verdict: Verdict) -> Decision {
         outcome,
         verdict: Some(verdict),
         history_error: None,
+        history_found: false,
     }
 }
 

@@ -170,7 +170,7 @@ pub fn parse_text(text: &str, first_line: usize) -> Content {
         use yaml::YamlError as E;
         match e {
             E::Syntax { line, message } => {
-                format!("line {}: not valid YAML: {message}", stream_line(line))
+                format!("not valid YAML: line {}: {message}", stream_line(line))
             }
             E::TooDeep { line } => E::TooDeep {
                 line: stream_line(line),
@@ -415,7 +415,7 @@ objects:
         let docs = read("a: 1\n---\nb: [\n---\nc: 99999999999999999999\n---\n# nothing\n");
         assert!(matches!(docs[0].content, Content::Objects { .. }));
         assert!(
-            matches!(&docs[1].content, Content::Error(e) if e.starts_with("line 4:")),
+            matches!(&docs[1].content, Content::Error(e) if e.starts_with("not valid YAML: line 4:")),
             "{:?}",
             docs[1].content
         );
