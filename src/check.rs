@@ -493,12 +493,6 @@ async fn check_document(opts: &Options<'_>, doc: &Document) -> (Vec<DocResult>, 
             .await;
         r.warnings.extend(v.answer.warnings.iter().cloned());
         r.warnings.extend(sanity(&object, kind));
-        if !o.generated.is_empty() {
-            r.warnings.push(format!(
-                "oomguard: generated parameters {} are random at oc process; read as written",
-                o.generated.join(", ")
-            ));
-        }
         if results.iter().all(|x: &DocResult| x.checked.is_empty()) {
             r.warnings
                 .extend(notes.iter().map(|n| format!("oomguard: {n}")));
