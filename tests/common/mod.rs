@@ -1,6 +1,7 @@
 //! A real `oomguard serve` process over real TLS, for integration tests.
 #![allow(dead_code)]
 
+pub mod corpus;
 pub mod serve;
 
 use std::net::TcpListener;
