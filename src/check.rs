@@ -233,12 +233,12 @@ pub async fn run(
                 }
                 "unread" => {
                     summary.not_read += 1;
-                    not_read.push(format!(
-                        "{} {}: {}",
-                        r.kind,
-                        r.name,
-                        r.why.as_deref().unwrap_or_default()
-                    ));
+                    let why = r.why.as_deref().unwrap_or_default();
+                    not_read.push(if r.kind.is_empty() {
+                        format!("document {}: {why}", r.index)
+                    } else {
+                        format!("{} {}: {why}", r.kind, r.name)
+                    });
                 }
                 _ => {
                     summary.errors += 1;

@@ -546,6 +546,17 @@ async fn run_check(a: CheckArgs) -> anyhow::Result<i32> {
     for e in &errors {
         eprintln!("error: {e}");
     }
+    let objects = summary.pass
+        + summary.warn
+        + summary.fail
+        + summary.skip
+        + summary.not_read
+        + summary.errors;
+    if objects == 0 {
+        // As kubectl: "error: no objects passed to apply" (an empty render is a broken step).
+        eprintln!("error: {}: no objects to check", a.file);
+        return Ok(2);
+    }
     Ok(if !errors.is_empty() {
         2
     } else if summary.fail > 0 || (a.fail_on_warn && summary.warn > 0) {

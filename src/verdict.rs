@@ -352,7 +352,8 @@ fn decide_container(
     let mut v = ContainerVerdict {
         container: name.clone(),
         role: c.role,
-        limit: c.limit.bytes(),
+        // A limit of 0 is no limit (the kubelet sets none).
+        limit: c.limit.bytes().filter(|&b| b > 0),
         request: c.request.bytes(),
         recommended: None,
         wanted: None,

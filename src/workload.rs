@@ -160,7 +160,13 @@ impl MemoryField {
             Value::String(s) => s.clone(),
             Value::Number(n) => n.to_string(),
             Value::Null => return MemoryField::Missing,
-            other => other.to_string(),
+            // kubectl cannot decode a list, a mapping or a boolean into a quantity at all.
+            other => {
+                return MemoryField::Invalid(QuantityError {
+                    input: other.to_string(),
+                    reason: "it is not a quantity: kubectl refuses it",
+                })
+            }
         };
         match quantity::parse_bytes(&raw) {
             Ok(bytes) => MemoryField::Valid { raw, bytes },
@@ -533,10 +539,13 @@ impl Workload {
         if !object.is_object() {
             return Err(WorkloadError::NotAnObject);
         }
-        let partial = PartialObject::deserialize(object).map_err(|e| WorkloadError::Malformed {
-            kind: kind.as_str(),
-            message: e.to_string(),
-        })?;
+        // With the path of what does not fit (`spec.template.spec.containers[1].name`): YAML
+        // 1.1 reads an unquoted `y`, `no` or `off` as a boolean, and the user must find it.
+        let partial: PartialObject =
+            serde_path_to_error::deserialize(object).map_err(|e| WorkloadError::Malformed {
+                kind: kind.as_str(),
+                message: format!("{}: {}", e.path(), e.inner()),
+            })?;
         Self::from_partial(kind, partial, namespace)
     }
 
