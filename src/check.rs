@@ -209,6 +209,7 @@ pub async fn run(
 ) -> Result<(Summary, Vec<String>), CheckError> {
     let mut summary = Summary::default();
     let mut skipped: BTreeMap<String, usize> = BTreeMap::new();
+    let mut elsewhere: BTreeMap<String, usize> = BTreeMap::new();
     let mut not_read: Vec<String> = Vec::new();
     let mut errors: Vec<String> = Vec::new();
     let mut first_json = true;
@@ -229,7 +230,12 @@ pub async fn run(
                 "fail" => summary.fail += 1,
                 "skip" => {
                     summary.skip += 1;
-                    *skipped.entry(r.kind.clone()).or_default() += 1;
+                    match &r.why {
+                        Some(why) => {
+                            *elsewhere.entry(format!("{} {why}", r.kind)).or_default() += 1
+                        }
+                        None => *skipped.entry(r.kind.clone()).or_default() += 1,
+                    }
                 }
                 "unread" => {
                     summary.not_read += 1;
@@ -309,12 +315,15 @@ pub async fn run(
             for n in &not_read {
                 writeln!(out, "not read: {n}").map_err(io)?;
             }
-            if summary.skip > 0 {
+            for (what, n) in &elsewhere {
+                writeln!(out, "not checked here: {n} {what}").map_err(io)?;
+            }
+            if !skipped.is_empty() {
                 let kinds: Vec<String> = skipped.iter().map(|(k, n)| format!("{k} {n}")).collect();
                 writeln!(
                     out,
                     "skipped: {} objects without pods ({})",
-                    summary.skip,
+                    skipped.values().sum::<usize>(),
                     kinds.join(", ")
                 )
                 .map_err(io)?;
@@ -503,6 +512,24 @@ async fn check_document(opts: &Options<'_>, doc: &Document) -> (Vec<DocResult>, 
             vec!["configuration"]
         };
         r.verdict = v.verdict.or(m.verdict);
+        if v.outcome == Outcome::Skipped && m.outcome == Outcome::Skipped && r.warnings.is_empty() {
+            // Made by a workload controller from a template checked with its owner, or left
+            // out by the policy (mode off, `exclude`, the oomguard.io/exclude annotation).
+            let owner = o
+                .value
+                .pointer("/metadata/ownerReferences")
+                .and_then(Value::as_array)
+                .and_then(|refs| refs.iter().find(|r| r["controller"] == true))
+                .map(|r| r["kind"].as_str().unwrap_or("?").to_string());
+            r.result = "skip";
+            r.checked = Vec::new();
+            r.why = Some(match owner {
+                Some(kind) => format!("made by its {kind} (checked with it)"),
+                None => "excluded by policy or annotation".to_string(),
+            });
+            results.push(r);
+            continue;
+        }
         r.result = if v.outcome == Outcome::Denied {
             r.denied = v.answer.status.map(|(_, msg)| msg);
             "fail"

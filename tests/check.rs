@@ -359,3 +359,26 @@ fn day_zero_json_names_what_was_read_and_what_was_not() {
     );
     assert_eq!(catalog["runtime"]["findings"], serde_json::json!([]));
 }
+
+/// An operator's StatefulSet (issue 27, point 4): checked and warned about, naming the owner
+/// where memory is set; never patched in mutate mode, never denied in enforce mode.
+#[test]
+fn operator_owned_objects_are_warned_never_patched_or_denied() {
+    let sts = "apiVersion: apps/v1\nkind: StatefulSet\nmetadata:\n  name: es-default\n  namespace: shop\n  ownerReferences:\n  - {apiVersion: elasticsearch.k8s.elastic.co/v1, kind: Elasticsearch, name: quickstart, uid: u, controller: true}\nspec:\n  template:\n    spec:\n      containers:\n      - name: es\n        command: [java, -Xmx2g]\n        resources: {limits: {memory: 2Gi}}\n---\napiVersion: apps/v1\nkind: ReplicaSet\nmetadata:\n  name: web-1\n  namespace: shop\n  ownerReferences:\n  - {apiVersion: apps/v1, kind: Deployment, name: web, uid: v, controller: true}\nspec:\n  template:\n    spec:\n      containers:\n      - name: web\n        command: [java, -Xmx2g]\n        resources: {limits: {memory: 2Gi}}\n";
+    for mode in ["warn", "mutate", "enforce"] {
+        let out = check(&["-f", "-", "--mode", mode, "-o", "yaml"], Some(sts));
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{mode}: {stderr}");
+        assert_eq!(text(&out.stdout), sts, "{mode}: nothing patched");
+        assert!(
+            stderr.contains("Warning: oomguard: managed by Elasticsearch/quickstart: set memory there; its operator undoes edits to StatefulSet es-default"),
+            "{mode}: {stderr}"
+        );
+        assert!(
+            stderr.contains("container es: heap -Xmx2g is 100% of limit 2Gi"),
+            "{stderr}"
+        );
+        // The Deployment's ReplicaSet was checked with its Deployment: nothing said.
+        assert!(!stderr.contains("container web"), "{stderr}");
+    }
+}

@@ -407,7 +407,7 @@ impl Admitter {
             }
             if !verdict.reasons().is_empty() {
                 let line = format!(
-                    "{} {} is managed by {owner}, whose operator undoes edits here: set memory in {owner}",
+                    "managed by {owner}: set memory there; its operator undoes edits to {} {}",
                     workload.kind.as_str(),
                     workload.name
                 );
