@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mb=${1:-54}
-bin=target/release/oomguard
+bin=${OOMGUARD_BIN:-target/release/oomguard}
 [ -x "$bin" ] || { echo "build first: cargo build --release" >&2; exit 1; }
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -69,7 +69,7 @@ size=$(stat -c %s "$tmp/big.yaml")
 run() { # label, file, args...
   local label=$1 file=$2; shift 2
   /usr/bin/time -f '%e %M' -o "$tmp/t" "$bin" check -f "$file" "$@" > /dev/null 2>&1 || true
-  read -r secs kb < "$tmp/t"
+  read -r secs kb < <(tail -n 1 "$tmp/t")
   printf '| %s | %s | %s s | %s MiB |\n' "$label" "$(basename "$file")" "$secs" "$(( kb / 1024 ))"
 }
 
