@@ -322,7 +322,7 @@ pub async fn run(
                 let kinds: Vec<String> = skipped.iter().map(|(k, n)| format!("{k} {n}")).collect();
                 writeln!(
                     out,
-                    "skipped: {} objects without pods ({})",
+                    "skipped: {} without pods ({})",
                     skipped.values().sum::<usize>(),
                     kinds.join(", ")
                 )
