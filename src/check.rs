@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::admission::{Admitter, Endpoint, Outcome};
 use crate::manifest::{self, edit, Content, Document};
@@ -627,9 +627,4 @@ fn sanity(object: &Value, kind: WorkloadKind) -> Vec<String> {
         }
     }
     out
-}
-
-/// A result as JSON (tests and callers that want one object).
-pub fn to_json(results: &[DocResult], summary: Summary) -> Value {
-    json!({"results": results, "summary": summary})
 }
