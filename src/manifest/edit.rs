@@ -260,13 +260,14 @@ pub fn flow(v: &Value) -> String {
     }
 }
 
-/// A value after `key:` in block style at `indent` (nested mappings one level deeper).
-fn block(v: &Value, indent: usize) -> String {
+/// A value after `key:` in block style at `indent` (nested mappings one level deeper), lines
+/// ending in `nl` (the document's own line break).
+fn block(v: &Value, indent: usize, nl: &str) -> String {
     match v {
         Value::Object(m) if !m.is_empty() => {
             let pad = " ".repeat(indent + 2);
             m.iter()
-                .map(|(k, v)| format!("\n{pad}{}:{}", key(k), block(v, indent + 2)))
+                .map(|(k, v)| format!("{nl}{pad}{}:{}", key(k), block(v, indent + 2, nl)))
                 .collect()
         }
         Value::String(s) => format!(" {}", scalar_in_style(s, Style::Plain)),
@@ -339,11 +340,13 @@ fn insert(
     let end = content_end(tree, map);
     let before = &text[..end];
     let line_begin = before.rfind('\n').map_or(0, |i| i + 1);
+    // A CRLF document gets CRLF lines.
+    let nl = if text.contains("\r\n") { "\r\n" } else { "\n" };
     let line = format!(
-        "{}{}:{}\n",
+        "{}{}:{}{nl}",
         " ".repeat(indent),
         key(k),
-        block(value, indent)
+        block(value, indent, nl)
     );
     if before[line_begin..].trim().is_empty() && end > 0 {
         // The content ended with its line break (a block scalar): the next line is ours.
@@ -351,7 +354,7 @@ fn insert(
     }
     Ok(match text[end..].find('\n') {
         Some(nl) => (end + nl + 1, end + nl + 1, line),
-        None => (text.len(), text.len(), format!("\n{line}")),
+        None => (text.len(), text.len(), format!("{nl}{line}")),
     })
 }
 
@@ -473,6 +476,8 @@ b:
         assert_eq!(out, "a:\n  b: 1\n  c: \"on\"\n");
         let out = edit("a:\n  s: |\n    text\n\n  b: 1\n", &[("/a/c", json!("x"))]);
         assert_eq!(out, "a:\n  s: |\n    text\n\n  b: 1\n  c: x\n");
+        let out = edit("a:\r\n  b: 1\r\n", &[("/a/c", json!({"d": "e"}))]);
+        assert_eq!(out, "a:\r\n  b: 1\r\n  c:\r\n    d: e\r\n");
         let out = edit("a:\n  s: |\n    text\nz: 1\n", &[("/a/c", json!("x"))]);
         assert_eq!(out, "a:\n  s: |\n    text\n  c: x\nz: 1\n");
     }
