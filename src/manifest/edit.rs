@@ -36,6 +36,11 @@ pub fn apply(text: &str, adds: &[Add], expected: &Value) -> Result<String, EditE
     let mut text = text.to_string();
     for (path, value) in adds {
         let tree = yaml::parse(&text)?;
+        // Text after the document that kubectl reads (a second document, or what follows an
+        // implicit end) is not a place to write into.
+        if tree.more_documents {
+            return Err(EditError::Unsupported(path.join("/")));
+        }
         let current = tree.to_json(&text)?;
         let mut after = current.clone();
         add_json(&mut after, path, value.clone())
@@ -334,6 +339,15 @@ fn insert(
     let Some(&(first_key, _)) = entries.first() else {
         return Err(EditError::Unsupported(k.to_string()));
     };
+    // Lines are found by `\n`; YAML also breaks lines at a lone CR, NEL, LS and PS.
+    let lone_cr = text
+        .as_bytes()
+        .windows(2)
+        .any(|w| w[0] == b'\r' && w[1] != b'\n')
+        || text.ends_with('\r');
+    if lone_cr || text.contains(['\u{85}', '\u{2028}', '\u{2029}']) {
+        return Err(EditError::Unsupported(k.to_string()));
+    }
     let key_start = tree.nodes[first_key].start;
     let line_start = text[..key_start].rfind('\n').map_or(0, |i| i + 1);
     let indent = text[line_start..key_start].chars().count();
