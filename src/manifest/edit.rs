@@ -350,7 +350,21 @@ fn insert(
     }
     let key_start = tree.nodes[first_key].start;
     let line_start = text[..key_start].rfind('\n').map_or(0, |i| i + 1);
-    let indent = text[line_start..key_start].chars().count();
+    // Only spaces and sequence dashes may stand before the first key (not `? ` of a complex
+    // key, not a key that is itself a block scalar).
+    let prefix = &text[line_start..key_start];
+    if !prefix.chars().all(|c| c == ' ' || c == '-')
+        || matches!(
+            tree.nodes[first_key].kind,
+            NodeKind::Scalar {
+                style: Style::Literal | Style::Folded,
+                ..
+            }
+        )
+    {
+        return Err(EditError::Unsupported(k.to_string()));
+    }
+    let indent = prefix.chars().count();
     let end = content_end(tree, map);
     let before = &text[..end];
     let line_begin = before.rfind('\n').map_or(0, |i| i + 1);
