@@ -158,12 +158,18 @@ pub fn webhook_configuration(
                     {"apiGroups": ["batch"], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"],
                      "resources": ["jobs", "cronjobs"], "scope": "Namespaced"},
                     {"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"],
-                     "resources": ["pods"], "scope": "Namespaced"},
+                     "resources": ["pods", "replicationcontrollers"], "scope": "Namespaced"},
+                    {"apiGroups": ["apps.openshift.io"], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"],
+                     "resources": ["deploymentconfigs"], "scope": "Namespaced"},
+                    {"apiGroups": ["argoproj.io"], "apiVersions": ["v1alpha1"], "operations": ["CREATE", "UPDATE"],
+                     "resources": ["rollouts"], "scope": "Namespaced"},
                 ],
-                // Pods and ReplicaSets made by a controller were checked with their owner.
+                // Pods, ReplicaSets, ReplicationControllers and Jobs made by a workload
+                // controller were checked with their owner; an operator's objects (owned by
+                // its custom resource) are sent, to be warned about and never patched.
                 "matchConditions": [{
                     "name": "not-controlled",
-                    "expression": "!has(object.metadata.ownerReferences) || !object.metadata.ownerReferences.exists(r, has(r.controller) && r.controller)",
+                    "expression": NOT_CONTROLLED,
                 }],
             });
             if *kind == "MutatingWebhookConfiguration" {
@@ -182,6 +188,10 @@ pub fn webhook_configuration(
         .collect::<Vec<_>>()
         .join("---\n")
 }
+
+/// The webhooks' match condition: not made by a workload controller from a template oomguard
+/// read (the list of [`crate::workload::WorkloadKind::is_workload_owner`]).
+pub const NOT_CONTROLLED: &str = "!has(object.metadata.ownerReferences) || !object.metadata.ownerReferences.exists(r, has(r.controller) && r.controller && r.kind in ['Deployment', 'StatefulSet', 'DaemonSet', 'ReplicaSet', 'Job', 'CronJob', 'ReplicationController', 'DeploymentConfig', 'Rollout', 'Node'])";
 
 /// Writes `ca.crt`, `tls.crt`, `tls.key` (mode 0600) and `webhook.yaml` into `out`.
 pub fn write(

@@ -497,8 +497,6 @@ fn offline_policies(dir: Option<&PathBuf>) -> anyhow::Result<PolicySet> {
 }
 
 async fn run_check(a: CheckArgs) -> anyhow::Result<i32> {
-    let text = read_manifests(&a.file)?;
-    let docs = check::parse_documents(&a.file, &text)?;
     let mut policies = offline_policies(a.policies.as_ref())?;
     if let Some(m) = a.mode {
         policies = policies.with_mode(m.into());
@@ -507,24 +505,49 @@ async fn run_check(a: CheckArgs) -> anyhow::Result<i32> {
         history: offline_source(&a.history)?,
         history_timeout: a.history.history_timeout.unwrap_or(OFFLINE_HISTORY_TIMEOUT),
     };
-    let (results, summary) = check::check(&admitter, &policies, docs, &a.namespace).await;
+    // Read as a stream, one document at a time: memory follows the largest document.
+    let reader: Box<dyn std::io::BufRead> = if a.file == "-" {
+        Box::new(std::io::BufReader::new(std::io::stdin()))
+    } else {
+        let f = std::fs::File::open(&a.file)
+            .with_context(|| format!("reading the manifests from {}", a.file))?;
+        Box::new(std::io::BufReader::new(f))
+    };
+    let docs = crate::manifest::documents(reader)
+        .with_context(|| format!("reading the manifests from {}", a.file))?;
+    let opts = check::Options {
+        admitter: &admitter,
+        policies: &policies,
+        namespace: &a.namespace,
+        format: a.output,
+        show_mutated: a.show_mutated,
+        source_name: &a.file,
+    };
     let stdout = std::io::stdout();
     let stderr = std::io::stderr();
-    check::print(
-        &results,
-        summary,
-        a.output,
-        a.show_mutated,
-        &mut stdout.lock(),
-        &mut stderr.lock(),
-    )?;
-    Ok(
-        if summary.fail > 0 || (a.fail_on_warn && summary.warn > 0) {
-            1
-        } else {
-            0
-        },
-    )
+    let (summary, errors) = check::run(&opts, docs, &mut stdout.lock(), &mut stderr.lock()).await?;
+    // Unreadable documents are named after the others were answered (kubectl refuses them).
+    for e in &errors {
+        eprintln!("error: {e}");
+    }
+    let objects = summary.pass
+        + summary.warn
+        + summary.fail
+        + summary.skip
+        + summary.not_read
+        + summary.errors;
+    if objects == 0 {
+        // As kubectl: "error: no objects passed to apply" (an empty render is a broken step).
+        eprintln!("error: {}: no objects to check", a.file);
+        return Ok(2);
+    }
+    Ok(if !errors.is_empty() {
+        2
+    } else if summary.fail > 0 || (a.fail_on_warn && summary.warn > 0) {
+        1
+    } else {
+        0
+    })
 }
 
 /// The history source of `check`: all recent samples kept (one run, no memory concern).

@@ -231,6 +231,8 @@ pub struct Decision {
     pub verdict: Option<Verdict>,
     /// Why history was missing, when it was (for the unavailability metric).
     pub history_error: Option<&'static str>,
+    /// The limits were weighed against memory history (not only the configuration).
+    pub history_found: bool,
 }
 
 impl Decision {
@@ -240,6 +242,7 @@ impl Decision {
             outcome: Outcome::Skipped,
             verdict: None,
             history_error: None,
+            history_found: false,
         }
     }
 }
@@ -348,10 +351,12 @@ impl Admitter {
             }
         };
         let policy = policies.for_namespace(&workload.namespace);
-        // Out of the decision's scope (mode off, controlled, excluded): allowed untouched, before
-        // any history is fetched. The mutating webhook acts only in mutate and enforce mode, and
-        // never on an update that leaves memory as it was.
+        // Out of the decision's scope (mode off, controlled by a workload controller, excluded):
+        // allowed untouched, before any history is fetched. The mutating webhook acts only in
+        // mutate and enforce mode, never on an update that leaves memory as it was, and never on
+        // an operator's object (the operator would undo a patch; the decision warns about it).
         if verdict::scope::of(&workload, &policy).is_err()
+            || (endpoint == Endpoint::Mutate && workload.operator_owner().is_some())
             || (endpoint == Endpoint::Mutate
                 && (scope == Scope::WarnOnly
                     || !matches!(policy.mode, Mode::Mutate | Mode::Enforce)))
@@ -386,8 +391,10 @@ impl Admitter {
             (None, None) => HistoryStatus::Missing,
         };
         let now = history.as_ref().map_or(0, |h| h.now);
+        let found = history.is_some();
         let mut decision = answer(endpoint, &workload, old, status, &policy, rule, now);
         decision.history_error = history_error;
+        decision.history_found = found;
         decision
     }
 }
@@ -476,6 +483,7 @@ fn mutate(workload: &Workload, verdict: Verdict) -> Decision {
         outcome,
         verdict: Some(verdict),
         history_error: None,
+        history_found: false,
     }
 }
 
@@ -503,6 +511,7 @@ fn validate(verdict: Verdict) -> Decision {
         outcome,
         verdict: Some(verdict),
         history_error: None,
+        history_found: false,
     }
 }
 

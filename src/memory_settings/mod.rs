@@ -78,8 +78,43 @@ pub struct MemoryVolume {
     pub size_limit: Option<u64>,
 }
 
-/// The environment variables whose values decide memory.
-const MEMORY_VARS: [&str; 12] = [
+/// Launch-script variables whose value an image's start script hands to `java` (read when the
+/// container runs the image's entrypoint or a script of its own, not a java command line of
+/// its own), and whether the JVM is Elasticsearch's (twice the heap). From the scripts:
+/// Tomcat's `catalina.sh` (CATALINA_OPTS, JAVA_OPTS), the UBI/fabric8 `run-java.sh`
+/// (JAVA_OPTIONS, JAVA_OPTS_APPEND), Kafka's `kafka-run-class.sh` (KAFKA_HEAP_OPTS, KAFKA_OPTS),
+/// Elasticsearch's and OpenSearch's launchers, Logstash (LS_JAVA_OPTS), ZooKeeper's
+/// `zkServer.sh` (JVMFLAGS, SERVER_JVMFLAGS), Solr's `solr` (SOLR_JAVA_MEM), Jenkins'
+/// `jenkins.sh` (JENKINS_JAVA_OPTS), Nexus' install4j launcher (INSTALL4J_ADD_VM_PARAMS).
+const LAUNCHER_JVM_VARS: [(&str, bool); 15] = [
+    ("JAVA_OPTS", false),
+    ("CATALINA_OPTS", false),
+    ("JAVA_OPTIONS", false),
+    ("JAVA_OPTS_APPEND", false),
+    ("KAFKA_HEAP_OPTS", false),
+    ("KAFKA_OPTS", false),
+    ("ES_JAVA_OPTS", true),
+    ("OPENSEARCH_JAVA_OPTS", true),
+    ("LS_JAVA_OPTS", false),
+    ("JVMFLAGS", false),
+    ("SERVER_JVMFLAGS", false),
+    ("SOLR_JAVA_MEM", false),
+    ("JENKINS_JAVA_OPTS", false),
+    ("INSTALL4J_ADD_VM_PARAMS", false),
+    ("JAVA_TOOL_OPTIONS_APPEND", false),
+];
+
+/// Launch-script variables that hold one size the script turns into a JVM option: Solr's
+/// `SOLR_HEAP` and Cassandra's `MAX_HEAP_SIZE` (`-Xmx`), run-java.sh's `JAVA_MAX_MEM_RATIO`
+/// (a share of the container's limit, as `-XX:MaxRAMPercentage`).
+const LAUNCHER_HEAP_VARS: [(&str, &str); 3] = [
+    ("SOLR_HEAP", "-Xmx"),
+    ("MAX_HEAP_SIZE", "-Xmx"),
+    ("JAVA_MAX_MEM_RATIO", "-XX:MaxRAMPercentage="),
+];
+
+/// The environment variables whose values decide memory (named when they cannot be read).
+const MEMORY_VARS: [&str; 28] = [
     "JAVA_TOOL_OPTIONS",
     "JDK_JAVA_OPTIONS",
     "JAVA_OPTS",
@@ -92,6 +127,22 @@ const MEMORY_VARS: [&str; 12] = [
     "DOTNET_GCHeapHardLimitPercent",
     "COMPlus_GCHeapHardLimit",
     "COMPlus_GCHeapHardLimitPercent",
+    "CATALINA_OPTS",
+    "JAVA_OPTIONS",
+    "JAVA_OPTS_APPEND",
+    "KAFKA_HEAP_OPTS",
+    "KAFKA_OPTS",
+    "OPENSEARCH_JAVA_OPTS",
+    "LS_JAVA_OPTS",
+    "JVMFLAGS",
+    "SERVER_JVMFLAGS",
+    "SOLR_JAVA_MEM",
+    "JENKINS_JAVA_OPTS",
+    "INSTALL4J_ADD_VM_PARAMS",
+    "JAVA_TOOL_OPTIONS_APPEND",
+    "SOLR_HEAP",
+    "MAX_HEAP_SIZE",
+    "JAVA_MAX_MEM_RATIO",
 ];
 
 /// A setting as written, with where it was set.
@@ -165,13 +216,21 @@ pub fn settings(spec: &RuntimeSpec) -> Settings {
         };
         var(&mut o, "JAVA_TOOL_OPTIONS");
         var(&mut o, "JDK_JAVA_OPTIONS");
-        // JAVA_OPTS is no JVM variable: the image's scripts pass it on. A java command line in
-        // the spec passes it only where it names it (expanded there already).
+        // JAVA_OPTS and its kin are no JVM variables: the image's scripts pass them on. A java
+        // command line in the spec passes them only where it names them (expanded there
+        // already).
         if unknown {
-            var(&mut o, "JAVA_OPTS");
-            if env.literal("ES_JAVA_OPTS").is_some() {
-                s.elasticsearch = true;
-                var(&mut o, "ES_JAVA_OPTS");
+            for (name, elasticsearch) in LAUNCHER_JVM_VARS {
+                if env.literal(name).is_some() {
+                    s.elasticsearch |= elasticsearch;
+                    var(&mut o, name);
+                }
+            }
+            for (name, flag) in LAUNCHER_HEAP_VARS {
+                if let Some(v) = env.literal(name).map(str::trim).filter(|v| !v.is_empty()) {
+                    let opt = format!("{flag}{v}");
+                    o.read(std::iter::once(opt.as_str()), name, false);
+                }
             }
         }
         if inv.program == Program::Java {
@@ -224,6 +283,17 @@ pub fn settings(spec: &RuntimeSpec) -> Settings {
             s.unread.push(format!("redis config file {conf}"));
         }
         while let Some(a) = args.next() {
+            // `"--maxmemory 1gb"` as one argument: redis-server joins its arguments into one
+            // config text, so it reads the same.
+            if let Some(v) = a.strip_prefix("--maxmemory ").map(str::trim) {
+                if let Some(b) = redis_size(v) {
+                    s.redis_maxmemory = (b > 0).then(|| Set {
+                        value: b,
+                        text: format!("maxmemory {v}"),
+                    });
+                }
+                continue;
+            }
             if a == "--maxmemory" {
                 if let Some(v) = args.next() {
                     if let Some(b) = redis_size(v) {

@@ -140,7 +140,8 @@ impl ContainerVerdict {
         ContainerVerdict {
             container: c.name.clone(),
             role: c.role,
-            limit: c.limit.bytes(),
+            // A limit of 0 is no limit (the kubelet sets none).
+            limit: c.limit.bytes().filter(|&b| b > 0),
             request: c.request.bytes(),
             recommended: None,
             wanted: None,
@@ -326,6 +327,19 @@ pub fn decide(
         .collect();
     verdict.pod_limit = workload.pod_limit;
     verdict.note = found.and_then(|w| workload_note(&verdict.containers, w, policy));
+    // An operator's object: warned about, never patched or denied (the operator would undo a
+    // patch, and a denial would fail its reconcile loop); the line names where memory is set.
+    if let Some(line) = scope::operator_line(workload) {
+        for c in &mut verdict.containers {
+            c.action = Action::None;
+        }
+        if !verdict.reasons().is_empty() {
+            verdict.note = Some(match verdict.note.take() {
+                Some(n) => format!("{line}; {n}"),
+                None => line,
+            });
+        }
+    }
     if let Some(line) = scope::ignored_annotation(workload, policy) {
         verdict.note = Some(match verdict.note.take() {
             Some(n) => format!("{n}; {line}"),

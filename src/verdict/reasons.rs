@@ -22,9 +22,15 @@ pub(super) fn without_history(
     pod_limit: Option<u64>,
 ) {
     // The workload's note says it once; a missing limit needs no history to be wrong (but a
-    // container under a pod-level limit is bounded by it: not a missing limit).
+    // container under a pod-level limit is bounded by it: not a missing limit). A plain init
+    // container runs to completion before the app starts (a wait loop, a copy): its missing
+    // limit is not warned about without history, unless its own configuration says what it
+    // needs (`missingLimit: add` and `deny` still apply).
     v.severity = Severity::Unknown;
-    if v.limit.is_some() || pod_limit.is_some() {
+    let quiet_init = v.role == crate::workload::ContainerRole::Init
+        && policy.missing_limit == MissingLimit::Warn
+        && floor.is_none();
+    if v.limit.is_some() || pod_limit.is_some() || quiet_init {
         return;
     }
     let name = &v.container;

@@ -17,9 +17,12 @@ pub enum OutOfScope {
     Reserved { namespace: String },
     /// The namespace's policy is `mode: off`: oomguard does nothing there.
     ModeOff { namespace: String },
-    /// Another object controls this one (a Pod of a ReplicaSet, a ReplicaSet of a Deployment,
-    /// a StatefulSet of an operator): the owner is where its template comes from.
+    /// A workload controller made this object from its template (a Pod of a ReplicaSet, a
+    /// ReplicaSet of a Deployment): the owner is decided instead.
     ControlledBy { owner: String },
+    /// Runtime actions only: an operator's object (its custom resource is where memory is set;
+    /// the operator undoes edits). The decision warns about it; nothing acts on it.
+    OperatorOwned { owner: String },
     /// The policy's `exclude.workloads` names it.
     ExcludedByPolicy { namespace: String },
     /// Annotated `oomguard.io/exclude: "true"`.
@@ -35,6 +38,7 @@ impl OutOfScope {
             OutOfScope::Reserved { .. } => "reserved-namespace",
             OutOfScope::ModeOff { .. } => "mode-off",
             OutOfScope::ControlledBy { .. } => "controlled",
+            OutOfScope::OperatorOwned { .. } => "operator-owned",
             OutOfScope::ExcludedByPolicy { .. } => "excluded-by-policy",
             OutOfScope::ExcludedByAnnotation => "excluded-by-annotation",
             OutOfScope::ReconcileDisabled { .. } => "reconcile-disabled",
@@ -89,7 +93,9 @@ pub fn of(w: &Workload, policy: &PolicySpec) -> Result<(), OutOfScope> {
             namespace: w.namespace.clone(),
         });
     }
-    if let Some(owner) = &w.controlled_by {
+    // An operator's object is decided (and warned about, never patched or denied:
+    // [`operator_line`]); one a workload controller made from a template is not.
+    if let (Some(owner), None) = (&w.controlled_by, w.operator_owner()) {
         return Err(OutOfScope::ControlledBy {
             owner: owner.clone(),
         });
@@ -122,12 +128,28 @@ pub fn ignored_annotation(w: &Workload, policy: &PolicySpec) -> Option<String> {
 /// decision's scope, and the namespace's policy enables the reconciler.
 pub fn reconciled(w: &Workload, policy: &PolicySpec) -> Result<(), OutOfScope> {
     of(w, policy)?;
+    if let Some(owner) = w.operator_owner() {
+        return Err(OutOfScope::OperatorOwned {
+            owner: owner.to_string(),
+        });
+    }
     if !policy.reconcile.enabled {
         return Err(OutOfScope::ReconcileDisabled {
             namespace: w.namespace.clone(),
         });
     }
     Ok(())
+}
+
+/// The line an operator's object gets when something is said about it: where the fix goes.
+pub fn operator_line(w: &Workload) -> Option<String> {
+    w.operator_owner().map(|owner| {
+        format!(
+            "managed by {owner}: set memory there; its operator undoes edits to {} {}",
+            w.kind.as_str(),
+            w.name
+        )
+    })
 }
 
 /// Whether the policy leaves container `name` out (`exclude.containers`).

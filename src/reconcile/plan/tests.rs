@@ -855,13 +855,25 @@ fn excluded_workloads_get_none() {
                 .to_string(),
         }]
     );
-    // A workload another object controls (an operator's StatefulSet): its owner is the fix.
+    // An operator's workload: its custom resource is the fix, and the operator would undo
+    // whatever oomguard changed.
     let mut owned = workload(3, 400);
     owned.workload.controlled_by = Some("Kafka/cluster".to_string());
     assert_eq!(
         steps(&owned, &leaking(), &policy(), &none()),
         vec![Plan::None {
-            reason: "Deployment team-a/web-app: controlled by Kafka/cluster, whose template is \
+            reason: "Deployment team-a/web-app: managed by Kafka/cluster: set memory there; its \
+                     operator undoes edits here; no action"
+                .to_string(),
+        }]
+    );
+    // One a workload controller made (a ReplicaSet's): its owner is decided instead.
+    let mut made = workload(3, 400);
+    made.workload.controlled_by = Some("Deployment/web".to_string());
+    assert_eq!(
+        steps(&made, &leaking(), &policy(), &none()),
+        vec![Plan::None {
+            reason: "Deployment team-a/web-app: controlled by Deployment/web, whose template is \
                      the one to size; no action"
                 .to_string(),
         }]
