@@ -14,13 +14,12 @@
 //! One test, one control plane.
 
 mod common;
-mod support;
 
 use std::collections::BTreeSet;
 
+use common::controlplane::ControlPlane;
 use common::corpus::{files, flat_history, mutated};
 use serde_json::{json, Value};
-use support::controlplane::ControlPlane;
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()

@@ -4,15 +4,14 @@
 //! warned about and never patched. The webhook configuration is `oomguard certs`' own.
 
 mod common;
-mod support;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::controlplane::ControlPlane;
 use common::serve::Serve;
 use common::{free_port, BIN};
 use serde_json::Value;
-use support::controlplane::ControlPlane;
 
 const NS: &str = "kinds";
 

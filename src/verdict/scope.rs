@@ -62,6 +62,10 @@ impl fmt::Display for OutOfScope {
                     "controlled by {owner}, whose template is the one to size"
                 )
             }
+            OutOfScope::OperatorOwned { owner } => write!(
+                f,
+                "managed by {owner}: set memory there; its operator undoes edits here"
+            ),
             OutOfScope::ExcludedByPolicy { namespace } => write!(
                 f,
                 "excluded by the policy of namespace {namespace} (exclude.workloads)"
