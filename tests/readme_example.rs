@@ -40,7 +40,6 @@ fn command_and_example(readme: &str) -> (Vec<String>, String) {
 }
 
 #[test]
-#[ignore = "until README.md's example block is regenerated from this command (docs branch); then drop this line"]
 fn the_readme_first_command_prints_the_readme_example() {
     let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
     let (args, example) = command_and_example(&readme);
