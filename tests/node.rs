@@ -3,7 +3,8 @@
 //! deploy/ and called by the apiserver through its Service.
 //!
 //! 1. the tutorial's memory-leak-app is OOM-killed by the kernel; the next `kubectl apply` is
-//!    warned with the kill count, refused in enforce mode, and its limit raised in mutate mode;
+//!    warned with the kill count, refused in enforce mode when it lowers the limit (let through
+//!    with its warning when it raises it, not enough), and its limit raised in mutate mode;
 //! 2. the reconciler raises a slow leak's limit in place (the kubelet's resize, no restart, the
 //!    cgroup's limit changed) before its first OOM, and verifies it; the lead time is printed;
 //! 3. a container above the policy's targetUtilization whose memory is steady is not scaled
@@ -376,27 +377,42 @@ fn tutorial_leak_is_oom_killed_then_warned_refused_and_raised() {
         "recommended {rec} is not above 256Mi"
     );
 
-    // enforce: a change of the limit that does not answer the kills is refused.
+    // enforce: a change that makes the container worse than the stored object (a lower limit)
+    // is refused; one that raises it towards the recommendation, not all the way, is let
+    // through with its warning (enforcement stops regressions, it does not hold a workload
+    // hostage).
     set_policy_mode(&node, ns, "enforce");
     poll("the webhook to enforce", 3 * MIN, EVERY, || {
         let out = node.kubectl(
             &["apply", "--dry-run=server", "-f", "-"],
-            Some(&app("300Mi")),
+            Some(&app("200Mi")),
         );
         (!out.status.success()).then_some(())
     });
-    let out = node.apply(&app("300Mi"));
+    let out = node.apply(&app("200Mi"));
     let stderr = text(&out.stderr);
-    eprintln!("test 1, enforce: {stderr}");
+    eprintln!("test 1, enforce, lower: {stderr}");
     assert!(
         !out.status.success(),
-        "enforce mode let the apply through: {stderr}"
+        "enforce mode let a lower limit through: {stderr}"
     );
     assert!(
         stderr.contains("denied the request") && stderr.contains("oomguard"),
         "{stderr}"
     );
     assert!(stderr.contains("OOM-killed"), "{stderr}");
+    assert_eq!(limit_of(&node, ns, "memory-leak-app"), "256Mi");
+    let out = node.kubectl(
+        &["apply", "--dry-run=server", "-f", "-"],
+        Some(&app("300Mi")),
+    );
+    let stderr = text(&out.stderr);
+    eprintln!("test 1, enforce, higher: {stderr}");
+    assert!(out.status.success(), "enforce refused a raise: {stderr}");
+    assert!(
+        stderr.contains("OOM-killed") && stderr.contains("no worse than it was"),
+        "{stderr}"
+    );
     assert_eq!(limit_of(&node, ns, "memory-leak-app"), "256Mi");
 
     // mutate: the same apply is admitted with the limit raised to the recommendation.
