@@ -412,7 +412,9 @@ async fn api(a: ApiCmdArgs) -> anyhow::Result<i32> {
 
 async fn reconcile(a: ReconcileArgs) -> anyhow::Result<i32> {
     if a.history.history.is_none() && a.history.prometheus.prometheus.is_none() {
-        bail!("reconcile needs history to act on: pass --prometheus URL (or --history FILE)");
+        tracing::warn!(
+            "no --prometheus (or --history): acting on the OOM kills the pods report, with no usage history or forecast"
+        );
     }
     let lease_namespace = a.lease_namespace.clone().unwrap_or_else(|| {
         std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace")

@@ -385,6 +385,31 @@ impl Admitter {
                 Some("timeout"),
             ),
         };
+        // The OOM kills the reconciler kept on the workload the moment the kubelet reported them:
+        // an apply seconds after a kill is answered with it, before any scrape has it, and with
+        // no history source at all.
+        // A `kubectl replace` or a create from a file drops the annotation: the stored object's.
+        let kept = crate::history::kills::decode(
+            workload
+                .annotations
+                .get(crate::history::kills::ANNOTATION)
+                .or_else(|| old.and_then(|o| o.annotations.get(crate::history::kills::ANNOTATION)))
+                .map(String::as_str),
+        );
+        let (history, unavailable) = if kept.is_empty() {
+            (history, unavailable)
+        } else {
+            let now = history
+                .as_ref()
+                .map_or_else(crate::history::unix_now, |h| h.now);
+            let merged = crate::history::kills::with_kills(
+                history.as_deref(),
+                &kept,
+                now,
+                policy.history.window.secs(),
+            );
+            (merged.map(Arc::new), None)
+        };
         let status = match (&history, &unavailable) {
             (_, Some(why)) => HistoryStatus::Unavailable(why),
             (Some(h), None) => HistoryStatus::Found(h),

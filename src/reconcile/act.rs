@@ -19,9 +19,11 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
+use super::kills::Ledger;
 use super::observe::{is_live, records_of, selector_string, Scalable};
 use super::plan::{ActionKind, Plan, ResizeMethod, ScalableKind};
 use super::record::{self, Baseline, Change, Outcome, Remediation, Target};
+use crate::history::kills as history_kills;
 use crate::quantity::to_quantity;
 
 pub const FIELD_MANAGER: &str = "oomguard-reconciler";
@@ -87,6 +89,9 @@ pub struct Executor {
     recorder: Arc<Recorder>,
     /// This replica's name (the Lease identity).
     instance: String,
+    /// The OOM kills the pods reported, once each: every write of records keeps them on the
+    /// workload too.
+    ledger: Arc<std::sync::Mutex<Ledger>>,
 }
 
 /// One action to take, as the plan (or an API caller) asked for it.
@@ -157,7 +162,32 @@ impl Executor {
             recorder: Arc::new(Recorder::new(client.clone(), reporter)),
             client,
             instance,
+            ledger: Default::default(),
         }
+    }
+
+    /// The kills ledger (shared by the pod watch, the rounds and the API's remediator).
+    pub fn ledger(&self) -> std::sync::MutexGuard<'_, Ledger> {
+        self.ledger.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Keeps the ledger's kills of `t` on the workload (`oomguard.io/oom-kills`), alone: for a
+    /// round that writes nothing else.
+    pub async fn keep_kills<K: Scalable>(&self, t: &Target) -> Result<(), ApplyError> {
+        let kills = self.ledger().of(t);
+        if kills.is_empty() {
+            return Ok(());
+        }
+        let meta =
+            json!({"annotations": {history_kills::ANNOTATION: history_kills::encode(&kills)}});
+        self.api::<K>(&t.namespace)
+            .patch(&t.name, &params(), &Patch::Merge(json!({"metadata": meta})))
+            .await
+            .map_err(|e| {
+                ApplyError::kube(format!("{} {}/{}", t.kind.as_str(), t.namespace, t.name), e)
+            })?;
+        self.ledger().kept(t);
+        Ok(())
     }
 
     /// Who the records name for actions this reconciler takes on its own.
@@ -221,15 +251,25 @@ impl Executor {
             "annotations": {record::ANNOTATION: record::encode(records)},
             "labels": {record::LABEL: "true"},
         });
+        // The kills seen ride along: a new leader and the webhook read them there.
+        let kills = self.ledger().of(t);
+        if !kills.is_empty() {
+            meta["annotations"][history_kills::ANNOTATION] = json!(history_kills::encode(&kills));
+        }
         if let Some(rv) = resource_version {
             meta["resourceVersion"] = json!(rv);
         }
-        self.api::<K>(&t.namespace)
+        let stored = self
+            .api::<K>(&t.namespace)
             .patch(&t.name, &params(), &Patch::Merge(json!({"metadata": meta})))
             .await
             .map_err(|e| {
                 ApplyError::kube(format!("{} {}/{}", t.kind.as_str(), t.namespace, t.name), e)
-            })
+            })?;
+        if !kills.is_empty() {
+            self.ledger().kept(t);
+        }
+        Ok(stored)
     }
 
     /// Re-reads the object and changes its records with `f`, retrying on conflicts.
@@ -472,6 +512,7 @@ impl Executor {
         if live.is_empty() {
             return Ok(Resized::NoPods);
         }
+        // Not running, or just back from an OOM kill: see [`running`].
         let stopped: Vec<String> = live
             .iter()
             .filter(|p| !running(p, container))
@@ -530,7 +571,7 @@ impl Resized {
             Resized::All(n) => format!("{n} pods resized"),
             Resized::NoPods => "no running pod to resize in place".to_string(),
             Resized::NotRunning(pods) => format!(
-                "the container is not running in {} (an in-place resize of a stopped container does not reach the pod's cgroup)",
+                "the container is not running steadily in {} (stopped, or back from an OOM kill under a minute ago: an in-place resize of a stopped container does not reach the pod's cgroup)",
                 pods.join(", ")
             ),
             Resized::Partly { done, failed } => format!(
@@ -552,9 +593,12 @@ fn controller_uid(
         .map(|o| o.uid.as_str())
 }
 
-/// Whether `container` runs in pod `p` now (its status says running).
+/// Whether `container` runs steadily in pod `p`: its status says running, and not just back
+/// from an OOM kill (a container OOM-looping from boot runs a second between kills: a resize
+/// that lands after the next kill is one of a stopped container).
 fn running(p: &Pod, container: &str) -> bool {
-    p.status
+    let Some(s) = p
+        .status
         .as_ref()
         .into_iter()
         .flat_map(|s| {
@@ -564,8 +608,28 @@ fn running(p: &Pod, container: &str) -> bool {
                 .chain(s.init_container_statuses.iter().flatten())
         })
         .find(|s| s.name == container)
-        .is_some_and(|s| s.state.as_ref().is_some_and(|st| st.running.is_some()))
+    else {
+        return false;
+    };
+    let Some(started) = s
+        .state
+        .as_ref()
+        .and_then(|st| st.running.as_ref())
+        .map(|r| r.started_at.as_ref().map(|t| t.0.as_second()))
+    else {
+        return false;
+    };
+    let oom_before = s
+        .last_state
+        .as_ref()
+        .and_then(|l| l.terminated.as_ref())
+        .is_some_and(|t| t.reason.as_deref() == Some("OOMKilled"));
+    let up_for = started.map(|at| crate::history::unix_now() - at);
+    !oom_before || up_for.is_some_and(|secs| secs >= STEADY_AFTER_OOM_SECS)
 }
+
+/// How long a container back from an OOM kill must have run to be resized in place.
+const STEADY_AFTER_OOM_SECS: i64 = 60;
 
 /// A memory quantity of a resource list, bytes.
 fn memory_of(m: Option<&BTreeMap<String, Quantity>>) -> Option<u64> {

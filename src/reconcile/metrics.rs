@@ -41,6 +41,8 @@ pub struct ReconcileMetrics {
     pub refusals: Family<RefusalLabels, Counter>,
     /// Workloads whose actions are held by such a backoff now.
     pub backing_off: Gauge,
+    /// OOM kills the pod watch saw, each counted once.
+    pub kills_seen: Counter,
     pub success_ratio: Gauge<f64, AtomicU64>,
     pub steps: Family<StepLabels, Counter>,
     pub errors: Family<ErrorLabels, Counter>,
@@ -74,6 +76,12 @@ impl ReconcileMetrics {
             "Workloads whose actions are held by a backoff after refusals",
             backing_off.clone(),
         );
+        let kills_seen = Counter::default();
+        registry.register(
+            "oom_kills_seen",
+            "OOM kills the kubelet reported (pod watch), each (pod, container, finishedAt) counted once",
+            kills_seen.clone(),
+        );
         let success_ratio = Gauge::<f64, AtomicU64>::default();
         registry.register(
             "remediation_success_ratio",
@@ -103,6 +111,7 @@ impl ReconcileMetrics {
             remediations,
             refusals,
             backing_off,
+            kills_seen,
             success_ratio,
             steps,
             errors,

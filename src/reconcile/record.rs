@@ -219,7 +219,7 @@ pub fn raise_to_recorded(workload: &mut Workload, records: &[Remediation]) {
 }
 
 /// What verification sees once the window has passed.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Observed {
     /// Highest latest-peak / limit over the containers now.
     pub utilization: Option<f64>,
@@ -227,6 +227,8 @@ pub struct Observed {
     pub last_oom_at: Option<i64>,
     /// OOM kills in the history window now.
     pub oom_kills: u32,
+    /// Each OOM kill now known: when, which container, and the limit it happened at.
+    pub kills: Vec<(i64, String, Option<f64>)>,
 }
 
 /// Utilization and OOM kills of a workload now: the highest latest-peak / limit over the
@@ -247,6 +249,15 @@ pub fn observe(history: Option<&WorkloadHistory>, workload: &Workload) -> Observ
         utilization,
         last_oom_at: h.containers.values().filter_map(|c| c.last_oom_at()).max(),
         oom_kills: h.containers.values().map(|c| c.oom_count()).sum(),
+        kills: h
+            .containers
+            .iter()
+            .flat_map(|(name, c)| {
+                c.oom_kills
+                    .iter()
+                    .map(move |k| (k.t, name.clone(), c.kill_limit(k)))
+            })
+            .collect(),
     }
 }
 
@@ -267,7 +278,18 @@ impl From<Observed> for Baseline {
 /// that as effective scaled steady workloads out to maxReplicas). Returns the outcome and a
 /// one-line reason with the numbers.
 pub fn judge(r: &Remediation, seen: &Observed) -> (Outcome, String) {
-    let oom_since = seen.last_oom_at.is_some_and(|t| t > r.at);
+    // A raised limit is judged by the kills at it: one of a pod still at the old limit (the
+    // rollout not over) says nothing of the new one.
+    let oom_since = match &r.change {
+        Change::Limit { container, to, .. } if !seen.kills.is_empty() => {
+            seen.kills.iter().any(|(t, c, limit)| {
+                *t > r.at
+                    && c == container
+                    && limit.is_none_or(|l| l >= *to as f64 - (crate::quantity::MI as f64) / 2.0)
+            })
+        }
+        _ => seen.last_oom_at.is_some_and(|t| t > r.at),
+    };
     let drop = match (r.baseline.utilization, seen.utilization) {
         (Some(b), Some(n)) if b > 0.0 => Some((b, n, (b - n) / b)),
         _ => None,
@@ -488,6 +510,7 @@ mod tests {
                 utilization: Some(0.7),
                 last_oom_at: Some(1200),
                 oom_kills: 2,
+                ..Default::default()
             },
         );
         assert_eq!(o, Outcome::Effective, "{why}");
@@ -499,6 +522,7 @@ mod tests {
                 utilization: Some(0.88),
                 last_oom_at: Some(1200),
                 oom_kills: 2,
+                ..Default::default()
             },
         );
         assert_eq!(o, Outcome::Ineffective, "{why}");
@@ -510,6 +534,7 @@ mod tests {
                 utilization: Some(0.95),
                 last_oom_at: Some(900),
                 oom_kills: 1,
+                ..Default::default()
             },
         );
         assert_eq!(o, Outcome::Effective);
@@ -520,6 +545,7 @@ mod tests {
                 utilization: Some(0.855),
                 last_oom_at: Some(1001),
                 oom_kills: 2,
+                ..Default::default()
             },
         );
         assert_eq!(o, Outcome::Ineffective);
@@ -530,6 +556,7 @@ mod tests {
             utilization: Some(0.85),
             last_oom_at: Some(900),
             oom_kills: 0,
+            ..Default::default()
         };
         let (o, why) = judge(&scale, &flat);
         assert_eq!(o, Outcome::Ineffective, "{why}");
@@ -542,5 +569,33 @@ mod tests {
             ..flat
         };
         assert_eq!(judge(&scale, &fell).0, Outcome::Effective);
+    }
+
+    #[test]
+    fn a_raise_is_judged_by_the_kills_at_its_limit_not_by_a_pod_the_rollout_had_not_replaced() {
+        let mi = crate::quantity::MI;
+        let mut r = record(1000, Outcome::Pending, None);
+        r.action = ActionKind::RaiseLimit;
+        r.change = Change::Limit {
+            container: "app".into(),
+            from: 64 * mi,
+            to: 112 * mi,
+            method: ResizeMethod::TemplatePatch,
+        };
+        let seen = |limit_mi: u64| Observed {
+            last_oom_at: Some(1010),
+            oom_kills: 2,
+            kills: vec![
+                (990, "app".into(), Some((64 * mi) as f64)),
+                (1010, "app".into(), Some((limit_mi * mi) as f64)),
+            ],
+            ..Default::default()
+        };
+        // The old pod killed again at 64Mi while the new one started: effective.
+        let (o, why) = judge(&r, &seen(64));
+        assert_eq!(o, Outcome::Effective, "{why}");
+        // Killed at the raised limit: ineffective.
+        let (o, why) = judge(&r, &seen(112));
+        assert_eq!(o, Outcome::Ineffective, "{why}");
     }
 }

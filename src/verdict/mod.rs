@@ -98,7 +98,13 @@ pub struct ContainerVerdict {
     pub action: Action,
     /// One line each, starting with `container NAME:`.
     pub reasons: Vec<String>,
+    /// The highest the container used: the window's peak, and at least the limit it was
+    /// OOM-killed at (a kill at L means usage reached L; scrapes every 15–30 s miss the last
+    /// seconds before it).
     pub peak: Option<f64>,
+    /// The highest scraped peak, beside `peak` when a kill put `peak` above it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scraped_peak: Option<f64>,
     pub statistic: Option<f64>,
     pub oom_kills: u32,
     pub forecast: Option<Forecast>,
@@ -149,6 +155,7 @@ impl ContainerVerdict {
             action: Action::None,
             reasons: Vec::new(),
             peak: None,
+            scraped_peak: None,
             statistic: None,
             oom_kills: 0,
             forecast: None,
@@ -448,6 +455,15 @@ fn sized(v: &mut ContainerVerdict, h: &ContainerHistory, s: &Sizing<'_>, floor: 
     if s.has_peaks {
         v.peak = Some(h.peaks.max);
         v.statistic = Some(s.stat);
+    }
+    let killed_at = h
+        .oom_kills
+        .iter()
+        .filter_map(|k| h.kill_limit(k))
+        .fold(0.0, f64::max);
+    if killed_at > v.peak.unwrap_or(0.0) {
+        v.scraped_peak = v.peak;
+        v.peak = Some(killed_at);
     }
     v.oom_kills = h.oom_count();
     v.censored = s.censored;

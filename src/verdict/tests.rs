@@ -465,6 +465,61 @@ fn oom_kills_count_with_any_amount_of_history() {
 }
 
 #[test]
+fn a_killed_containers_peak_is_at_least_the_limit_it_was_killed_at() {
+    // A leak of 2 MiB/s killed at 64Mi: the highest scrape saw 26 MiB.
+    let mi = MI as f64;
+    let mut c = ContainerHistory {
+        covered_secs: 600,
+        peaks: PeakStats::from_peaks(&[20.0 * mi, 26.0 * mi]),
+        runtime_limit: Some(64.0 * mi),
+        ..Default::default()
+    };
+    c.oom_kills = kills(&[NOW - 60], Some(64.0 * mi));
+    c.restarts = vec![NOW - 60];
+    let h = WorkloadHistory {
+        now: NOW,
+        window_secs: 14 * 86400,
+        containers: [("web".to_string(), c)].into_iter().collect(),
+        events_unseen: None,
+    };
+    let w = deployment(Some("64Mi"), None);
+    let v = decide(&w, HistoryStatus::Found(&h), &policy(Mode::Warn), NOW);
+    let cv = &v.containers[0];
+    assert_eq!(cv.peak, Some(64.0 * mi));
+    assert_eq!(cv.scraped_peak, Some(26.0 * mi));
+    assert!(
+        cv.recommended.is_some_and(|r| r > 64 * MI),
+        "{:?}",
+        cv.recommended
+    );
+    // Only the kill, no scrape at all (the kubelet reported it; no Prometheus): the same floor.
+    let only = crate::history::kills::with_kills(
+        None,
+        &[crate::history::kills::KeptKill {
+            container: "web".into(),
+            at: NOW - 60,
+            limit: Some(64 * MI),
+            pod: "web-1".into(),
+            restarts: 1,
+        }],
+        NOW,
+        86400,
+    )
+    .unwrap();
+    let v = decide(&w, HistoryStatus::Found(&only), &policy(Mode::Warn), NOW);
+    let cv = &v.containers[0];
+    assert_eq!(cv.oom_kills, 1);
+    assert_eq!(cv.peak, Some(64.0 * mi));
+    assert_eq!(cv.scraped_peak, None);
+    assert_eq!(cv.severity, Severity::Critical, "{:?}", cv.reasons);
+    assert!(
+        cv.recommended.is_some_and(|r| r > 64 * MI),
+        "{:?}",
+        cv.recommended
+    );
+}
+
+#[test]
 fn censored_data_is_never_lowered() {
     // 10 kills at 64Mi but the peaks say 31Mi: the peaks stop where the kernel killed.
     let mi = MI as f64;
