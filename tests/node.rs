@@ -971,12 +971,13 @@ fn an_oom_loop_from_boot_is_raised_on_its_first_kill() {
     );
     // The kill is the trigger, not a scrape: Prometheus' 15-s scrapes, oomguard's 1-minute steps
     // and its cache would take longer than this on their own.
+    // The targets: a raise within 30 s of the kill, 60 s clean within 3 minutes.
     assert!(
-        max(&to_raise) <= 60.0,
+        max(&to_raise) <= 30.0,
         "a raise came {:.1} s after its kill",
         max(&to_raise)
     );
-    assert!(max(&to_clean) <= 300.0, "{to_clean:?}");
+    assert!(max(&to_clean) <= 180.0, "{to_clean:?}");
     // Each raise was one step from the limit of the kill (64Mi -> 112Mi or 144Mi), not a
     // ratchet to the policy's max, and in the template: the container was not running steadily.
     for app in apps {
@@ -1123,6 +1124,10 @@ fn a_kill_counts_once_through_leader_changes_and_watch_restarts() {
             extra.is_empty(),
             "kept kills the kubelet never reported: {extra:?}"
         );
+        if kept != truth {
+            let missing: Vec<&Kill> = truth.difference(&kept).collect();
+            eprintln!("test 7: not kept yet: {missing:?}");
+        }
         (kept == truth).then_some(kept)
     });
     eprintln!(
