@@ -92,27 +92,47 @@ pub fn with_kills(
         let c: &mut ContainerHistory = h.containers.entry(name.to_string()).or_default();
         let tolerance = c.interval_secs() + SAME_KILL_SLACK_SECS;
         let mut matched = vec![false; c.oom_kills.len()];
-        let mut added = Vec::new();
-        for k in of_container {
-            let limit = k.limit.map(|l| l as f64);
-            let same = (0..c.oom_kills.len()).find(|&i| {
-                let o = &c.oom_kills[i];
-                !matched[i]
-                    && (o.t - k.at).abs() <= tolerance
-                    && match (c.kill_limit(o), limit) {
-                        (Some(a), Some(b)) => (a - b).abs() <= (MI as f64) / 2.0,
-                        _ => true,
+        let mut pending: Vec<&KeptKill> = Vec::new();
+        // First the history kills at the same limit, near in time; then, for what is left, any
+        // near in time: the history's limit of a kill is the pod's as its source read it, which
+        // a rollout or a scrape that came late can get wrong (an old pod's kill read at the new
+        // limit), and two sources reporting kills seconds apart is one kill far more often than
+        // two that each missed. The kubelet's time and limit win.
+        for exact in [true, false] {
+            let todo = if exact {
+                of_container.clone()
+            } else {
+                std::mem::take(&mut pending)
+            };
+            for k in todo {
+                let limit = k.limit.map(|l| l as f64);
+                let same = (0..c.oom_kills.len()).find(|&i| {
+                    let o = &c.oom_kills[i];
+                    !matched[i]
+                        && (o.t - k.at).abs() <= tolerance
+                        && (!exact
+                            || match (c.kill_limit(o), limit) {
+                                (Some(a), Some(b)) => (a - b).abs() <= (MI as f64) / 2.0,
+                                _ => true,
+                            })
+                });
+                match same {
+                    Some(i) => {
+                        matched[i] = true;
+                        c.oom_kills[i].t = k.at;
+                        c.oom_kills[i].limit = limit.or(c.oom_kills[i].limit);
                     }
-            });
-            match same {
-                // The kubelet's time is the kill's; the history's is the end of its interval.
-                Some(i) => {
-                    matched[i] = true;
-                    c.oom_kills[i].t = k.at;
+                    None => pending.push(k),
                 }
-                None => added.push(OomKill { t: k.at, limit }),
             }
         }
+        let added: Vec<OomKill> = pending
+            .iter()
+            .map(|k| OomKill {
+                t: k.at,
+                limit: k.limit.map(|l| l as f64),
+            })
+            .collect();
         for k in added {
             c.restarts.push(k.t);
             c.oom_kills.push(k);
@@ -207,12 +227,26 @@ mod tests {
     }
 
     #[test]
-    fn a_kill_at_another_limit_or_far_away_is_another_kill() {
+    fn a_kill_far_away_is_another_kill_and_a_near_one_is_the_same_at_the_kubelets_limit() {
         let h = history(&[(5000, 64)], 60);
-        let merged = with_kills(Some(&h), &[kill("p", 1, 4990, 128)], 10_000, 86_400).unwrap();
-        assert_eq!(count(&merged), 2);
         let merged = with_kills(Some(&h), &[kill("p", 1, 4000, 64)], 10_000, 86_400).unwrap();
         assert_eq!(count(&merged), 2);
+        // A rollout: the history read an old pod's kill at the new limit (112Mi); the kubelet
+        // says the container ran at 64Mi. One kill, at 64Mi.
+        let h = history(&[(5000, 112)], 60);
+        let merged = with_kills(Some(&h), &[kill("old", 1, 4990, 64)], 10_000, 86_400).unwrap();
+        assert_eq!(count(&merged), 1);
+        let c = &merged.containers["app"];
+        assert_eq!(c.kill_limit(&c.oom_kills[0]), Some((64 * MI) as f64));
+        // Two kills at two limits seconds apart, both sources saw both: each meets its own.
+        let h = history(&[(5000, 112), (5010, 64)], 60);
+        let both = [kill("new", 1, 4995, 112), kill("old", 1, 5005, 64)];
+        let merged = with_kills(Some(&h), &both, 10_000, 86_400).unwrap();
+        assert_eq!(count(&merged), 2);
+        let c = &merged.containers["app"];
+        let mut limits: Vec<f64> = c.oom_kills.iter().filter_map(|k| c.kill_limit(k)).collect();
+        limits.sort_by(f64::total_cmp);
+        assert_eq!(limits, vec![(64 * MI) as f64, (112 * MI) as f64]);
     }
 
     #[test]

@@ -127,7 +127,7 @@ pub fn write(report: &Report, out: &mut dyn Write) -> io::Result<()> {
     if let Some(stat) = report.recommendations.first().map(|r| &r.statistic_name) {
         writeln!(
             out,
-            "PEAK: max 5-minute working-set peak, at least the limit of an OOM kill; STAT: the policy statistic ({stat}) of the scraped peaks."
+            "PEAK: max 5-minute working-set peak (at least the limit of an OOM kill).\nSTAT: the policy statistic ({stat}) of the scraped peaks."
         )?;
     }
     writeln!(
