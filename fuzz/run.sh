@@ -22,7 +22,7 @@ while getopts "t:n:" o; do
 done
 shift $((OPTIND - 1))
 targets=("$@")
-[ ${#targets[@]} -eq 0 ] && targets=(admission_scan quantity policy history_file api_request)
+[ ${#targets[@]} -eq 0 ] && targets=(admission_scan quantity policy history_file api_request manifest)
 
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked --quiet
 target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')

@@ -100,6 +100,25 @@ pub enum Client {
     Url(String),
 }
 
+/// The namespace of the Prometheus oomguard reads its history from (kube-prometheus'), left out of
+/// the webhooks like the system namespaces: oomguard must never stand in the way of its own
+/// history source. The OpenShift overlay replaces it with `openshift-monitoring`.
+pub const MONITORING_NAMESPACE: &str = "monitoring";
+
+/// The namespaces the webhooks never see: the control plane's, the node heartbeats', oomguard's
+/// own (it cannot block its own recovery) and its Prometheus'.
+pub fn excluded_namespaces(own_namespace: &str) -> Vec<String> {
+    [
+        "kube-system",
+        "kube-node-lease",
+        own_namespace,
+        MONITORING_NAMESPACE,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
 /// The Mutating- and ValidatingWebhookConfiguration, as a multi-document YAML text.
 pub fn webhook_configuration(
     ca_pem: &str,
@@ -131,7 +150,7 @@ pub fn webhook_configuration(
                 "namespaceSelector": {"matchExpressions": [{
                     "key": "kubernetes.io/metadata.name",
                     "operator": "NotIn",
-                    "values": ["kube-system", own_namespace],
+                    "values": excluded_namespaces(own_namespace),
                 }]},
                 "rules": [
                     {"apiGroups": ["apps"], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"],
@@ -139,12 +158,18 @@ pub fn webhook_configuration(
                     {"apiGroups": ["batch"], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"],
                      "resources": ["jobs", "cronjobs"], "scope": "Namespaced"},
                     {"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"],
-                     "resources": ["pods"], "scope": "Namespaced"},
+                     "resources": ["pods", "replicationcontrollers"], "scope": "Namespaced"},
+                    {"apiGroups": ["apps.openshift.io"], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"],
+                     "resources": ["deploymentconfigs"], "scope": "Namespaced"},
+                    {"apiGroups": ["argoproj.io"], "apiVersions": ["v1alpha1"], "operations": ["CREATE", "UPDATE"],
+                     "resources": ["rollouts"], "scope": "Namespaced"},
                 ],
-                // Pods and ReplicaSets made by a controller were checked with their owner.
+                // Pods, ReplicaSets, ReplicationControllers and Jobs made by a workload
+                // controller were checked with their owner; an operator's objects (owned by
+                // its custom resource) are sent, to be warned about and never patched.
                 "matchConditions": [{
                     "name": "not-controlled",
-                    "expression": "!has(object.metadata.ownerReferences) || !object.metadata.ownerReferences.exists(r, has(r.controller) && r.controller)",
+                    "expression": NOT_CONTROLLED,
                 }],
             });
             if *kind == "MutatingWebhookConfiguration" {
@@ -163,6 +188,10 @@ pub fn webhook_configuration(
         .collect::<Vec<_>>()
         .join("---\n")
 }
+
+/// The webhooks' match condition: not made by a workload controller from a template oomguard
+/// read (the list of [`crate::workload::WorkloadKind::is_workload_owner`]).
+pub const NOT_CONTROLLED: &str = "!has(object.metadata.ownerReferences) || !object.metadata.ownerReferences.exists(r, has(r.controller) && r.controller && r.kind in ['Deployment', 'StatefulSet', 'DaemonSet', 'ReplicaSet', 'Job', 'CronJob', 'ReplicationController', 'DeploymentConfig', 'Rollout', 'Node'])";
 
 /// Writes `ca.crt`, `tls.crt`, `tls.key` (mode 0600) and `webhook.yaml` into `out`.
 pub fn write(
@@ -224,6 +253,58 @@ mod tests {
 
     /// OID 2.5.29.35 (authorityKeyIdentifier), DER-encoded.
     const AKI: [u8; 5] = [0x06, 0x03, 0x55, 0x1d, 0x23];
+
+    /// deploy/base/webhooks.yaml says it is what `oomguard certs` renders for the in-cluster
+    /// Service, without caBundle: keep it so.
+    #[test]
+    fn deploy_base_webhooks_yaml_is_what_certs_renders() {
+        use serde::Deserialize as _;
+        fn docs(text: &str) -> Vec<Value> {
+            serde_norway::Deserializer::from_str(text)
+                .map(|d| Value::deserialize(d).unwrap())
+                .collect()
+        }
+        let rendered = webhook_configuration(
+            "-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n",
+            &Client::Service {
+                namespace: "oomguard".into(),
+                name: "oomguard".into(),
+                port: 443,
+            },
+            "oomguard",
+            5,
+        );
+        let mut rendered = docs(&rendered);
+        for d in &mut rendered {
+            for hook in d["webhooks"].as_array_mut().unwrap() {
+                hook["clientConfig"]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("caBundle")
+                    .unwrap();
+            }
+        }
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/base/webhooks.yaml");
+        let shipped = docs(&std::fs::read_to_string(&path).unwrap());
+        assert_eq!(
+            shipped,
+            rendered,
+            "{} differs from `oomguard certs`",
+            path.display()
+        );
+    }
+
+    #[test]
+    fn the_webhooks_leave_out_the_system_own_and_monitoring_namespaces() {
+        let yaml = webhook_configuration("x", &Client::Url("https://127.0.0.1:1".into()), "og", 5);
+        for ns in ["kube-system", "kube-node-lease", "og", "monitoring"] {
+            assert_eq!(
+                yaml.matches(&format!("- {ns}\n")).count(),
+                2,
+                "{ns} in {yaml}"
+            );
+        }
+    }
 
     #[test]
     fn the_serving_certificate_names_its_issuer_key() {

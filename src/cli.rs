@@ -371,7 +371,11 @@ async fn serve(a: ServeArgs) -> anyhow::Result<i32> {
 /// Opens the policies folder and reloads it when it changes (the reconciler and the API; `serve`
 /// counts the reloads in its metrics).
 pub fn reloading_policies(dir: &std::path::Path) -> anyhow::Result<Arc<PolicyStore>> {
-    serving::reloading_policies(dir, |_, _| {})
+    let store = serving::reloading_policies(dir, |_, _| {})?;
+    if let Some(ns) = serving::own_namespace() {
+        store.reserve(&ns);
+    }
+    Ok(store)
 }
 
 async fn api(a: ApiCmdArgs) -> anyhow::Result<i32> {
@@ -408,7 +412,9 @@ async fn api(a: ApiCmdArgs) -> anyhow::Result<i32> {
 
 async fn reconcile(a: ReconcileArgs) -> anyhow::Result<i32> {
     if a.history.history.is_none() && a.history.prometheus.prometheus.is_none() {
-        bail!("reconcile needs history to act on: pass --prometheus URL (or --history FILE)");
+        tracing::warn!(
+            "no --prometheus (or --history): acting on the OOM kills the pods report, with no usage history or forecast"
+        );
     }
     let lease_namespace = a.lease_namespace.clone().unwrap_or_else(|| {
         std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
@@ -493,8 +499,6 @@ fn offline_policies(dir: Option<&PathBuf>) -> anyhow::Result<PolicySet> {
 }
 
 async fn run_check(a: CheckArgs) -> anyhow::Result<i32> {
-    let text = read_manifests(&a.file)?;
-    let docs = check::parse_documents(&a.file, &text)?;
     let mut policies = offline_policies(a.policies.as_ref())?;
     if let Some(m) = a.mode {
         policies = policies.with_mode(m.into());
@@ -503,24 +507,49 @@ async fn run_check(a: CheckArgs) -> anyhow::Result<i32> {
         history: offline_source(&a.history)?,
         history_timeout: a.history.history_timeout.unwrap_or(OFFLINE_HISTORY_TIMEOUT),
     };
-    let (results, summary) = check::check(&admitter, &policies, docs, &a.namespace).await;
+    // Read as a stream, one document at a time: memory follows the largest document.
+    let reader: Box<dyn std::io::BufRead> = if a.file == "-" {
+        Box::new(std::io::BufReader::new(std::io::stdin()))
+    } else {
+        let f = std::fs::File::open(&a.file)
+            .with_context(|| format!("reading the manifests from {}", a.file))?;
+        Box::new(std::io::BufReader::new(f))
+    };
+    let docs = crate::manifest::documents(reader)
+        .with_context(|| format!("reading the manifests from {}", a.file))?;
+    let opts = check::Options {
+        admitter: &admitter,
+        policies: &policies,
+        namespace: &a.namespace,
+        format: a.output,
+        show_mutated: a.show_mutated,
+        source_name: &a.file,
+    };
     let stdout = std::io::stdout();
     let stderr = std::io::stderr();
-    check::print(
-        &results,
-        summary,
-        a.output,
-        a.show_mutated,
-        &mut stdout.lock(),
-        &mut stderr.lock(),
-    )?;
-    Ok(
-        if summary.fail > 0 || (a.fail_on_warn && summary.warn > 0) {
-            1
-        } else {
-            0
-        },
-    )
+    let (summary, errors) = check::run(&opts, docs, &mut stdout.lock(), &mut stderr.lock()).await?;
+    // Unreadable documents are named after the others were answered (kubectl refuses them).
+    for e in &errors {
+        eprintln!("error: {e}");
+    }
+    let objects = summary.pass
+        + summary.warn
+        + summary.fail
+        + summary.skip
+        + summary.not_read
+        + summary.errors;
+    if objects == 0 {
+        // As kubectl: "error: no objects passed to apply" (an empty render is a broken step).
+        eprintln!("error: {}: no objects to check", a.file);
+        return Ok(2);
+    }
+    Ok(if !errors.is_empty() {
+        2
+    } else if summary.fail > 0 || (a.fail_on_warn && summary.warn > 0) {
+        1
+    } else {
+        0
+    })
 }
 
 /// The history source of `check`: all recent samples kept (one run, no memory concern).

@@ -13,6 +13,7 @@ pub mod cli;
 pub mod duration;
 pub mod forecast;
 pub mod history;
+pub mod manifest;
 pub mod memory_settings;
 pub mod policy;
 pub mod quantity;

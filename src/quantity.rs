@@ -104,7 +104,7 @@ fn parse_general(input: &str) -> Result<u64, QuantityError> {
     // In i64: an exponent near i32::MIN minus the fraction's digits must not overflow.
     let frac_len = i64::try_from(frac_part.len()).map_err(|_| err("it has too many digits"))?;
     let scale10 = i64::from(exp10) - frac_len;
-    let too_large = || err("it is larger than 8Ei, the most a Kubernetes quantity holds");
+    let too_large = || err("it exceeds 2^63-1 bytes, the most Kubernetes holds");
     let mut num = mantissa.checked_shl(exp2).ok_or_else(too_large)?;
     if exp2 > 0 && (num >> exp2) != mantissa {
         return Err(too_large());

@@ -24,6 +24,14 @@ pub enum WorkloadKind {
     Job,
     CronJob,
     Pod,
+    /// `v1` ReplicationController: the ReplicaSet's predecessor, still what a DeploymentConfig
+    /// runs its pods with.
+    ReplicationController,
+    /// OpenShift's `apps.openshift.io/v1` DeploymentConfig (and the legacy `v1` one).
+    DeploymentConfig,
+    /// Argo Rollouts' `argoproj.io/v1alpha1` Rollout (with its own template; one that refers
+    /// to a Deployment with `workloadRef` has none).
+    Rollout,
 }
 
 impl WorkloadKind {
@@ -37,6 +45,9 @@ impl WorkloadKind {
             ("batch", "Job") => WorkloadKind::Job,
             ("batch", "CronJob") => WorkloadKind::CronJob,
             ("", "Pod") => WorkloadKind::Pod,
+            ("", "ReplicationController") => WorkloadKind::ReplicationController,
+            ("apps.openshift.io" | "", "DeploymentConfig") => WorkloadKind::DeploymentConfig,
+            ("argoproj.io", "Rollout") => WorkloadKind::Rollout,
             _ => return None,
         })
     }
@@ -56,7 +67,43 @@ impl WorkloadKind {
             WorkloadKind::Job => "Job",
             WorkloadKind::CronJob => "CronJob",
             WorkloadKind::Pod => "Pod",
+            WorkloadKind::ReplicationController => "ReplicationController",
+            WorkloadKind::DeploymentConfig => "DeploymentConfig",
+            WorkloadKind::Rollout => "Rollout",
         }
+    }
+
+    /// Every kind, in the order the docs list them.
+    pub const ALL: [WorkloadKind; 10] = [
+        WorkloadKind::Deployment,
+        WorkloadKind::StatefulSet,
+        WorkloadKind::DaemonSet,
+        WorkloadKind::ReplicaSet,
+        WorkloadKind::Job,
+        WorkloadKind::CronJob,
+        WorkloadKind::Pod,
+        WorkloadKind::ReplicationController,
+        WorkloadKind::DeploymentConfig,
+        WorkloadKind::Rollout,
+    ];
+
+    /// Whether objects of this kind are made by Kubernetes' (or OpenShift's, Argo's) own
+    /// controllers from a template oomguard already read: a Deployment's ReplicaSets, a
+    /// ReplicaSet's Pods, a DeploymentConfig's ReplicationControllers, a CronJob's Jobs.
+    pub fn is_workload_owner(kind: &str) -> bool {
+        matches!(
+            kind,
+            "Deployment"
+                | "StatefulSet"
+                | "DaemonSet"
+                | "ReplicaSet"
+                | "Job"
+                | "CronJob"
+                | "ReplicationController"
+                | "DeploymentConfig"
+                | "Rollout"
+                | "Node"
+        )
     }
 
     /// Where the pod spec sits in an object of this kind.
@@ -121,7 +168,13 @@ impl MemoryField {
             Value::String(s) => s.clone(),
             Value::Number(n) => n.to_string(),
             Value::Null => return MemoryField::Missing,
-            other => other.to_string(),
+            // kubectl cannot decode a list, a mapping or a boolean into a quantity at all.
+            other => {
+                return MemoryField::Invalid(QuantityError {
+                    input: other.to_string(),
+                    reason: "it is not a quantity: kubectl refuses it",
+                })
+            }
         };
         match quantity::parse_bytes(&raw) {
             Ok(bytes) => MemoryField::Valid { raw, bytes },
@@ -155,6 +208,9 @@ pub struct Workload {
     /// The workload's `oomguard.io/` annotations.
     pub annotations: BTreeMap<String, String>,
     pub containers: Vec<ContainerSpec>,
+    /// The pod-level memory limit (`spec.resources.limits.memory` of the pod spec, 1.34+): no
+    /// container's limit may exceed it, and a container without one is bounded by it.
+    pub pod_limit: Option<u64>,
     /// Set when another object controls this one (a ReplicaSet of a Deployment, a Pod of a
     /// ReplicaSet): the owner was already checked.
     pub controlled_by: Option<String>,
@@ -282,6 +338,9 @@ pub(crate) struct PartialSpec {
     pub(crate) init_containers: Option<Vec<PartialContainer>>,
     #[serde(default)]
     pub(crate) volumes: Option<Vec<PartialVolume>>,
+    /// A Pod's pod-level resources (1.34+).
+    #[serde(default)]
+    pub(crate) resources: Option<PartialResources>,
 }
 
 #[derive(Default, Deserialize)]
@@ -314,6 +373,10 @@ pub(crate) struct PartialPodSpec {
     pub(crate) init_containers: Option<Vec<PartialContainer>>,
     #[serde(default)]
     pub(crate) volumes: Option<Vec<PartialVolume>>,
+    /// Pod-level resources (`spec.resources`, Kubernetes 1.34+): a memory limit for the whole
+    /// pod, which bounds every container's.
+    #[serde(default)]
+    pub(crate) resources: Option<PartialResources>,
 }
 
 #[derive(Deserialize)]
@@ -494,10 +557,13 @@ impl Workload {
         if !object.is_object() {
             return Err(WorkloadError::NotAnObject);
         }
-        let partial = PartialObject::deserialize(object).map_err(|e| WorkloadError::Malformed {
-            kind: kind.as_str(),
-            message: e.to_string(),
-        })?;
+        // With the path of what does not fit (`spec.template.spec.containers[1].name`): YAML
+        // 1.1 reads an unquoted `y`, `no` or `off` as a boolean, and the user must find it.
+        let partial: PartialObject =
+            serde_path_to_error::deserialize(object).map_err(|e| WorkloadError::Malformed {
+                kind: kind.as_str(),
+                message: format!("{}: {}", e.path(), e.inner()),
+            })?;
         Self::from_partial(kind, partial, namespace)
     }
 
@@ -555,6 +621,7 @@ impl Workload {
                 containers: spec.containers,
                 init_containers: spec.init_containers,
                 volumes: spec.volumes,
+                resources: spec.resources,
             },
             WorkloadKind::CronJob => spec
                 .job_template
@@ -564,6 +631,11 @@ impl Workload {
                 .ok_or_else(no_pod_spec)?,
             _ => spec.template.and_then(|t| t.spec).ok_or_else(no_pod_spec)?,
         };
+        let pod_limit = pod
+            .resources
+            .as_ref()
+            .and_then(|r| r.limits.as_ref())
+            .and_then(|l| MemoryField::read(l.memory.as_ref()).bytes());
         // Memory-backed emptyDirs by name: what a mount of them charges to a container.
         let memory_volumes: Vec<MemoryVolume> = pod
             .volumes
@@ -626,7 +698,18 @@ impl Workload {
             deleting,
             has_metadata,
             has_annotations,
+            pod_limit,
             pod_spec_path: path,
+        })
+    }
+
+    /// The controller that owns this object when it is not one of Kubernetes' own workload
+    /// controllers (an operator's custom resource: `Elasticsearch/quickstart`): the operator
+    /// rewrites the object from that resource, which is where memory is set.
+    pub fn operator_owner(&self) -> Option<&str> {
+        self.controlled_by.as_deref().filter(|o| {
+            let kind = o.split_once('/').map_or(*o, |(k, _)| k);
+            !WorkloadKind::is_workload_owner(kind)
         })
     }
 

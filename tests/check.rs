@@ -218,10 +218,10 @@ fn without_history_every_limit_is_unknown_not_failed() {
     );
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}");
-    // Nothing known, nothing claimed: no Warning lines, each workload said to be unchecked
-    // (the one without a limit is still told to set one).
+    // Nothing known, nothing claimed: no Warning lines, each workload said to be checked on
+    // its configuration only (the one without a limit is still told to set one).
     assert!(
-        stdout.contains("deployment/memory-leak-app (self-healing-platform): not checked (no memory history yet)"),
+        stdout.contains("deployment/memory-leak-app (self-healing-platform): pass (configuration only: no memory history yet)"),
         "{stdout}"
     );
     let warnings: Vec<&str> = stdout
@@ -234,9 +234,10 @@ fn without_history_every_limit_is_unknown_not_failed() {
         "{stdout}"
     );
     assert!(
-        stdout.contains("not checked: 3 (no memory history yet"),
+        stdout.contains("configuration only: 4 of 4 workloads (no memory history yet"),
         "{stdout}"
     );
+    assert!(stdout.contains("pass: 3, warn: 1, fail: 0"), "{stdout}");
 }
 
 const DAY_ZERO: [&str; 2] = ["-f", "examples/day-zero/manifests.yaml"];
@@ -274,10 +275,12 @@ fn day_zero_configurations_are_checked_without_history() {
     }
     // The sound one (a 75% heap, a 32Mi memory volume, JAVA_OPTS from a ConfigMap): nothing.
     assert!(
-        stdout.contains("deployment/catalog (shop): not checked (no memory history yet)"),
+        stdout.contains(
+            "deployment/catalog (shop): pass (configuration only: no memory history yet)"
+        ),
         "{stdout}"
     );
-    assert!(stdout.contains("pass: 0, warn: 6, fail: 0"), "{stdout}");
+    assert!(stdout.contains("pass: 1, warn: 6, fail: 0"), "{stdout}");
 
     // enforce: the three whose setting alone reaches the limit are refused; the rest warn.
     let mut args = DAY_ZERO.to_vec();
@@ -285,7 +288,7 @@ fn day_zero_configurations_are_checked_without_history() {
     let out = check(&args, None);
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
-    assert!(stdout.contains("pass: 0, warn: 3, fail: 3"), "{stdout}");
+    assert!(stdout.contains("pass: 1, warn: 3, fail: 3"), "{stdout}");
     assert!(
         stdout.contains("denied the request: oomguard denied Deployment shop/orders (policy mode enforce for namespace shop): container app: heap -Xmx1536m is 100% of limit 1536Mi; +384Mi non-heap: limit >= 1920Mi or -Xmx <= 1228m; set resources.limits.memory of app to at least 1920Mi."),
         "{stdout}"
@@ -319,9 +322,10 @@ fn day_zero_raises_in_mutate_mode_once() {
     // The raised manifests pass enforce for what was raised; nothing is raised twice.
     let again = check(&["-f", "-", "--mode", "enforce"], Some(&text(&out.stdout)));
     let stdout = text(&again.stdout);
-    assert!(stdout.contains("pass: 0, warn: 3, fail: 0"), "{stdout}");
+    assert!(stdout.contains("pass: 4, warn: 3, fail: 0"), "{stdout}");
     assert!(
-        stdout.contains("deployment/orders (shop): not checked (no memory history yet)"),
+        stdout
+            .contains("deployment/orders (shop): pass (configuration only: no memory history yet)"),
         "{stdout}"
     );
 }
@@ -351,4 +355,27 @@ fn day_zero_json_names_what_was_read_and_what_was_not() {
         serde_json::json!(["JAVA_OPTS (configMap catalog-jvm key opts)"])
     );
     assert_eq!(catalog["runtime"]["findings"], serde_json::json!([]));
+}
+
+/// An operator's StatefulSet (issue 27, point 4): checked and warned about, naming the owner
+/// where memory is set; never patched in mutate mode, never denied in enforce mode.
+#[test]
+fn operator_owned_objects_are_warned_never_patched_or_denied() {
+    let sts = "apiVersion: apps/v1\nkind: StatefulSet\nmetadata:\n  name: es-default\n  namespace: shop\n  ownerReferences:\n  - {apiVersion: elasticsearch.k8s.elastic.co/v1, kind: Elasticsearch, name: quickstart, uid: u, controller: true}\nspec:\n  template:\n    spec:\n      containers:\n      - name: es\n        command: [java, -Xmx2g]\n        resources: {limits: {memory: 2Gi}}\n---\napiVersion: apps/v1\nkind: ReplicaSet\nmetadata:\n  name: web-1\n  namespace: shop\n  ownerReferences:\n  - {apiVersion: apps/v1, kind: Deployment, name: web, uid: v, controller: true}\nspec:\n  template:\n    spec:\n      containers:\n      - name: web\n        command: [java, -Xmx2g]\n        resources: {limits: {memory: 2Gi}}\n";
+    for mode in ["warn", "mutate", "enforce"] {
+        let out = check(&["-f", "-", "--mode", mode, "-o", "yaml"], Some(sts));
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{mode}: {stderr}");
+        assert_eq!(text(&out.stdout), sts, "{mode}: nothing patched");
+        assert!(
+            stderr.contains("Warning: oomguard: managed by Elasticsearch/quickstart: set memory there; its operator undoes edits to StatefulSet es-default"),
+            "{mode}: {stderr}"
+        );
+        assert!(
+            stderr.contains("container es: heap -Xmx2g is 100% of limit 2Gi"),
+            "{stderr}"
+        );
+        // The Deployment's ReplicaSet was checked with its Deployment: nothing said.
+        assert!(!stderr.contains("container web"), "{stderr}");
+    }
 }

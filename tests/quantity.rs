@@ -150,7 +150,7 @@ fn grammar_strings_agree_with_kubernetes() {
                 assert!(
                     (k.starts_with('-') || why.contains("negative"))
                         || why.contains("too many digits")
-                        || why.contains("larger than 8Ei")
+                        || why.contains("exceeds 2^63-1 bytes")
                         || (why.contains("no number") && k == "0"),
                     "{input:?}: Kubernetes reads {k}, oomguard refuses: {e}"
                 );

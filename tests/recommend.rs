@@ -432,10 +432,53 @@ fn day_zero_patches_come_from_the_configuration() {
     let out = run("check", &["-f", patched.to_str().unwrap()]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     // Only billing is left: its percentage scales with any limit.
-    assert!(stdout.contains("pass: 0, warn: 1, fail: 0"), "{stdout}");
+    assert!(stdout.contains("pass: 6, warn: 1, fail: 0"), "{stdout}");
     assert!(
         stdout.contains("deployment/billing (shop): warn"),
         "{stdout}"
     );
-    assert!(stdout.contains("not checked: 6"), "{stdout}");
+    assert!(
+        stdout.contains("configuration only: 7 of 7 workloads"),
+        "{stdout}"
+    );
+}
+
+/// The kinds of issue 27 in `recommend -f`: a ReplicationController inside a List.
+#[test]
+fn a_replication_controller_in_a_list_is_recommended_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifests = dir.path().join("rc.yaml");
+    std::fs::write(
+        &manifests,
+        "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: ReplicationController\n  metadata: {name: nginx, namespace: web}\n  spec:\n    template:\n      spec:\n        containers:\n        - name: nginx\n          resources: {limits: {memory: 128Mi}}\n",
+    )
+    .unwrap();
+    let now = 1_800_000_000i64;
+    let peaks: Vec<Value> = (0..288)
+        .map(|i| serde_json::json!([now - 86_400 + i * 300, 300.0 * 1048576.0]))
+        .collect();
+    let history = dir.path().join("h.json");
+    std::fs::write(
+        &history,
+        serde_json::json!({"apiVersion": "oomguard.io/v1", "kind": "History", "now": now,
+            "workloads": [{"namespace": "web", "kind": "ReplicationController", "name": "nginx",
+                "containers": {"nginx": {"peaks": peaks}}}]})
+        .to_string(),
+    )
+    .unwrap();
+    let out = run(
+        "recommend",
+        &[
+            "-f",
+            manifests.to_str().unwrap(),
+            "--history",
+            history.to_str().unwrap(),
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("limit 128Mi is below the 7d peak 300Mi; recommended 330Mi"),
+        "{stdout}"
+    );
 }

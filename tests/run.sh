@@ -67,7 +67,7 @@ if [ -f tests/cluster/cluster.sh ] && [ -n "${OOMGUARD_CONTROLPLANE_BIN:-}" ]; t
     bash tests/cluster/cluster.sh up "$1"
     bash tests/cluster/cluster.sh install-oomguard "$1"
     echo "=== node up and oomguard installed at $(date +%T)"
-    OOMGUARD_NODE_ENV="$1/env" "$2" --ignored --nocapture --test-threads=5' _ "$node_dir" "$node_bin" \
+    OOMGUARD_NODE_ENV="$1/env" "$2" --ignored --nocapture --test-threads=7' _ "$node_dir" "$node_bin" \
     >"$node_log" 2>&1 </dev/null &
   node_pid=$!
 fi

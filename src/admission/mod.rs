@@ -231,6 +231,8 @@ pub struct Decision {
     pub verdict: Option<Verdict>,
     /// Why history was missing, when it was (for the unavailability metric).
     pub history_error: Option<&'static str>,
+    /// The limits were weighed against memory history (not only the configuration).
+    pub history_found: bool,
 }
 
 impl Decision {
@@ -240,6 +242,7 @@ impl Decision {
             outcome: Outcome::Skipped,
             verdict: None,
             history_error: None,
+            history_found: false,
         }
     }
 }
@@ -301,7 +304,8 @@ impl Admitter {
             Ok(w) => scope_rule(&req.operation, w, old.as_ref()),
             Err(_) => ScopeRule::Create,
         };
-        self.decide(endpoint, policies, workload, rule).await
+        self.decide(endpoint, policies, workload, old.as_ref(), rule)
+            .await
     }
 
     /// Decides one object of a known kind as a CREATE (`check`: a manifest about to be
@@ -319,7 +323,7 @@ impl Admitter {
             Ok(w) => scope_rule("CREATE", w, None),
             Err(_) => ScopeRule::Create,
         };
-        self.decide(endpoint, policies, workload, rule).await
+        self.decide(endpoint, policies, workload, None, rule).await
     }
 
     async fn decide(
@@ -327,6 +331,7 @@ impl Admitter {
         endpoint: Endpoint,
         policies: &PolicySet,
         workload: Result<Workload, crate::workload::WorkloadError>,
+        old: Option<&Workload>,
         rule: ScopeRule,
     ) -> Decision {
         let scope = rule.scope();
@@ -346,10 +351,12 @@ impl Admitter {
             }
         };
         let policy = policies.for_namespace(&workload.namespace);
-        // Out of the decision's scope (mode off, controlled, excluded): allowed untouched, before
-        // any history is fetched. The mutating webhook acts only in mutate and enforce mode, and
-        // never on an update that leaves memory as it was.
+        // Out of the decision's scope (mode off, controlled by a workload controller, excluded):
+        // allowed untouched, before any history is fetched. The mutating webhook acts only in
+        // mutate and enforce mode, never on an update that leaves memory as it was, and never on
+        // an operator's object (the operator would undo a patch; the decision warns about it).
         if verdict::scope::of(&workload, &policy).is_err()
+            || (endpoint == Endpoint::Mutate && workload.operator_owner().is_some())
             || (endpoint == Endpoint::Mutate
                 && (scope == Scope::WarnOnly
                     || !matches!(policy.mode, Mode::Mutate | Mode::Enforce)))
@@ -378,24 +385,53 @@ impl Admitter {
                 Some("timeout"),
             ),
         };
+        // The OOM kills the reconciler kept on the workload the moment the kubelet reported them:
+        // an apply seconds after a kill is answered with it, before any scrape has it, and with
+        // no history source at all.
+        // A `kubectl replace` or a create from a file drops the annotation: the stored object's.
+        let kept = crate::history::kills::decode(
+            workload
+                .annotations
+                .get(crate::history::kills::ANNOTATION)
+                .or_else(|| old.and_then(|o| o.annotations.get(crate::history::kills::ANNOTATION)))
+                .map(String::as_str),
+        );
+        let (history, unavailable) = if kept.is_empty() {
+            (history, unavailable)
+        } else {
+            let now = history
+                .as_ref()
+                .map_or_else(crate::history::unix_now, |h| h.now);
+            let merged = crate::history::kills::with_kills(
+                history.as_deref(),
+                &kept,
+                now,
+                policy.history.window.secs(),
+            );
+            (merged.map(Arc::new), None)
+        };
         let status = match (&history, &unavailable) {
             (_, Some(why)) => HistoryStatus::Unavailable(why),
             (Some(h), None) => HistoryStatus::Found(h),
             (None, None) => HistoryStatus::Missing,
         };
         let now = history.as_ref().map_or(0, |h| h.now);
-        let mut decision = answer(endpoint, &workload, status, &policy, rule, now);
+        let found = history.is_some();
+        let mut decision = answer(endpoint, &workload, old, status, &policy, rule, now);
         decision.history_error = history_error;
+        decision.history_found = found;
         decision
     }
 }
 
 /// The answer of one webhook endpoint to one object, given its history: the decision
 /// ([`verdict::decide`]) under the scope rule, then the patch (`/mutate`) or the warnings and the
-/// denial (`/validate`). Pure; what the replay plays as the webhook.
+/// denial (`/validate`). `old` is the stored object of an UPDATE: enforcement stops what the
+/// update makes worse than it was, never the rest. Pure; what the replay plays as the webhook.
 pub fn answer(
     endpoint: Endpoint,
     workload: &Workload,
+    old: Option<&Workload>,
     history: HistoryStatus<'_>,
     policy: &crate::policy::PolicySpec,
     rule: ScopeRule,
@@ -408,9 +444,52 @@ pub fn answer(
     if rule.scope() == Scope::WarnOnly {
         verdict.warn_only();
     }
+    if let (ScopeRule::MemoryChanged, Some(old)) = (rule, old) {
+        if verdict.denied() {
+            let before = verdict::decide(old, history, policy, now);
+            deny_only_regressions(&mut verdict, &before);
+        }
+    }
     match endpoint {
         Endpoint::Mutate => mutate(workload, verdict),
         Endpoint::Validate => validate(verdict),
+    }
+}
+
+/// In an UPDATE, a denial stands only for a container the update makes worse than the stored
+/// object had it: a new container, a lower (or removed) limit, or memory settings that need
+/// more (a larger `-Xmx`, say). One that stays critical but no worse — raised towards its need,
+/// or untouched beside a new sidecar — is let through with its warning: enforcement stops
+/// regressions, it does not hold a workload hostage to what it already was.
+fn deny_only_regressions(verdict: &mut Verdict, before: &Verdict) {
+    for c in verdict
+        .containers
+        .iter_mut()
+        .filter(|c| c.action == verdict::Action::Deny)
+    {
+        let Some(o) = before
+            .containers
+            .iter()
+            .find(|o| o.container == c.container && o.role == c.role)
+        else {
+            continue;
+        };
+        let lower_limit = match (c.limit, o.limit) {
+            (None, Some(_)) => true,
+            (Some(new), Some(old)) => new < old,
+            _ => false,
+        };
+        let needs_more = c.floor.unwrap_or(0) > o.floor.unwrap_or(0);
+        let newly_critical =
+            o.severity < verdict::Severity::Critical && c.severity == verdict::Severity::Critical;
+        if lower_limit || needs_more || newly_critical {
+            continue;
+        }
+        c.action = verdict::Action::None;
+        c.reasons.push(format!(
+            "allowed: this update makes container {} no worse than it was; a change that makes it worse is enforced",
+            c.container
+        ));
     }
 }
 
@@ -429,6 +508,7 @@ fn mutate(workload: &Workload, verdict: Verdict) -> Decision {
         outcome,
         verdict: Some(verdict),
         history_error: None,
+        history_found: false,
     }
 }
 
@@ -456,6 +536,7 @@ fn validate(verdict: Verdict) -> Decision {
         outcome,
         verdict: Some(verdict),
         history_error: None,
+        history_found: false,
     }
 }
 
@@ -591,6 +672,114 @@ mod tests {
     }
 
     /// docs/webhook.md's table is this code's table.
+    /// web-frontend's shape: 14 days of peaks up to 301Mi for container `web` (and `proxy`).
+    fn peaked_history() -> WorkloadHistory {
+        use crate::history::{ContainerHistory, PeakStats};
+        let mi = crate::quantity::MI as f64;
+        let peaks: Vec<f64> = (0..4000).map(|i| (200.0 + (i % 100) as f64) * mi).collect();
+        let mut peaks = peaks;
+        peaks.push(301.0 * mi);
+        let c = ContainerHistory {
+            covered_secs: 14 * 86_400,
+            peaks: PeakStats::from_peaks(&peaks),
+            ..Default::default()
+        };
+        WorkloadHistory {
+            now: 1_800_000_000,
+            window_secs: 14 * 86_400,
+            containers: [("web".to_string(), c.clone()), ("proxy".to_string(), c)]
+                .into_iter()
+                .collect(),
+            events_unseen: None,
+        }
+    }
+
+    #[test]
+    fn enforce_stops_regressions_relative_to_the_stored_object() {
+        let p = crate::policy::PolicySpec {
+            mode: Mode::Enforce,
+            ..crate::policy::PolicySpec::default()
+        };
+        let h = peaked_history();
+        let web = |limit: &str| json!({"name": "web", "resources": {"limits": {"memory": limit}}});
+        let deploy = |cs: Value| workload(WorkloadKind::Deployment, cs, false);
+        let update = |new: &Workload, old: &Workload| {
+            let rule = scope_rule("UPDATE", new, Some(old));
+            answer(
+                Endpoint::Validate,
+                new,
+                Some(old),
+                HistoryStatus::Found(&h),
+                &p,
+                rule,
+                h.now,
+            )
+        };
+        let old = deploy(json!([web("256Mi")]));
+        // 256Mi -> 300Mi against a 301Mi peak: still critical, but better than it was.
+        let raised = deploy(json!([web("300Mi")]));
+        let d = update(&raised, &old);
+        assert!(d.answer.allowed, "{:?}", d.answer);
+        assert!(
+            d.answer
+                .warnings
+                .iter()
+                .any(|w| w.contains("below the 7d peak 301Mi")),
+            "{:?}",
+            d.answer.warnings
+        );
+        assert!(d
+            .answer
+            .warnings
+            .iter()
+            .any(|w| w.contains("no worse than it was")));
+        // ... while the same object as a CREATE is denied,
+        let create = answer(
+            Endpoint::Validate,
+            &raised,
+            None,
+            HistoryStatus::Found(&h),
+            &p,
+            ScopeRule::Create,
+            h.now,
+        );
+        assert!(!create.answer.allowed);
+        // and lowering it further is a regression: denied, naming the container.
+        let lowered = deploy(json!([web("200Mi")]));
+        let d = update(&lowered, &old);
+        assert!(!d.answer.allowed);
+        assert!(d
+            .answer
+            .status
+            .as_ref()
+            .unwrap()
+            .1
+            .contains("container web"));
+        // A sidecar added beside the old critical container: the container is no worse; a
+        // sound sidecar goes through, a critical one is denied (it is new).
+        let sound = json!({"name": "proxy", "resources": {"limits": {"memory": "512Mi"}}});
+        let d = update(&deploy(json!([web("256Mi"), sound])), &old);
+        assert!(d.answer.allowed, "{:?}", d.answer);
+        let bad = json!({"name": "proxy", "resources": {"limits": {"memory": "128Mi"}}});
+        let d = update(&deploy(json!([web("256Mi"), bad])), &old);
+        assert!(!d.answer.allowed);
+        let msg = &d.answer.status.as_ref().unwrap().1;
+        assert!(
+            msg.contains("container proxy") && !msg.contains("container web:"),
+            "{msg}"
+        );
+        // A heap raised past what the limit holds is worse even at the same limit.
+        let jvm = |xmx: &str| {
+            json!({"name": "web", "command": ["java", xmx, "-jar", "a.jar"],
+                   "resources": {"limits": {"memory": "1Gi"}}})
+        };
+        let d = update(
+            &deploy(json!([jvm("-Xmx2g")])),
+            &deploy(json!([jvm("-Xmx512m")])),
+        );
+        assert!(!d.answer.allowed, "{:?}", d.answer);
+    }
+
     #[test]
     fn the_readme_table_is_the_scope_rules() {
         let modes = [Mode::Warn, Mode::Mutate, Mode::Enforce];

@@ -477,12 +477,14 @@ impl<'a> Scanner<'a> {
         let mut containers = Unset::new();
         let mut init_containers = Unset::new();
         let mut volumes = Unset::new();
+        let mut resources = Unset::new();
         self.object(|s, key| match key {
             b"template" => template.set(s.opt(Scanner::template)?),
             b"jobTemplate" => job_template.set(s.opt(Scanner::job_template)?),
             b"containers" => containers.set(s.opt(|s| s.list(Scanner::container))?),
             b"initContainers" => init_containers.set(s.opt(|s| s.list(Scanner::container))?),
             b"volumes" => volumes.set(s.opt(|s| s.list(Scanner::volume))?),
+            b"resources" => resources.set(s.opt(Scanner::resources)?),
             _ => s.skip_value(),
         })?;
         Some(PartialSpec {
@@ -491,6 +493,7 @@ impl<'a> Scanner<'a> {
             containers: containers.get().flatten(),
             init_containers: init_containers.get().flatten(),
             volumes: volumes.get().flatten(),
+            resources: resources.get().flatten(),
         })
     }
 
@@ -531,16 +534,19 @@ impl<'a> Scanner<'a> {
         let mut containers = Unset::new();
         let mut init_containers = Unset::new();
         let mut volumes = Unset::new();
+        let mut resources = Unset::new();
         self.object(|s, key| match key {
             b"containers" => containers.set(s.opt(|s| s.list(Scanner::container))?),
             b"initContainers" => init_containers.set(s.opt(|s| s.list(Scanner::container))?),
             b"volumes" => volumes.set(s.opt(|s| s.list(Scanner::volume))?),
+            b"resources" => resources.set(s.opt(Scanner::resources)?),
             _ => s.skip_value(),
         })?;
         Some(PartialPodSpec {
             containers: containers.get().flatten(),
             init_containers: init_containers.get().flatten(),
             volumes: volumes.get().flatten(),
+            resources: resources.get().flatten(),
         })
     }
 

@@ -6,6 +6,7 @@
 
 pub mod cache;
 pub mod file;
+pub mod kills;
 pub mod prometheus;
 mod series;
 

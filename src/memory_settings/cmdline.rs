@@ -311,19 +311,37 @@ fn program_of<'a>(words: &[Cow<'a, str>]) -> Option<(Program, Vec<Cow<'a, str>>)
             }
             "gosu" | "su-exec" => i += 2,
             _ if is_assignment(w) => i += 1,
+            // An image's launch script that runs its arguments (`exec "$@"`), when a known
+            // program follows it: `[/entrypoint.sh, java, -Xmx1g, ...]`.
+            _ if is_launch_script(name)
+                && words
+                    .get(i + 1)
+                    .is_some_and(|n| known_program(basename(n)).is_some()) =>
+            {
+                i += 1
+            }
             _ => {
-                let program = match name {
-                    "java" => Program::Java,
-                    "node" | "nodejs" => Program::Node,
-                    "redis-server" | "valkey-server" | "redis-stack-server" => Program::Redis,
-                    "dotnet" => Program::Dotnet,
-                    _ => return None,
-                };
+                let program = known_program(name)?;
                 return Some((program, words[i + 1..].to_vec()));
             }
         }
     }
     None
+}
+
+fn known_program(name: &str) -> Option<Program> {
+    Some(match name {
+        "java" => Program::Java,
+        "node" | "nodejs" => Program::Node,
+        "redis-server" | "valkey-server" | "redis-stack-server" => Program::Redis,
+        "dotnet" => Program::Dotnet,
+        _ => return None,
+    })
+}
+
+/// A start script (`/entrypoint.sh`, `docker-entrypoint.sh`, `/run.sh`).
+fn is_launch_script(name: &str) -> bool {
+    name.ends_with(".sh") || matches!(name, "entrypoint" | "docker-entrypoint" | "run")
 }
 
 fn is_assignment(w: &str) -> bool {

@@ -16,7 +16,7 @@ mod tests;
 use serde::Serialize;
 
 use crate::quantity::{format_bytes, round_up_mi, to_quantity, MI};
-use cmdline::{Env, Program, Value};
+use cmdline::{Env, Invocation, Program, Value};
 use jvm::{HeapFrom, JvmOptions};
 
 /// What a container's spec says about the program it runs (read from the pod template).
@@ -78,8 +78,43 @@ pub struct MemoryVolume {
     pub size_limit: Option<u64>,
 }
 
-/// The environment variables whose values decide memory.
-const MEMORY_VARS: [&str; 12] = [
+/// Launch-script variables whose value an image's start script hands to `java` (read when the
+/// container runs the image's entrypoint or a script of its own, not a java command line of
+/// its own), and whether the JVM is Elasticsearch's (twice the heap). From the scripts:
+/// Tomcat's `catalina.sh` (CATALINA_OPTS, JAVA_OPTS), the UBI/fabric8 `run-java.sh`
+/// (JAVA_OPTIONS, JAVA_OPTS_APPEND), Kafka's `kafka-run-class.sh` (KAFKA_HEAP_OPTS, KAFKA_OPTS),
+/// Elasticsearch's and OpenSearch's launchers, Logstash (LS_JAVA_OPTS), ZooKeeper's
+/// `zkServer.sh` (JVMFLAGS, SERVER_JVMFLAGS), Solr's `solr` (SOLR_JAVA_MEM), Jenkins'
+/// `jenkins.sh` (JENKINS_JAVA_OPTS), Nexus' install4j launcher (INSTALL4J_ADD_VM_PARAMS).
+const LAUNCHER_JVM_VARS: [(&str, bool); 15] = [
+    ("JAVA_OPTS", false),
+    ("CATALINA_OPTS", false),
+    ("JAVA_OPTIONS", false),
+    ("JAVA_OPTS_APPEND", false),
+    ("KAFKA_HEAP_OPTS", false),
+    ("KAFKA_OPTS", false),
+    ("ES_JAVA_OPTS", true),
+    ("OPENSEARCH_JAVA_OPTS", true),
+    ("LS_JAVA_OPTS", false),
+    ("JVMFLAGS", false),
+    ("SERVER_JVMFLAGS", false),
+    ("SOLR_JAVA_MEM", false),
+    ("JENKINS_JAVA_OPTS", false),
+    ("INSTALL4J_ADD_VM_PARAMS", false),
+    ("JAVA_TOOL_OPTIONS_APPEND", false),
+];
+
+/// Launch-script variables that hold one size the script turns into a JVM option: Solr's
+/// `SOLR_HEAP` and Cassandra's `MAX_HEAP_SIZE` (`-Xmx`), run-java.sh's `JAVA_MAX_MEM_RATIO`
+/// (a share of the container's limit, as `-XX:MaxRAMPercentage`).
+const LAUNCHER_HEAP_VARS: [(&str, &str); 3] = [
+    ("SOLR_HEAP", "-Xmx"),
+    ("MAX_HEAP_SIZE", "-Xmx"),
+    ("JAVA_MAX_MEM_RATIO", "-XX:MaxRAMPercentage="),
+];
+
+/// The environment variables whose values decide memory (named when they cannot be read).
+const MEMORY_VARS: [&str; 28] = [
     "JAVA_TOOL_OPTIONS",
     "JDK_JAVA_OPTIONS",
     "JAVA_OPTS",
@@ -92,6 +127,22 @@ const MEMORY_VARS: [&str; 12] = [
     "DOTNET_GCHeapHardLimitPercent",
     "COMPlus_GCHeapHardLimit",
     "COMPlus_GCHeapHardLimitPercent",
+    "CATALINA_OPTS",
+    "JAVA_OPTIONS",
+    "JAVA_OPTS_APPEND",
+    "KAFKA_HEAP_OPTS",
+    "KAFKA_OPTS",
+    "OPENSEARCH_JAVA_OPTS",
+    "LS_JAVA_OPTS",
+    "JVMFLAGS",
+    "SERVER_JVMFLAGS",
+    "SOLR_JAVA_MEM",
+    "JENKINS_JAVA_OPTS",
+    "INSTALL4J_ADD_VM_PARAMS",
+    "JAVA_TOOL_OPTIONS_APPEND",
+    "SOLR_HEAP",
+    "MAX_HEAP_SIZE",
+    "JAVA_MAX_MEM_RATIO",
 ];
 
 /// A setting as written, with where it was set.
@@ -150,152 +201,21 @@ pub fn settings(spec: &RuntimeSpec) -> Settings {
     let inv = cmdline::invocation(spec, &env, &mut s.unread);
     let unknown = matches!(inv.program, Program::Other | Program::Entrypoint);
 
-    // The JVM: JAVA_TOOL_OPTIONS, the command line (JDK_JAVA_OPTIONS, the image's JAVA_OPTS /
-    // ES_JAVA_OPTS convention, the spec's own java options), _JAVA_OPTIONS.
     if unknown || inv.program == Program::Java {
-        let mut o = JvmOptions::default();
-        let var = |o: &mut JvmOptions, name: &'static str| {
-            if let Some(v) = env.literal(name) {
-                o.read(
-                    cmdline::split_options(v).iter().map(String::as_str),
-                    name,
-                    false,
-                );
-            }
-        };
-        var(&mut o, "JAVA_TOOL_OPTIONS");
-        var(&mut o, "JDK_JAVA_OPTIONS");
-        // JAVA_OPTS is no JVM variable: the image's scripts pass it on. A java command line in
-        // the spec passes it only where it names it (expanded there already).
-        if unknown {
-            var(&mut o, "JAVA_OPTS");
-            if env.literal("ES_JAVA_OPTS").is_some() {
-                s.elasticsearch = true;
-                var(&mut o, "ES_JAVA_OPTS");
-            }
-        }
-        if inv.program == Program::Java {
-            o.read(inv.args.iter().map(|a| a.as_ref()), "args", true);
-        }
-        var(&mut o, "_JAVA_OPTIONS");
-        s.unread.append(&mut o.arg_files);
-        if o.seen || inv.program == Program::Java {
-            s.jvm = Some(o);
-        }
+        jvm_settings(&env, &inv, unknown, &mut s);
     }
-
     if unknown || inv.program == Program::Node {
-        let mut opts: Vec<String> = env
-            .literal("NODE_OPTIONS")
-            .map(cmdline::split_options)
-            .unwrap_or_default();
-        // Command-line options come after NODE_OPTIONS and win; they end at the script.
-        if inv.program == Program::Node {
-            opts.extend(
-                inv.args
-                    .iter()
-                    .take_while(|a| a.starts_with('-'))
-                    .map(|a| a.to_string()),
-            );
-            // `--max-old-space-size 2048`: the value is the next word.
-            if let Some(i) = inv.args.iter().position(|a| is_old_space(a)) {
-                if let Some(v) = inv.args.get(i + 1) {
-                    opts.push(format!("{}={v}", inv.args[i]));
-                }
-            }
-        }
-        for o in &opts {
-            if let Some((flag, v)) = o.split_once('=') {
-                if is_old_space(flag) {
-                    if let Some(mib) = v.parse::<u64>().ok().and_then(|m| m.checked_mul(MI)) {
-                        s.node_old_space = Some(Set {
-                            value: mib,
-                            text: o.clone(),
-                        });
-                    }
-                }
-            }
-        }
+        s.node_old_space = node_old_space(&env, &inv);
     }
-
     if inv.program == Program::Redis {
-        let mut args = inv.args.iter().peekable();
-        if let Some(conf) = args.next_if(|a| !a.starts_with("--")) {
-            s.unread.push(format!("redis config file {conf}"));
-        }
-        while let Some(a) = args.next() {
-            if a == "--maxmemory" {
-                if let Some(v) = args.next() {
-                    if let Some(b) = redis_size(v) {
-                        s.redis_maxmemory = (b > 0).then(|| Set {
-                            value: b,
-                            text: format!("maxmemory {v}"),
-                        });
-                    }
-                }
-            }
-        }
+        redis_settings(&inv, &mut s);
     }
-
     if unknown {
-        s.go_limit = match env.get("GOMEMLIMIT") {
-            Some(Value::Literal(v)) if v.as_ref() == "off" || v.is_empty() => None,
-            Some(Value::Literal(v)) => Some(match go_size(v) {
-                Some(b) => GoLimit::Bytes(Set {
-                    value: b,
-                    text: format!("GOMEMLIMIT={v}"),
-                }),
-                None => GoLimit::Malformed(v.to_string()),
-            }),
-            Some(Value::Resource { resource, divisor }) => {
-                let divisor = match divisor {
-                    None => Some(1),
-                    Some(d) => crate::quantity::parse_bytes(d).ok().filter(|d| *d > 0),
-                };
-                divisor.map(|divisor| GoLimit::Resource {
-                    resource: resource.to_string(),
-                    divisor,
-                })
-            }
-            _ => None,
-        };
+        s.go_limit = go_limit(&env);
         s.go_gc_off = env.literal("GOGC") == Some("off");
     }
-
     if unknown || inv.program == Program::Dotnet {
-        // DOTNET_ before the older COMPlus_ prefix; the limit in bytes before the percentage,
-        // which counts only from 1 to 99 (hex 0x1 to 0x63).
-        let var = |name: &str| {
-            env.literal(&format!("DOTNET_{name}"))
-                .map(|v| (format!("DOTNET_{name}"), v))
-                .or_else(|| {
-                    env.literal(&format!("COMPlus_{name}"))
-                        .map(|v| (format!("COMPlus_{name}"), v))
-                })
-        };
-        let hex = |v: &str| {
-            let v = v.trim();
-            let v = v
-                .strip_prefix("0x")
-                .or_else(|| v.strip_prefix("0X"))
-                .unwrap_or(v);
-            u64::from_str_radix(v, 16).ok()
-        };
-        s.dotnet = match var("GCHeapHardLimit").and_then(|(n, v)| Some((n, v, hex(v)?))) {
-            Some((n, v, b)) if b > 0 => Some(DotnetLimit::Bytes(Set {
-                value: b,
-                text: format!("{n}={v}"),
-            })),
-            _ => var("GCHeapHardLimitPercent")
-                .and_then(|(n, v)| Some((n, v, hex(v)?)))
-                .filter(|(_, _, p)| (1..100).contains(p))
-                .map(|(n, v, p)| {
-                    DotnetLimit::Percent(Set {
-                        value: p,
-                        text: format!("{n}={v}"),
-                    })
-                }),
-        };
+        s.dotnet = dotnet_limit(&env);
     }
 
     // What could not be read, where it could matter.
@@ -316,6 +236,178 @@ pub fn settings(spec: &RuntimeSpec) -> Settings {
     }
     s.unread.dedup();
     s
+}
+
+/// The JVM's heap settings: JAVA_TOOL_OPTIONS, the command line (JDK_JAVA_OPTIONS, the image's
+/// JAVA_OPTS / ES_JAVA_OPTS convention, the spec's own java options), _JAVA_OPTIONS.
+fn jvm_settings(env: &Env<'_>, inv: &Invocation<'_>, unknown: bool, s: &mut Settings) {
+    let mut o = JvmOptions::default();
+    let var = |o: &mut JvmOptions, name: &'static str| {
+        if let Some(v) = env.literal(name) {
+            o.read(
+                cmdline::split_options(v).iter().map(String::as_str),
+                name,
+                false,
+            );
+        }
+    };
+    var(&mut o, "JAVA_TOOL_OPTIONS");
+    var(&mut o, "JDK_JAVA_OPTIONS");
+    // JAVA_OPTS and its kin are no JVM variables: the image's scripts pass them on. A java
+    // command line in the spec passes them only where it names them (expanded there
+    // already).
+    if unknown {
+        for (name, elasticsearch) in LAUNCHER_JVM_VARS {
+            if env.literal(name).is_some() {
+                s.elasticsearch |= elasticsearch;
+                var(&mut o, name);
+            }
+        }
+        for (name, flag) in LAUNCHER_HEAP_VARS {
+            if let Some(v) = env.literal(name).map(str::trim).filter(|v| !v.is_empty()) {
+                let opt = format!("{flag}{v}");
+                o.read(std::iter::once(opt.as_str()), name, false);
+            }
+        }
+    }
+    if inv.program == Program::Java {
+        o.read(inv.args.iter().map(|a| a.as_ref()), "args", true);
+    }
+    var(&mut o, "_JAVA_OPTIONS");
+    s.unread.append(&mut o.arg_files);
+    if o.seen || inv.program == Program::Java {
+        s.jvm = Some(o);
+    }
+}
+
+/// Node's `--max-old-space-size`, from NODE_OPTIONS and the command line.
+fn node_old_space(env: &Env<'_>, inv: &Invocation<'_>) -> Option<Set<u64>> {
+    let mut old_space = None;
+    let mut opts: Vec<String> = env
+        .literal("NODE_OPTIONS")
+        .map(cmdline::split_options)
+        .unwrap_or_default();
+    // Command-line options come after NODE_OPTIONS and win; they end at the script.
+    if inv.program == Program::Node {
+        opts.extend(
+            inv.args
+                .iter()
+                .take_while(|a| a.starts_with('-'))
+                .map(|a| a.to_string()),
+        );
+        // `--max-old-space-size 2048`: the value is the next word.
+        if let Some(i) = inv.args.iter().position(|a| is_old_space(a)) {
+            if let Some(v) = inv.args.get(i + 1) {
+                opts.push(format!("{}={v}", inv.args[i]));
+            }
+        }
+    }
+    for o in &opts {
+        if let Some((flag, v)) = o.split_once('=') {
+            if is_old_space(flag) {
+                if let Some(mib) = v.parse::<u64>().ok().and_then(|m| m.checked_mul(MI)) {
+                    old_space = Some(Set {
+                        value: mib,
+                        text: o.clone(),
+                    });
+                }
+            }
+        }
+    }
+    old_space
+}
+
+/// redis-server's `--maxmemory` (its config file is named, not read).
+fn redis_settings(inv: &Invocation<'_>, s: &mut Settings) {
+    let mut args = inv.args.iter().peekable();
+    if let Some(conf) = args.next_if(|a| !a.starts_with("--")) {
+        s.unread.push(format!("redis config file {conf}"));
+    }
+    while let Some(a) = args.next() {
+        // `"--maxmemory 1gb"` as one argument: redis-server joins its arguments into one
+        // config text, so it reads the same.
+        if let Some(v) = a.strip_prefix("--maxmemory ").map(str::trim) {
+            if let Some(b) = redis_size(v) {
+                s.redis_maxmemory = (b > 0).then(|| Set {
+                    value: b,
+                    text: format!("maxmemory {v}"),
+                });
+            }
+            continue;
+        }
+        if a == "--maxmemory" {
+            if let Some(v) = args.next() {
+                if let Some(b) = redis_size(v) {
+                    s.redis_maxmemory = (b > 0).then(|| Set {
+                        value: b,
+                        text: format!("maxmemory {v}"),
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// GOMEMLIMIT, literal or from the container's resources.
+fn go_limit(env: &Env<'_>) -> Option<GoLimit> {
+    match env.get("GOMEMLIMIT") {
+        Some(Value::Literal(v)) if v.as_ref() == "off" || v.is_empty() => None,
+        Some(Value::Literal(v)) => Some(match go_size(v) {
+            Some(b) => GoLimit::Bytes(Set {
+                value: b,
+                text: format!("GOMEMLIMIT={v}"),
+            }),
+            None => GoLimit::Malformed(v.to_string()),
+        }),
+        Some(Value::Resource { resource, divisor }) => {
+            let divisor = match divisor {
+                None => Some(1),
+                Some(d) => crate::quantity::parse_bytes(d).ok().filter(|d| *d > 0),
+            };
+            divisor.map(|divisor| GoLimit::Resource {
+                resource: resource.to_string(),
+                divisor,
+            })
+        }
+        _ => None,
+    }
+}
+
+/// .NET's GC heap hard limit, in bytes or as a percentage.
+fn dotnet_limit(env: &Env<'_>) -> Option<DotnetLimit> {
+    // DOTNET_ before the older COMPlus_ prefix; the limit in bytes before the percentage,
+    // which counts only from 1 to 99 (hex 0x1 to 0x63).
+    let var = |name: &str| {
+        env.literal(&format!("DOTNET_{name}"))
+            .map(|v| (format!("DOTNET_{name}"), v))
+            .or_else(|| {
+                env.literal(&format!("COMPlus_{name}"))
+                    .map(|v| (format!("COMPlus_{name}"), v))
+            })
+    };
+    let hex = |v: &str| {
+        let v = v.trim();
+        let v = v
+            .strip_prefix("0x")
+            .or_else(|| v.strip_prefix("0X"))
+            .unwrap_or(v);
+        u64::from_str_radix(v, 16).ok()
+    };
+    match var("GCHeapHardLimit").and_then(|(n, v)| Some((n, v, hex(v)?))) {
+        Some((n, v, b)) if b > 0 => Some(DotnetLimit::Bytes(Set {
+            value: b,
+            text: format!("{n}={v}"),
+        })),
+        _ => var("GCHeapHardLimitPercent")
+            .and_then(|(n, v)| Some((n, v, hex(v)?)))
+            .filter(|(_, _, p)| (1..100).contains(p))
+            .map(|(n, v, p)| {
+                DotnetLimit::Percent(Set {
+                    value: p,
+                    text: format!("{n}={v}"),
+                })
+            }),
+    }
 }
 
 fn is_old_space(flag: &str) -> bool {
@@ -471,6 +563,82 @@ fn analyse_settings(
         unread: s.unread.clone(),
         ..Analysis::default()
     };
+    let needs = runtime_needs(container, s, limit, request, &mut a);
+
+    for n in &needs {
+        a.settings.push(n.record.clone());
+    }
+    for v in &s.volumes {
+        a.settings.push(match v.size_limit {
+            Some(b) => format!(
+                "emptyDir {} (medium: Memory) sizeLimit {}",
+                v.name,
+                format_bytes(b as f64)
+            ),
+            None => format!("emptyDir {} (medium: Memory) without sizeLimit", v.name),
+        });
+    }
+
+    // The runtime: the largest need, if any.
+    let runtime = needs.iter().max_by_key(|n| n.floor.unwrap_or(n.needs_now));
+    let volumes: u64 = s.volumes.iter().filter_map(|v| v.size_limit).sum();
+    let volume_certain = limit.is_some_and(|l| {
+        s.volumes
+            .iter()
+            .any(|v| v.size_limit.is_some_and(|b| b >= l))
+    });
+
+    if let Some(l) = limit {
+        for n in &needs {
+            if n.needs_now > l {
+                a.findings.push(Finding {
+                    certainty: if n.certain {
+                        Certainty::Certain
+                    } else {
+                        Certainty::Likely
+                    },
+                    line: need_line(container, n, l, limit_text),
+                });
+            }
+        }
+        volume_findings(container, s, l, limit_text, runtime, volumes, &mut a);
+        // The runtime fits alone, not with its volumes.
+        if let Some(r) = runtime.filter(|_| volumes > 0 && !volume_certain) {
+            runtime_with_volumes(container, s, r, l, limit_text, volumes, &mut a);
+        }
+    }
+
+    // The smallest limit the whole configuration fits in.
+    a.needs = match runtime {
+        Some(r) => r.floor.map(|f| f.saturating_add(volumes)),
+        None if volume_certain => limit.map(|l| l.saturating_add(volumes)),
+        None if volumes > 0 => Some(volumes),
+        None => None,
+    };
+    if limit.is_none() {
+        a.explain = runtime.filter(|r| r.floor.is_some()).map(|r| {
+            if volumes > 0 {
+                format!(
+                    "{} + memory emptyDirs {}",
+                    r.explain,
+                    format_bytes(volumes as f64)
+                )
+            } else {
+                r.explain.clone()
+            }
+        });
+    }
+    a
+}
+
+/// What each runtime's settings need (GOMEMLIMIT that does not parse is a finding of its own).
+fn runtime_needs(
+    container: &str,
+    s: &Settings,
+    limit: Option<u64>,
+    request: Option<u64>,
+    a: &mut Analysis,
+) -> Vec<Need> {
     let mut needs: Vec<Need> = Vec::new();
     if let Some(o) = &s.jvm {
         needs.extend(jvm_need(o, s.elasticsearch, limit));
@@ -537,141 +705,103 @@ fn analyse_settings(
         }
         None => {}
     }
+    needs
+}
 
-    for n in &needs {
-        a.settings.push(n.record.clone());
-    }
+/// Findings about memory-backed emptyDirs at limit `l`: a sizeLimit at or above it, or none.
+fn volume_findings(
+    container: &str,
+    s: &Settings,
+    l: u64,
+    limit_text: &str,
+    runtime: Option<&Need>,
+    volumes: u64,
+    a: &mut Analysis,
+) {
     for v in &s.volumes {
-        a.settings.push(match v.size_limit {
-            Some(b) => format!(
-                "emptyDir {} (medium: Memory) sizeLimit {}",
-                v.name,
-                format_bytes(b as f64)
-            ),
-            None => format!("emptyDir {} (medium: Memory) without sizeLimit", v.name),
-        });
-    }
-
-    // The runtime: the largest need, if any.
-    let runtime = needs.iter().max_by_key(|n| n.floor.unwrap_or(n.needs_now));
-    let volumes: u64 = s.volumes.iter().filter_map(|v| v.size_limit).sum();
-    let volume_certain = limit.is_some_and(|l| {
-        s.volumes
-            .iter()
-            .any(|v| v.size_limit.is_some_and(|b| b >= l))
-    });
-
-    if let Some(l) = limit {
-        for n in &needs {
-            if n.needs_now > l {
+        let whats = [
+            format!("emptyDir {} (medium: Memory)", v.name),
+            format!("emptyDir {} (Memory)", v.name),
+        ];
+        match v.size_limit {
+            Some(b) if b >= l => {
+                let app = runtime.map_or(l, |r| r.floor.unwrap_or(r.needs_now));
+                let to = to_quantity(round_up_mi((app + volumes) as f64));
+                let (size, p) = (format_bytes(b as f64), pct(b, l));
+                let mut c: Vec<String> = whats
+                    .iter()
+                    .map(|what| format!(
+                        "container {container}: {what} sizeLimit {size} is {p}% of limit {limit_text}; its files are memory: limit >= {to} or a smaller sizeLimit"
+                    ))
+                    .collect();
+                c.extend(whats.iter().map(|what| {
+                    format!("container {container}: {what} sizeLimit {size} is {p}% of limit {limit_text}; limit >= {to}")
+                }));
                 a.findings.push(Finding {
-                    certainty: if n.certain {
-                        Certainty::Certain
-                    } else {
-                        Certainty::Likely
-                    },
-                    line: need_line(container, n, l, limit_text),
+                    certainty: Certainty::Certain,
+                    line: fit(&c),
                 });
             }
-        }
-        for v in &s.volumes {
-            let whats = [
-                format!("emptyDir {} (medium: Memory)", v.name),
-                format!("emptyDir {} (Memory)", v.name),
-            ];
-            match v.size_limit {
-                Some(b) if b >= l => {
-                    let app = runtime.map_or(l, |r| r.floor.unwrap_or(r.needs_now));
-                    let to = to_quantity(round_up_mi((app + volumes) as f64));
-                    let (size, p) = (format_bytes(b as f64), pct(b, l));
-                    let mut c: Vec<String> = whats
-                        .iter()
-                        .map(|what| format!(
-                            "container {container}: {what} sizeLimit {size} is {p}% of limit {limit_text}; its files are memory: limit >= {to} or a smaller sizeLimit"
-                        ))
-                        .collect();
-                    c.extend(whats.iter().map(|what| {
-                        format!("container {container}: {what} sizeLimit {size} is {p}% of limit {limit_text}; limit >= {to}")
-                    }));
-                    a.findings.push(Finding {
-                        certainty: Certainty::Certain,
-                        line: fit(&c),
-                    });
-                }
-                Some(_) => {}
-                None => {
-                    let mut c: Vec<String> = whats
-                        .iter()
-                        .map(|what| format!(
-                            "container {container}: {what} without sizeLimit: its files count against limit {limit_text}; set one"
-                        ))
-                        .collect();
-                    c.extend(whats.iter().map(|what| {
-                        format!("container {container}: {what} without sizeLimit; set one below limit {limit_text}")
-                    }));
-                    a.findings.push(Finding {
-                        certainty: Certainty::Likely,
-                        line: fit(&c),
-                    });
-                }
-            }
-        }
-        // The runtime fits alone, not with its volumes.
-        if let Some(r) = runtime {
-            let total = r.needs_now.saturating_add(volumes);
-            if volumes > 0 && !volume_certain && r.needs_now <= l && total > l {
-                let names: Vec<&str> = s
-                    .volumes
+            Some(_) => {}
+            None => {
+                let mut c: Vec<String> = whats
                     .iter()
-                    .filter(|v| v.size_limit.is_some())
-                    .map(|v| v.name.as_str())
+                    .map(|what| format!(
+                        "container {container}: {what} without sizeLimit: its files count against limit {limit_text}; set one"
+                    ))
                     .collect();
-                let to = to_quantity(round_up_mi(total as f64));
+                c.extend(whats.iter().map(|what| {
+                    format!("container {container}: {what} without sizeLimit; set one below limit {limit_text}")
+                }));
                 a.findings.push(Finding {
                     certainty: Certainty::Likely,
-                    line: fit(&[
-                        format!(
-                            "container {container}: {} ~{} + emptyDir {} {} = {} is {}% of limit {limit_text}; limit >= {to}",
-                            r.runtime,
-                            format_bytes(r.needs_now as f64),
-                            names.join("+"),
-                            format_bytes(volumes as f64),
-                            format_bytes(total as f64),
-                            pct(total, l)
-                        ),
-                        format!(
-                            "container {container}: {} + memory emptyDirs need {}, {}% of limit {limit_text}; limit >= {to}",
-                            r.runtime,
-                            format_bytes(total as f64),
-                            pct(total, l)
-                        ),
-                    ]),
+                    line: fit(&c),
                 });
             }
         }
     }
+}
 
-    // The smallest limit the whole configuration fits in.
-    a.needs = match runtime {
-        Some(r) => r.floor.map(|f| f.saturating_add(volumes)),
-        None if volume_certain => limit.map(|l| l.saturating_add(volumes)),
-        None if volumes > 0 => Some(volumes),
-        None => None,
-    };
-    if limit.is_none() {
-        a.explain = runtime.filter(|r| r.floor.is_some()).map(|r| {
-            if volumes > 0 {
+/// The runtime's need fits limit `l` alone, not with the memory emptyDirs beside it.
+fn runtime_with_volumes(
+    container: &str,
+    s: &Settings,
+    r: &Need,
+    l: u64,
+    limit_text: &str,
+    volumes: u64,
+    a: &mut Analysis,
+) {
+    let total = r.needs_now.saturating_add(volumes);
+    if r.needs_now <= l && total > l {
+        let names: Vec<&str> = s
+            .volumes
+            .iter()
+            .filter(|v| v.size_limit.is_some())
+            .map(|v| v.name.as_str())
+            .collect();
+        let to = to_quantity(round_up_mi(total as f64));
+        a.findings.push(Finding {
+            certainty: Certainty::Likely,
+            line: fit(&[
                 format!(
-                    "{} + memory emptyDirs {}",
-                    r.explain,
-                    format_bytes(volumes as f64)
-                )
-            } else {
-                r.explain.clone()
-            }
+                    "container {container}: {} ~{} + emptyDir {} {} = {} is {}% of limit {limit_text}; limit >= {to}",
+                    r.runtime,
+                    format_bytes(r.needs_now as f64),
+                    names.join("+"),
+                    format_bytes(volumes as f64),
+                    format_bytes(total as f64),
+                    pct(total, l)
+                ),
+                format!(
+                    "container {container}: {} + memory emptyDirs need {}, {}% of limit {limit_text}; limit >= {to}",
+                    r.runtime,
+                    format_bytes(total as f64),
+                    pct(total, l)
+                ),
+            ]),
         });
     }
-    a
 }
 
 /// The line of a runtime's finding: the setting against the limit, the arithmetic, the fix —

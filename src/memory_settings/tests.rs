@@ -647,3 +647,99 @@ fn settings_tell_an_update_that_changes_memory() {
     let v = |b| settings(&with_volumes(spec(&[], &[], &[]), &[("shm", b)]));
     assert_ne!(v(Some(MI)), v(Some(GI)));
 }
+
+/// The launch-script settings: each read where the image's script reads it, with where
+/// it came from named in the line.
+#[test]
+fn launch_script_heap_settings_are_read() {
+    type Case<'a> = (
+        &'a [&'a str],
+        &'a [&'a str],
+        &'a [(&'a str, &'a str)],
+        &'a str,
+    );
+    let cases: [Case; 8] = [
+        (
+            &[],
+            &[],
+            &[("KAFKA_HEAP_OPTS", "-Xmx1G -Xms1G")],
+            "heap -Xmx1G (KAFKA_HEAP_OPTS)",
+        ),
+        (
+            &[],
+            &[],
+            &[("OPENSEARCH_JAVA_OPTS", "-Xms1g -Xmx1g")],
+            "heap -Xmx1g (OPENSEARCH_JAVA_OPTS)",
+        ),
+        (
+            &[],
+            &[],
+            &[("CATALINA_OPTS", "-Xmx1024m")],
+            "heap -Xmx1024m (CATALINA_OPTS)",
+        ),
+        (
+            &[],
+            &[],
+            &[("JAVA_OPTS_APPEND", "-Xmx1g")],
+            "heap -Xmx1g (JAVA_OPTS_APPEND)",
+        ),
+        (&[], &[], &[("SOLR_HEAP", "1g")], "heap -Xmx1g (SOLR_HEAP)"),
+        (
+            &[],
+            &[],
+            &[("MAX_HEAP_SIZE", "1G")],
+            "heap -Xmx1G (MAX_HEAP_SIZE)",
+        ),
+        (
+            &["/entrypoint.sh", "java", "-Xmx1g", "-jar", "a.jar"],
+            &[],
+            &[],
+            "heap -Xmx1g",
+        ),
+        (
+            &[],
+            &["redis-server", "--maxmemory 1gb"],
+            &[],
+            "maxmemory 1gb",
+        ),
+    ];
+    for (command, args, env, what) in cases {
+        let a = check(&spec(command, args, env), "1Gi");
+        assert!(
+            a.findings
+                .first()
+                .is_some_and(|f| f.line.starts_with(&format!("container app: {what} is "))),
+            "{command:?} {args:?} {env:?}: {:?}",
+            lines(&a)
+        );
+    }
+    // OpenSearch, like Elasticsearch, needs twice its heap.
+    let a = check(
+        &spec(&[], &[], &[("OPENSEARCH_JAVA_OPTS", "-Xmx512m")]),
+        "1Gi",
+    );
+    assert_eq!(a.needs, Some(mi(1024)));
+    // run-java.sh's JAVA_MAX_MEM_RATIO is a share of the limit.
+    let a = check(&spec(&[], &[], &[("JAVA_MAX_MEM_RATIO", "95")]), "1Gi");
+    assert!(!a.findings.is_empty(), "{:?}", a);
+    // A script that runs something else is not a JVM.
+    let a = check(
+        &spec(&["/entrypoint.sh", "python", "-Xmx1g"], &[], &[]),
+        "1Gi",
+    );
+    assert!(a.findings.is_empty() && a.settings.is_empty());
+    // From a ConfigMap: named as unread.
+    let mut s = spec(&[], &[], &[]);
+    s.env.push(EnvVar {
+        name: "KAFKA_HEAP_OPTS".into(),
+        value: EnvValue::Unread(Unread {
+            kind: "configMap",
+            name: "kafka".into(),
+            key: Some("heap".into()),
+        }),
+    });
+    assert_eq!(
+        check(&s, "1Gi").unread,
+        ["KAFKA_HEAP_OPTS (configMap kafka key heap)"]
+    );
+}

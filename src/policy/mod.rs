@@ -361,6 +361,10 @@ pub struct PolicySpec {
     pub reconcile: ReconcileSpec,
     #[serde(default)]
     pub exclude: Exclusions,
+    /// Set (never by a file) for a namespace oomguard always leaves alone: the cluster's own
+    /// (`kube-system`, `kube-public`, `kube-node-lease`) and oomguard's ([`store::SYSTEM_NAMESPACES`]).
+    #[serde(skip)]
+    pub reserved: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
@@ -533,6 +537,7 @@ impl Default for PolicySpec {
             over_provisioned_ratio: default_over_ratio(),
             reconcile: default_reconcile(),
             exclude: Exclusions::default(),
+            reserved: false,
         }
     }
 }

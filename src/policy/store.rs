@@ -1,26 +1,46 @@
 //! The policies folder: loaded at start, reloaded when it changes. A broken file leaves the last
 //! good policy for its namespace in force and is reported until it is fixed.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 use super::{MemoryPolicy, PolicyError, PolicySpec};
+
+/// The cluster's own namespaces: oomguard never decides or acts there (the webhook
+/// configurations leave them out too), whatever a policy file says.
+pub const SYSTEM_NAMESPACES: [&str; 3] = ["kube-system", "kube-public", "kube-node-lease"];
 
 /// Every namespace's policy as of one successful (or partly successful) load.
 #[derive(Debug, Clone, Default)]
 pub struct PolicySet {
     namespaces: HashMap<String, Arc<PolicySpec>>,
     default: Arc<PolicySpec>,
+    /// Namespaces left alone besides [`SYSTEM_NAMESPACES`]: oomguard's own.
+    reserved: BTreeSet<String>,
 }
 
 impl PolicySet {
-    /// The policy for a namespace: its own file, else `default.yaml`, else the built-in default.
+    /// The policy for a namespace: its own file, else `default.yaml`, else the built-in default;
+    /// marked `reserved` for the cluster's namespaces and oomguard's own.
     pub fn for_namespace(&self, namespace: &str) -> Arc<PolicySpec> {
-        self.namespaces
+        let spec = self
+            .namespaces
             .get(namespace)
             .cloned()
-            .unwrap_or_else(|| self.default.clone())
+            .unwrap_or_else(|| self.default.clone());
+        if SYSTEM_NAMESPACES.contains(&namespace) || self.reserved.contains(namespace) {
+            let mut reserved = (*spec).clone();
+            reserved.reserved = true;
+            return Arc::new(reserved);
+        }
+        spec
+    }
+
+    /// The same set, leaving `namespace` (oomguard's own) alone too.
+    pub fn reserving(mut self, namespace: &str) -> PolicySet {
+        self.reserved.insert(namespace.to_string());
+        self
     }
 
     /// The namespaces that have a policy file of their own, with it.
@@ -49,6 +69,7 @@ impl PolicySet {
                 .map(|(k, v)| (k.clone(), set(v)))
                 .collect(),
             default: set(&self.default),
+            reserved: self.reserved.clone(),
         }
     }
 
@@ -57,6 +78,7 @@ impl PolicySet {
         PolicySet {
             namespaces: HashMap::new(),
             default: Arc::new(spec),
+            reserved: BTreeSet::new(),
         }
     }
 }
@@ -70,6 +92,8 @@ pub struct ReloadReport {
 
 pub struct PolicyStore {
     dir: PathBuf,
+    /// oomguard's own namespace, once known: left alone like the system ones.
+    reserved: RwLock<BTreeSet<String>>,
     current: RwLock<Arc<PolicySet>>,
     /// Files whose latest version is broken, with the error.
     broken: RwLock<BTreeMap<String, String>>,
@@ -89,6 +113,7 @@ impl PolicyStore {
         }
         let store = PolicyStore {
             dir: dir.to_path_buf(),
+            reserved: RwLock::new(BTreeSet::new()),
             current: RwLock::new(Arc::new(PolicySet::default())),
             broken: RwLock::new(BTreeMap::new()),
         };
@@ -98,6 +123,17 @@ impl PolicyStore {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Leaves `namespace` (oomguard's own) alone from now on, as the system namespaces.
+    pub fn reserve(&self, namespace: &str) {
+        if let Ok(mut r) = self.reserved.write() {
+            r.insert(namespace.to_string());
+        }
+        if let Ok(mut cur) = self.current.write() {
+            let set = (**cur).clone().reserving(namespace);
+            *cur = Arc::new(set);
+        }
     }
 
     pub fn current(&self) -> Arc<PolicySet> {
@@ -122,6 +158,10 @@ impl PolicyStore {
         let mut next = PolicySet {
             namespaces: HashMap::new(),
             default: Arc::new(PolicySpec::default()),
+            reserved: match self.reserved.read() {
+                Ok(g) => g.clone(),
+                Err(poisoned) => poisoned.into_inner().clone(),
+            },
         };
         let mut broken = BTreeMap::new();
         let entries = match std::fs::read_dir(&self.dir) {

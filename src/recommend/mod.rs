@@ -491,6 +491,16 @@ async fn targets(
                     continue;
                 }
             };
+            if let Some(owner) = workload.operator_owner() {
+                // Its operator sets its memory: the recommendation belongs in that resource.
+                skipped.push(format!(
+                    "{} {}/{}: managed by {owner}; set memory in {owner}",
+                    kind.as_str(),
+                    workload.namespace,
+                    workload.name
+                ));
+                continue;
+            }
             if workload.controlled_by.is_some() {
                 continue;
             }
@@ -518,7 +528,8 @@ async fn targets(
         if namespaces.is_empty() {
             return Err(ReportError::Usage(format!(
                 "{}: no pod-template workloads (Deployment, StatefulSet, DaemonSet, ReplicaSet, \
-                 Job, CronJob, Pod) to recommend for",
+                 Job, CronJob, Pod, ReplicationController, DeploymentConfig, Rollout) to \
+                 recommend for",
                 m.name
             )));
         }

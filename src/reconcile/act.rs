@@ -7,18 +7,23 @@
 //! A reconciler that dies between the claim and the call leaves a record that the next one
 //! honours (cooldown), so an action is never applied twice.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
+use super::kills::Ledger;
 use super::observe::{is_live, records_of, selector_string, Scalable};
-use super::plan::{ActionKind, Plan, ResizeMethod};
+use super::plan::{ActionKind, Plan, ResizeMethod, ScalableKind};
 use super::record::{self, Baseline, Change, Outcome, Remediation, Target};
+use crate::history::kills as history_kills;
 use crate::quantity::to_quantity;
 
 pub const FIELD_MANAGER: &str = "oomguard-reconciler";
@@ -84,6 +89,9 @@ pub struct Executor {
     recorder: Arc<Recorder>,
     /// This replica's name (the Lease identity).
     instance: String,
+    /// The OOM kills the pods reported, once each: every write of records keeps them on the
+    /// workload too.
+    ledger: Arc<std::sync::Mutex<Ledger>>,
 }
 
 /// One action to take, as the plan (or an API caller) asked for it.
@@ -91,6 +99,9 @@ pub struct Executor {
 pub struct Request {
     pub action: ActionKind,
     pub change: Change,
+    /// Why an in-place raise must not fall back to a template patch (the template's limit is
+    /// another manager's, or a template change does not reach the pods); None: it may.
+    pub template_off: Option<String>,
     pub reason: String,
     pub requested_by: String,
     pub incident_id: Option<String>,
@@ -133,6 +144,7 @@ impl Request {
         Some(Request {
             action,
             change,
+            template_off: None,
             reason: step.reason().to_string(),
             requested_by: by.to_string(),
             incident_id: None,
@@ -150,7 +162,32 @@ impl Executor {
             recorder: Arc::new(Recorder::new(client.clone(), reporter)),
             client,
             instance,
+            ledger: Default::default(),
         }
+    }
+
+    /// The kills ledger (shared by the pod watch, the rounds and the API's remediator).
+    pub fn ledger(&self) -> std::sync::MutexGuard<'_, Ledger> {
+        self.ledger.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Keeps the ledger's kills of `t` on the workload (`oomguard.io/oom-kills`), alone: for a
+    /// round that writes nothing else.
+    pub async fn keep_kills<K: Scalable>(&self, t: &Target) -> Result<(), ApplyError> {
+        let kills = self.ledger().of(t);
+        if kills.is_empty() {
+            return Ok(());
+        }
+        let meta =
+            json!({"annotations": {history_kills::ANNOTATION: history_kills::encode(&kills)}});
+        self.api::<K>(&t.namespace)
+            .patch(&t.name, &params(), &Patch::Merge(json!({"metadata": meta})))
+            .await
+            .map_err(|e| {
+                ApplyError::kube(format!("{} {}/{}", t.kind.as_str(), t.namespace, t.name), e)
+            })?;
+        self.ledger().kept(t);
+        Ok(())
     }
 
     /// Who the records name for actions this reconciler takes on its own.
@@ -214,15 +251,25 @@ impl Executor {
             "annotations": {record::ANNOTATION: record::encode(records)},
             "labels": {record::LABEL: "true"},
         });
+        // The kills seen ride along: a new leader and the webhook read them there.
+        let kills = self.ledger().of(t);
+        if !kills.is_empty() {
+            meta["annotations"][history_kills::ANNOTATION] = json!(history_kills::encode(&kills));
+        }
         if let Some(rv) = resource_version {
             meta["resourceVersion"] = json!(rv);
         }
-        self.api::<K>(&t.namespace)
+        let stored = self
+            .api::<K>(&t.namespace)
             .patch(&t.name, &params(), &Patch::Merge(json!({"metadata": meta})))
             .await
             .map_err(|e| {
                 ApplyError::kube(format!("{} {}/{}", t.kind.as_str(), t.namespace, t.name), e)
-            })
+            })?;
+        if !kills.is_empty() {
+            self.ledger().kept(t);
+        }
+        Ok(stored)
     }
 
     /// Re-reads the object and changes its records with `f`, retrying on conflicts.
@@ -265,6 +312,8 @@ impl Executor {
     ) -> Result<Vec<Remediation>, ApplyError> {
         let t = super::observe::target_of(obj);
         let first_new = records.len();
+        let template_off: Vec<Option<String>> =
+            requests.iter().map(|r| r.template_off.clone()).collect();
         for r in &requests {
             records.push(Remediation {
                 id: new_id(now),
@@ -287,9 +336,10 @@ impl Executor {
             .await?;
         let mut failed: Vec<(String, String)> = Vec::new();
         let mut resized = false;
-        for r in records.iter_mut().skip(first_new) {
+        for (i, r) in records.iter_mut().skip(first_new).enumerate() {
             let before = r.change.clone();
-            let res = self.act(obj, &t, &mut r.change).await;
+            let off = template_off.get(i).cloned().flatten();
+            let res = self.act(obj, &t, &mut r.change, off.as_deref()).await;
             resized |= r.change != before;
             let (type_, reason) = match (&res, r.action) {
                 (Ok(()), ActionKind::ScaleOut) => (EventType::Normal, "ScaledOut"),
@@ -343,6 +393,7 @@ impl Executor {
         obj: &K,
         t: &Target,
         change: &mut Change,
+        template_off: Option<&str>,
     ) -> Result<(), ApplyError> {
         let api = self.api::<K>(&t.namespace);
         let what = format!("{} {}/{}", t.kind.as_str(), t.namespace, t.name);
@@ -358,27 +409,28 @@ impl Executor {
                 .map_err(|e| ApplyError::kube(format!("scale {what}"), e)),
             Change::Limit {
                 container,
-                from,
                 to,
                 method,
+                ..
             } => {
-                let (list, request) = container_of(obj, container);
-                let guaranteed = request == Some(*from);
-                let resources = resources_patch(*to, guaranteed);
-                let patch = json!({list: [{"name": container, "resources": resources}]});
+                let (list, guaranteed) = container_of(obj, container);
                 if *method == ResizeMethod::InPlaceResize {
-                    match self.resize_pods(obj, t, &patch).await {
-                        Ok(n) if n > 0 => return Ok(()),
-                        Ok(_) => {
-                            tracing::info!(workload = %what, "no running pod to resize in place; patching the template")
-                        }
-                        Err(e) => {
-                            tracing::warn!(workload = %what, error = %e, "in-place resize refused; patching the template")
-                        }
+                    let why = match self.resize_pods(obj, t, list, container, *to).await {
+                        Ok(Resized::All(_)) => return Ok(()),
+                        Ok(other) => other.why(),
+                        Err(e) => format!("in-place resize refused: {e}"),
+                    };
+                    if let Some(not) = template_off {
+                        return Err(ApplyError::Invalid(format!(
+                            "{what}: {why}, and the template is not patched ({not})"
+                        )));
                     }
+                    tracing::info!(workload = %what, %why, "patching the template instead");
                     *method = ResizeMethod::TemplatePatch;
                 }
-                let patch = json!({"spec": {"template": {"spec": patch}}});
+                let resources = resources_patch(*to, guaranteed);
+                let patch = json!({"spec": {"template": {"spec":
+                    {list: [{"name": container, "resources": resources}]}}}});
                 api.patch(&t.name, &params(), &Patch::Strategic(patch))
                     .await
                     .map(|_| ())
@@ -397,7 +449,10 @@ impl Executor {
         }
     }
 
-    /// The workload's pods that run or will run (by its selector's matchLabels; none without).
+    /// The workload's pods that run or will run: those its selector matches (matchLabels and
+    /// matchExpressions) that it owns — a StatefulSet directly, a Deployment through its
+    /// ReplicaSets — so that a canary's pods beside it, whose labels are a superset, are not
+    /// taken for its own.
     pub async fn live_pods<K: Scalable>(
         &self,
         obj: &K,
@@ -406,61 +461,223 @@ impl Executor {
         let Some(selector) = obj.selector().and_then(selector_string) else {
             return Ok(Vec::new());
         };
+        let lp = ListParams::default().labels(&selector);
+        let what = |of: &str| format!("list the {of} of {}/{}", t.namespace, t.name);
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), &t.namespace);
         let list = pods
-            .list(&ListParams::default().labels(&selector))
+            .list(&lp)
             .await
-            .map_err(|e| {
-                ApplyError::kube(format!("list the pods of {}/{}", t.namespace, t.name), e)
-            })?;
-        Ok(list.items.into_iter().filter(is_live).collect())
+            .map_err(|e| ApplyError::kube(what("pods"), e))?;
+        let Some(uid) = obj.meta().uid.clone() else {
+            return Ok(Vec::new());
+        };
+        let owners: Vec<String> = match t.kind {
+            ScalableKind::StatefulSet => vec![uid],
+            ScalableKind::Deployment => {
+                let sets: Api<ReplicaSet> = Api::namespaced(self.client.clone(), &t.namespace);
+                sets.list(&lp)
+                    .await
+                    .map_err(|e| ApplyError::kube(what("ReplicaSets"), e))?
+                    .items
+                    .into_iter()
+                    .filter(|rs| controller_uid(&rs.metadata) == Some(uid.as_str()))
+                    .filter_map(|rs| rs.metadata.uid)
+                    .collect()
+            }
+        };
+        Ok(list
+            .items
+            .into_iter()
+            .filter(|p| controller_uid(&p.metadata).is_some_and(|u| owners.iter().any(|o| o == u)))
+            .filter(is_live)
+            .collect())
     }
 
-    /// Resizes the workload's live pods in place with `spec` (a pod spec patch); returns how many
-    /// were resized.
+    /// Resizes the container of the workload's live pods in place to `to` (its request too on
+    /// a pod where request equals limit, so that a Guaranteed pod stays Guaranteed). Not when
+    /// the container is not running in some pod (waiting after an OOM kill, crash-looping): the
+    /// kubelet then changes the container's cgroup but not the pod's (kubernetes#138760) and
+    /// says it did; the raise belongs in the template, whose rollout replaces those pods. Every
+    /// pod is tried; what could not be resized is said.
     async fn resize_pods<K: Scalable>(
         &self,
         obj: &K,
         t: &Target,
-        spec: &serde_json::Value,
-    ) -> Result<usize, ApplyError> {
+        list: &str,
+        container: &str,
+        to: u64,
+    ) -> Result<Resized, ApplyError> {
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), &t.namespace);
         let live = self.live_pods(obj, t).await?;
-        let patch = json!({ "spec": spec });
-        let mut n = 0;
-        for p in &live {
-            pods.patch_subresource(
-                "resize",
-                &p.name_any(),
-                &params(),
-                &Patch::Strategic(&patch),
-            )
-            .await
-            .map_err(|e| {
-                ApplyError::kube(format!("resize pod {}/{}", t.namespace, p.name_any()), e)
-            })?;
-            n += 1;
+        if live.is_empty() {
+            return Ok(Resized::NoPods);
         }
-        Ok(n)
+        // Not running, or just back from an OOM kill: see [`running`].
+        let stopped: Vec<String> = live
+            .iter()
+            .filter(|p| !running(p, container))
+            .map(|p| p.name_any())
+            .collect();
+        if !stopped.is_empty() {
+            return Ok(Resized::NotRunning(stopped));
+        }
+        let (mut done, mut failed) = (0, Vec::new());
+        for p in &live {
+            // A pod already at `to` or above (an earlier raise, or a pod of the new template)
+            // is left as it is: a "raise" never lowers a running pod.
+            if pod_limit(p, container).is_some_and(|l| l >= to) {
+                done += 1;
+                continue;
+            }
+            let resources = resources_patch(to, pod_guaranteed(p, container));
+            let patch = json!({"spec": {list: [{"name": container, "resources": resources}]}});
+            match pods
+                .patch_subresource(
+                    "resize",
+                    &p.name_any(),
+                    &params(),
+                    &Patch::Strategic(&patch),
+                )
+                .await
+            {
+                Ok(_) => done += 1,
+                Err(e) => failed.push(format!("{}: {e}", p.name_any())),
+            }
+        }
+        Ok(if failed.is_empty() {
+            Resized::All(done)
+        } else {
+            Resized::Partly { done, failed }
+        })
     }
 }
 
+/// How an in-place resize went.
+#[derive(Debug)]
+enum Resized {
+    /// Every live pod was resized.
+    All(usize),
+    /// No live pod to resize.
+    NoPods,
+    /// The container is not running in these pods: not resized in place.
+    NotRunning(Vec<String>),
+    /// Some pods refused.
+    Partly { done: usize, failed: Vec<String> },
+}
+
+impl Resized {
+    fn why(&self) -> String {
+        match self {
+            Resized::All(n) => format!("{n} pods resized"),
+            Resized::NoPods => "no running pod to resize in place".to_string(),
+            Resized::NotRunning(pods) => format!(
+                "the container is not running steadily in {} (stopped, or back from an OOM kill under a minute ago: an in-place resize of a stopped container does not reach the pod's cgroup)",
+                pods.join(", ")
+            ),
+            Resized::Partly { done, failed } => format!(
+                "{done} pods resized in place, refused by {}",
+                failed.join("; ")
+            ),
+        }
+    }
+}
+
+/// The uid of the object's controller (the ownerReference with `controller: true`).
+fn controller_uid(
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+) -> Option<&str> {
+    meta.owner_references
+        .iter()
+        .flatten()
+        .find(|o| o.controller == Some(true))
+        .map(|o| o.uid.as_str())
+}
+
+/// Whether `container` runs steadily in pod `p`: its status says running, and not just back
+/// from an OOM kill (a container OOM-looping from boot runs a second between kills: a resize
+/// that lands after the next kill is one of a stopped container).
+fn running(p: &Pod, container: &str) -> bool {
+    let Some(s) = p
+        .status
+        .as_ref()
+        .into_iter()
+        .flat_map(|s| {
+            s.container_statuses
+                .iter()
+                .flatten()
+                .chain(s.init_container_statuses.iter().flatten())
+        })
+        .find(|s| s.name == container)
+    else {
+        return false;
+    };
+    let Some(started) = s
+        .state
+        .as_ref()
+        .and_then(|st| st.running.as_ref())
+        .map(|r| r.started_at.as_ref().map(|t| t.0.as_second()))
+    else {
+        return false;
+    };
+    let oom_before = s
+        .last_state
+        .as_ref()
+        .and_then(|l| l.terminated.as_ref())
+        .is_some_and(|t| t.reason.as_deref() == Some("OOMKilled"));
+    let up_for = started.map(|at| crate::history::unix_now() - at);
+    !oom_before || up_for.is_some_and(|secs| secs >= STEADY_AFTER_OOM_SECS)
+}
+
+/// How long a container back from an OOM kill must have run to be resized in place.
+const STEADY_AFTER_OOM_SECS: i64 = 60;
+
+/// A memory quantity of a resource list, bytes.
+fn memory_of(m: Option<&BTreeMap<String, Quantity>>) -> Option<u64> {
+    m.and_then(|m| m.get("memory"))
+        .and_then(|q| crate::quantity::parse_bytes(&q.0).ok())
+}
+
+/// The resources of `container` in pod `p`'s spec (as it runs: an in-place resize changes it).
+fn pod_resources<'a>(
+    p: &'a Pod,
+    container: &str,
+) -> Option<&'a k8s_openapi::api::core::v1::ResourceRequirements> {
+    let spec = p.spec.as_ref()?;
+    spec.containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten())
+        .find(|c| c.name == container)?
+        .resources
+        .as_ref()
+}
+
+/// The memory limit `container` runs with in pod `p`.
+fn pod_limit(p: &Pod, container: &str) -> Option<u64> {
+    memory_of(pod_resources(p, container)?.limits.as_ref())
+}
+
+/// Whether `container` in pod `p` has its memory request equal to its limit (as the pod runs
+/// it: an earlier in-place raise changed both), so that a raise keeps it Guaranteed.
+fn pod_guaranteed(p: &Pod, container: &str) -> bool {
+    pod_resources(p, container).is_some_and(|r| {
+        let req = memory_of(r.requests.as_ref());
+        req.is_some() && req == memory_of(r.limits.as_ref())
+    })
+}
+
 /// Which list of the pod spec holds the container (`containers`, or `initContainers` for a
-/// sidecar), and its memory request in the template, bytes.
-fn container_of<K: Scalable>(obj: &K, container: &str) -> (&'static str, Option<u64>) {
-    let request = |c: &k8s_openapi::api::core::v1::Container| {
-        c.resources
-            .as_ref()?
-            .requests
-            .as_ref()?
-            .get("memory")
-            .and_then(|q| crate::quantity::parse_bytes(&q.0).ok())
+/// sidecar), and whether its template request equals its template limit (Guaranteed).
+fn container_of<K: Scalable>(obj: &K, container: &str) -> (&'static str, bool) {
+    let guaranteed = |c: &k8s_openapi::api::core::v1::Container| {
+        let r = c.resources.as_ref();
+        let req = memory_of(r.and_then(|r| r.requests.as_ref()));
+        req.is_some() && req == memory_of(r.and_then(|r| r.limits.as_ref()))
     };
     let Some(spec) = obj.pod_spec() else {
-        return ("containers", None);
+        return ("containers", false);
     };
     if let Some(c) = spec.containers.iter().find(|c| c.name == container) {
-        return ("containers", request(c));
+        return ("containers", guaranteed(c));
     }
     match spec
         .init_containers
@@ -468,8 +685,8 @@ fn container_of<K: Scalable>(obj: &K, container: &str) -> (&'static str, Option<
         .flatten()
         .find(|c| c.name == container)
     {
-        Some(c) => ("initContainers", request(c)),
-        None => ("containers", None),
+        Some(c) => ("initContainers", guaranteed(c)),
+        None => ("containers", false),
     }
 }
 

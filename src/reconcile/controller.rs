@@ -13,8 +13,10 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::Pod;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{watcher, Controller};
 use kube::{Api, Client, ResourceExt};
 use tokio::sync::watch;
@@ -26,9 +28,11 @@ use super::observe::{
     hpa_for, live_limits, pods_may_differ, records_of, state_of, target_of, with_live_limits,
     Scalable,
 };
+use super::plan::ScalableKind;
 use super::plan::{self, Plan, WorkloadState};
 use super::record::{self, Outcome, Remediation, Target};
 use super::record_lookup::AnnotationRecords;
+use crate::history::kills as history_kills;
 use crate::history::{unix_now, HistorySource, WorkloadHistory};
 use crate::policy::store::PolicyStore;
 use crate::policy::PolicySpec;
@@ -65,8 +69,28 @@ pub type Beside = Box<
         + Send,
 >;
 
+/// Actions on one workload the cluster refused before they could be recorded (the record is an
+/// annotation on the same object, refused with it): how many in a row, until when the next is
+/// held, and why. In memory: a new leader starts over, still bounded by the backoff.
+#[derive(Debug, Clone)]
+pub struct Refused {
+    pub times: u32,
+    pub until: i64,
+    pub why: String,
+}
+
+/// Seconds between two writes that only keep a workload's OOM kills.
+const KEEP_EVERY_SECS: i64 = 10;
+
 /// Shared by the reconciles.
 pub struct Ctx {
+    /// When each workload's kills were last kept on their own.
+    pub kept_at: std::sync::Mutex<std::collections::HashMap<Target, i64>>,
+    /// What was already said in an Event, once per workload and reason (a blocked raise is
+    /// planned every round; its Event is published once).
+    pub told: std::sync::Mutex<std::collections::HashSet<(Target, String)>>,
+    /// Workloads whose claims were refused, with their backoff.
+    pub refused: std::sync::Mutex<std::collections::HashMap<Target, Refused>>,
     pub exec: Executor,
     pub policies: Arc<PolicyStore>,
     pub history: Arc<dyn HistorySource>,
@@ -87,10 +111,108 @@ fn step_name(p: &Plan) -> &'static str {
         Plan::OutOfBounds { .. } => "out-of-bounds",
         Plan::Cooldown { .. } => "cooldown",
         Plan::RateLimited { .. } => "rate-limited",
+        Plan::Blocked { .. } => "blocked",
     }
 }
 
 impl Ctx {
+    /// Keeps the kills the pods reported for `t` that no write kept yet, on their own, at most
+    /// once per [`KEEP_EVERY_SECS`] per workload (an OOM loop of many pods would otherwise be a
+    /// write per kill). Returns when to come back for kills held back: None when none are.
+    async fn keep_kills<K: Scalable>(&self, t: &Target, now: i64) -> Option<Duration> {
+        if !self.exec.ledger().unkept(t) {
+            return None;
+        }
+        {
+            let mut last = self.kept_at.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(&at) = last.get(t).filter(|&&at| now - at < KEEP_EVERY_SECS) {
+                let wait = u64::try_from(KEEP_EVERY_SECS - (now - at)).unwrap_or(1);
+                return Some(Duration::from_secs(wait.max(1)));
+            }
+            last.insert(t.clone(), now);
+        }
+        if let Err(e) = self.exec.keep_kills::<K>(t).await {
+            tracing::warn!(workload = %format!("{}/{}", t.namespace, t.name), error = %e, "OOM kills not kept on the workload");
+            return Some(Duration::from_secs(KEEP_EVERY_SECS as u64));
+        }
+        None
+    }
+
+    /// Whether `reason` about `t` has not been told yet (and is now).
+    fn first_telling(&self, t: &Target, reason: &str) -> bool {
+        let mut told = self.told.lock().unwrap_or_else(|p| p.into_inner());
+        told.insert((t.clone(), reason.to_string()))
+    }
+
+    /// The backoff holding `t`'s actions now, if any.
+    fn refused_now(&self, t: &Target, now: i64) -> Option<Refused> {
+        let map = self.refused.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(t).filter(|r| now < r.until).cloned()
+    }
+
+    /// `t`'s claim went through: its backoff, if any, is over.
+    fn refusal_over(&self, t: &Target) {
+        let mut map = self.refused.lock().unwrap_or_else(|p| p.into_inner());
+        if map.remove(t).is_some() {
+            self.metrics.backing_off.set(map.len() as i64);
+        }
+    }
+
+    /// The cluster refused the claim of `actions` on `seen`'s workload: the next attempt waits
+    /// `reconcile.cooldown` doubled for each refusal in a row (up to 6 h), and an Event and the
+    /// metrics say why. Returns the wait, seconds.
+    #[allow(clippy::too_many_arguments)]
+    async fn refusal<K: Scalable>(
+        &self,
+        obj: &K,
+        target: &Target,
+        id: &str,
+        actions: &[&'static str],
+        policy: &PolicySpec,
+        now: i64,
+        why: String,
+    ) -> u64 {
+        let (times, wait) = {
+            let mut map = self.refused.lock().unwrap_or_else(|p| p.into_inner());
+            let times = map.get(target).map_or(0, |r| r.times) + 1;
+            let base = policy.reconcile.cooldown.secs().max(60);
+            let wait = base
+                .saturating_mul(1u64 << (times - 1).min(20))
+                .min(plan::MAX_BACKOFF_SECS.max(base));
+            map.insert(
+                target.clone(),
+                Refused {
+                    times,
+                    until: now.saturating_add(i64::try_from(wait).unwrap_or(i64::MAX)),
+                    why: why.clone(),
+                },
+            );
+            self.metrics.backing_off.set(map.len() as i64);
+            (times, wait)
+        };
+        for a in actions {
+            self.metrics
+                .refusals
+                .get_or_create(&super::metrics::RefusalLabels { action: a })
+                .inc();
+        }
+        tracing::warn!(workload = %id, refused = times, retry_in_secs = wait, error = %why, "remediation refused by the cluster; backing off");
+        self.exec
+            .event(
+                obj,
+                EventType::Warning,
+                "RemediationRefused",
+                actions.first().copied().unwrap_or("remediate"),
+                format!(
+                    "{} refused by the cluster ({times} in a row): {why}; oomguard tries again in {}",
+                    actions.join(", "),
+                    crate::verdict::human_secs(wait as f64)
+                ),
+            )
+            .await;
+        wait
+    }
+
     /// The workload's history; None (logged, counted) when the source fails.
     pub async fn history_of(
         &self,
@@ -114,16 +236,55 @@ pub async fn reconcile<K: Scalable>(obj: Arc<K>, ctx: Arc<Ctx>) -> Result<Action
     }
     let t = target_of(obj.as_ref());
     let policy = ctx.policies.current().for_namespace(&t.namespace);
-    if !policy.reconcile.enabled || !*ctx.leader.borrow() {
+    if !*ctx.leader.borrow() {
         return Ok(idle);
+    }
+    let now = unix_now();
+    if !policy.reconcile.enabled {
+        // The reconciler does not act here, but the webhook answers applies here: the OOM kills
+        // the pods reported are kept on the workload for it (not on an object someone else
+        // controls, nor where the policy is off or the namespace reserved).
+        let keeps = policy.mode != crate::policy::Mode::Off
+            && !policy.reserved
+            && obj.owner_references().is_empty();
+        if keeps {
+            if let Some(again) = ctx.keep_kills::<K>(&t, now).await {
+                return Ok(Action::requeue(again.min(ctx.interval)));
+            }
+        }
+        return Ok(idle);
+    }
+    if let Some(r) = ctx.refused_now(&t, now) {
+        tracing::debug!(workload = %format!("{}/{}", t.namespace, t.name), until = r.until, why = %r.why, "held back after refusals");
+        return Ok(Action::requeue(Duration::from_secs(
+            u64::try_from(r.until - now).unwrap_or(1).max(1),
+        )));
     }
     let Some(mut seen) = observe(obj.as_ref(), t, &policy, &ctx).await? else {
         return Ok(idle);
     };
-    let now = unix_now();
-    if verify(obj.as_ref(), &mut seen, &ctx, now).await? {
+    match verify(obj.as_ref(), &mut seen, &ctx, now).await {
         // The write changed the object; the watch brings it back for planning.
-        return Ok(Action::requeue(Duration::from_secs(1)));
+        Ok(true) => return Ok(Action::requeue(Duration::from_secs(1))),
+        Ok(false) => {}
+        // The outcome could not be recorded (the object refuses oomguard's writes): back off
+        // as for a refused action.
+        Err(ApplyError::Kube { what, source }) => {
+            let why = format!("{what}: {source}");
+            let wait = ctx
+                .refusal(
+                    obj.as_ref(),
+                    &seen.target,
+                    &seen.id,
+                    &["verify"],
+                    &policy,
+                    now,
+                    why,
+                )
+                .await;
+            return Ok(Action::requeue(Duration::from_secs(wait)));
+        }
+        Err(e) => return Err(e),
     }
     let recent = record::recent_actions(&seen.records);
     let p = plan::plan(
@@ -169,12 +330,42 @@ async fn observe<K: Scalable>(
             return Ok(None);
         }
     };
+    // The kills the workload keeps (a new leader's memory) and those the pods reported since:
+    // evidence now, whatever the history source has seen yet.
+    let kept = history_kills::decode(
+        obj.annotations()
+            .get(history_kills::ANNOTATION)
+            .map(String::as_str),
+    );
+    let kills = {
+        let mut ledger = ctx.exec.ledger();
+        ledger.remember(&t, &kept);
+        ledger.of(&t)
+    };
     let history = match ctx.history_of(&t, policy).await {
         Ok(h) => h,
-        Err(e) => {
+        Err(e) if kills.is_empty() => {
             tracing::warn!(workload = %id, error = %e, "no history; nothing done this round");
             return Ok(None);
         }
+        Err(e) => {
+            tracing::warn!(workload = %id, error = %e, "no history; deciding on the OOM kills the pods reported");
+            None
+        }
+    };
+    let history = if kills.is_empty() {
+        history
+    } else {
+        history_kills::with_kills(
+            history.as_deref(),
+            &kills,
+            unix_now(),
+            policy.history.window.secs(),
+        )
+        .map(|mut h| {
+            super::kills::with_raises(&mut h, &records);
+            Arc::new(h)
+        })
     };
     let hpa = hpa_for(t.kind, &t.name, &ctx.exec.hpas(&t.namespace).await?);
     let in_place = policy
@@ -182,7 +373,10 @@ async fn observe<K: Scalable>(
         .resize_method
         .in_place(ctx.in_place_supported);
     let state = match state_of(obj, hpa, in_place) {
-        Ok(s) => s,
+        Ok(mut s) => {
+            s.reverted = super::observe::reverts(obj, &records, &s.workload);
+            s
+        }
         Err(e) => {
             ctx.metrics.error("template");
             tracing::warn!(workload = %id, error = %e, "pod template not read; no action");
@@ -350,17 +544,54 @@ async fn act<K: Scalable>(
                 next = next.min(Duration::from_secs(wait.max(1)));
                 tracing::info!(workload = %id, %reason, in_secs = wait, "restart planned");
             }
-            step => requests.extend(Request::from_step(step, &ctx.exec.reconciler_name())),
+            Plan::Blocked { reason, .. } => {
+                tracing::warn!(workload = %id, %reason, "raise blocked");
+                if ctx.first_telling(&seen.target, reason) {
+                    ctx.exec
+                        .event(
+                            obj,
+                            EventType::Warning,
+                            "RaiseBlocked",
+                            "Plan",
+                            reason.clone(),
+                        )
+                        .await;
+                }
+            }
+            step => {
+                if let Some(mut r) = Request::from_step(step, &ctx.exec.reconciler_name()) {
+                    if let Plan::RaiseLimit { container, .. } = step {
+                        r.template_off = plan::template_blocked(&seen.state, container, 0)
+                            .map(|p| p.reason().to_string());
+                    }
+                    requests.push(r);
+                }
+            }
         }
     }
     let mut records = seen.records;
     if !requests.is_empty() {
         let baseline = record::observe(seen.history.as_deref(), &seen.state.workload).into();
         let verify_after = i64::try_from(policy.reconcile.verify_window.secs()).unwrap_or(i64::MAX);
-        let done = ctx
+        let actions: Vec<&'static str> = requests.iter().map(|r| r.action.as_str()).collect();
+        let done = match ctx
             .exec
             .execute(obj, records, requests, baseline, verify_after, now)
-            .await?;
+            .await
+        {
+            Ok(done) => {
+                ctx.refusal_over(&seen.target);
+                done
+            }
+            Err(ApplyError::Kube { what, source }) => {
+                let why = format!("{what}: {source}");
+                let wait = ctx
+                    .refusal(obj, &seen.target, &seen.id, &actions, policy, now, why)
+                    .await;
+                return Ok(Action::requeue(Duration::from_secs(wait)));
+            }
+            Err(e) => return Err(e),
+        };
         for r in done
             .iter()
             .filter(|r| r.at == now && r.outcome == Outcome::Failed)
@@ -369,6 +600,10 @@ async fn act<K: Scalable>(
                 .outcome(r.action.as_str(), Outcome::Failed.as_str());
         }
         records = done;
+    }
+    // Kills the pods reported that no write of this round kept: kept on their own.
+    if let Some(again) = ctx.keep_kills::<K>(&seen.target, now).await {
+        next = next.min(again);
     }
     // Come back when the next verification is due, or at the interval.
     if let Some(due) = records
@@ -412,9 +647,16 @@ fn run_controller<K: Scalable>(
     api: Api<K>,
     ctx: Arc<Ctx>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+    kills: tokio::sync::mpsc::Receiver<ObjectRef<K>>,
 ) -> impl std::future::Future<Output = ()> {
+    let on_kill =
+        futures::stream::unfold(
+            kills,
+            |mut rx| async move { rx.recv().await.map(|r| (r, rx)) },
+        );
     Controller::new(api, watcher::Config::default())
         .reconcile_all_on(on_leadership(ctx.leader.clone()))
+        .reconcile_on(on_kill)
         .graceful_shutdown_on(shutdown)
         .run(reconcile::<K>, error_policy::<K>, ctx)
         .for_each(|res| async move {
@@ -422,6 +664,62 @@ fn run_controller<K: Scalable>(
                 tracing::debug!(error = %e, "controller");
             }
         })
+}
+
+/// Watches the pods (every namespace, or `--namespace`) for OOM kills: each new one goes into the
+/// ledger (every replica keeps it, so that a new leader knows it) and, on the leader, asks the
+/// controller to look at its workload at once. Only the ledger's few fields are kept of a pod.
+async fn watch_kills(
+    pods: Api<Pod>,
+    ctx: Arc<Ctx>,
+    deployments: tokio::sync::mpsc::Sender<ObjectRef<Deployment>>,
+    statefulsets: tokio::sync::mpsc::Sender<ObjectRef<StatefulSet>>,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    use kube::runtime::WatchStreamExt;
+    let events = watcher(pods, watcher::Config::default()).default_backoff();
+    tokio::pin!(events);
+    tokio::pin!(stop);
+    loop {
+        let event = tokio::select! {
+            e = events.next() => e,
+            _ = &mut stop => break,
+        };
+        let pod = match event {
+            None => break,
+            Some(Ok(watcher::Event::Apply(p) | watcher::Event::InitApply(p))) => p,
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => {
+                ctx.metrics.error("pod-watch");
+                tracing::debug!(error = %e, "pod watch (it retries)");
+                continue;
+            }
+        };
+        let Some((t, fresh)) = ctx.exec.ledger().observe(&pod) else {
+            continue;
+        };
+        ctx.metrics.kills_seen.inc_by(fresh.len() as u64);
+        for k in &fresh {
+            tracing::info!(workload = %format!("{}/{}", t.namespace, t.name), container = %k.container, pod = %k.pod, restarts = k.restarts, finished_at = k.at, limit = ?k.limit, "OOM kill");
+        }
+        let policy = ctx.policies.current().for_namespace(&t.namespace);
+        let looked_at = policy.reconcile.enabled
+            || (policy.mode != crate::policy::Mode::Off && !policy.reserved);
+        if !*ctx.leader.borrow() || !looked_at {
+            continue;
+        }
+        let sent = match t.kind {
+            ScalableKind::Deployment => deployments
+                .try_send(ObjectRef::new(&t.name).within(&t.namespace))
+                .is_ok(),
+            ScalableKind::StatefulSet => statefulsets
+                .try_send(ObjectRef::new(&t.name).within(&t.namespace))
+                .is_ok(),
+        };
+        if !sent {
+            tracing::debug!(workload = %t.name, "kill trigger dropped (queue full): the interval looks again");
+        }
+    }
 }
 
 /// Whether the apiserver is at least 1.33 (in-place pod resize on by default).
@@ -491,6 +789,9 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     });
 
     let ctx = Arc::new(Ctx {
+        kept_at: Default::default(),
+        told: Default::default(),
+        refused: Default::default(),
         exec: Executor::new(client.clone(), opts.lease.identity.clone()),
         policies,
         history: opts.history,
@@ -523,19 +824,35 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         }
         None => futures::future::Either::Right(async { Ok(()) }),
     };
-    let (deploy, sts): (Api<Deployment>, Api<StatefulSet>) = match &opts.namespace {
+    let (deploy, sts, pods): (Api<Deployment>, Api<StatefulSet>, Api<Pod>) = match &opts.namespace {
         Some(ns) => (
             Api::namespaced(client.clone(), ns),
             Api::namespaced(client.clone(), ns),
+            Api::namespaced(client.clone(), ns),
         ),
-        None => (Api::all(client.clone()), Api::all(client.clone())),
+        None => (
+            Api::all(client.clone()),
+            Api::all(client.clone()),
+            Api::all(client.clone()),
+        ),
     };
+    // An OOM kill is looked at the moment the kubelet reports it, not a scrape later.
+    let (deploy_tx, deploy_rx) = tokio::sync::mpsc::channel::<ObjectRef<Deployment>>(1024);
+    let (sts_tx, sts_rx) = tokio::sync::mpsc::channel::<ObjectRef<StatefulSet>>(1024);
+    let kills = tokio::spawn(watch_kills(
+        pods,
+        ctx.clone(),
+        deploy_tx,
+        sts_tx,
+        shutdown.stopped(),
+    ));
     let (_, _, admin_res, api_res) = tokio::join!(
-        run_controller(deploy, ctx.clone(), shutdown.stopped()),
-        run_controller(sts, ctx.clone(), shutdown.stopped()),
+        run_controller(deploy, ctx.clone(), shutdown.stopped(), deploy_rx),
+        run_controller(sts, ctx.clone(), shutdown.stopped(), sts_rx),
         admin,
         api
     );
+    kills.abort();
     readiness.set_serving(false);
     // Dropping the last receivers makes the lease task release the lease for a fast handover.
     drop(ctx);

@@ -13,7 +13,10 @@ use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use kube::Api;
 
 use super::act::{is_not_found, ApplyError, Executor, Request};
-use super::observe::{hpa_for, records_of, state_of, Scalable};
+use super::observe::{
+    hpa_for, live_limits, pods_may_differ, records_of, reverts, state_of, with_live_limits,
+    Scalable,
+};
 use super::plan::{self, Plan, ResizeMethod, ScalableKind, WorkloadState};
 use super::record::{self, Change, Remediation, Target};
 use super::record_lookup::AnnotationRecords;
@@ -62,12 +65,12 @@ impl KubeRemediator {
         // again (the winner's record now counts for the cooldown).
         for _ in 0..3 {
             let obj = self.read::<K>(t, &what).await?;
-            let state = self.state::<K>(&obj, req, &policy, &what).await?;
             let records = records_of(&obj).map_err(|e| {
                 RemediateError::Refused(format!(
                     "{what}: {e}; oomguard takes no action until it is fixed or removed"
                 ))
             })?;
+            let state = self.state::<K>(&obj, req, &records, &policy, &what).await?;
             let history = self.history(t, &policy, &what).await;
             let now = crate::history::unix_now();
             let (change, reason) = change_for(req, &state, history.as_deref(), &policy, now)?;
@@ -90,6 +93,7 @@ impl KubeRemediator {
             let baseline = record::observe(history.as_deref(), &running).into();
             let request = Request {
                 action: kind,
+                template_off: template_off(&state, &req.action),
                 change,
                 reason: described(req, caller, &reason),
                 requested_by: caller.username.clone(),
@@ -137,11 +141,14 @@ impl KubeRemediator {
         Ok(obj)
     }
 
-    /// The workload as the reconciler reads it, refused when out of the reconciler's scope.
+    /// The workload as the reconciler reads it — each container's limit the one its pods run
+    /// with after an in-place raise, so that a "raise" never lowers a running pod — refused when
+    /// out of the reconciler's scope.
     async fn state<K: Scalable>(
         &self,
         obj: &K,
         req: &Validated,
+        records: &[Remediation],
         policy: &PolicySpec,
         what: &str,
     ) -> Result<WorkloadState, RemediateError> {
@@ -156,8 +163,13 @@ impl KubeRemediator {
             .reconcile
             .resize_method
             .in_place(self.in_place_supported);
-        let state = state_of(obj, hpa_for(t.kind, &t.name, &hpas), in_place)
+        let mut state = state_of(obj, hpa_for(t.kind, &t.name, &hpas), in_place)
             .map_err(RemediateError::Refused)?;
+        state.reverted = reverts(obj, records, &state.workload);
+        if pods_may_differ(records) {
+            let pods = self.exec.live_pods(obj, t).await.map_err(upstream)?;
+            state = with_live_limits(state, &live_limits(&pods));
+        }
         scope::reconciled(&state.workload, policy)
             .map_err(|why| RemediateError::Refused(format!("{what}: {why}")))?;
         Ok(state)
@@ -180,6 +192,17 @@ impl KubeRemediator {
             }
             Err(_) => None,
         }
+    }
+}
+
+/// Why a raise asked through the API must not fall back to a template patch (see
+/// [`plan::template_blocked`]).
+fn template_off(state: &WorkloadState, action: &RequestedAction) -> Option<String> {
+    match action {
+        RequestedAction::RaiseLimit { container, .. } => {
+            plan::template_blocked(state, container, 0).map(|p| p.reason().to_string())
+        }
+        RequestedAction::Scale { .. } => None,
     }
 }
 
@@ -404,6 +427,8 @@ mod tests {
             hpa: None,
             in_place_resize: true,
             max_unavailable: 1,
+            rollout: Default::default(),
+            reverted: Default::default(),
         };
         let c = ContainerHistory {
             covered_secs: 86_400,

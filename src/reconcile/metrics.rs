@@ -28,9 +28,21 @@ pub struct ErrorLabels {
     pub reason: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusalLabels {
+    pub action: &'static str,
+}
+
 pub struct ReconcileMetrics {
     registry: Registry,
     pub remediations: Family<RemediationLabels, Counter>,
+    /// Actions the cluster refused before oomguard could record them (an admission policy, a
+    /// quota, RBAC), each followed by a backoff.
+    pub refusals: Family<RefusalLabels, Counter>,
+    /// Workloads whose actions are held by such a backoff now.
+    pub backing_off: Gauge,
+    /// OOM kills the pod watch saw, each counted once.
+    pub kills_seen: Counter,
     pub success_ratio: Gauge<f64, AtomicU64>,
     pub steps: Family<StepLabels, Counter>,
     pub errors: Family<ErrorLabels, Counter>,
@@ -51,6 +63,24 @@ impl ReconcileMetrics {
             "remediations",
             "Remediations by action and verified outcome (effective, ineffective, failed)",
             remediations.clone(),
+        );
+        let refusals = Family::<RefusalLabels, Counter>::default();
+        registry.register(
+            "reconcile_refusals",
+            "Actions the cluster refused (admission policy, quota, RBAC), by action; each starts or doubles a backoff",
+            refusals.clone(),
+        );
+        let backing_off = Gauge::default();
+        registry.register(
+            "reconcile_backing_off_workloads",
+            "Workloads whose actions are held by a backoff after refusals",
+            backing_off.clone(),
+        );
+        let kills_seen = Counter::default();
+        registry.register(
+            "oom_kills_seen",
+            "OOM kills the kubelet reported (pod watch), each (pod, container, finishedAt) counted once",
+            kills_seen.clone(),
         );
         let success_ratio = Gauge::<f64, AtomicU64>::default();
         registry.register(
@@ -79,6 +109,9 @@ impl ReconcileMetrics {
         ReconcileMetrics {
             registry,
             remediations,
+            refusals,
+            backing_off,
+            kills_seen,
             success_ratio,
             steps,
             errors,

@@ -8,6 +8,7 @@
 
 pub mod act;
 pub mod controller;
+pub mod kills;
 pub mod kube_remediator;
 pub mod metrics;
 pub mod observe;

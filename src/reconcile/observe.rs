@@ -16,7 +16,7 @@ use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::plan::{HpaInfo, ScalableKind, WorkloadState};
+use super::plan::{HpaInfo, ResizeMethod, Revert, Rollout, ScalableKind, WorkloadState};
 use super::record::{self, Remediation, Target};
 use crate::quantity::parse_bytes;
 use crate::workload::{MemoryField, Workload, WorkloadKind};
@@ -39,6 +39,8 @@ pub trait Scalable:
     fn selector(&self) -> Option<&LabelSelector>;
     /// Pods a rolling update may take down at once (at least 1).
     fn max_unavailable(&self) -> u32;
+    /// Whether a template change reaches the pods by itself.
+    fn rollout(&self) -> Rollout;
 }
 
 fn replicas_of(r: Option<i32>) -> u32 {
@@ -81,6 +83,13 @@ impl Scalable for Deployment {
             .and_then(|r| r.max_unavailable.as_ref());
         resolve(v, replicas, 25)
     }
+    fn rollout(&self) -> Rollout {
+        if self.spec.as_ref().and_then(|s| s.paused) == Some(true) {
+            Rollout::Paused
+        } else {
+            Rollout::Automatic
+        }
+    }
 }
 
 impl Scalable for StatefulSet {
@@ -104,6 +113,18 @@ impl Scalable for StatefulSet {
         match v {
             None => 1,
             v => resolve(v, self.replicas(), 0),
+        }
+    }
+    fn rollout(&self) -> Rollout {
+        let strategy = self
+            .spec
+            .as_ref()
+            .and_then(|s| s.update_strategy.as_ref())
+            .and_then(|u| u.type_.as_deref());
+        if strategy == Some("OnDelete") {
+            Rollout::OnDelete
+        } else {
+            Rollout::Automatic
         }
     }
 }
@@ -174,7 +195,66 @@ pub fn state_of<K: Scalable>(
         hpa,
         in_place_resize,
         max_unavailable: obj.max_unavailable(),
+        rollout: obj.rollout(),
+        reverted: BTreeMap::new(),
     })
+}
+
+/// The containers whose last template raise by oomguard is no longer in the template: set back
+/// by another field manager (a GitOps controller re-applying its manifest), named from the
+/// object's managedFields when they say who owns the limit now. `workload` is the template as
+/// stored (before the pods' limits are read).
+pub fn reverts<K: Scalable>(
+    obj: &K,
+    records: &[Remediation],
+    workload: &Workload,
+) -> BTreeMap<String, Revert> {
+    let mut out = BTreeMap::new();
+    for c in &workload.containers {
+        let last_raise = records
+            .iter()
+            .rev()
+            .filter(|r| r.outcome != record::Outcome::Failed)
+            .find_map(|r| match &r.change {
+                record::Change::Limit {
+                    container,
+                    to,
+                    method: ResizeMethod::TemplatePatch,
+                    ..
+                } if container == &c.name => Some(*to),
+                _ => None,
+            });
+        let Some(raised_to) = last_raise else {
+            continue;
+        };
+        let now = c.limit.bytes().unwrap_or(0);
+        if now.saturating_add(crate::quantity::MI / 2) >= raised_to {
+            continue;
+        }
+        let list = match c.role {
+            crate::workload::ContainerRole::Main => "f:containers",
+            _ => "f:initContainers",
+        };
+        let key = format!("k:{{\"name\":\"{}\"}}", c.name);
+        let by = obj
+            .meta()
+            .managed_fields
+            .iter()
+            .flatten()
+            .filter(|m| m.manager.as_deref() != Some(super::act::FIELD_MANAGER))
+            .find(|m| {
+                m.fields_v1.as_ref().is_some_and(|f| {
+                    f.0.pointer(&format!(
+                        "/f:spec/f:template/f:spec/{list}/{}/f:resources/f:limits/f:memory",
+                        key.replace('~', "~0").replace('/', "~1")
+                    ))
+                    .is_some()
+                })
+            })
+            .and_then(|m| m.manager.clone());
+        out.insert(c.name.clone(), Revert { raised_to, by });
+    }
+    out
 }
 
 /// Pods that run or will run: not being deleted, not finished.
@@ -247,20 +327,27 @@ pub fn pods_may_differ(records: &[Remediation]) -> bool {
     record::in_place_raises(records).next().is_some()
 }
 
-/// `matchLabels` as a label selector string (`a=b,c=d`); None without matchLabels (the caller
-/// then finds pods by owner).
+/// A label selector as the API's `labelSelector` string: `matchLabels` (`a=b`) and
+/// `matchExpressions` (`k in (x,y)`, `k notin (x)`, `k`, `!k`). None when it selects nothing
+/// expressible (empty, or an operator Kubernetes does not have).
 pub fn selector_string(sel: &LabelSelector) -> Option<String> {
-    let labels = sel.match_labels.as_ref()?;
-    if labels.is_empty() {
-        return None;
+    let mut parts: Vec<String> = sel
+        .match_labels
+        .iter()
+        .flatten()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    for e in sel.match_expressions.iter().flatten() {
+        let values = || e.values.clone().unwrap_or_default().join(",");
+        parts.push(match e.operator.as_str() {
+            "In" => format!("{} in ({})", e.key, values()),
+            "NotIn" => format!("{} notin ({})", e.key, values()),
+            "Exists" => e.key.clone(),
+            "DoesNotExist" => format!("!{}", e.key),
+            _ => return None,
+        });
     }
-    Some(
-        labels
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join(","),
-    )
+    (!parts.is_empty()).then(|| parts.join(","))
 }
 
 #[cfg(test)]
@@ -398,6 +485,100 @@ mod tests {
             selector_string(d.selector().unwrap()).as_deref(),
             Some("app=x,tier=web")
         );
+    }
+
+    #[test]
+    fn a_template_raise_set_back_by_another_manager_is_a_revert() {
+        let d = deployment(json!({
+            "metadata": {"name": "app", "namespace": "ns", "managedFields": [
+                {"manager": "oomguard-reconciler", "operation": "Update", "apiVersion": "apps/v1",
+                 "fieldsType": "FieldsV1", "fieldsV1": {"f:metadata": {"f:annotations": {}}}},
+                {"manager": "argocd-controller", "operation": "Apply", "apiVersion": "apps/v1",
+                 "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {"f:template": {"f:spec": {
+                    "f:containers": {"k:{\"name\":\"web\"}": {".": {}, "f:name": {},
+                        "f:resources": {"f:limits": {"f:memory": {}}}}}}}}}}
+            ]},
+            "spec": {"selector": {}, "template": {"spec": {"containers": [
+                {"name": "web", "resources": {"limits": {"memory": "256Mi"}}},
+                {"name": "side", "resources": {"limits": {"memory": "256Mi"}}}]}}}
+        }));
+        let raise = |container: &str, to: u64, method, outcome| Remediation {
+            id: "r".into(),
+            action: super::super::plan::ActionKind::RaiseLimit,
+            target: target_of(&d),
+            at: 1,
+            requested_by: "oomguard-reconciler".into(),
+            incident_id: None,
+            reason: "test".into(),
+            change: record::Change::Limit {
+                container: container.into(),
+                from: 256 << 20,
+                to,
+                method,
+            },
+            baseline: record::Baseline::default(),
+            verify_at: 2,
+            outcome,
+            verified_at: None,
+            detail: None,
+        };
+        use super::super::plan::ResizeMethod::{InPlaceResize, TemplatePatch};
+        use record::Outcome::{Effective, Failed};
+        let state = state_of(&d, None, false).unwrap();
+        let r = reverts(
+            &d,
+            &[
+                raise("web", 443 << 20, TemplatePatch, Effective),
+                // An in-place raise, or a failed template one, leaves the template as it was.
+                raise("side", 443 << 20, InPlaceResize, Effective),
+                raise("side", 512 << 20, TemplatePatch, Failed),
+            ],
+            &state.workload,
+        );
+        assert_eq!(r.len(), 1, "{r:?}");
+        assert_eq!(
+            r.get("web"),
+            Some(&Revert {
+                raised_to: 443 << 20,
+                by: Some("argocd-controller".into())
+            })
+        );
+        // The raise still in the template: no revert.
+        let ok = reverts(
+            &d,
+            &[raise("web", 256 << 20, TemplatePatch, Effective)],
+            &state.workload,
+        );
+        assert!(ok.is_empty());
+    }
+
+    #[test]
+    fn selectors_are_read_whole() {
+        let sel: LabelSelector = serde_json::from_value(json!({
+            "matchLabels": {"app": "web"},
+            "matchExpressions": [
+                {"key": "track", "operator": "In", "values": ["stable", "canary"]},
+                {"key": "tier", "operator": "NotIn", "values": ["batch"]},
+                {"key": "team", "operator": "Exists"},
+                {"key": "legacy", "operator": "DoesNotExist"}
+            ]
+        }))
+        .unwrap();
+        assert_eq!(
+            selector_string(&sel).as_deref(),
+            Some("app=web,track in (stable,canary),tier notin (batch),team,!legacy")
+        );
+        // matchExpressions alone select too (they found nothing before).
+        let only: LabelSelector = serde_json::from_value(
+            json!({"matchExpressions": [{"key": "app", "operator": "In", "values": ["web"]}]}),
+        )
+        .unwrap();
+        assert_eq!(selector_string(&only).as_deref(), Some("app in (web)"));
+        let odd: LabelSelector = serde_json::from_value(
+            json!({"matchExpressions": [{"key": "app", "operator": "Gt", "values": ["1"]}]}),
+        )
+        .unwrap();
+        assert_eq!(selector_string(&odd), None);
     }
 
     #[test]

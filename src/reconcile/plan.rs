@@ -54,6 +54,28 @@ pub struct HpaInfo {
     pub max: u32,
 }
 
+/// How a template change reaches the pods.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Rollout {
+    /// A rolling update (or Recreate): new pods come from the new template.
+    #[default]
+    Automatic,
+    /// A StatefulSet with `updateStrategy: OnDelete`: only pods deleted by hand are replaced.
+    OnDelete,
+    /// A Deployment whose rollout is paused.
+    Paused,
+}
+
+/// A raise oomguard made to a container's template limit that another field manager (a GitOps
+/// controller re-applying its manifest) has set back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revert {
+    /// What oomguard had raised it to, bytes.
+    pub raised_to: u64,
+    /// Who owns the field now (managedFields), when known.
+    pub by: Option<String>,
+}
+
 /// What the reconciler read from the cluster about one workload.
 #[derive(Debug, Clone)]
 pub struct WorkloadState {
@@ -67,6 +89,10 @@ pub struct WorkloadState {
     pub in_place_resize: bool,
     /// From the rollout strategy: how many pods may be down at once.
     pub max_unavailable: u32,
+    /// Whether a template change reaches the pods by itself.
+    pub rollout: Rollout,
+    /// Containers whose template raise was set back by another field manager.
+    pub reverted: std::collections::BTreeMap<String, Revert>,
 }
 
 /// Kinds of action the reconciler takes.
@@ -97,17 +123,45 @@ impl ActionKind {
     }
 }
 
-/// An action taken earlier (unix seconds), as recorded in the workload's annotations.
+/// An action taken (or attempted) earlier, unix seconds, as recorded in the workload's
+/// annotations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PastAction {
     pub at: i64,
     pub kind: ActionKind,
+    /// Where it stands: pending, judged, or failed (refused by the cluster).
+    pub outcome: super::record::Outcome,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RecentActions {
+    /// Oldest first.
     pub actions: Vec<PastAction>,
 }
+
+impl RecentActions {
+    /// Attempts that failed in a row, up to the latest: each doubles the cooldown after it.
+    pub fn failures_in_a_row(&self) -> u32 {
+        let n = self
+            .actions
+            .iter()
+            .rev()
+            .take_while(|a| a.outcome == super::record::Outcome::Failed)
+            .count();
+        u32::try_from(n).unwrap_or(u32::MAX)
+    }
+
+    /// The last scale-out, if any.
+    fn last_scale_out(&self) -> Option<&PastAction> {
+        self.actions
+            .iter()
+            .rev()
+            .find(|a| a.kind == ActionKind::ScaleOut && a.outcome != super::record::Outcome::Failed)
+    }
+}
+
+/// The longest a backoff after refused attempts grows to.
+pub const MAX_BACKOFF_SECS: u64 = 6 * 3600;
 
 /// How a limit gets raised.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -180,6 +234,12 @@ pub enum Plan {
         until: Option<i64>,
         reason: String,
     },
+    /// A raise that would not take effect, or that would fight another controller: none is
+    /// made, and the reason (an Event) says what would.
+    Blocked {
+        container: String,
+        reason: String,
+    },
 }
 
 impl Plan {
@@ -192,7 +252,8 @@ impl Plan {
             | Plan::PlannedRestart { reason, .. }
             | Plan::OutOfBounds { reason, .. }
             | Plan::Cooldown { reason, .. }
-            | Plan::RateLimited { reason, .. } => reason,
+            | Plan::RateLimited { reason, .. }
+            | Plan::Blocked { reason, .. } => reason,
         }
     }
 
@@ -278,7 +339,7 @@ pub fn plan(
         }
     }
     if let Some((wanted, detail)) = load {
-        match scale(w, policy, wanted, &detail) {
+        match scale(w, policy, wanted, &detail, recent) {
             Ok(p) => steps.push(p),
             Err(r) => quiet.push(r),
         }
@@ -352,7 +413,16 @@ fn assess(
             raise(w, v, limit, rec, pattern, policy, now)
         }
         Pattern::Unknown => Need::Quiet(format!("container {name}: pattern unknown")),
-        Pattern::Steady | Pattern::LoadFollowing => {
+        // Steady memory does not follow load: more replicas would each hold as much (a
+        // scale-out there ratcheted to maxReplicas, one step per cooldown).
+        Pattern::Steady => Need::Quiet(format!(
+            "container {name}: steady at {} of its {ls} limit; replicas would not lower it",
+            v.current.map_or_else(
+                || "?".to_string(),
+                |c| format!("{}%", pct(c / limit as f64))
+            )
+        )),
+        Pattern::LoadFollowing => {
             let Some(current) = v.current else {
                 return Need::Quiet(format!("container {name}: no recent sample"));
             };
@@ -421,6 +491,11 @@ fn raise(
         } else {
             ResizeMethod::TemplatePatch
         };
+        if method == ResizeMethod::TemplatePatch {
+            if let Some(blocked) = template_blocked(w, name, rec) {
+                return Need::Step(blocked);
+            }
+        }
         let how = match method {
             ResizeMethod::InPlaceResize => "in place",
             ResizeMethod::TemplatePatch => "by a template patch (a rollout)",
@@ -491,12 +566,43 @@ fn raise(
     })
 }
 
+/// Why a template raise of `container` to `to` would not help: another field manager set the
+/// last one back (it would be reverted again, a rollout every cooldown), or the pods are not
+/// replaced from the template by themselves.
+pub fn template_blocked(w: &WorkloadState, container: &str, to: u64) -> Option<Plan> {
+    let reason = if let Some(r) = w.reverted.get(container) {
+        format!(
+            "container {container}: the raise to {} was set back by {}; oomguard does not fight it: commit resources.limits.memory: {} for {container} to the source it comes from",
+            Bytes(r.raised_to as f64),
+            r.by.as_deref().unwrap_or("another field manager"),
+            crate::quantity::to_quantity(to.max(r.raised_to))
+        )
+    } else {
+        match w.rollout {
+            Rollout::Automatic => return None,
+            Rollout::OnDelete => format!(
+                "container {container}: a template raise to {} would not reach the pods (updateStrategy OnDelete) and in-place resize is off: raise it and delete the pods, or allow in-place resize",
+                Bytes(to as f64)
+            ),
+            Rollout::Paused => format!(
+                "container {container}: a template raise to {} would not reach the pods (the rollout is paused) and in-place resize is off: resume it after raising",
+                Bytes(to as f64)
+            ),
+        }
+    };
+    Some(Plan::Blocked {
+        container: container.to_string(),
+        reason,
+    })
+}
+
 /// The replica step for load pressure: scale, recommend to the HPA, or out of bounds.
 fn scale(
     w: &WorkloadState,
     policy: &PolicySpec,
     wanted: u32,
     detail: &str,
+    recent: &RecentActions,
 ) -> Result<Plan, String> {
     let r = &policy.reconcile;
     let over = format!("{detail} over the {}% target", pct(r.target_utilization.0));
@@ -529,6 +635,23 @@ fn scale(
                 hpa.max
             ),
         });
+    }
+    // One scale-out at a time, judged before the next; one that did not lower the per-pod
+    // memory says this workload's memory does not follow its replicas: no more of them.
+    match recent.last_scale_out().map(|a| a.outcome) {
+        Some(super::record::Outcome::Pending) => {
+            return Err(format!(
+                "{over}; the last scale-out is not verified yet (verifyWindow {})",
+                r.verify_window
+            ))
+        }
+        Some(super::record::Outcome::Ineffective) => {
+            return Err(format!(
+                "{over}; the last scale-out did not lower its memory per pod: more replicas \
+                 would not either"
+            ))
+        }
+        _ => {}
     }
     let to = wanted.clamp(r.min_replicas, r.max_replicas.max(r.min_replicas));
     if to <= w.replicas {
@@ -643,17 +766,40 @@ pub(crate) fn held_back(
     (in_hour.len() >= max).then(|| rate_limited(&in_hour, policy, now, &held))
 }
 
-/// The `Cooldown` step while the last action's cooldown runs.
+/// The cooldown after the last action (or attempt): `reconcile.cooldown`, doubled for each
+/// attempt in a row the cluster refused, up to [`MAX_BACKOFF_SECS`] (at least the cooldown).
+pub fn backoff_secs(recent: &RecentActions, policy: &PolicySpec) -> u64 {
+    let base = policy.reconcile.cooldown.secs();
+    match recent.failures_in_a_row() {
+        0 => base,
+        n => base
+            .saturating_mul(1u64 << (n - 1).min(20))
+            .min(MAX_BACKOFF_SECS.max(base)),
+    }
+}
+
+/// The `Cooldown` step while the last action's cooldown (or backoff) runs.
 fn cooldown(recent: &RecentActions, policy: &PolicySpec, now: i64, held: &[&str]) -> Option<Plan> {
     let r = &policy.reconcile;
-    let cooldown = i64::try_from(r.cooldown.secs()).unwrap_or(i64::MAX);
+    let secs = backoff_secs(recent, policy);
+    let wait = i64::try_from(secs).unwrap_or(i64::MAX);
     let last = recent.actions.iter().max_by_key(|a| a.at)?;
-    let until = last.at.saturating_add(cooldown);
+    let until = last.at.saturating_add(wait);
+    let failed = recent.failures_in_a_row();
+    let what = if failed > 0 {
+        format!(
+            "backoff {} after {failed} refused attempt{} in a row (cooldown {} doubled)",
+            crate::policy::Duration(secs),
+            if failed == 1 { "" } else { "s" },
+            r.cooldown
+        )
+    } else {
+        format!("cooldown {}", r.cooldown)
+    };
     (now < until).then(|| Plan::Cooldown {
         until,
         reason: format!(
-            "cooldown {}: last action {} {} ago; holding {} for {}",
-            r.cooldown,
+            "{what}: last action {} {} ago; holding {} for {}",
             last.kind.as_str(),
             human_secs((now - last.at).max(0) as f64),
             held.join(", "),

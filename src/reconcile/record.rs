@@ -151,26 +151,43 @@ pub fn about(records: Vec<Remediation>, target: &Target) -> Vec<Remediation> {
     mine
 }
 
-/// The annotation's value: the newest [`MAX_RECORDS`] records.
+/// The annotation's value: the newest [`MAX_RECORDS`] records; over the cap, failed attempts
+/// go first (the oldest of them), so that refusals never push the real actions out.
 pub fn encode(records: &[Remediation]) -> String {
-    let skip = records.len().saturating_sub(MAX_RECORDS);
+    let mut keep: Vec<&Remediation> = records.iter().collect();
+    let mut over = keep.len().saturating_sub(MAX_RECORDS);
+    if over > 0 {
+        // The newest failed attempt stays: it carries the backoff.
+        let newest_failed = keep.iter().rposition(|r| r.outcome == Outcome::Failed);
+        let mut i = 0;
+        keep.retain(|r| {
+            let drop = over > 0 && r.outcome == Outcome::Failed && Some(i) != newest_failed;
+            i += 1;
+            if drop {
+                over -= 1;
+            }
+            !drop
+        });
+    }
+    let skip = keep.len().saturating_sub(MAX_RECORDS);
     // Serialising plain data to a string cannot fail.
-    serde_json::to_string(&records[skip..]).unwrap_or_else(|_| "[]".to_string())
+    serde_json::to_string(&keep[skip..]).unwrap_or_else(|_| "[]".to_string())
 }
 
-/// The actions the cooldown and the hourly budget count: every applied record (failed calls
-/// changed nothing and do not count).
+/// The actions the cooldown and the hourly budget count: every record, failed attempts
+/// included (a refused attempt is a write; counting it, with a backoff that doubles on each
+/// refusal in a row, is what keeps a refused action from being re-sent every round).
 pub fn recent_actions(records: &[Remediation]) -> RecentActions {
-    RecentActions {
-        actions: records
-            .iter()
-            .filter(|r| r.outcome != Outcome::Failed)
-            .map(|r| PastAction {
-                at: r.at,
-                kind: r.action,
-            })
-            .collect(),
-    }
+    let mut actions: Vec<PastAction> = records
+        .iter()
+        .map(|r| PastAction {
+            at: r.at,
+            kind: r.action,
+            outcome: r.outcome,
+        })
+        .collect();
+    actions.sort_by_key(|a| a.at);
+    RecentActions { actions }
 }
 
 /// The in-place raises recorded and not failed, as (container, new limit): what may have left
@@ -202,7 +219,7 @@ pub fn raise_to_recorded(workload: &mut Workload, records: &[Remediation]) {
 }
 
 /// What verification sees once the window has passed.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Observed {
     /// Highest latest-peak / limit over the containers now.
     pub utilization: Option<f64>,
@@ -210,6 +227,8 @@ pub struct Observed {
     pub last_oom_at: Option<i64>,
     /// OOM kills in the history window now.
     pub oom_kills: u32,
+    /// Each OOM kill now known: when, which container, and the limit it happened at.
+    pub kills: Vec<(i64, String, Option<f64>)>,
 }
 
 /// Utilization and OOM kills of a workload now: the highest latest-peak / limit over the
@@ -230,6 +249,15 @@ pub fn observe(history: Option<&WorkloadHistory>, workload: &Workload) -> Observ
         utilization,
         last_oom_at: h.containers.values().filter_map(|c| c.last_oom_at()).max(),
         oom_kills: h.containers.values().map(|c| c.oom_count()).sum(),
+        kills: h
+            .containers
+            .iter()
+            .flat_map(|(name, c)| {
+                c.oom_kills
+                    .iter()
+                    .map(move |k| (k.t, name.clone(), c.kill_limit(k)))
+            })
+            .collect(),
     }
 }
 
@@ -245,9 +273,23 @@ impl From<Observed> for Baseline {
 
 /// The tutorial's rule, decided once the window is over: effective when utilization dropped by at
 /// least [`EFFECTIVE_DROP`] of its baseline, or when no OOM kill happened since the action;
-/// ineffective otherwise. Returns the outcome and a one-line reason with the numbers.
+/// ineffective otherwise. A scale-out is judged by the drop alone: its point is less memory per
+/// pod, and memory that does not follow load stays where it was with no OOM either (counting
+/// that as effective scaled steady workloads out to maxReplicas). Returns the outcome and a
+/// one-line reason with the numbers.
 pub fn judge(r: &Remediation, seen: &Observed) -> (Outcome, String) {
-    let oom_since = seen.last_oom_at.is_some_and(|t| t > r.at);
+    // A raised limit is judged by the kills at it: one of a pod still at the old limit (the
+    // rollout not over) says nothing of the new one.
+    let oom_since = match &r.change {
+        Change::Limit { container, to, .. } if !seen.kills.is_empty() => {
+            seen.kills.iter().any(|(t, c, limit)| {
+                *t > r.at
+                    && c == container
+                    && limit.is_none_or(|l| l >= *to as f64 - (crate::quantity::MI as f64) / 2.0)
+            })
+        }
+        _ => seen.last_oom_at.is_some_and(|t| t > r.at),
+    };
     let drop = match (r.baseline.utilization, seen.utilization) {
         (Some(b), Some(n)) if b > 0.0 => Some((b, n, (b - n) / b)),
         _ => None,
@@ -267,8 +309,17 @@ pub fn judge(r: &Remediation, seen: &Observed) -> (Outcome, String) {
     } else {
         "no OOM kill since the action"
     };
-    if dropped || !oom_since {
+    let effective = match r.action {
+        ActionKind::ScaleOut => dropped,
+        _ => dropped || !oom_since,
+    };
+    if effective {
         (Outcome::Effective, format!("effective: {util}, {oom}"))
+    } else if r.action == ActionKind::ScaleOut && !dropped {
+        (
+            Outcome::Ineffective,
+            format!("ineffective: {util}, {oom}; memory per pod did not follow the replicas"),
+        )
     } else {
         (Outcome::Ineffective, format!("ineffective: {util}, {oom}"))
     }
@@ -354,14 +405,33 @@ mod tests {
     }
 
     #[test]
-    fn failed_calls_do_not_count_as_actions() {
+    fn failed_attempts_count_and_never_push_real_actions_out() {
         let rs = vec![
             record(100, Outcome::Failed, None),
             record(200, Outcome::Pending, None),
+            record(300, Outcome::Failed, None),
         ];
         let recent = recent_actions(&rs);
-        assert_eq!(recent.actions.len(), 1);
-        assert_eq!(recent.actions[0].at, 200);
+        assert_eq!(recent.actions.len(), 3, "a refused attempt counts");
+        assert_eq!(recent.failures_in_a_row(), 1);
+        // 25 refusals after 5 real actions: the real ones and the newest refusal are kept.
+        let mut many: Vec<_> = (0..5)
+            .map(|i| record(i, Outcome::Effective, None))
+            .collect();
+        many.extend((5..30).map(|i| record(i, Outcome::Failed, None)));
+        let kept = decode(Some(&encode(&many))).unwrap();
+        assert_eq!(kept.len(), MAX_RECORDS);
+        assert_eq!(
+            kept.iter()
+                .filter(|r| r.outcome == Outcome::Effective)
+                .count(),
+            5
+        );
+        assert_eq!(
+            kept.last().unwrap().at,
+            29,
+            "the newest refusal carries the backoff"
+        );
     }
 
     #[test]
@@ -431,7 +501,8 @@ mod tests {
 
     #[test]
     fn judge_follows_the_tutorial_rule() {
-        let r = record(1000, Outcome::Pending, Some(0.9));
+        let mut r = record(1000, Outcome::Pending, Some(0.9));
+        r.action = ActionKind::RaiseLimit;
         // Dropped 22%, an OOM after: still effective on utilization.
         let (o, why) = judge(
             &r,
@@ -439,6 +510,7 @@ mod tests {
                 utilization: Some(0.7),
                 last_oom_at: Some(1200),
                 oom_kills: 2,
+                ..Default::default()
             },
         );
         assert_eq!(o, Outcome::Effective, "{why}");
@@ -450,6 +522,7 @@ mod tests {
                 utilization: Some(0.88),
                 last_oom_at: Some(1200),
                 oom_kills: 2,
+                ..Default::default()
             },
         );
         assert_eq!(o, Outcome::Ineffective, "{why}");
@@ -461,6 +534,7 @@ mod tests {
                 utilization: Some(0.95),
                 last_oom_at: Some(900),
                 oom_kills: 1,
+                ..Default::default()
             },
         );
         assert_eq!(o, Outcome::Effective);
@@ -471,8 +545,57 @@ mod tests {
                 utilization: Some(0.855),
                 last_oom_at: Some(1001),
                 oom_kills: 2,
+                ..Default::default()
             },
         );
         assert_eq!(o, Outcome::Ineffective);
+        // A scale-out is judged by the memory per pod alone: no drop and no OOM is ineffective
+        // (steady memory does not follow replicas), a drop is effective.
+        let scale = record(1000, Outcome::Pending, Some(0.85));
+        let flat = Observed {
+            utilization: Some(0.85),
+            last_oom_at: Some(900),
+            oom_kills: 0,
+            ..Default::default()
+        };
+        let (o, why) = judge(&scale, &flat);
+        assert_eq!(o, Outcome::Ineffective, "{why}");
+        assert!(
+            why.contains("memory per pod did not follow the replicas"),
+            "{why}"
+        );
+        let fell = Observed {
+            utilization: Some(0.6),
+            ..flat
+        };
+        assert_eq!(judge(&scale, &fell).0, Outcome::Effective);
+    }
+
+    #[test]
+    fn a_raise_is_judged_by_the_kills_at_its_limit_not_by_a_pod_the_rollout_had_not_replaced() {
+        let mi = crate::quantity::MI;
+        let mut r = record(1000, Outcome::Pending, None);
+        r.action = ActionKind::RaiseLimit;
+        r.change = Change::Limit {
+            container: "app".into(),
+            from: 64 * mi,
+            to: 112 * mi,
+            method: ResizeMethod::TemplatePatch,
+        };
+        let seen = |limit_mi: u64| Observed {
+            last_oom_at: Some(1010),
+            oom_kills: 2,
+            kills: vec![
+                (990, "app".into(), Some((64 * mi) as f64)),
+                (1010, "app".into(), Some((limit_mi * mi) as f64)),
+            ],
+            ..Default::default()
+        };
+        // The old pod killed again at 64Mi while the new one started: effective.
+        let (o, why) = judge(&r, &seen(64));
+        assert_eq!(o, Outcome::Effective, "{why}");
+        // Killed at the raised limit: ineffective.
+        let (o, why) = judge(&r, &seen(112));
+        assert_eq!(o, Outcome::Ineffective, "{why}");
     }
 }

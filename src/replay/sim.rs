@@ -485,6 +485,7 @@ impl<'a> Product<'a> {
         let d = admission::answer(
             Endpoint::Mutate,
             &self.workload,
+            None,
             HistoryStatus::Found(h),
             self.policy,
             ScopeRule::Create,
@@ -600,12 +601,18 @@ impl Controller for Product<'_> {
             }),
             in_place_resize: true,
             max_unavailable: 1,
+            rollout: Default::default(),
+            reverted: Default::default(),
         };
         let p = plan::plan(&state, &h, self.policy, &self.recent, ctx.now);
         let mut raised = None;
         for step in p.actions() {
             if let Some(kind) = step.action() {
-                self.recent.actions.push(PastAction { at: ctx.now, kind });
+                self.recent.actions.push(PastAction {
+                    at: ctx.now,
+                    kind,
+                    outcome: crate::reconcile::record::Outcome::Pending,
+                });
             }
             if let Plan::RaiseLimit { to, .. } = step {
                 raised = Some(*to as f64);

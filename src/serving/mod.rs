@@ -279,3 +279,15 @@ pub fn reloading_policies(
     });
     Ok(store)
 }
+
+/// The namespace oomguard runs in (left alone like the system namespaces): `POD_NAMESPACE`
+/// (the downward API in deploy/), else the ServiceAccount's namespace file.
+pub fn own_namespace() -> Option<String> {
+    std::env::var("POD_NAMESPACE")
+        .ok()
+        .or_else(|| {
+            std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace").ok()
+        })
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}

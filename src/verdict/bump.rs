@@ -48,20 +48,35 @@ pub fn oom_bump(
     bump: &crate::policy::OomBump,
     answered_after: u64,
 ) -> Option<OomBumpAsk> {
-    // Limits are whole bytes; kills at one limit share its key: (kills, the last one's time).
-    let mut at: std::collections::BTreeMap<u64, (u32, i64)> = std::collections::BTreeMap::new();
+    // Limits are whole bytes; kills at one limit share its key: (kills, those that escalate,
+    // the last one's time). A kill at a limit the workload had already been raised above (a
+    // pod the rollout had not replaced yet, per the limit history) counts but does not
+    // escalate: the raise was not there to prevent it.
+    let half = (MI as f64) / 2.0;
+    let mut at: std::collections::BTreeMap<u64, (u32, u32, i64)> =
+        std::collections::BTreeMap::new();
     for k in &h.oom_kills {
         if let Some(l) = h.kill_limit(k).or(current).filter(|l| *l > 0.0) {
-            let e = at.entry(l.round() as u64).or_insert((0, k.t));
+            let straggler = h
+                .limit_history
+                .iter()
+                .rev()
+                .find(|c| c.since <= k.t)
+                .is_some_and(|c| c.bytes > l + half);
+            let e = at.entry(l.round() as u64).or_insert((0, 0, k.t));
             e.0 += 1;
-            e.1 = e.1.max(k.t);
+            e.1 += u32::from(!straggler);
+            e.2 = e.2.max(k.t);
         }
     }
     let max_steps = f64::from(bump.max_steps.max(1));
     let mut best: Option<OomBumpAsk> = None;
-    for (&limit, &(kills, last)) in &at {
+    for (&limit, &(kills, escalating, last)) in &at {
         let l = limit as f64;
-        let steps = (f64::from(kills) + 1.0).log2().ceil().clamp(1.0, max_steps);
+        let steps = (f64::from(escalating) + 1.0)
+            .log2()
+            .ceil()
+            .clamp(1.0, max_steps);
         let mut to = (l * bump.ratio.powf(steps)).max(l + bump.min.0 as f64);
         if let Some(answer) = answered_by(h, l, last, answered_after) {
             to = to.min(answer);

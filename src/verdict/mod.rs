@@ -98,7 +98,13 @@ pub struct ContainerVerdict {
     pub action: Action,
     /// One line each, starting with `container NAME:`.
     pub reasons: Vec<String>,
+    /// The highest the container used: the window's peak, and at least the limit it was
+    /// OOM-killed at (a kill at L means usage reached L; scrapes every 15–30 s miss the last
+    /// seconds before it).
     pub peak: Option<f64>,
+    /// The highest scraped peak, beside `peak` when a kill put `peak` above it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scraped_peak: Option<f64>,
     pub statistic: Option<f64>,
     pub oom_kills: u32,
     pub forecast: Option<Forecast>,
@@ -140,7 +146,8 @@ impl ContainerVerdict {
         ContainerVerdict {
             container: c.name.clone(),
             role: c.role,
-            limit: c.limit.bytes(),
+            // A limit of 0 is no limit (the kubelet sets none).
+            limit: c.limit.bytes().filter(|&b| b > 0),
             request: c.request.bytes(),
             recommended: None,
             wanted: None,
@@ -148,6 +155,7 @@ impl ContainerVerdict {
             action: Action::None,
             reasons: Vec::new(),
             peak: None,
+            scraped_peak: None,
             statistic: None,
             oom_kills: 0,
             forecast: None,
@@ -189,6 +197,9 @@ pub struct Verdict {
     /// says so only then).
     #[serde(skip)]
     pub annotation_opts_out: bool,
+    /// The pod-level memory limit, if any: a fix above it starts there.
+    #[serde(skip)]
+    pub pod_limit: Option<u64>,
 }
 
 impl Verdict {
@@ -232,6 +243,13 @@ impl Verdict {
         for c in self.containers.iter().filter(|c| c.action == Action::Deny) {
             let first = c.reasons.first().cloned().unwrap_or_default();
             let fix = match c.recommended {
+                // Above the pod-level limit: that one first.
+                Some(r) if self.pod_limit.is_some_and(|p| r > p) => format!(
+                    "; raise the pod's spec.resources.limits.memory ({}) and {}'s limit to at least {}",
+                    crate::quantity::to_quantity(self.pod_limit.unwrap_or(0)),
+                    c.container,
+                    crate::quantity::to_quantity(r)
+                ),
                 // A raise that would not fix it (the policy's max binds) is not offered.
                 Some(r) if c.limit.is_none_or(|l| r > l) => format!(
                     "; set resources.limits.memory of {} to at least {}",
@@ -284,6 +302,7 @@ pub fn decide(
         note: None,
         out_of_scope: None,
         annotation_opts_out: policy.honours_exclude_annotation(),
+        pod_limit: None,
     };
     if let Err(why) = scope::of(workload, policy) {
         verdict.out_of_scope = Some(why);
@@ -304,10 +323,30 @@ pub fn decide(
         .filter(|c| !scope::container_excluded(policy, &c.name))
         .map(|c| {
             let h = found.and_then(|w| w.containers.get(&c.name));
-            decide_container(c, h, available, events_unseen, policy, now)
+            let facts = Facts {
+                available,
+                events_unseen,
+                pod_limit: workload.pod_limit,
+                now,
+            };
+            decide_container(c, h, &facts, policy)
         })
         .collect();
+    verdict.pod_limit = workload.pod_limit;
     verdict.note = found.and_then(|w| workload_note(&verdict.containers, w, policy));
+    // An operator's object: warned about, never patched or denied (the operator would undo a
+    // patch, and a denial would fail its reconcile loop); the line names where memory is set.
+    if let Some(line) = scope::operator_line(workload) {
+        for c in &mut verdict.containers {
+            c.action = Action::None;
+        }
+        if !verdict.reasons().is_empty() {
+            verdict.note = Some(match verdict.note.take() {
+                Some(n) => format!("{line}; {n}"),
+                None => line,
+            });
+        }
+    }
     if let Some(line) = scope::ignored_annotation(workload, policy) {
         verdict.note = Some(match verdict.note.take() {
             Some(n) => format!("{n}; {line}"),
@@ -354,13 +393,22 @@ pub fn too_little_history(have_secs: u64, policy: &PolicySpec) -> String {
 /// One container: its own settings' floor and findings, then the sizing from history when there
 /// is enough of it (OOM kills count with any amount: a crash-looping container has sparse peaks
 /// and the peak before each kill is rarely scraped), then the reasons.
+/// What a container's decision needs beyond the container, its history and the policy.
+struct Facts {
+    /// The history source answered (false: unavailable).
+    available: bool,
+    /// The source cannot see restarts and OOM kills.
+    events_unseen: bool,
+    /// The pod-level memory limit, if any.
+    pod_limit: Option<u64>,
+    now: i64,
+}
+
 fn decide_container(
     c: &ContainerSpec,
     h: Option<&ContainerHistory>,
-    history_available: bool,
-    events_unseen: bool,
+    f: &Facts,
     policy: &PolicySpec,
-    now: i64,
 ) -> ContainerVerdict {
     let mut v = ContainerVerdict::of(c);
     if let MemoryField::Invalid(e) = &c.limit {
@@ -384,16 +432,17 @@ fn decide_container(
             || (h.peaks.intervals > 0 && h.covered_secs >= policy.history.min_history.secs())
     });
     match enough {
-        None if history_available => reasons::without_history(&mut v, &rt, floor, policy),
+        None if f.available => reasons::without_history(&mut v, &rt, floor, policy, f.pod_limit),
         None => {}
         Some(h) => {
-            let s = Sizing::new(v.limit, v.request, h, events_unseen, policy, now);
+            let s = Sizing::new(v.limit, v.request, h, f.events_unseen, policy, f.now);
             sized(&mut v, h, &s, floor);
-            reasons::with_history(&mut v, &s, h, &rt, s.rec, policy, now);
+            reasons::with_history(&mut v, &s, h, &rt, s.rec, policy, f.pod_limit, f.now);
             v.forecast = s.forecast.clone();
         }
     }
     reasons::settings(&mut v, rt, floor, policy);
+    reasons::within_pod(&mut v, f.pod_limit);
     if let (Some(h), Some(rec)) = (enough, v.recommended) {
         v.recommended_request = Some(request::recommended(h, rec, v.request, v.censored, policy));
     }
@@ -406,6 +455,15 @@ fn sized(v: &mut ContainerVerdict, h: &ContainerHistory, s: &Sizing<'_>, floor: 
     if s.has_peaks {
         v.peak = Some(h.peaks.max);
         v.statistic = Some(s.stat);
+    }
+    let killed_at = h
+        .oom_kills
+        .iter()
+        .filter_map(|k| h.kill_limit(k))
+        .fold(0.0, f64::max);
+    if killed_at > v.peak.unwrap_or(0.0) {
+        v.scraped_peak = v.peak;
+        v.peak = Some(killed_at);
     }
     v.oom_kills = h.oom_count();
     v.censored = s.censored;

@@ -11,37 +11,57 @@ use super::sizing::Sizing;
 use super::{human_secs, mib_per_min, Action, ContainerVerdict, Severity};
 
 /// A container with too little history (or none): only a missing limit is worth saying, sized
-/// by what its own configuration needs when it says.
+/// by what its own runtime settings need when they say — and never below its request (the
+/// apiserver refuses a limit under it). Memory volumes alone are no size: a limit equal to its
+/// tmpfs leaves the process no room, so none is added from them.
 pub(super) fn without_history(
     v: &mut ContainerVerdict,
     rt: &Analysis,
     floor: Option<u64>,
     policy: &PolicySpec,
+    pod_limit: Option<u64>,
 ) {
-    // The workload's note says it once; a missing limit needs no history to be wrong.
+    // The workload's note says it once; a missing limit needs no history to be wrong (but a
+    // container under a pod-level limit is bounded by it: not a missing limit). A plain init
+    // container runs to completion before the app starts (a wait loop, a copy): its missing
+    // limit is not warned about without history, unless its own configuration says what it
+    // needs (`missingLimit: add` and `deny` still apply).
     v.severity = Severity::Unknown;
-    if v.limit.is_some() {
+    let quiet_init = v.role == crate::workload::ContainerRole::Init
+        && policy.missing_limit == MissingLimit::Warn
+        && floor.is_none();
+    if v.limit.is_some() || pod_limit.is_some() || quiet_init {
         return;
     }
     let name = &v.container;
+    // A floor with `explain` is a runtime's whole need (its setting and the rest of its
+    // process, and its memory volumes); without, it is the memory volumes alone.
+    let sized = floor
+        .filter(|_| rt.explain.is_some())
+        .map(|f| f.max(v.request.unwrap_or(0)));
     if policy.missing_limit != MissingLimit::Ignore {
         v.severity = Severity::Warn;
-        v.reasons.push(match (floor, &rt.explain) {
-            (Some(f), Some(why)) => format!(
+        v.reasons.push(match (sized, &rt.explain, floor) {
+            (Some(f), Some(why), _) => format!(
                 "container {name}: no memory limit; {why}: set resources.limits.memory >= {}",
                 to_quantity(f)
+            ),
+            (_, _, Some(volumes)) => format!(
+                "container {name}: no memory limit; its memory emptyDirs alone hold {}: set a limit above that",
+                to_quantity(volumes)
             ),
             _ => format!(
                 "container {name}: no memory limit; set resources.limits.memory (no history yet to size it from)"
             ),
         });
     }
-    v.recommended = floor;
-    missing_limit(v, policy, floor);
+    v.recommended = sized;
+    missing_limit(v, policy, sized);
 }
 
 /// A container with enough history: its severity, reasons and action from the sizing.
 /// `history_rec` is the history's recommendation before a runtime floor raised it.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn with_history(
     v: &mut ContainerVerdict,
     s: &Sizing<'_>,
@@ -49,6 +69,7 @@ pub(super) fn with_history(
     rt: &Analysis,
     history_rec: u64,
     policy: &PolicySpec,
+    pod_limit: Option<u64>,
     now: i64,
 ) {
     let Some(rec) = v.recommended else {
@@ -60,6 +81,8 @@ pub(super) fn with_history(
         format!("{} {}", policy.history.window, policy.statistic.as_str())
     };
     match v.limit {
+        // Bounded by the pod's limit (pod-level resources): nothing missing.
+        None if pod_limit.is_some() => {}
         None => {
             v.severity = Severity::Warn;
             let line = missing_limit_line(v, s, rt, rec, history_rec, &stat_label, policy);
@@ -262,6 +285,25 @@ pub(super) fn settings(
         };
     }
     v.runtime = Some(rt);
+}
+
+/// A container limit may not exceed the pod-level limit (the apiserver refuses it): a raise or
+/// an added limit past it is not made, and the line says where the fix goes.
+pub(super) fn within_pod(v: &mut ContainerVerdict, pod_limit: Option<u64>) {
+    let Some(pod) = pod_limit else {
+        return;
+    };
+    if let Action::Raise { to } | Action::Add { to } = v.action {
+        if to > pod {
+            v.action = Action::None;
+            v.reasons.push(format!(
+                "container {}: needs {}, above the pod's memory limit {} (spec.resources.limits.memory): raise that first",
+                v.container,
+                to_quantity(to),
+                to_quantity(pod)
+            ));
+        }
+    }
 }
 
 /// The policy's `missingLimit` on a container without a limit.

@@ -201,3 +201,31 @@ fn unavailable_history_still_reads_the_configuration() {
     assert!(r[0].starts_with("memory limits not checked (allowed)"));
     assert!(r[1].starts_with("container app: --max-old-space-size=2048 is 100% of limit 2Gi"));
 }
+
+#[test]
+fn an_added_limit_is_never_below_the_request_nor_the_volumes_alone() {
+    let mut p = policy(Mode::Mutate);
+    p.missing_limit = MissingLimit::Add;
+    // java -Xmx512m with a 2Gi request and no limit: the heap's floor (640Mi) is below the
+    // request, and a limit under the request is invalid (the apiserver refuses the apply).
+    let obj = json!({"metadata": {"name": "orders"}, "spec": {"template": {"spec": {"containers": [{
+        "name": "app", "command": ["java", "-Xmx512m", "-jar", "a.jar"],
+        "resources": {"requests": {"memory": "2Gi"}}}]}}}});
+    let w = Workload::from_object(WorkloadKind::Deployment, &obj, "shop").unwrap();
+    let v = decide(&w, HistoryStatus::Missing, &p, NOW);
+    assert_eq!(v.containers[0].action, Action::Add { to: 2048 * MI });
+    // A container whose only hint is a 256Mi memory emptyDir: no limit is added (256Mi would
+    // leave the process nothing), and the line says what is known.
+    let obj = json!({"metadata": {"name": "cache"}, "spec": {"template": {"spec": {
+        "containers": [{"name": "app", "volumeMounts": [{"name": "shm", "mountPath": "/dev/shm"}]}],
+        "volumes": [{"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": "256Mi"}}]}}}});
+    let w = Workload::from_object(WorkloadKind::Deployment, &obj, "shop").unwrap();
+    let v = decide(&w, HistoryStatus::Missing, &p, NOW);
+    let c = &v.containers[0];
+    assert_eq!(c.action, Action::None, "{:?}", c.reasons);
+    assert_eq!(c.recommended, None);
+    assert_eq!(
+        c.reasons,
+        ["container app: no memory limit; its memory emptyDirs alone hold 256Mi: set a limit above that"]
+    );
+}

@@ -13,11 +13,16 @@ pub const EXCLUDE_ANNOTATION: &str = "oomguard.io/exclude";
 /// Why a workload is left alone.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OutOfScope {
+    /// The cluster's own namespaces and oomguard's: always left alone.
+    Reserved { namespace: String },
     /// The namespace's policy is `mode: off`: oomguard does nothing there.
     ModeOff { namespace: String },
-    /// Another object controls this one (a Pod of a ReplicaSet, a ReplicaSet of a Deployment,
-    /// a StatefulSet of an operator): the owner is where its template comes from.
+    /// A workload controller made this object from its template (a Pod of a ReplicaSet, a
+    /// ReplicaSet of a Deployment): the owner is decided instead.
     ControlledBy { owner: String },
+    /// Runtime actions only: an operator's object (its custom resource is where memory is set;
+    /// the operator undoes edits). The decision warns about it; nothing acts on it.
+    OperatorOwned { owner: String },
     /// The policy's `exclude.workloads` names it.
     ExcludedByPolicy { namespace: String },
     /// Annotated `oomguard.io/exclude: "true"`.
@@ -30,8 +35,10 @@ impl OutOfScope {
     /// A short label for metrics and logs.
     pub fn label(&self) -> &'static str {
         match self {
+            OutOfScope::Reserved { .. } => "reserved-namespace",
             OutOfScope::ModeOff { .. } => "mode-off",
             OutOfScope::ControlledBy { .. } => "controlled",
+            OutOfScope::OperatorOwned { .. } => "operator-owned",
             OutOfScope::ExcludedByPolicy { .. } => "excluded-by-policy",
             OutOfScope::ExcludedByAnnotation => "excluded-by-annotation",
             OutOfScope::ReconcileDisabled { .. } => "reconcile-disabled",
@@ -42,6 +49,10 @@ impl OutOfScope {
 impl fmt::Display for OutOfScope {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            OutOfScope::Reserved { namespace } => write!(
+                f,
+                "namespace {namespace} is the cluster's or oomguard's own: always left alone"
+            ),
             OutOfScope::ModeOff { namespace } => {
                 write!(f, "the policy of namespace {namespace} is mode: off")
             }
@@ -51,6 +62,10 @@ impl fmt::Display for OutOfScope {
                     "controlled by {owner}, whose template is the one to size"
                 )
             }
+            OutOfScope::OperatorOwned { owner } => write!(
+                f,
+                "managed by {owner}: set memory there; its operator undoes edits here"
+            ),
             OutOfScope::ExcludedByPolicy { namespace } => write!(
                 f,
                 "excluded by the policy of namespace {namespace} (exclude.workloads)"
@@ -72,12 +87,19 @@ impl fmt::Display for OutOfScope {
 
 /// Whether the decision covers `w` under `policy` (its namespace's).
 pub fn of(w: &Workload, policy: &PolicySpec) -> Result<(), OutOfScope> {
+    if policy.reserved {
+        return Err(OutOfScope::Reserved {
+            namespace: w.namespace.clone(),
+        });
+    }
     if policy.mode == Mode::Off {
         return Err(OutOfScope::ModeOff {
             namespace: w.namespace.clone(),
         });
     }
-    if let Some(owner) = &w.controlled_by {
+    // An operator's object is decided (and warned about, never patched or denied:
+    // [`operator_line`]); one a workload controller made from a template is not.
+    if let (Some(owner), None) = (&w.controlled_by, w.operator_owner()) {
         return Err(OutOfScope::ControlledBy {
             owner: owner.clone(),
         });
@@ -110,12 +132,28 @@ pub fn ignored_annotation(w: &Workload, policy: &PolicySpec) -> Option<String> {
 /// decision's scope, and the namespace's policy enables the reconciler.
 pub fn reconciled(w: &Workload, policy: &PolicySpec) -> Result<(), OutOfScope> {
     of(w, policy)?;
+    if let Some(owner) = w.operator_owner() {
+        return Err(OutOfScope::OperatorOwned {
+            owner: owner.to_string(),
+        });
+    }
     if !policy.reconcile.enabled {
         return Err(OutOfScope::ReconcileDisabled {
             namespace: w.namespace.clone(),
         });
     }
     Ok(())
+}
+
+/// The line an operator's object gets when something is said about it: where the fix goes.
+pub fn operator_line(w: &Workload) -> Option<String> {
+    w.operator_owner().map(|owner| {
+        format!(
+            "managed by {owner}: set memory there; its operator undoes edits to {} {}",
+            w.kind.as_str(),
+            w.name
+        )
+    })
 }
 
 /// Whether the policy leaves container `name` out (`exclude.containers`).

@@ -465,6 +465,61 @@ fn oom_kills_count_with_any_amount_of_history() {
 }
 
 #[test]
+fn a_killed_containers_peak_is_at_least_the_limit_it_was_killed_at() {
+    // A leak of 2 MiB/s killed at 64Mi: the highest scrape saw 26 MiB.
+    let mi = MI as f64;
+    let mut c = ContainerHistory {
+        covered_secs: 600,
+        peaks: PeakStats::from_peaks(&[20.0 * mi, 26.0 * mi]),
+        runtime_limit: Some(64.0 * mi),
+        ..Default::default()
+    };
+    c.oom_kills = kills(&[NOW - 60], Some(64.0 * mi));
+    c.restarts = vec![NOW - 60];
+    let h = WorkloadHistory {
+        now: NOW,
+        window_secs: 14 * 86400,
+        containers: [("web".to_string(), c)].into_iter().collect(),
+        events_unseen: None,
+    };
+    let w = deployment(Some("64Mi"), None);
+    let v = decide(&w, HistoryStatus::Found(&h), &policy(Mode::Warn), NOW);
+    let cv = &v.containers[0];
+    assert_eq!(cv.peak, Some(64.0 * mi));
+    assert_eq!(cv.scraped_peak, Some(26.0 * mi));
+    assert!(
+        cv.recommended.is_some_and(|r| r > 64 * MI),
+        "{:?}",
+        cv.recommended
+    );
+    // Only the kill, no scrape at all (the kubelet reported it; no Prometheus): the same floor.
+    let only = crate::history::kills::with_kills(
+        None,
+        &[crate::history::kills::KeptKill {
+            container: "web".into(),
+            at: NOW - 60,
+            limit: Some(64 * MI),
+            pod: "web-1".into(),
+            restarts: 1,
+        }],
+        NOW,
+        86400,
+    )
+    .unwrap();
+    let v = decide(&w, HistoryStatus::Found(&only), &policy(Mode::Warn), NOW);
+    let cv = &v.containers[0];
+    assert_eq!(cv.oom_kills, 1);
+    assert_eq!(cv.peak, Some(64.0 * mi));
+    assert_eq!(cv.scraped_peak, None);
+    assert_eq!(cv.severity, Severity::Critical, "{:?}", cv.reasons);
+    assert!(
+        cv.recommended.is_some_and(|r| r > 64 * MI),
+        "{:?}",
+        cv.recommended
+    );
+}
+
+#[test]
 fn censored_data_is_never_lowered() {
     // 10 kills at 64Mi but the peaks say 31Mi: the peaks stop where the kernel killed.
     let mi = MI as f64;
@@ -940,4 +995,103 @@ fn kills_answered_by_a_raise_that_ran_clean_ask_no_more() {
     );
     assert_eq!(v.containers[0].severity, Severity::Critical);
     assert!(v.containers[0].recommended > Some(443 * MI));
+}
+
+#[test]
+fn a_pod_level_limit_bounds_every_container() {
+    let h = flat_history(200.0, 301.0);
+    let pod = |pod_limit: &str, web: Value| {
+        let obj = json!({"metadata": {"name": "web-app"}, "spec": {"template": {"spec": {
+            "resources": {"limits": {"memory": pod_limit}},
+            "containers": [web]}}}});
+        Workload::from_object(WorkloadKind::Deployment, &obj, "team-a").unwrap()
+    };
+    let mut p = policy(Mode::Mutate);
+    p.missing_limit = MissingLimit::Add;
+    // No container limit under a pod-level limit: bounded, not missing; nothing added.
+    let w = pod("1Gi", json!({"name": "web"}));
+    assert_eq!(w.pod_limit, Some(1024 * MI));
+    let v = decide(&w, HistoryStatus::Found(&h), &p, NOW);
+    let c = &v.containers[0];
+    assert_eq!(c.action, Action::None, "{:?}", c.reasons);
+    assert!(
+        !c.reasons.iter().any(|r| r.contains("no memory limit")),
+        "{:?}",
+        c.reasons
+    );
+    let v = decide(&w, HistoryStatus::Missing, &p, NOW);
+    assert!(
+        v.containers[0].reasons.is_empty(),
+        "{:?}",
+        v.containers[0].reasons
+    );
+    // A raise that fits under the pod's limit is made ...
+    let web = json!({"name": "web", "resources": {"limits": {"memory": "256Mi"}}});
+    let v = decide(&pod("1Gi", web.clone()), HistoryStatus::Found(&h), &p, NOW);
+    assert_eq!(v.containers[0].action, Action::Raise { to: 347 * MI });
+    // ... one past it is not (the apiserver would refuse the container's limit), and says
+    // where the fix goes; enforce names the pod's limit in the denial.
+    let v = decide(
+        &pod("300Mi", web.clone()),
+        HistoryStatus::Found(&h),
+        &p,
+        NOW,
+    );
+    let c = &v.containers[0];
+    assert_eq!(c.action, Action::None);
+    assert!(
+        c.reasons.iter().any(|r| r.contains(
+            "needs 347Mi, above the pod's memory limit 300Mi (spec.resources.limits.memory)"
+        )),
+        "{:?}",
+        c.reasons
+    );
+    let v = decide(
+        &pod("300Mi", web),
+        HistoryStatus::Found(&h),
+        &policy(Mode::Enforce),
+        NOW,
+    );
+    assert!(v.denied());
+    assert!(
+        v.deny_message()
+            .contains("raise the pod's spec.resources.limits.memory (300Mi) and web's limit to at least 347Mi"),
+        "{}",
+        v.deny_message()
+    );
+}
+
+#[test]
+fn the_cluster_s_namespaces_and_oomguard_s_own_are_left_alone_by_every_face() {
+    use crate::policy::store::PolicySet;
+    let set = PolicySet::single(policy(Mode::Enforce)).reserving("oomguard");
+    let h = flat_history(200.0, 301.0);
+    for ns in ["kube-system", "kube-public", "kube-node-lease", "oomguard"] {
+        let obj = json!({"metadata": {"name": "coredns"}, "spec": {"template": {"spec": {
+            "containers": [{"name": "web", "resources": {"limits": {"memory": "256Mi"}}}]}}}});
+        let w = Workload::from_object(WorkloadKind::Deployment, &obj, ns).unwrap();
+        let p = set.for_namespace(ns);
+        let v = decide(&w, HistoryStatus::Found(&h), &p, NOW);
+        assert_eq!(
+            v.out_of_scope,
+            Some(OutOfScope::Reserved {
+                namespace: ns.to_string()
+            })
+        );
+        assert!(!v.denied());
+        let mut p = (*p).clone();
+        p.reconcile.enabled = true;
+        assert!(scope::reconciled(&w, &p).is_err(), "the reconciler too");
+    }
+    // Any other namespace is decided.
+    let obj = json!({"metadata": {"name": "web"}, "spec": {"template": {"spec": {
+        "containers": [{"name": "web", "resources": {"limits": {"memory": "256Mi"}}}]}}}});
+    let w = Workload::from_object(WorkloadKind::Deployment, &obj, "shop").unwrap();
+    assert!(decide(
+        &w,
+        HistoryStatus::Found(&h),
+        &set.for_namespace("shop"),
+        NOW
+    )
+    .denied());
 }

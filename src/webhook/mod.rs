@@ -244,6 +244,9 @@ pub async fn serve(opts: ServeOptions) -> anyhow::Result<()> {
             .inc();
         m.policy_broken_files.set(store.broken().len() as i64);
     })?;
+    if let Some(ns) = serving::own_namespace() {
+        policies.reserve(&ns);
+    }
     let readiness = Readiness::new(opts.warmup.is_none());
     let app = Arc::new(App {
         admitter: opts.admitter,

@@ -111,6 +111,16 @@ impl ControlPlane {
             .collect()
     }
 
+    /// The apiserver's audit log so far: one event per write (controlplane.sh logs writes only,
+    /// at the Metadata level).
+    pub fn audit(&self) -> Vec<Value> {
+        std::fs::read_to_string(self.dir.path().join("audit.log"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
     /// A ServiceAccount token for NS/NAME (the ServiceAccount is created when missing).
     pub fn token(&self, ns: &str, name: &str) -> String {
         let _ = self.kubectl(&["-n", ns, "create", "serviceaccount", name], None);

@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod controlplane;
+pub mod corpus;
 pub mod fake;
 pub mod node;
 pub mod prom;

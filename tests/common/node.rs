@@ -258,3 +258,143 @@ pub fn read_u64(path: &Path) -> u64 {
         .parse()
         .unwrap()
 }
+
+/// Every state of the pods of a namespace that the apiserver sent (`kubectl get pods -w`), with
+/// the wall-clock time each arrived: the kubelet's own account, where a poll would miss the last
+/// kill of a pod deleted between two polls. The stream is restarted if kubectl ends.
+pub struct PodWatch {
+    seen: std::sync::Arc<std::sync::Mutex<Vec<(f64, Value)>>>,
+    child: std::sync::Arc<std::sync::Mutex<Option<std::process::Child>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// One OOM kill as the kubelet reported it: (pod, container, finishedAt in unix seconds).
+pub type Kill = (String, String, i64);
+
+impl PodWatch {
+    pub fn start(node: &Node, ns: &str) -> PodWatch {
+        use std::io::BufReader;
+        use std::sync::atomic::Ordering;
+        let w = PodWatch {
+            seen: Default::default(),
+            child: Default::default(),
+            stop: Default::default(),
+        };
+        let (seen, child, stop) = (w.seen.clone(), w.child.clone(), w.stop.clone());
+        let (kubectl, kubeconfig, ns) = (
+            node.kubectl.clone(),
+            node.kubeconfig.clone(),
+            ns.to_string(),
+        );
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                let mut c = Command::new(&kubectl)
+                    .arg("--kubeconfig")
+                    .arg(&kubeconfig)
+                    .args(["-n", &ns, "get", "pods", "-w", "-o", "json"])
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .unwrap();
+                let out = c.stdout.take().unwrap();
+                *child.lock().unwrap() = Some(c);
+                let stream = serde_json::Deserializer::from_reader(BufReader::new(out));
+                for v in stream.into_iter::<Value>() {
+                    let Ok(v) = v else { break };
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .unwrap()
+                        .as_secs_f64();
+                    // `-w -o json` prints the list's items first, then each change.
+                    if v["kind"] == "List" {
+                        for p in v["items"].as_array().into_iter().flatten() {
+                            seen.lock().unwrap().push((now, p.clone()));
+                        }
+                    } else {
+                        seen.lock().unwrap().push((now, v));
+                    }
+                }
+                if let Some(mut c) = child.lock().unwrap().take() {
+                    let _ = c.kill();
+                    let _ = c.wait();
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        });
+        w
+    }
+
+    /// Every pod state seen so far of the pods labelled `app=<app>`, oldest first.
+    pub fn states(&self, app: &str) -> Vec<(f64, Value)> {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, p)| p["metadata"]["labels"]["app"] == app)
+            .cloned()
+            .collect()
+    }
+
+    /// Every OOM kill the kubelet reported for the pods of `app`, once each: the OOMKilled
+    /// terminations in any container's state or last state.
+    pub fn kills(&self, app: &str) -> std::collections::BTreeSet<Kill> {
+        let mut out = std::collections::BTreeSet::new();
+        for (_, p) in self.states(app) {
+            for c in p["status"]["containerStatuses"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
+                for s in [&c["state"], &c["lastState"]] {
+                    let t = &s["terminated"];
+                    if t["reason"] == "OOMKilled" {
+                        out.insert((
+                            p["metadata"]["name"].as_str().unwrap().to_string(),
+                            c["name"].as_str().unwrap().to_string(),
+                            rfc3339(t["finishedAt"].as_str().unwrap()),
+                        ));
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+impl Drop for PodWatch {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(c) = self
+            .child
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_mut()
+        {
+            let _ = c.kill();
+        }
+    }
+}
+
+/// Unix seconds of an RFC 3339 time.
+pub fn rfc3339(s: &str) -> i64 {
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|e| panic!("{s}: {e}"))
+        .unix_timestamp()
+}
+
+/// The OOM kills a workload keeps (`oomguard.io/oom-kills`), as the kubelet's [`Kill`]s.
+pub fn kept_kills(workload: &Value) -> std::collections::BTreeSet<Kill> {
+    workload["metadata"]["annotations"]["oomguard.io/oom-kills"]
+        .as_str()
+        .map(|v| serde_json::from_str::<Vec<Value>>(v).unwrap())
+        .unwrap_or_default()
+        .iter()
+        .map(|k| {
+            (
+                k["pod"].as_str().unwrap().to_string(),
+                k["container"].as_str().unwrap().to_string(),
+                k["at"].as_i64().unwrap(),
+            )
+        })
+        .collect()
+}

@@ -724,6 +724,26 @@ pub fn busy(namespace: &str, kind: &str, name: &str, start: i64, end: i64) -> Wo
     }
 }
 
+/// [`busy`] whose memory follows a daily load cycle (150 MiB at night, 215 MiB — 84% of the
+/// 256 MiB limit — at `end`, the day's peak): memory that more replicas would spread, the
+/// reconciler's scale-out material. A cycle needs two days of history to be seen.
+pub fn cycling(namespace: &str, kind: &str, name: &str, start: i64, end: i64) -> Workload {
+    let mut w = busy(namespace, kind, name, start, end);
+    let mut rng = Rng::new(29);
+    for p in &mut w.pods {
+        for c in &mut p.containers {
+            c.ws = scrape_times(start, end, 30)
+                .map(|t| {
+                    let phase = 2.0 * std::f64::consts::PI * (t - end) as f64 / 86_400.0;
+                    let level = 150.0 * MI + 65.0 * MI * (1.0 + phase.cos()) / 2.0;
+                    (t, noisy(&mut rng, level, 2.0 * MI).round())
+                })
+                .collect();
+        }
+    }
+    w
+}
+
 /// Workloads of a namespace without kube-state-metrics: the pod name is all there is.
 pub fn no_ksm(start: i64, end: i64) -> Vec<Workload> {
     let mut rng = Rng::new(23);

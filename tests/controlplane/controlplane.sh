@@ -319,8 +319,24 @@ cmd_start() {
     sleep 0.2
   done
 
+  # The audit log: every write (who, what, the answer's code), nothing else; the tests count
+  # oomguard's writes in it (DIR/audit.log, one JSON event per line).
+  cat > "$dir/audit-policy.yaml" <<'AUDIT'
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+  - level: Metadata
+    verbs: [create, update, patch, delete, deletecollection]
+  - level: None
+AUDIT
+
   # As envtest starts it, plus what this machine and oomguard's tests need.
   "${cleanenv[@]}" "$bin/kube-apiserver" \
+    --audit-policy-file="$dir/audit-policy.yaml" \
+    --audit-log-path="$dir/audit.log" \
+    --audit-log-format=json \
+    --audit-log-maxsize=200 \
     --advertise-address=192.0.2.1 \
     --endpoint-reconciler-type=none \
     --bind-address="$api_host" \

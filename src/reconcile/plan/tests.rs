@@ -7,6 +7,7 @@ use crate::forecast::LeakFit;
 use crate::history::{ContainerHistory, OomKill, PeakStats, Sample};
 use crate::policy::{Duration, Memory};
 use crate::quantity::MI;
+use crate::reconcile::record::Outcome;
 use crate::verdict::EXCLUDE_ANNOTATION;
 use crate::workload::{MemoryField, WorkloadKind};
 
@@ -95,6 +96,8 @@ fn deployment(
         hpa: None,
         in_place_resize: true,
         max_unavailable: 1,
+        rollout: Default::default(),
+        reverted: Default::default(),
     }
 }
 
@@ -148,11 +151,16 @@ fn load_following_pressure_scales_out_proportionally() {
 }
 
 #[test]
-fn steady_pressure_scales_out_and_respects_min_replicas() {
+fn load_following_pressure_respects_min_replicas() {
     let mut p = policy();
     p.reconcile.min_replicas = 6;
     // ceil(2 × 0.8398 / 0.7) = 3, raised to minReplicas 6.
-    let s = steps(&workload(2, 512), &loaded(Pattern::Steady), &p, &none());
+    let s = steps(
+        &workload(2, 512),
+        &loaded(Pattern::LoadFollowing),
+        &p,
+        &none(),
+    );
     assert!(
         matches!(s.as_slice(), [Plan::ScaleOut { from: 2, to: 6, .. }]),
         "{s:?}"
@@ -160,14 +168,113 @@ fn steady_pressure_scales_out_and_respects_min_replicas() {
 }
 
 #[test]
+fn steady_memory_is_never_scaled_out() {
+    // 84% of its limit, steady: each new replica would hold as much (on the node, 1 → 5
+    // replicas one step per cooldown with each pod at the same 108 MiB).
+    let s = steps(
+        &workload(2, 512),
+        &loaded(Pattern::Steady),
+        &policy(),
+        &none(),
+    );
+    assert_eq!(
+        s,
+        vec![Plan::None {
+            reason: "Deployment team-a/web-app: no action: container web: steady at 84% of its \
+                     512Mi limit; replicas would not lower it"
+                .to_string()
+        }]
+    );
+}
+
+#[test]
+fn a_scale_out_waits_for_the_last_one_and_stops_after_one_that_did_not_help() {
+    let w = workload(3, 512);
+    let h = loaded(Pattern::LoadFollowing);
+    let after = |outcome| RecentActions {
+        actions: vec![PastAction {
+            at: NOW - 3600,
+            kind: ActionKind::ScaleOut,
+            outcome,
+        }],
+    };
+    let reason = |recent: &RecentActions| match steps(&w, &h, &policy(), recent).as_slice() {
+        [Plan::None { reason }] => reason.clone(),
+        other => panic!("{other:?}"),
+    };
+    assert!(
+        reason(&after(Outcome::Pending)).contains("the last scale-out is not verified yet"),
+        "one at a time"
+    );
+    assert!(
+        reason(&after(Outcome::Ineffective)).contains(
+            "the last scale-out did not lower its memory per pod: more replicas would not either"
+        ),
+        "no ratchet"
+    );
+    // One that helped (per-pod memory fell by at least 10%): the next may go.
+    assert!(matches!(
+        steps(&w, &h, &policy(), &after(Outcome::Effective)).as_slice(),
+        [Plan::ScaleOut { from: 3, to: 4, .. }]
+    ));
+}
+
+#[test]
+fn refused_attempts_back_off_doubling() {
+    // A change freeze refuses every attempt: each one in a row doubles the cooldown (10m),
+    // up to 6 h, so that a refused raise is not re-sent every round.
+    let h = leaking();
+    let w = workload(3, 400);
+    let refused = |n: i64, last_ago: i64| RecentActions {
+        actions: (0..n)
+            .map(|i| PastAction {
+                at: NOW - last_ago - (n - 1 - i) * 60,
+                kind: ActionKind::RaiseLimit,
+                outcome: Outcome::Failed,
+            })
+            .collect(),
+    };
+    let p = policy();
+    for (n, held_for) in [(1, 600), (2, 1200), (3, 2400), (6, 19200), (9, 21600)] {
+        let recent = refused(n, 60);
+        assert_eq!(backoff_secs(&recent, &p), held_for as u64, "{n} refusals");
+        match steps(&w, &h, &p, &recent).as_slice() {
+            [Plan::Cooldown { until, reason }] => {
+                assert_eq!(*until, NOW - 60 + held_for, "{n}: {reason}");
+                assert!(reason.starts_with("backoff"), "{reason}");
+                assert!(
+                    reason.contains(&format!("after {n} refused attempt")),
+                    "{reason}"
+                );
+            }
+            other => panic!("{n}: {other:?}"),
+        }
+        // Once it has run out, the action is tried again.
+        let recent = refused(n, held_for + 1);
+        assert!(matches!(
+            steps(&w, &h, &p, &recent).as_slice(),
+            [Plan::RaiseLimit { .. }]
+        ));
+    }
+    // A success in between starts over.
+    let mut recent = refused(3, 7200);
+    recent.actions.push(PastAction {
+        at: NOW - 7000,
+        kind: ActionKind::RaiseLimit,
+        outcome: Outcome::Effective,
+    });
+    assert_eq!(backoff_secs(&recent, &p), 600);
+}
+
+#[test]
 fn under_the_target_is_no_action() {
-    let h = one(history(Pattern::Steady, 250.0, 0.0, 256.0, 260.0));
+    let h = one(history(Pattern::LoadFollowing, 250.0, 0.0, 256.0, 260.0));
     let s = steps(&workload(3, 512), &h, &policy(), &none());
     assert_eq!(
         s,
         vec![Plan::None {
             reason: "Deployment team-a/web-app: no action: container web at 50% of its 512Mi \
-                     limit (256Mi, steady), within the 70% target"
+                     limit (256Mi, load-following), within the 70% target"
                 .to_string()
         }]
     );
@@ -239,6 +346,7 @@ fn with_an_hpa_recommend_its_max_instead_of_scaling() {
         actions: vec![PastAction {
             at: NOW - 10,
             kind: ActionKind::ScaleOut,
+            outcome: Outcome::Pending,
         }],
     };
     let held = steps(&w, &loaded(Pattern::LoadFollowing), &policy(), &recent);
@@ -571,6 +679,7 @@ fn past(ago: i64, kind: ActionKind) -> PastAction {
     PastAction {
         at: NOW - ago,
         kind,
+        outcome: Outcome::Effective,
     }
 }
 
@@ -656,7 +765,10 @@ fn rate_limit_gives_the_budget_to_the_most_urgent() {
         &[("app", Some(512), json!({})), ("web", Some(400), json!({}))],
     );
     let h = histories(vec![
-        ("app", history(Pattern::Steady, 380.0, 0.0, 430.0, 430.0)),
+        (
+            "app",
+            history(Pattern::LoadFollowing, 380.0, 0.0, 430.0, 430.0),
+        ),
         ("web", history(Pattern::Leak, 300.0, LEAK, 300.0, 300.0)),
     ]);
     let s = steps(&w, &h, &p, &recent);
@@ -743,13 +855,25 @@ fn excluded_workloads_get_none() {
                 .to_string(),
         }]
     );
-    // A workload another object controls (an operator's StatefulSet): its owner is the fix.
+    // An operator's workload: its custom resource is the fix, and the operator would undo
+    // whatever oomguard changed.
     let mut owned = workload(3, 400);
     owned.workload.controlled_by = Some("Kafka/cluster".to_string());
     assert_eq!(
         steps(&owned, &leaking(), &policy(), &none()),
         vec![Plan::None {
-            reason: "Deployment team-a/web-app: controlled by Kafka/cluster, whose template is \
+            reason: "Deployment team-a/web-app: managed by Kafka/cluster: set memory there; its \
+                     operator undoes edits here; no action"
+                .to_string(),
+        }]
+    );
+    // One a workload controller made (a ReplicaSet's): its owner is decided instead.
+    let mut made = workload(3, 400);
+    made.workload.controlled_by = Some("Deployment/web".to_string());
+    assert_eq!(
+        steps(&made, &leaking(), &policy(), &none()),
+        vec![Plan::None {
+            reason: "Deployment team-a/web-app: controlled by Deployment/web, whose template is \
                      the one to size; no action"
                 .to_string(),
         }]
@@ -1008,4 +1132,70 @@ fn sidecars_are_planned_and_init_containers_left_to_admission() {
         }
         other => panic!("{other:?}"),
     }
+}
+
+#[test]
+fn a_template_raise_that_would_not_take_or_would_fight_is_blocked() {
+    // Without in-place resize, the raise goes to the template — unless the pods would never
+    // see it (OnDelete, a paused rollout) or another manager set the last one back.
+    let h = leaking();
+    let mut w = workload(3, 400);
+    w.in_place_resize = false;
+    assert!(matches!(
+        steps(&w, &h, &policy(), &none()).as_slice(),
+        [Plan::RaiseLimit {
+            method: ResizeMethod::TemplatePatch,
+            ..
+        }]
+    ));
+    for (rollout, says) in [
+        (
+            Rollout::OnDelete,
+            "would not reach the pods (updateStrategy OnDelete)",
+        ),
+        (
+            Rollout::Paused,
+            "would not reach the pods (the rollout is paused)",
+        ),
+    ] {
+        let mut held = w.clone();
+        held.rollout = rollout;
+        match steps(&held, &h, &policy(), &none()).as_slice() {
+            [Plan::Blocked { container, reason }] => {
+                assert_eq!(container, "web");
+                assert!(reason.contains(says), "{reason}");
+            }
+            other => panic!("{rollout:?}: {other:?}"),
+        }
+    }
+    let mut reverted = w.clone();
+    reverted.reverted.insert(
+        "web".into(),
+        Revert {
+            raised_to: 638 * MI,
+            by: Some("argocd-controller".into()),
+        },
+    );
+    match steps(&reverted, &h, &policy(), &none()).as_slice() {
+        [Plan::Blocked { reason, .. }] => {
+            assert!(
+                reason.contains("was set back by argocd-controller"),
+                "{reason}"
+            );
+            assert!(
+                reason.contains("commit resources.limits.memory: 638Mi for web"),
+                "{reason}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    // With in-place resize the pods are raised without touching the template it owns.
+    reverted.in_place_resize = true;
+    assert!(matches!(
+        steps(&reverted, &h, &policy(), &none()).as_slice(),
+        [Plan::RaiseLimit {
+            method: ResizeMethod::InPlaceResize,
+            ..
+        }]
+    ));
 }
