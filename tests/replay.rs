@@ -428,3 +428,39 @@ fn cross_validation_needs_two_families() {
     let err = run(&args, &mut Vec::new()).unwrap_err();
     assert!(format!("{err:#}").contains("two families"), "{err:#}");
 }
+
+/// On every synthetic shape (leaks, steady, step, spiky, daily, batch, deploy, weekly), no
+/// series where oomguard has more OOMs *and* more slack than KRR `simple` (window max × 1.15).
+/// Known to fail (issue 30): with 5 series per kind, synthetic-batch-4 (1 OOM at 79.1% slack
+/// against 0 at 78.4%) and synthetic-deploy-1 (2 at 28.2% against 0 at 25.2%) lose to it: a
+/// peak or level shift 10% headroom misses and 15% does not, then the × 1.3 bump's extra slack.
+/// Run it with `cargo test --release --features replay --test replay -- --ignored`.
+#[test]
+#[ignore = "known failure, issue 30: two synthetic series lose to krr-simple on both counts"]
+fn no_synthetic_series_is_lost_to_the_window_max_plus_15_percent() {
+    let args = ReplayArgs {
+        synthetic: true,
+        by_kind: true,
+        synthetic_series: 5,
+        synthetic_days: 14.0,
+        only: vec!["oomguard".into(), "krr-simple".into()],
+        format: Format::Json,
+        ..ReplayArgs::default()
+    };
+    let mut out = Vec::new();
+    run(&args, &mut out).expect("replay runs");
+    let json: serde_json::Value = serde_json::from_slice(&out).expect("json output");
+    let rows = json["results"].as_array().expect("results");
+    // One set per kind (12), both recommenders replayed on each; then the pooled rows.
+    let oomguard_sets = rows
+        .iter()
+        .filter(|r| r["name"] == "oomguard" && r["trace"] != "pooled")
+        .count();
+    assert_eq!(oomguard_sets, 12);
+    assert_eq!(
+        json["lost_to_krr"],
+        serde_json::json!([]),
+        "{}",
+        json["lost_to_krr"]
+    );
+}
