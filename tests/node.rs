@@ -603,10 +603,24 @@ fn recommend_peaks_are_cadvisors_and_a_ksm_gap_makes_no_phantom_kills() {
             "test 5: {ns}/{name}: oomguard peak {peak} B, cAdvisor max {cadvisor} B ({:.1} MiB)",
             cadvisor / MI
         );
-        assert_eq!(
-            peak, cadvisor,
-            "{ns}/{name}: recommend's peak is not cAdvisor's maximum"
-        );
+        // A container OOM-killed at 64Mi reached 64Mi, whatever a scrape saw: its peak is the
+        // kill's limit and the scraped maximum is beside it (issue 29); a quiet one's peak is
+        // the scraped maximum.
+        let scraped = r["scrapedPeak"].as_f64();
+        if name == "crashy" {
+            assert_eq!(peak, (64u64 << 20) as f64, "{ns}/{name}: {r}");
+            assert_eq!(
+                scraped,
+                Some(cadvisor),
+                "{ns}/{name}: recommend's scraped peak is not cAdvisor's maximum: {r}"
+            );
+        } else {
+            assert_eq!(
+                peak, cadvisor,
+                "{ns}/{name}: recommend's peak is not cAdvisor's maximum"
+            );
+            assert_eq!(scraped, None, "{r}");
+        }
     }
 
     eprintln!("tests 4 and 5 took {:?}", t0.elapsed());
@@ -971,12 +985,13 @@ fn an_oom_loop_from_boot_is_raised_on_its_first_kill() {
     );
     // The kill is the trigger, not a scrape: Prometheus' 15-s scrapes, oomguard's 1-minute steps
     // and its cache would take longer than this on their own.
+    // The issue's targets: a raise within 30 s of the kill, 60 s clean within 3 minutes.
     assert!(
-        max(&to_raise) <= 60.0,
+        max(&to_raise) <= 30.0,
         "a raise came {:.1} s after its kill",
         max(&to_raise)
     );
-    assert!(max(&to_clean) <= 300.0, "{to_clean:?}");
+    assert!(max(&to_clean) <= 180.0, "{to_clean:?}");
     // Each raise was one step from the limit of the kill (64Mi -> 112Mi or 144Mi), not a
     // ratchet to the policy's max, and in the template: the container was not running steadily.
     for app in apps {
@@ -1123,6 +1138,10 @@ fn a_kill_counts_once_through_leader_changes_and_watch_restarts() {
             extra.is_empty(),
             "kept kills the kubelet never reported: {extra:?}"
         );
+        if kept != truth {
+            let missing: Vec<&Kill> = truth.difference(&kept).collect();
+            eprintln!("test 7: not kept yet: {missing:?}");
+        }
         (kept == truth).then_some(kept)
     });
     eprintln!(

@@ -70,8 +70,12 @@ pub struct Recommendation {
     pub request: Option<u64>,
     /// Current memory limit, bytes (`None`: none set).
     pub limit: Option<u64>,
-    /// Largest 5-minute working-set peak in the window, bytes.
+    /// Largest 5-minute working-set peak in the window, bytes; at least the limit of the
+    /// container's latest OOM kill (usage reached it; scrapes miss the seconds before a kill).
     pub peak: Option<f64>,
+    /// The highest scraped working set, when a kill put `peak` above it.
+    #[serde(default)]
+    pub scraped_peak: Option<f64>,
     /// The policy statistic of the 5-minute peaks (`max`, `p99`, ...), and its value.
     pub statistic_name: String,
     pub statistic: Option<f64>,
@@ -419,6 +423,7 @@ fn row(
         request: cv.request,
         limit: cv.limit,
         peak: cv.peak,
+        scraped_peak: cv.scraped_peak,
         statistic_name: policy.statistic.as_str().to_string(),
         statistic: cv.statistic,
         p95,
@@ -657,6 +662,7 @@ mod tests {
             request: None,
             limit: None,
             peak: None,
+            scraped_peak: None,
             statistic_name: "max".into(),
             statistic: None,
             p95: None,

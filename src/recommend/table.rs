@@ -94,7 +94,8 @@ pub fn write(report: &Report, out: &mut dyn Write) -> io::Result<()> {
             format!("{}/{}:{}", short_kind(&r.kind), r.name, r.container)
         };
         let stat = match r.statistic {
-            Some(s) if r.statistic_name != "max" => format_bytes(s),
+            // A kill put the peak above every scrape: the statistic is the scrapes'.
+            Some(s) if r.statistic_name != "max" || r.scraped_peak.is_some() => format_bytes(s),
             Some(_) => "=peak".to_string(),
             None => "-".to_string(),
         };
@@ -126,7 +127,7 @@ pub fn write(report: &Report, out: &mut dyn Write) -> io::Result<()> {
     if let Some(stat) = report.recommendations.first().map(|r| &r.statistic_name) {
         writeln!(
             out,
-            "PEAK: max 5-minute working-set peak; STAT: the policy statistic ({stat}) of those peaks."
+            "PEAK: max 5-minute working-set peak, at least the limit of an OOM kill; STAT: the policy statistic ({stat}) of the scraped peaks."
         )?;
     }
     writeln!(

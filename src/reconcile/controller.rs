@@ -248,6 +248,14 @@ pub async fn reconcile<K: Scalable>(obj: Arc<K>, ctx: Arc<Ctx>) -> Result<Action
             && !policy.reserved
             && obj.owner_references().is_empty();
         if keeps {
+            // What the workload keeps already stays kept: a replica that started after those
+            // kills (a new leader) knows them only from here.
+            let kept = history_kills::decode(
+                obj.annotations()
+                    .get(history_kills::ANNOTATION)
+                    .map(String::as_str),
+            );
+            ctx.exec.ledger().remember(&t, &kept);
             if let Some(again) = ctx.keep_kills::<K>(&t, now).await {
                 return Ok(Action::requeue(again.min(ctx.interval)));
             }
