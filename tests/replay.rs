@@ -205,6 +205,13 @@ fn run_replays_a_slice_of_a_real_trace_as_json() {
         assert_eq!(r["series"], 2, "{r}");
     }
     assert_eq!(json["config"]["mode"], "both");
+    // Per series, oomguard never has more OOMs and more slack than KRR `simple` (max × 1.15).
+    assert_eq!(
+        json["lost_to_krr"],
+        serde_json::json!([]),
+        "{}",
+        json["lost_to_krr"]
+    );
 }
 
 #[test]
@@ -302,5 +309,158 @@ fn dumped_decisions_are_what_oomguard_check_decides() {
     assert!(
         kinds.contains("reconcile") && kinds.contains("deploy"),
         "{kinds:?}"
+    );
+}
+
+/// The cross-validation on a small grid: every family is held out once; what a fold chooses
+/// is the least cost on the *other* families (recomputed here from the in-sample grid), and
+/// the held-out result is the chosen candidate's own replay of the held-out family.
+#[test]
+fn cross_validation_chooses_on_the_other_families_and_scores_the_held_out_one() {
+    use oomguard::replay::crossval::{self, Grid, Setting};
+    use oomguard::replay::synthetic;
+
+    let set = synthetic::synthetic_set(7, 1, 3.0);
+    let families = crossval::families(&[], &set);
+    assert!(families.len() >= 8, "one family per shape");
+    let setup = oomguard::replay::Setup {
+        policy: PolicySpec::default(),
+        cfg: LoopConfig {
+            mode: LoopMode::Both,
+            manifest: Manifest::Recommended,
+            deploy_every: 86_400,
+            warmup: 86_400,
+            recent: 7 * 86_400,
+        },
+        threads: 2,
+    };
+    let grid = Grid {
+        axes: vec![vec![Setting::Headroom(0.0), Setting::Headroom(0.6)]],
+    };
+    let cv = crossval::cross_validate(&setup, &PolicySpec::default(), &families, &grid)
+        .expect("cross-validation runs");
+    assert_eq!(cv.folds.len(), families.len());
+    assert_eq!(cv.grid.len(), 3, "the base policy and two headrooms");
+    // (mean OOMs per series-day, mean slack, whether the targets are met: no ratchet and at
+    // most 0.5 changes per series-day pooled) on the training families.
+    let on = |row: &crossval::GridRow, train: &[&str]| {
+        let rows: Vec<_> = row
+            .families
+            .iter()
+            .filter(|r| train.contains(&r.trace.as_str()))
+            .collect();
+        let n = rows.len() as f64;
+        let days: f64 = rows.iter().map(|r| r.series_days).sum();
+        let changes: f64 = rows
+            .iter()
+            .map(|r| r.limit_changes_per_series_day * r.series_days)
+            .sum();
+        let ratchets: u64 = rows.iter().map(|r| r.ratchets).sum();
+        (
+            rows.iter()
+                .map(|r| r.oom_events_per_series_day)
+                .sum::<f64>()
+                / n,
+            rows.iter().map(|r| r.mean_slack).sum::<f64>() / n,
+            ratchets == 0 && changes / days <= 0.5 + 1e-9,
+        )
+    };
+    assert_eq!(cv.grid[0].candidate, "as shipped");
+    let mut choices = std::collections::BTreeSet::new();
+    for fold in &cv.folds {
+        let train: Vec<&str> = cv
+            .families
+            .iter()
+            .map(String::as_str)
+            .filter(|f| *f != fold.held_out)
+            .collect();
+        // With one axis the combination is a grid candidate: the choice is, among those no
+        // worse than the base on OOMs and on slack over the training families and without
+        // ratchets there, the least OOMs per series-day plus slack; else the base.
+        let base = on(&cv.grid[0], &train);
+        let cost = |g: &crossval::GridRow| {
+            let (o, s, _) = on(g, &train);
+            o + s
+        };
+        let best = cv
+            .grid
+            .iter()
+            .filter(|g| {
+                let (o, s, meets) = on(g, &train);
+                meets && o <= base.0 && s <= base.1
+            })
+            .min_by(|a, b| cost(a).total_cmp(&cost(b)))
+            .unwrap_or(&cv.grid[0]);
+        assert_eq!(fold.chosen, best.candidate, "fold {}", fold.held_out);
+        choices.insert(fold.chosen.clone());
+        // The held-out family is scored with the choice: its in-sample grid row.
+        let own = best
+            .families
+            .iter()
+            .find(|r| r.trace == fold.held_out)
+            .expect("held-out family in the grid");
+        assert_eq!(fold.result.oom_events, own.oom_events);
+        assert_eq!(fold.result.mean_slack, own.mean_slack);
+        assert_eq!(
+            fold.baselines.len(),
+            6,
+            "every baseline on the held-out family"
+        );
+    }
+    // The held-out results pooled are the folds' results added up.
+    let ooms: u64 = cv.folds.iter().map(|f| f.result.oom_events).sum();
+    assert_eq!(cv.pooled_result.oom_events, ooms);
+    assert!(cv.replays >= 3 * set.len());
+}
+
+#[test]
+fn cross_validation_needs_two_families() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Some(file) = google_slice(dir.path(), 600) else {
+        eprintln!("{GOOGLE} not present, skipping");
+        return;
+    };
+    let args = ReplayArgs {
+        files: vec![file],
+        cross_validate: true,
+        ..ReplayArgs::default()
+    };
+    let err = run(&args, &mut Vec::new()).unwrap_err();
+    assert!(format!("{err:#}").contains("two families"), "{err:#}");
+}
+
+/// On every synthetic shape (leaks, steady, step, spiky, daily, batch, deploy, weekly), no
+/// series where oomguard has more OOMs *and* more slack than KRR `simple` (window max × 1.15).
+/// Known to fail (issue 30): with 5 series per kind, synthetic-batch-4 (1 OOM at 79.1% slack
+/// against 0 at 78.4%) and synthetic-deploy-1 (2 at 28.2% against 0 at 25.2%) lose to it: a
+/// peak or level shift 10% headroom misses and 15% does not, then the × 1.3 bump's extra slack.
+/// Run it with `cargo test --release --features replay --test replay -- --ignored`.
+#[test]
+#[ignore = "known failure, issue 30: two synthetic series lose to krr-simple on both counts"]
+fn no_synthetic_series_is_lost_to_the_window_max_plus_15_percent() {
+    let args = ReplayArgs {
+        synthetic: true,
+        by_kind: true,
+        synthetic_series: 5,
+        synthetic_days: 14.0,
+        only: vec!["oomguard".into(), "krr-simple".into()],
+        format: Format::Json,
+        ..ReplayArgs::default()
+    };
+    let mut out = Vec::new();
+    run(&args, &mut out).expect("replay runs");
+    let json: serde_json::Value = serde_json::from_slice(&out).expect("json output");
+    let rows = json["results"].as_array().expect("results");
+    // One set per kind (12), both recommenders replayed on each; then the pooled rows.
+    let oomguard_sets = rows
+        .iter()
+        .filter(|r| r["name"] == "oomguard" && r["trace"] != "pooled")
+        .count();
+    assert_eq!(oomguard_sets, 12);
+    assert_eq!(
+        json["lost_to_krr"],
+        serde_json::json!([]),
+        "{}",
+        json["lost_to_krr"]
     );
 }

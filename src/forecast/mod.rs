@@ -392,7 +392,7 @@ fn pooled_leak(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::replay::synthetic::{generate, synthetic_set, Kind, Rng};
+    use crate::replay::synthetic::{generate, synthetic_set_of, Kind, Rng};
 
     const MIB: f64 = 1024.0 * 1024.0;
 
@@ -553,7 +553,7 @@ mod tests {
     #[test]
     fn each_synthetic_kind_is_named_right_mostly() {
         // Four-day series: the pattern is read at the end of each.
-        for kind in Kind::all() {
+        for kind in Kind::classic() {
             let mut rng = Rng::new(11);
             let mut right = 0;
             for i in 0..6 {
@@ -574,7 +574,7 @@ mod tests {
 
     #[test]
     fn synthetic_leaks_are_detected_early_and_non_leaks_stay_quiet() {
-        let set = synthetic_set(5, 2, 4.0);
+        let set = synthetic_set_of(5, 2, 4.0, &Kind::classic());
         let d = crate::replay::synthetic::score_detection(&set, 3600);
         assert!(d.leak_ooms > 20);
         assert!(d.detected_1h * 10 >= d.leak_ooms * 9, "{d:?}");

@@ -13,6 +13,7 @@
 //! ```
 
 pub mod baselines;
+pub mod crossval;
 pub mod frontier;
 pub mod score;
 pub mod sim;
@@ -58,12 +59,15 @@ pub struct ReplayArgs {
     /// Seed of the synthetic set.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
-    /// Synthetic series per kind (9 kinds).
+    /// Synthetic series per kind (12 kinds).
     #[arg(long, default_value_t = 10)]
     pub synthetic_series: usize,
     /// Length of each synthetic series, days.
     #[arg(long, default_value_t = 14.0)]
     pub synthetic_days: f64,
+    /// Score the synthetic set per kind (one trace set each) instead of as one set.
+    #[arg(long)]
+    pub by_kind: bool,
     /// Which halves of oomguard act: the webhook at deploys (mutate), the reconciler in between
     /// (reconcile), or both.
     #[arg(long, value_enum, default_value = "both")]
@@ -88,6 +92,11 @@ pub struct ReplayArgs {
     /// Sweep every recommender's margin and compare the OOM/slack curves.
     #[arg(long)]
     pub frontier: bool,
+    /// Choose the decision's defaults by leave-one-family-out cross-validation and report
+    /// each held-out family's result (see `replay::crossval`); the trace files and
+    /// `--synthetic` give the families.
+    #[arg(long)]
+    pub cross_validate: bool,
     /// Margins swept, percent. Past 50% so that every pair of curves shares a slack range
     /// (on Bitbrains, up to 50% Autopilot's and the tutorial's curves end below the least slack
     /// oomguard's reaches, and VPA's starts above its most: nothing to compare).
@@ -130,6 +139,7 @@ impl Default for ReplayArgs {
             seed: 42,
             synthetic_series: 10,
             synthetic_days: 14.0,
+            by_kind: false,
             mode: LoopMode::Both,
             manifest: Manifest::Recommended,
             deploy_every: crate::policy::Duration(86_400),
@@ -137,6 +147,7 @@ impl Default for ReplayArgs {
             history_recent: crate::policy::Duration(7 * 86_400),
             policy: None,
             frontier: false,
+            cross_validate: false,
             margins: vec![
                 0.0, 5.0, 10.0, 15.0, 20.0, 25.0, 30.0, 40.0, 50.0, 75.0, 100.0, 150.0, 200.0,
                 300.0,
@@ -217,14 +228,34 @@ struct Config {
     policy: String,
 }
 
+/// A series where oomguard has more OOM events and more slack than KRR `simple` (window
+/// max × 1.15): (OOM events, mean slack) of each.
+#[derive(Debug, Clone, Serialize)]
+pub struct LostSeries {
+    pub series: String,
+    pub oomguard: (u64, f64),
+    pub krr_simple: (u64, f64),
+}
+
+/// Whether `a` has more OOM events than `b` and more slack too (worse on both counts).
+pub fn loses_on_both(a: &Score, b: &Score) -> bool {
+    a.oom_events > b.oom_events && a.mean_slack() > b.mean_slack()
+}
+
 #[derive(Debug, Clone, Serialize)]
 struct Report {
     config: Config,
     results: Vec<Row>,
+    /// Per series, oomguard against KRR `simple` (when both were replayed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lost_to_krr: Option<Vec<LostSeries>>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     frontier: Vec<FrontierReport>,
     #[serde(skip_serializing_if = "Option::is_none")]
     detection: Option<synthetic::Detection>,
+    /// False alarms on the shapes leak detection was not tuned on (batch, deploy, weekly).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detection_shapes: Option<synthetic::Detection>,
     #[serde(skip_serializing_if = "Option::is_none")]
     bench: Option<Bench>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -302,17 +333,32 @@ impl Setup {
 
     /// Replays every series with every `who`, on the worker threads; one total per `who`.
     fn scores(&self, who: &[Who], series: &[Series]) -> anyhow::Result<Vec<Score>> {
+        Ok(self
+            .per_series(who, series)?
+            .iter()
+            .map(|per| {
+                let mut t = Score::default();
+                for s in per {
+                    t.add(s);
+                }
+                t
+            })
+            .collect())
+    }
+
+    /// Replays every series with every `who`, on the worker threads; per `who`, per series.
+    fn per_series(&self, who: &[Who], series: &[Series]) -> anyhow::Result<Vec<Vec<Score>>> {
         let jobs: Vec<(usize, usize)> = (0..who.len())
             .flat_map(|w| (0..series.len()).map(move |s| (w, s)))
             .collect();
         let results = par_map(&jobs, self.threads, |&(w, s)| {
             self.one(&who[w], &series[s], None)
         });
-        let mut totals = vec![Score::default(); who.len()];
+        let mut out = vec![Vec::with_capacity(series.len()); who.len()];
         for (&(w, _), r) in jobs.iter().zip(results) {
-            totals[w].add(&r?);
+            out[w].push(r?);
         }
-        Ok(totals)
+        Ok(out)
     }
 }
 
@@ -393,14 +439,55 @@ pub fn run(args: &ReplayArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         );
         sets.push((trace, series));
     }
+    if args.cross_validate {
+        let set = if args.synthetic {
+            synthetic::synthetic_set(args.seed, args.synthetic_series, args.synthetic_days)
+        } else {
+            Vec::new()
+        };
+        let families = crossval::families(&sets, &set);
+        let cv = crossval::cross_validate(
+            &setup,
+            &setup.policy,
+            &families,
+            &crossval::Grid::standard(),
+        )?;
+        match args.format {
+            Format::Json => {
+                serde_json::to_writer_pretty(&mut *out, &cv)?;
+                writeln!(out)?;
+            }
+            _ => crossval::write_table(&cv, out)?,
+        }
+        return Ok(());
+    }
     let mut detection = None;
+    let mut detection_shapes = None;
     if args.synthetic {
         let set = synthetic::synthetic_set(args.seed, args.synthetic_series, args.synthetic_days);
-        detection = Some(synthetic::score_detection(&set, 900));
-        sets.push((
-            format!("synthetic-seed{}", args.seed),
-            set.into_iter().map(|s| s.series).collect(),
-        ));
+        // Leak detection is scored on the kinds its targets were set on; the shapes added
+        // since (batch, deploy, weekly) report their false alarms apart.
+        let classic = synthetic::Kind::classic();
+        let (old, new): (Vec<_>, Vec<_>) =
+            set.iter().cloned().partition(|s| classic.contains(&s.kind));
+        detection = Some(synthetic::score_detection(&old, 900));
+        detection_shapes = (!new.is_empty()).then(|| synthetic::score_detection(&new, 900));
+        if args.by_kind {
+            for kind in synthetic::Kind::all() {
+                sets.push((
+                    format!("synthetic-seed{}-{}", args.seed, kind.label()),
+                    set.iter()
+                        .filter(|s| s.kind == kind)
+                        .map(|s| s.series.clone())
+                        .collect(),
+                ));
+            }
+        } else {
+            sets.push((
+                format!("synthetic-seed{}", args.seed),
+                set.into_iter().map(|s| s.series).collect(),
+            ));
+        }
     }
 
     let mut who: Vec<Who> = vec![Who::Oomguard(None)];
@@ -414,11 +501,31 @@ pub fn run(args: &ReplayArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     }
     let mut results = Vec::new();
     let mut pooled = vec![Score::default(); who.len()];
+    let og = who.iter().position(|w| w.name() == "oomguard");
+    let krr = who.iter().position(|w| w.name() == "krr-simple");
+    let mut lost_to_krr = Vec::new();
     for (trace, series) in &sets {
-        let totals = setup.scores(&who, series)?;
-        for (i, t) in totals.iter().enumerate() {
-            pooled[i].add(t);
-            results.push(Row::new(trace, &who[i].name(), t));
+        let per = setup.per_series(&who, series)?;
+        for (i, per) in per.iter().enumerate() {
+            let mut t = Score::default();
+            for s in per {
+                t.add(s);
+            }
+            pooled[i].add(&t);
+            results.push(Row::new(trace, &who[i].name(), &t));
+        }
+        if let (Some(o), Some(k)) = (og, krr) {
+            lost_to_krr.extend(
+                series
+                    .iter()
+                    .zip(per[o].iter().zip(&per[k]))
+                    .filter(|(_, (o, k))| loses_on_both(o, k))
+                    .map(|(s, (o, k))| LostSeries {
+                        series: format!("{trace}/{}", s.name),
+                        oomguard: (o.oom_events, o.mean_slack()),
+                        krr_simple: (k.oom_events, k.mean_slack()),
+                    }),
+            );
         }
     }
     if sets.len() > 1 {
@@ -460,8 +567,10 @@ pub fn run(args: &ReplayArgs, out: &mut dyn Write) -> anyhow::Result<()> {
                 .map_or("built-in default".into(), |p| p.display().to_string()),
         },
         results,
+        lost_to_krr: (og.is_some() && krr.is_some()).then_some(lost_to_krr),
         frontier: frontiers,
         detection,
+        detection_shapes,
         bench: args.bench.then(|| bench(args.bench_series, args.seed)),
         dumped,
         seconds: started.elapsed().as_secs_f64(),
@@ -687,6 +796,24 @@ fn write_table(report: &Report, out: &mut dyn Write) -> anyhow::Result<()> {
             r.ratchets
         )?;
     }
+    if let Some(lost) = &report.lost_to_krr {
+        writeln!(
+            out,
+            "\nseries where oomguard has more OOMs and more slack than krr-simple (max x 1.15): {}",
+            if lost.is_empty() { "none" } else { "" }
+        )?;
+        for l in lost {
+            writeln!(
+                out,
+                "  {}: oomguard {} OOMs at {:.1}%, krr-simple {} at {:.1}%",
+                l.series,
+                l.oomguard.0,
+                l.oomguard.1 * 100.0,
+                l.krr_simple.0,
+                l.krr_simple.1 * 100.0
+            )?;
+        }
+    }
     for f in &report.frontier {
         writeln!(
             out,
@@ -763,6 +890,22 @@ fn write_table(report: &Report, out: &mut dyn Write) -> anyhow::Result<()> {
         writeln!(
             out,
             "  pattern named right at the end: {}",
+            classes.join(", ")
+        )?;
+    }
+    if let Some(d) = &report.detection_shapes {
+        let classes: Vec<String> = d
+            .classified
+            .iter()
+            .map(|(k, ok, n)| format!("{k} {ok}/{n}"))
+            .collect();
+        writeln!(
+            out,
+            "  batch, deploy and weekly shapes: false alarms after the first day on {}/{} series ({}/{} checks); pattern named right: {}",
+            d.false_alarm_series,
+            d.non_leak_series,
+            d.false_alarm_checks,
+            d.non_leak_checks,
             classes.join(", ")
         )?;
     }

@@ -2,8 +2,9 @@
 //!
 //! Kinds (5-minute peaks over `days`): linear leaks that reach their limit in 2 h, 6 h, 1 d,
 //! 3 d and 7 d and restart there (the OOM times are the truth), steady, a step change (up or
-//! down), rare spikes, and a daily cycle. Base levels are log-uniform in 64 MiB–2 GiB, noise
-//! is normal with σ 1–3% of the base.
+//! down), rare spikes, a daily cycle, and three shapes the recorded traces lack: batch jobs
+//! with heavy-tailed peaks, level shifts at each deploy, and a weekly cycle. Base levels are
+//! log-uniform in 64 MiB–2 GiB, noise is normal with σ 1–3% of the base.
 
 use serde::Serialize;
 
@@ -61,6 +62,17 @@ pub enum Kind {
     Step,
     Spiky,
     Daily,
+    /// A batch worker: idle at the base between jobs; a job every 2–8 h, 30 min–3 h long,
+    /// ramps to a peak whose excess over the base is Pareto-distributed (α 1.5, from 30% of
+    /// the base, at most 4×): heavy-tailed, so a later job may go past every earlier one.
+    Batch,
+    /// Redeployed every 1–3 days; each deploy restarts at a new level (× 0.7–1.5 of the last,
+    /// log-uniform), reached over the first 30 minutes.
+    Deploy,
+    /// A weekly cycle: a daily cycle of 30–80% on weekdays and a fifth of it at weekends, and
+    /// a weekly job (1–3 h, the same weekday and hour) peaking at 1.3–2× the weekday top that
+    /// runs in 60% of the weeks: after a quiet week the 7-day window has lost its peak.
+    Weekly,
 }
 
 impl Kind {
@@ -72,6 +84,9 @@ impl Kind {
             Kind::Step => "step".into(),
             Kind::Spiky => "spiky".into(),
             Kind::Daily => "daily".into(),
+            Kind::Batch => "batch".into(),
+            Kind::Deploy => "deploy".into(),
+            Kind::Weekly => "weekly".into(),
         }
     }
 
@@ -82,11 +97,22 @@ impl Kind {
             Kind::Steady => Pattern::Steady,
             Kind::Step => Pattern::LevelShift,
             Kind::Spiky => Pattern::Spiky,
-            Kind::Daily => Pattern::LoadFollowing,
+            Kind::Daily | Kind::Weekly => Pattern::LoadFollowing,
+            Kind::Batch => Pattern::Spiky,
+            Kind::Deploy => Pattern::LevelShift,
         }
     }
 
+    /// Every kind: the leak-detection set ([`Kind::classic`]) and the shapes the recorded
+    /// traces lack (batch, deploy, weekly).
     pub fn all() -> Vec<Kind> {
+        let mut v = Kind::classic();
+        v.extend([Kind::Batch, Kind::Deploy, Kind::Weekly]);
+        v
+    }
+
+    /// The kinds leak detection is scored on (its targets were set on them).
+    pub fn classic() -> Vec<Kind> {
         vec![
             Kind::Leak { secs: 2 * HOUR },
             Kind::Leak { secs: 6 * HOUR },
@@ -98,6 +124,15 @@ impl Kind {
             Kind::Spiky,
             Kind::Daily,
         ]
+    }
+
+    /// The family a kind belongs to in the cross-validation: the leaks of every speed are one
+    /// shape; every other kind is its own.
+    pub fn family(self) -> String {
+        match self {
+            Kind::Leak { .. } => "leak".into(),
+            k => k.label(),
+        }
     }
 }
 
@@ -179,6 +214,84 @@ pub fn generate(kind: Kind, days: f64, t0: i64, rng: &mut Rng, name: String) -> 
                 .collect();
             (0.0, v)
         }
+        Kind::Batch => {
+            let mut v = Vec::with_capacity(n);
+            let mut next_job = (rng.range(0.0, 8.0) * HOUR as f64) as i64;
+            let (mut start, mut len, mut peak) = (None, 0i64, 0.0);
+            for i in 0..n {
+                let t = i as i64 * STEP;
+                if t >= next_job {
+                    start = Some(t);
+                    len = (rng.range(0.5, 3.0) * HOUR as f64) as i64;
+                    // Pareto (α 1.5) from 0.3: median excess 0.48, 1 job in 100 above 6.5.
+                    let excess = 0.3 * rng.unit().max(1e-12).powf(-1.0 / 1.5);
+                    peak = base * (1.0 + excess.min(4.0));
+                    next_job = t + len + (rng.range(2.0, 8.0) * HOUR as f64) as i64;
+                }
+                let age = start.map_or(-1, |s| t - s);
+                let level = if age >= 0 && age < len {
+                    // A third of the job ramping up, then at its peak.
+                    let ramp = (age as f64 / (len as f64 / 3.0)).min(1.0);
+                    base + (peak - base) * ramp
+                } else {
+                    base
+                };
+                v.push(level + sigma * rng.normal());
+            }
+            (0.0, v)
+        }
+        Kind::Deploy => {
+            let mut v = Vec::with_capacity(n);
+            let mut level = base;
+            let mut deployed = 0i64;
+            let mut next = (rng.range(1.0, 3.0) * DAY as f64) as i64;
+            for i in 0..n {
+                let t = i as i64 * STEP;
+                if t >= next {
+                    level *= (rng.range(0.7f64.ln(), 1.5f64.ln())).exp();
+                    deployed = t;
+                    next = t + (rng.range(1.0, 3.0) * DAY as f64) as i64;
+                }
+                let warm = ((t - deployed) as f64 / 1800.0).min(1.0);
+                let u = level * (0.6 + 0.4 * warm) + sigma * rng.normal();
+                v.push(u);
+            }
+            (0.0, v)
+        }
+        Kind::Weekly => {
+            let amp = rng.range(0.3, 0.8);
+            let phase = rng.range(0.0, std::f64::consts::TAU);
+            // Which day of the first week is Monday.
+            let monday = (rng.unit() * 7.0) as i64;
+            // The weekly job: its start within the week, length and height.
+            let job_at = (rng.range(0.0, 7.0) * DAY as f64) as i64;
+            let job_len = (rng.range(1.0, 3.0) * HOUR as f64) as i64;
+            let week = 7 * DAY;
+            let weeks = (n as i64 * STEP) / week + 2;
+            let jobs: Vec<Option<f64>> = (0..weeks)
+                .map(|_| {
+                    let peak = base * (1.0 + amp) * rng.range(1.3, 2.0);
+                    (rng.unit() < 0.6).then_some(peak)
+                })
+                .collect();
+            let v = (0..n)
+                .map(|i| {
+                    let t = i as i64 * STEP;
+                    let weekend = (t / DAY + monday).rem_euclid(7) >= 5;
+                    let a = if weekend { amp / 5.0 } else { amp };
+                    let day_frac = t as f64 / DAY as f64;
+                    let cycle = 0.5 + 0.5 * (std::f64::consts::TAU * day_frac + phase).sin();
+                    let since = t - job_at;
+                    let job = usize::try_from(since.div_euclid(week) + 1)
+                        .ok()
+                        .and_then(|w| jobs.get(w).copied().flatten())
+                        .filter(|_| since.rem_euclid(week) < job_len);
+                    let level = job.unwrap_or(base * (1.0 + a * cycle));
+                    level + sigma * rng.normal()
+                })
+                .collect();
+            (0.0, v)
+        }
     };
     for (i, v) in values.into_iter().enumerate() {
         samples.push(Sample {
@@ -207,9 +320,15 @@ pub fn generate(kind: Kind, days: f64, t0: i64, rng: &mut Rng, name: String) -> 
 
 /// The synthetic set: `per_kind` series of every kind, `days` long, from `seed`.
 pub fn synthetic_set(seed: u64, per_kind: usize, days: f64) -> Vec<Synthetic> {
+    synthetic_set_of(seed, per_kind, days, &Kind::all())
+}
+
+/// `per_kind` series of each of `kinds`, `days` long, from `seed` (a kind's series do not
+/// depend on the kinds after it).
+pub fn synthetic_set_of(seed: u64, per_kind: usize, days: f64, kinds: &[Kind]) -> Vec<Synthetic> {
     let mut rng = Rng::new(seed);
     let mut out = Vec::new();
-    for kind in Kind::all() {
+    for &kind in kinds {
         for i in 0..per_kind {
             let name = format!("synthetic-{}-{i}", kind.label());
             out.push(generate(kind, days, 1_700_000_000, &mut rng, name));
