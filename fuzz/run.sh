@@ -1,8 +1,16 @@
 #!/usr/bin/env bash
 # Runs the coverage-guided fuzz targets (cargo-fuzz, libFuzzer) on the stable toolchain.
 #
-#   fuzz/run.sh [-t SECONDS | -n RUNS] [target...]    (default: -t 60, every target)
+#   fuzz/run.sh [-t SECONDS | -n RUNS] [-s SEED] [target...]   (default: -t 60, every target)
 #   FUZZ_SKIP_BUILD=1 fuzz/run.sh ...                  (run the binaries as last built)
+#
+# The suite (tests/run.sh) runs `-s 1 -n RUNS`: a fixed seed and a fixed number of runs, so that
+# one tree gives one result and CI does not turn red on a fuzz finding the change under test did
+# not make. Finding new inputs is a campaign run by hand with a random seed (no -s) and a time
+# or run budget (docs/benchmarks.md#fuzzing-fuzzrunsh).
+#
+# Before fuzzing, each input under fuzz/regressions/<target>-*.bin (a crash found once and
+# fixed) is run again against its target.
 #
 # cargo-fuzz passes a few nightly-only flags; RUSTC_BOOTSTRAP=1 lets the stable compiler take
 # them. No sanitizer (the crate forbids unsafe code); debug assertions and overflow checks on.
@@ -13,11 +21,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 limit=(-max_total_time=60)
-while getopts "t:n:" o; do
+seed=()
+while getopts "t:n:s:" o; do
   case $o in
     t) limit=(-max_total_time="$OPTARG") ;;
     n) limit=(-runs="$OPTARG") ;;
-    *) echo "usage: fuzz/run.sh [-t seconds | -n runs] [target...]" >&2; exit 2 ;;
+    s) seed=(-seed="$OPTARG") ;;
+    *) echo "usage: fuzz/run.sh [-t seconds | -n runs] [-s seed] [target...]" >&2; exit 2 ;;
   esac
 done
 shift $((OPTIND - 1))
@@ -39,7 +49,16 @@ for t in "${targets[@]}"; do
   dict=()
   [ -f "fuzz/dict/$t.dict" ] && dict=(-dict="fuzz/dict/$t.dict")
   log="$work/$t.log"
-  if ! "$bin_dir/$t" "$work/$t" "fuzz/corpus/$t" "${limit[@]}" "${dict[@]}" -timeout=10 \
+  regressions=(fuzz/regressions/"$t"-*.bin)
+  if [ -e "${regressions[0]}" ]; then
+    if ! "$bin_dir/$t" "${regressions[@]}" >"$log" 2>&1; then
+      tail -n 60 "$log" >&2
+      echo "fuzz target $t FAILED on a kept regression input (fuzz/regressions/$t-*.bin)" >&2
+      exit 1
+    fi
+    echo "$t: ${#regressions[@]} kept regression input(s) pass"
+  fi
+  if ! "$bin_dir/$t" "$work/$t" "fuzz/corpus/$t" "${limit[@]}" "${seed[@]}" "${dict[@]}" -timeout=10 \
     -artifact_prefix="fuzz/artifacts/$t/" -print_final_stats=1 >"$log" 2>&1; then
     tail -n 60 "$log" >&2
     echo "fuzz target $t FAILED (input saved under fuzz/artifacts/$t/)" >&2

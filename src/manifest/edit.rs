@@ -305,6 +305,27 @@ fn content_end(tree: &Tree, id: NodeId) -> usize {
     }
 }
 
+/// Whether a key of a block mapping is written explicitly (`? key`): a `?` stands between the
+/// entry before it (or the mapping's start) and the key, outside comments.
+fn explicit_key(tree: &Tree, text: &str, map: NodeId) -> bool {
+    let NodeKind::Map { entries, .. } = &tree.nodes[map].kind else {
+        return false;
+    };
+    let mut from = tree.nodes[map].start;
+    for &(k, v) in entries {
+        let to = tree.nodes[k].start;
+        let between = text.get(from.min(to)..to).unwrap_or("");
+        if between
+            .lines()
+            .any(|l| l.split('#').next().is_some_and(|l| l.contains('?')))
+        {
+            return true;
+        }
+        from = tree.nodes[v].end.max(to);
+    }
+    false
+}
+
 /// Adds `key: value` to a mapping.
 fn insert(
     tree: &Tree,
@@ -351,9 +372,11 @@ fn insert(
     let key_start = tree.nodes[first_key].start;
     let line_start = text[..key_start].rfind('\n').map_or(0, |i| i + 1);
     // Only spaces and sequence dashes may stand before the first key (not `? ` of a complex
-    // key, not a key that is itself a block scalar).
+    // key, not a key that is itself a block scalar); no key of the mapping may be explicit (its
+    // `?` may stand on a line of its own, and the key's column is then not the mapping's).
     let prefix = &text[line_start..key_start];
     if !prefix.chars().all(|c| c == ' ' || c == '-')
+        || explicit_key(tree, text, map)
         || matches!(
             tree.nodes[first_key].kind,
             NodeKind::Scalar {
@@ -512,14 +535,56 @@ b:
 
     #[test]
     fn only_safe_strings_go_unquoted() {
-        for s in ["347Mi", "1Gi", "web: 256Mi -> 347Mi"] {
-            let _ = s;
+        for s in ["347Mi", "1Gi", "web 256Mi -> 347Mi"] {
+            assert!(plain_safe(s), "{s}");
         }
-        assert!(plain_safe("347Mi"));
         for s in [
-            "no", "off", "Y", "1e3", "0755", "~", "", "-x", "a: b", "a #b", " x", "x:", "1024",
+            "no",
+            "off",
+            "Y",
+            "1e3",
+            "0755",
+            "~",
+            "",
+            "-x",
+            "a: b",
+            "a #b",
+            " x",
+            "x:",
+            "1024",
+            "web: 256Mi -> 347Mi",
         ] {
             assert!(!plain_safe(s), "{s}");
         }
+    }
+
+    /// An explicit key (`? key` then `: value`) is one no line-based insertion can follow safely,
+    /// wherever its `?` stands (its own line included): refused, never written wrong.
+    #[test]
+    fn explicit_keys_are_refused_not_miswritten() {
+        for text in [
+            "?\n  \"k:}\nr69'41 [y\"\n::::::::::::::::::::::::::::\n",
+            "?\n  k\n: 1\n",
+            "? k\n: 1\n",
+            "a: 1\n?\n  k\n: 1\n",
+            "a:\n  ?\n    k\n  : 1\n",
+        ] {
+            let Ok(tree) = yaml::parse(text) else {
+                continue;
+            };
+            let Ok(Value::Object(mut expected)) = tree.to_json(text) else {
+                continue;
+            };
+            expected.insert("memory".into(), json!("347Mi"));
+            let adds = vec![(vec!["memory".to_string()], json!("347Mi"))];
+            match apply(text, &adds, &Value::Object(expected)) {
+                Err(EditError::Mismatch) => panic!("written wrong: {text:?}"),
+                Ok(out) => assert!(out.starts_with(text), "{text:?} -> {out:?}"),
+                Err(_) => {}
+            }
+        }
+        // A `?` in a comment or a value is no explicit key: the key is added.
+        let out = edit("# why?\na: what? # who?\nb: 1\n", &[("/c", json!("x"))]);
+        assert_eq!(out, "# why?\na: what? # who?\nb: 1\nc: x\n");
     }
 }
