@@ -10,12 +10,18 @@
 //!    done, an Event says why;
 //! 4. verification: each action's outcome is recorded (annotation, Event, metric);
 //! 5. two reconcilers, one Lease: only the holder acts; after it is killed the other takes over
-//!    within the lease duration and acts; nothing is applied twice.
+//!    within the lease duration and acts; nothing is applied twice;
+//! 6. a graceful stop releases the Lease;
+//! 7. a leader cut off from the apiserver stops acting before a standby can take the Lease: never
+//!    two leaders.
 
 mod common;
 
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::controlplane::ControlPlane;
@@ -42,6 +48,17 @@ impl Reconciler {
         prom: &str,
         identity: &str,
     ) -> Reconciler {
+        Reconciler::start_via(dir, &cp.kubeconfig, policies, prom, identity)
+    }
+
+    /// Started with its own kubeconfig (an apiserver behind a [`Proxy`]).
+    fn start_via(
+        dir: &Path,
+        kubeconfig: &Path,
+        policies: &Path,
+        prom: &str,
+        identity: &str,
+    ) -> Reconciler {
         let admin = free_port();
         let log = dir.join(format!("reconcile-{identity}.log"));
         let f = std::fs::File::create(&log).unwrap();
@@ -55,7 +72,7 @@ impl Reconciler {
             .args(["--lease-duration", &format!("{LEASE_SECS}s")])
             .args(["--identity", identity])
             .args(["--admin-listen", &format!("127.0.0.1:{admin}")])
-            .env("KUBECONFIG", &cp.kubeconfig)
+            .env("KUBECONFIG", kubeconfig)
             .env("RUST_LOG", "oomguard=debug,info")
             .stdout(f.try_clone().unwrap())
             .stderr(f)
@@ -95,6 +112,58 @@ impl Drop for Reconciler {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A TCP relay to the apiserver that the test can cut, as a network partition would: open
+/// connections are shut down and new ones closed at once.
+struct Proxy {
+    port: u16,
+    cut: Arc<AtomicBool>,
+    open: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+impl Proxy {
+    fn start(to: SocketAddr) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let cut = Arc::new(AtomicBool::new(false));
+        let open: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+        let (c, o) = (cut.clone(), open.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                if c.load(Ordering::SeqCst) {
+                    continue;
+                }
+                let Ok(server) = TcpStream::connect(to) else {
+                    continue;
+                };
+                let (Ok(c2), Ok(s2)) = (client.try_clone(), server.try_clone()) else {
+                    continue;
+                };
+                {
+                    let mut o = o.lock().unwrap();
+                    o.extend(client.try_clone().ok());
+                    o.extend(server.try_clone().ok());
+                }
+                std::thread::spawn(move || relay(client, s2));
+                std::thread::spawn(move || relay(server, c2));
+            }
+        });
+        Proxy { port, cut, open }
+    }
+
+    fn cut(&self) {
+        self.cut.store(true, Ordering::SeqCst);
+        for s in self.open.lock().unwrap().drain(..) {
+            let _ = s.shutdown(Shutdown::Both);
+        }
+    }
+}
+
+fn relay(mut from: TcpStream, mut to: TcpStream) {
+    let _ = std::io::copy(&mut from, &mut to);
+    let _ = to.shutdown(Shutdown::Both);
 }
 
 fn wait_for<T>(what: &str, secs: u64, logs: &[&Reconciler], mut f: impl FnMut() -> Option<T>) -> T {
@@ -563,5 +632,74 @@ fn reconciler_acts_verifies_and_hands_over() {
         took <= Duration::from_secs(LEASE_SECS + 2),
         "took {took:?}, lease duration {LEASE_SECS}s"
     );
+
+    // 7. A partition: rec-d reaches the apiserver only through a relay; it takes the Lease when
+    //    rec-c stops, then the relay is cut. Its lease manager cannot renew and keeps saying "held"
+    //    (it retries with backoff); rec-d must stop acting before rec-e, a standby that reaches
+    //    the apiserver, can take the expired Lease — the two never lead at once.
+    let api: SocketAddr = cp
+        .url
+        .trim_start_matches("https://")
+        .parse()
+        .expect("the control plane's URL is https://IP:port");
+    let proxy = Proxy::start(api);
+    let via = work.path().join("kubeconfig-via-proxy");
+    let kubeconfig = std::fs::read_to_string(&cp.kubeconfig).unwrap();
+    assert!(kubeconfig.contains(&cp.url), "{kubeconfig}");
+    std::fs::write(
+        &via,
+        kubeconfig.replace(&cp.url, &format!("https://127.0.0.1:{}", proxy.port)),
+    )
+    .unwrap();
+    let d = Reconciler::start_via(work.path(), &via, &policies, &prometheus.url, "rec-d");
+    wait_for("rec-d reports its state", 30, &[&d], || d.leader());
+    let mut c = c;
+    let st = Command::new("kill")
+        .args(["-TERM", &c.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert!(c.child.wait().unwrap().success(), "{}", c.log());
+    wait_for("rec-d leads", LEASE_SECS + 5, &[&d], || {
+        d.leader().filter(|l| *l)
+    });
+    let e = Reconciler::start(work.path(), &cp, &policies, &prometheus.url, "rec-e");
+    wait_for("rec-e reports its state", 30, &[&e], || e.leader());
+    assert_eq!(e.leader(), Some(false));
+    proxy.cut();
+    let cut_at = Instant::now();
+    let mut d_stepped_down = None;
+    loop {
+        let (dl, el) = (d.leader(), e.leader());
+        assert!(
+            !(dl == Some(true) && el == Some(true)),
+            "two leaders {:?} after the partition:\n--- rec-d ---\n{}\n--- rec-e ---\n{}",
+            cut_at.elapsed(),
+            d.log(),
+            e.log()
+        );
+        if dl == Some(false) && d_stepped_down.is_none() {
+            d_stepped_down = Some(cut_at.elapsed());
+        }
+        if el == Some(true) {
+            break;
+        }
+        assert!(
+            cut_at.elapsed() < Duration::from_secs(3 * LEASE_SECS + 10),
+            "rec-e never took the Lease (rec-d leader: {dl:?}):\n{}",
+            e.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let took = cut_at.elapsed();
+    let stepped = d_stepped_down.expect("rec-d stepped down before rec-e led");
+    eprintln!(
+        "partition: rec-d stopped acting {stepped:?} after the cut; rec-e leads {took:?} after"
+    );
+    assert!(
+        stepped <= Duration::from_secs(LEASE_SECS),
+        "rec-d acted {stepped:?} after the cut, lease duration {LEASE_SECS}s"
+    );
+    assert!(d.log().contains("not acting"), "{}", d.log());
     drop(prometheus);
 }

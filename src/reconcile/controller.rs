@@ -248,14 +248,8 @@ pub async fn reconcile<K: Scalable>(obj: Arc<K>, ctx: Arc<Ctx>) -> Result<Action
             && !policy.reserved
             && obj.owner_references().is_empty();
         if keeps {
-            // What the workload keeps already stays kept: a replica that started after those
-            // kills (a new leader) knows them only from here.
-            let kept = history_kills::decode(
-                obj.annotations()
-                    .get(history_kills::ANNOTATION)
-                    .map(String::as_str),
-            );
-            ctx.exec.ledger().remember(&t, &kept);
+            // What the workload keeps already stays kept.
+            ctx.exec.ledger().remember_kept(&t, obj.annotations());
             if let Some(again) = ctx.keep_kills::<K>(&t, now).await {
                 return Ok(Action::requeue(again.min(ctx.interval)));
             }
@@ -340,16 +334,7 @@ async fn observe<K: Scalable>(
     };
     // The kills the workload keeps (a new leader's memory) and those the pods reported since:
     // evidence now, whatever the history source has seen yet.
-    let kept = history_kills::decode(
-        obj.annotations()
-            .get(history_kills::ANNOTATION)
-            .map(String::as_str),
-    );
-    let kills = {
-        let mut ledger = ctx.exec.ledger();
-        ledger.remember(&t, &kept);
-        ledger.of(&t)
-    };
+    let kills = ctx.exec.ledger().remember_kept(&t, obj.annotations());
     let history = match ctx.history_of(&t, policy).await {
         Ok(h) => h,
         Err(e) if kills.is_empty() => {
@@ -763,15 +748,24 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let in_place_supported = resize_supported(&client).await;
     let metrics = Arc::new(ReconcileMetrics::new());
 
+    let lease_secs = opts.lease.duration.as_secs().max(2);
     let lease = kube_lease_manager::LeaseManagerBuilder::new(client.clone(), &opts.lease.name)
         .with_namespace(&opts.lease.namespace)
         .with_identity(&opts.lease.identity)
-        .with_duration(opts.lease.duration.as_secs().max(2))
-        .with_grace((opts.lease.duration.as_secs() / 3).max(1))
+        .with_duration(lease_secs)
+        .with_grace((lease_secs / 3).max(1))
         .build()
         .await
         .map_err(|e| anyhow::anyhow!("lease {}/{}: {e}", opts.lease.namespace, opts.lease.name))?;
-    let (leader, lease_task) = lease.watch().await;
+    let (held, lease_task) = lease.watch().await;
+    // Acting only while the Lease confirms it (the manager's flag outlives a lost Lease).
+    let leader = super::leader::guard(
+        held,
+        Api::namespaced(client.clone(), &opts.lease.namespace),
+        opts.lease.name.clone(),
+        opts.lease.identity.clone(),
+        Duration::from_secs(lease_secs),
+    );
     let shutdown = Shutdown::on_signal();
     let (m, mut lrx, ident, stopped) = (
         metrics.clone(),
@@ -862,7 +856,8 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     );
     kills.abort();
     readiness.set_serving(false);
-    // Dropping the last receivers makes the lease task release the lease for a fast handover.
+    // Dropping the last receivers ends the guard, whose end drops the lease manager's receiver:
+    // the lease task releases the Lease for a fast handover.
     drop(ctx);
     match tokio::time::timeout(Duration::from_secs(5), lease_task).await {
         Ok(Ok(Err(e))) => tracing::warn!(error = %e, "lease not released"),

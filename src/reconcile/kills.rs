@@ -147,6 +147,23 @@ impl Ledger {
         trim(seen);
     }
 
+    /// Takes what a workload's `oomguard.io/oom-kills` annotation keeps (a replica that started
+    /// after those kills, a new leader, knows them only from there); returns all the workload's
+    /// kills, oldest first.
+    pub fn remember_kept(
+        &mut self,
+        t: &Target,
+        annotations: &std::collections::BTreeMap<String, String>,
+    ) -> Vec<KeptKill> {
+        let kept = crate::history::kills::decode(
+            annotations
+                .get(crate::history::kills::ANNOTATION)
+                .map(String::as_str),
+        );
+        self.remember(t, &kept);
+        self.of(t)
+    }
+
     /// The kills of a workload, oldest first.
     pub fn of(&self, t: &Target) -> Vec<KeptKill> {
         self.by_workload.get(t).cloned().unwrap_or_default()

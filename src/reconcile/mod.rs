@@ -10,6 +10,7 @@ pub mod act;
 pub mod controller;
 pub mod kills;
 pub mod kube_remediator;
+pub mod leader;
 pub mod metrics;
 pub mod observe;
 pub mod plan;
