@@ -119,15 +119,35 @@ pub fn excluded_namespaces(own_namespace: &str) -> Vec<String> {
     .collect()
 }
 
-/// The Mutating- and ValidatingWebhookConfiguration, as a multi-document YAML text.
+/// How many calls the apiserver makes to oomguard per admitted object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Calls {
+    /// A mutating webhook (`/mutate`) and a validating one (`/validate`), which sees the object
+    /// after every mutating webhook.
+    Two,
+    /// One mutating webhook (`/admit`) that patches, warns and denies: half the calls; a webhook
+    /// that changes the object after oomguard's re-invocation is not seen.
+    One,
+}
+
+/// The webhook configurations (Mutating and Validating, or the one Mutating of [`Calls::One`]),
+/// as a multi-document YAML text.
 pub fn webhook_configuration(
     ca_pem: &str,
     client: &Client,
     own_namespace: &str,
     timeout_secs: u32,
+    calls: Calls,
 ) -> String {
     let ca_bundle = base64::engine::general_purpose::STANDARD.encode(ca_pem);
-    let docs: Vec<Value> = [("MutatingWebhookConfiguration", "mutate"), ("ValidatingWebhookConfiguration", "validate")]
+    let hooks: &[(&str, &str)] = match calls {
+        Calls::Two => &[
+            ("MutatingWebhookConfiguration", "mutate"),
+            ("ValidatingWebhookConfiguration", "validate"),
+        ],
+        Calls::One => &[("MutatingWebhookConfiguration", "admit")],
+    };
+    let docs: Vec<Value> = hooks
         .iter()
         .map(|(kind, path)| {
             let client_config = match client {
@@ -140,46 +160,69 @@ pub fn webhook_configuration(
                     "caBundle": ca_bundle,
                 }),
             };
-            let mut hook = json!({
-                "name": format!("{path}.oomguard.io"),
-                "admissionReviewVersions": ["v1"],
-                "sideEffects": "None",
-                "failurePolicy": "Ignore",
-                "timeoutSeconds": timeout_secs,
-                "clientConfig": client_config,
-                "namespaceSelector": {"matchExpressions": [{
-                    "key": "kubernetes.io/metadata.name",
-                    "operator": "NotIn",
-                    "values": excluded_namespaces(own_namespace),
-                }]},
-                "rules": [
-                    {"apiGroups": ["apps"], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"],
-                     "resources": ["deployments", "statefulsets", "daemonsets", "replicasets"], "scope": "Namespaced"},
-                    {"apiGroups": ["batch"], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"],
-                     "resources": ["jobs", "cronjobs"], "scope": "Namespaced"},
-                    {"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"],
-                     "resources": ["pods", "replicationcontrollers"], "scope": "Namespaced"},
-                    {"apiGroups": ["apps.openshift.io"], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"],
-                     "resources": ["deploymentconfigs"], "scope": "Namespaced"},
-                    {"apiGroups": ["argoproj.io"], "apiVersions": ["v1alpha1"], "operations": ["CREATE", "UPDATE"],
-                     "resources": ["rollouts"], "scope": "Namespaced"},
-                ],
-                // Pods, ReplicaSets, ReplicationControllers and Jobs made by a workload
-                // controller were checked with their owner; an operator's objects (owned by
-                // its custom resource) are sent, to be warned about and never patched.
-                "matchConditions": [{
-                    "name": "not-controlled",
-                    "expression": NOT_CONTROLLED,
-                }],
-            });
-            if *kind == "MutatingWebhookConfiguration" {
-                hook["reinvocationPolicy"] = json!("IfNeeded");
-            }
+            let rule = |group: &str, version: &str, resources: &[&str]| {
+                json!({"apiGroups": [group], "apiVersions": [version], "operations": ["CREATE", "UPDATE"],
+                       "resources": resources, "scope": "Namespaced"})
+            };
+            // Two webhooks, so that the kinds users write are sent without a match condition:
+            // the apiserver converts the whole object for a CEL condition, which cost it as
+            // much CPU as the call itself (bench/apply-cost.sh, docs/benchmarks.md).
+            let made = [
+                // What users write; no workload controller makes these.
+                (
+                    format!("{path}.oomguard.io"),
+                    vec![
+                        rule("apps", "v1", &["deployments", "statefulsets", "daemonsets"]),
+                        rule("batch", "v1", &["cronjobs"]),
+                        rule("apps.openshift.io", "v1", &["deploymentconfigs"]),
+                        rule("argoproj.io", "v1alpha1", &["rollouts"]),
+                    ],
+                    None,
+                ),
+                // What workload controllers make from a template oomguard read (their owner was
+                // checked): sent only when bare. An operator's objects (owned by its custom
+                // resource) are sent, to be warned about and never patched.
+                (
+                    format!("{path}-bare.oomguard.io"),
+                    vec![
+                        rule("apps", "v1", &["replicasets"]),
+                        rule("batch", "v1", &["jobs"]),
+                        rule("", "v1", &["pods", "replicationcontrollers"]),
+                    ],
+                    Some(json!([{"name": "not-controlled", "expression": NOT_CONTROLLED}])),
+                ),
+            ];
+            let hooks: Vec<Value> = made
+                .into_iter()
+                .map(|(name, rules, conditions)| {
+                    let mut hook = json!({
+                        "name": name,
+                        "admissionReviewVersions": ["v1"],
+                        "sideEffects": "None",
+                        "failurePolicy": "Ignore",
+                        "timeoutSeconds": timeout_secs,
+                        "clientConfig": client_config,
+                        "namespaceSelector": {"matchExpressions": [{
+                            "key": "kubernetes.io/metadata.name",
+                            "operator": "NotIn",
+                            "values": excluded_namespaces(own_namespace),
+                        }]},
+                        "rules": rules,
+                    });
+                    if let Some(c) = conditions {
+                        hook["matchConditions"] = c;
+                    }
+                    if *kind == "MutatingWebhookConfiguration" {
+                        hook["reinvocationPolicy"] = json!("IfNeeded");
+                    }
+                    hook
+                })
+                .collect();
             json!({
                 "apiVersion": "admissionregistration.k8s.io/v1",
                 "kind": kind,
                 "metadata": {"name": "oomguard", "labels": {"app.kubernetes.io/name": "oomguard"}},
-                "webhooks": [hook],
+                "webhooks": hooks,
             })
         })
         .collect();
@@ -273,6 +316,7 @@ mod tests {
             },
             "oomguard",
             5,
+            Calls::Two,
         );
         let mut rendered = docs(&rendered);
         for d in &mut rendered {
@@ -296,14 +340,42 @@ mod tests {
 
     #[test]
     fn the_webhooks_leave_out_the_system_own_and_monitoring_namespaces() {
-        let yaml = webhook_configuration("x", &Client::Url("https://127.0.0.1:1".into()), "og", 5);
-        for ns in ["kube-system", "kube-node-lease", "og", "monitoring"] {
-            assert_eq!(
-                yaml.matches(&format!("- {ns}\n")).count(),
-                2,
-                "{ns} in {yaml}"
-            );
+        for (calls, n) in [(Calls::Two, 4), (Calls::One, 2)] {
+            let url = Client::Url("https://127.0.0.1:1".into());
+            let yaml = webhook_configuration("x", &url, "og", 5, calls);
+            for ns in ["kube-system", "kube-node-lease", "og", "monitoring"] {
+                assert_eq!(
+                    yaml.matches(&format!("- {ns}\n")).count(),
+                    n,
+                    "{ns} in {yaml}"
+                );
+            }
         }
+    }
+
+    #[test]
+    fn one_call_is_one_mutating_webhook_at_admit() {
+        let url = Client::Url("https://127.0.0.1:1".into());
+        let yaml = webhook_configuration("x", &url, "og", 5, Calls::One);
+        assert_eq!(yaml.matches("kind: ").count(), 1, "{yaml}");
+        assert!(
+            yaml.contains("kind: MutatingWebhookConfiguration"),
+            "{yaml}"
+        );
+        assert!(yaml.contains("name: admit.oomguard.io"), "{yaml}");
+        assert!(yaml.contains("name: admit-bare.oomguard.io"), "{yaml}");
+        assert_eq!(
+            yaml.matches("url: https://127.0.0.1:1/admit\n").count(),
+            2,
+            "{yaml}"
+        );
+        assert_eq!(
+            yaml.matches("reinvocationPolicy: IfNeeded").count(),
+            2,
+            "{yaml}"
+        );
+        // The kinds users write carry no match condition; the ones controllers make do.
+        assert_eq!(yaml.matches("matchConditions").count(), 1, "{yaml}");
     }
 
     #[test]

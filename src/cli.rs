@@ -266,6 +266,11 @@ pub struct CertsArgs {
     /// Webhook timeout in the rendered configurations (1-30 s).
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=30))]
     pub timeout_seconds: u32,
+    /// Calls per admitted object: two (a mutating and a validating webhook; the validating one
+    /// sees the object after every mutating webhook) or one (a mutating webhook at /admit that
+    /// also warns and denies: half the apiserver's calls out; docs/webhook.md).
+    #[arg(long, value_enum, default_value = "two")]
+    pub webhooks: crate::certs::Calls,
     /// Replace existing files.
     #[arg(long)]
     pub force: bool,
@@ -661,6 +666,7 @@ fn certs(a: CertsArgs) -> anyhow::Result<i32> {
         &client,
         &a.service_namespace,
         a.timeout_seconds,
+        a.webhooks,
     );
     let written = crate::certs::write(&a.out, &bundle, &yaml, a.force)?;
     for w in written {

@@ -28,9 +28,32 @@ fn limit_of(obj: &Value) -> &str {
         .unwrap_or("")
 }
 
+/// The scenarios with each way of registering oomguard (`oomguard certs --webhooks two|one`),
+/// on one control plane: the same warnings, patches and denials either way.
 #[test]
 fn kubectl_apply_through_the_apiserver() {
     let cp = ControlPlane::start(false);
+    cp.ok(&["create", "namespace", NS]);
+    let two = scenarios(&cp, "two", "validate.oomguard.io");
+    let one = scenarios(&cp, "one", "admit.oomguard.io");
+    assert_eq!(
+        one.len(),
+        two.len(),
+        "one call and two calls printed different steps"
+    );
+    for (a, b) in one.iter().zip(&two) {
+        assert_eq!(
+            a.replace("admit.oomguard.io", "validate.oomguard.io"),
+            *b,
+            "one call and two calls printed different lines"
+        );
+    }
+}
+
+/// Runs warn, mutate, enforce and a stopped webhook with oomguard registered as `calls` says;
+/// returns what kubectl printed at each step (stderr).
+fn scenarios(cp: &ControlPlane, calls: &str, denying_hook: &str) -> Vec<String> {
+    let mut printed = Vec::new();
     let work = tempfile::tempdir().unwrap();
     let port = free_port();
     let st = Command::new(BIN)
@@ -41,6 +64,8 @@ fn kubectl_apply_through_the_apiserver() {
             "127.0.0.1",
             "--url",
             &format!("https://127.0.0.1:{port}"),
+            "--webhooks",
+            calls,
         ])
         .stdout(Stdio::null())
         .status()
@@ -58,8 +83,14 @@ fn kubectl_apply_through_the_apiserver() {
     let serve = Serve::start(work.path(), port, &policies, &["--history", history]);
 
     let webhook_yaml = work.path().join("certs/webhook.yaml");
+    for kind in [
+        "mutatingwebhookconfiguration",
+        "validatingwebhookconfiguration",
+    ] {
+        cp.ok(&["delete", kind, "oomguard", "--ignore-not-found"]);
+    }
     cp.ok(&["apply", "-f", webhook_yaml.to_str().unwrap()]);
-    cp.ok(&["create", "namespace", NS]);
+    cp.ok(&["-n", NS, "delete", "deployment,statefulset", "--all"]);
     let manifests = repo().join("examples/memory-leak-app/manifests.yaml");
     let manifests = manifests.to_str().unwrap();
     // The webhook configuration takes a moment to reach the apiserver's admission chain.
@@ -81,6 +112,7 @@ fn kubectl_apply_through_the_apiserver() {
     // warn: applied, with the warnings and their numbers on stderr.
     let out = cp.kubectl(&["apply", "-f", manifests], None);
     let stderr = text(&out.stderr);
+    printed.push(stderr.clone());
     assert!(out.status.success(), "{stderr}");
     assert!(
         stderr.contains("Warning: oomguard: container web: limit 256Mi is below the 14d peak 301Mi; recommended 347Mi"),
@@ -105,6 +137,7 @@ fn kubectl_apply_through_the_apiserver() {
     serve.set_mode(&policies, NS, "mutate");
     let out = cp.kubectl(&["apply", "-f", manifests], None);
     let stderr = text(&out.stderr);
+    printed.push(stderr.clone());
     assert!(out.status.success(), "{stderr}");
     assert!(
         stderr.contains(
@@ -151,9 +184,10 @@ fn kubectl_apply_through_the_apiserver() {
         }
         let out = cp.kubectl(&args, None);
         let stderr = text(&out.stderr);
+        printed.push(stderr.clone());
         assert!(!out.status.success(), "enforce must fail the apply");
         assert!(
-            stderr.contains("admission webhook \"validate.oomguard.io\" denied the request: oomguard denied Deployment self-healing-platform/web-frontend"),
+            stderr.contains(&format!("admission webhook \"{denying_hook}\" denied the request: oomguard denied Deployment self-healing-platform/web-frontend")),
             "{stderr}"
         );
         assert!(
@@ -181,4 +215,5 @@ fn kubectl_apply_through_the_apiserver() {
         text(&out.stderr)
     );
     assert_eq!(limit_of(&cp.json(NS, "deployment/web-frontend")), "256Mi");
+    printed
 }

@@ -731,3 +731,66 @@ async fn the_benchmark_route_is_not_in_the_shipped_server() {
         .await;
     assert_eq!(ok["allowed"], true);
 }
+
+/// `/admit` (the one-call webhook, `oomguard certs --webhooks one`) answers as `/mutate` and then
+/// `/validate` on the object as patched do — the way the apiserver calls the two — for every
+/// recorded review in every mode: the same verdict, the same patch, the same warnings in the
+/// same order, the same denial (without a patch).
+#[tokio::test]
+async fn one_call_answers_as_the_two_webhooks_in_turn() {
+    use base64::Engine as _;
+    let names: Vec<String> = std::fs::read_dir(repo().join("tests/fixtures/reviews"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".json"))
+        .collect();
+    assert!(names.len() >= 10, "{names:?}");
+    let (mut patched, mut denied, mut warned) = (0, 0, 0);
+    for (mode, extra) in [
+        ("warn", ""),
+        ("mutate", "  missingLimit: add\n"),
+        ("enforce", ""),
+        ("enforce", "  missingLimit: add\n"),
+    ] {
+        let w = Webhook::start(mode, extra).await;
+        for name in &names {
+            let review = fixture(name);
+            let what = format!("{mode} {extra:?} {name}");
+            let m = w.review("/mutate", &review).await;
+            let mut second = review.clone();
+            if let Some(p) = m.get("patch") {
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(p.as_str().unwrap())
+                    .unwrap();
+                let ops: json_patch::Patch = serde_json::from_slice(&bytes).unwrap();
+                json_patch::patch(&mut second["request"]["object"], &ops).unwrap();
+                patched += 1;
+            }
+            let v = w.review("/validate", &second).await;
+            let a = w.review("/admit", &review).await;
+            assert_eq!(a["allowed"], v["allowed"], "{what}: {a} vs {v}");
+            assert_eq!(a.get("status"), v.get("status"), "{what}");
+            let patch = if v["allowed"] == true {
+                m.get("patch")
+            } else {
+                denied += 1;
+                None
+            };
+            assert_eq!(a.get("patch"), patch, "{what}");
+            assert_eq!(a.get("patchType"), patch.and(m.get("patchType")), "{what}");
+            let mut expected = warnings(&m);
+            for x in warnings(&v) {
+                if !expected.contains(&x) {
+                    expected.push(x);
+                }
+            }
+            warned += usize::from(!expected.is_empty());
+            assert_eq!(warnings(&a), expected, "{what}");
+        }
+    }
+    // The comparison covered patches, denials and warnings.
+    assert!(
+        patched >= 3 && denied >= 3 && warned >= 10,
+        "{patched} {denied} {warned}"
+    );
+}

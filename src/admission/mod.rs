@@ -35,6 +35,11 @@ pub enum Endpoint {
     Mutate,
     /// Warns (warn, and what mutate could not fix) and denies (enforce).
     Validate,
+    /// Both in one call (`/admit`, registered as the one mutating webhook): the mutating answer,
+    /// then the validating answer on the object as patched, as the two webhooks give them in
+    /// turn. Half the apiserver's calls out; what it gives up: a webhook that changes the object
+    /// after oomguard's re-invocation is not seen (docs/webhook.md, "One call or two").
+    Admit,
 }
 
 impl Endpoint {
@@ -42,6 +47,7 @@ impl Endpoint {
         match self {
             Endpoint::Mutate => "mutate",
             Endpoint::Validate => "validate",
+            Endpoint::Admit => "admit",
         }
     }
 }
@@ -245,6 +251,38 @@ impl Decision {
             history_found: false,
         }
     }
+
+    /// One answer for the mutating (`m`) and the validating (`v`, on the patched object) ones:
+    /// a denial carries no patch; the warnings of both, the patch's first.
+    fn both(m: Decision, v: Decision) -> Decision {
+        let allowed = v.answer.allowed;
+        let outcome = match (v.outcome, m.outcome) {
+            (Outcome::Denied, _) => Outcome::Denied,
+            (_, Outcome::Mutated) => Outcome::Mutated,
+            (o, _) => o,
+        };
+        let mutated = outcome == Outcome::Mutated;
+        Decision {
+            answer: Answer {
+                allowed,
+                patch: if allowed { m.answer.patch } else { None },
+                warnings: review::fit_warnings(
+                    m.answer.warnings.into_iter().chain(v.answer.warnings),
+                ),
+                status: v.answer.status,
+            },
+            outcome,
+            // What was decided on the object as sent when it was patched, else the validating
+            // verdict (the same object).
+            verdict: if mutated {
+                m.verdict
+            } else {
+                v.verdict.or(m.verdict)
+            },
+            history_error: m.history_error.or(v.history_error),
+            history_found: m.history_found || v.history_found,
+        }
+    }
 }
 
 /// The engine with its edges: policies and a history source under a deadline.
@@ -343,7 +381,7 @@ impl Admitter {
             Err(e) => {
                 // The apiserver's own validation rejects such objects; do not add to it.
                 let mut d = Decision::skipped();
-                if endpoint == Endpoint::Validate {
+                if endpoint != Endpoint::Mutate {
                     d.answer.warnings = vec![format!("oomguard could not read the workload: {e}")];
                     d.outcome = Outcome::Warned;
                 }
@@ -356,10 +394,7 @@ impl Admitter {
         // mutate and enforce mode, never on an update that leaves memory as it was, and never on
         // an operator's object (the operator would undo a patch; the decision warns about it).
         if verdict::scope::of(&workload, &policy).is_err()
-            || (endpoint == Endpoint::Mutate && workload.operator_owner().is_some())
-            || (endpoint == Endpoint::Mutate
-                && (scope == Scope::WarnOnly
-                    || !matches!(policy.mode, Mode::Mutate | Mode::Enforce)))
+            || (endpoint == Endpoint::Mutate && !mutate_acts(&workload, &policy, scope))
         {
             return Decision::skipped();
         }
@@ -453,7 +488,42 @@ pub fn answer(
     match endpoint {
         Endpoint::Mutate => mutate(workload, verdict),
         Endpoint::Validate => validate(verdict),
+        Endpoint::Admit => {
+            let m = if mutate_acts(workload, policy, rule.scope()) {
+                mutate(workload, verdict.clone())
+            } else {
+                Decision::skipped()
+            };
+            if m.answer.patch.is_none() {
+                return Decision::both(m, validate(verdict));
+            }
+            let mut patched = workload.clone();
+            patch::apply_to(&mut patched, &verdict);
+            let rule = match (rule, old) {
+                (ScopeRule::MemoryChanged, Some(o)) => scope_rule("UPDATE", &patched, Some(o)),
+                _ => rule,
+            };
+            let v = answer(
+                Endpoint::Validate,
+                &patched,
+                old,
+                history,
+                policy,
+                rule,
+                now,
+            );
+            Decision::both(m, v)
+        }
     }
+}
+
+/// Whether the mutating webhook acts: only in mutate and enforce mode, never on an update that
+/// leaves memory as it was (warnings only), and never on an operator's object (the operator
+/// would undo a patch; the decision warns about it).
+fn mutate_acts(workload: &Workload, policy: &crate::policy::PolicySpec, scope: Scope) -> bool {
+    workload.operator_owner().is_none()
+        && scope != Scope::WarnOnly
+        && matches!(policy.mode, Mode::Mutate | Mode::Enforce)
 }
 
 /// In an UPDATE, a denial stands only for a container the update makes worse than the stored

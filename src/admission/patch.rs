@@ -23,6 +23,27 @@ pub struct Change {
     pub reason: String,
 }
 
+/// The workload as [`build`]'s patch leaves it: each raised or added limit set (the
+/// annotations it adds are not read by the decision). What the validating webhook is sent after
+/// the mutating one, for the one-call `/admit`.
+pub fn apply_to(workload: &mut Workload, verdict: &Verdict) {
+    for cv in &verdict.containers {
+        let to = match cv.action {
+            Action::Raise { to } | Action::Add { to } => to,
+            Action::None | Action::Deny => continue,
+        };
+        if let Some(spec) = workload
+            .containers
+            .iter_mut()
+            .find(|c| c.name == cv.container && c.role == cv.role)
+        {
+            spec.limit = crate::workload::MemoryField::of_bytes(to);
+            spec.has_resources = true;
+            spec.has_limits = true;
+        }
+    }
+}
+
 /// The patch that carries out the verdict's raise/add actions, and what it changes. Empty when
 /// nothing is to change, which makes re-admission of a patched object a no-op.
 pub fn build(workload: &Workload, verdict: &Verdict) -> (Patch, Vec<Change>) {

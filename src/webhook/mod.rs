@@ -1,5 +1,5 @@
-//! `oomguard serve`: the HTTPS admission endpoints (`/mutate`, `/validate`) on the shared serving
-//! runtime ([`crate::serving`]), with their metrics and the history warm-up.
+//! `oomguard serve`: the HTTPS admission endpoints (`/mutate`, `/validate`, `/admit`) on the
+//! shared serving runtime ([`crate::serving`]), with their metrics and the history warm-up.
 
 pub mod metrics;
 pub mod warmup;
@@ -161,6 +161,10 @@ async fn validate(State(app): State<Arc<App>>, body: Bytes) -> Response {
     app.handle(Endpoint::Validate, &body).await
 }
 
+async fn admit(State(app): State<Arc<App>>, body: Bytes) -> Response {
+    app.handle(Endpoint::Admit, &body).await
+}
+
 async fn too_large(app: Arc<App>, resp: Response) -> Response {
     if resp.status() == StatusCode::PAYLOAD_TOO_LARGE {
         app.metrics
@@ -191,7 +195,8 @@ pub fn webhook_router(app: Arc<App>) -> Router {
     let a = app.clone();
     let router = Router::new()
         .route("/mutate", post(mutate))
-        .route("/validate", post(validate));
+        .route("/validate", post(validate))
+        .route("/admit", post(admit));
     // The benchmarks' floor, built only with `--features bench`: never in the shipped server.
     #[cfg(feature = "bench")]
     let router = router.route("/trivial", post(trivial));

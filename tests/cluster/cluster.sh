@@ -550,7 +550,7 @@ cmd_install_oomguard() {
   ca=$(base64 -w0 < "$dir/certs/ca.crt")
   for kind in mutatingwebhookconfiguration validatingwebhookconfiguration; do
     "${k[@]}" patch "$kind" oomguard --type=json \
-      -p "[{\"op\":\"add\",\"path\":\"/webhooks/0/clientConfig/caBundle\",\"value\":\"$ca\"}]" >&2
+      -p "[{\"op\":\"add\",\"path\":\"/webhooks/0/clientConfig/caBundle\",\"value\":\"$ca\"},{\"op\":\"add\",\"path\":\"/webhooks/1/clientConfig/caBundle\",\"value\":\"$ca\"}]" >&2
   done
   "${k[@]}" -n oomguard rollout status deployment/oomguard --timeout=180s >&2
 }

@@ -239,10 +239,10 @@ expect_count "openshift: ... for oomguard-prometheus, not for the reconciler's o
 expect_count "openshift: the token Secret belongs to oomguard-prometheus" 1 \
   '^    kubernetes\.io/service-account\.name: oomguard-prometheus$' \
   <(select_docs 1 '^type: kubernetes\.io/service-account-token$' "$O")
-expect_count "openshift: the webhooks leave out openshift-monitoring, not monitoring" 2 \
+expect_count "openshift: the webhooks leave out openshift-monitoring, not monitoring" 4 \
   '^      - openshift-monitoring$' <(select_docs 1 'WebhookConfiguration$' "$O")
 expect_count "openshift: ... nor monitoring" 0 '^      - monitoring$' <(select_docs 1 'WebhookConfiguration$' "$O")
-expect_count "openshift: the webhooks leave out run-level 0 and 1 namespaces" 2 \
+expect_count "openshift: the webhooks leave out run-level 0 and 1 namespaces" 4 \
   '^    - key: openshift\.io/run-level$' "$O"
 expect_equal "openshift: NetworkPolicy: metrics from openshift-monitoring and user workload monitoring, Thanos querier in openshift-monitoring, DNS also on 5353" \
   "in: 8443<-[] 9443<-[{}] 8080 8081<-[$(ns_sel openshift-monitoring openshift-user-workload-monitoring)] out: 443 6443->[] 9090 9091->[$(ns_sel openshift-monitoring)] 53 53 5353 5353->[]" \
@@ -253,7 +253,7 @@ for f in "$B" "$O" "$C"; do
   expect_count "$n: the ValidatingAdmissionPolicy oomguard-memory-only and a binding of it" 3 \
     '^  (name|policyName): oomguard-memory-only$' \
     <(select_docs 1 '^kind: ValidatingAdmissionPolicy(Binding)?$' "$f")
-  expect_count "$n: the webhooks leave out kube-system, kube-node-lease and oomguard" 6 \
+  expect_count "$n: the webhooks leave out kube-system, kube-node-lease and oomguard" 12 \
     '^      - (kube-system|kube-node-lease|oomguard)$' <(select_docs 1 'WebhookConfiguration$' "$f")
   expect_count "$n: the pods run as system-cluster-critical" 1 \
     '^      priorityClassName: system-cluster-critical$' "$f"
@@ -295,7 +295,7 @@ expect_equal "base: NetworkPolicy: webhook 8443 from anywhere, API 9443 from any
   "$(jp "$B" NetworkPolicy "$NP_RULES")"
 expect_equal "cert-manager: the same NetworkPolicy" "$(jp "$B" NetworkPolicy "$NP_RULES")" \
   "$(jp "$C" NetworkPolicy "$NP_RULES")"
-expect_count "base: the webhooks leave out the monitoring namespace (Prometheus)" 2 \
+expect_count "base: the webhooks leave out the monitoring namespace (Prometheus)" 4 \
   '^      - monitoring$' <(select_docs 1 'WebhookConfiguration$' "$B")
 
 expect_count "openshift: the read-only Thanos token reaches the webhook and the reconciler" 2 \
@@ -321,6 +321,31 @@ else
   fail "kustomize deploy/ + components/pod-monitor"
   show "$WORK/render.err"
 fi
+
+# components/one-call, over the base and over the OpenShift overlay: one MutatingWebhookConfiguration
+# whose two webhooks answer at /admit (what `oomguard certs --webhooks one` renders), no
+# ValidatingWebhookConfiguration, the overlay's changes kept.
+for over in base overlays/openshift; do
+  d="$WORK/one-call-${over//\//-}"
+  mkdir -p "$d"
+  rel=$(realpath --relative-to="$d" "$DEPLOY")
+  printf 'apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - %s/%s\ncomponents:\n  - %s/components/one-call\n' \
+    "$rel" "$over" "$rel" >"$d/kustomization.yaml"
+  if k kustomize "$d" >"$d.yaml" 2>"$WORK/render.err"; then
+    expect_equal "one-call over $over: one MutatingWebhookConfiguration, no validating one" \
+      "MutatingWebhookConfiguration" "$(grep -E '^kind: .*WebhookConfiguration$' "$d.yaml" | sed 's/^kind: //' | paste -sd' ' -)"
+    expect_equal "one-call over $over: its webhooks admit.oomguard.io and admit-bare.oomguard.io at /admit" \
+      "admit.oomguard.io=/admit admit-bare.oomguard.io=/admit" \
+      "$(jp "$d.yaml" MutatingWebhookConfiguration '{range .webhooks[*]}{.name}={.clientConfig.service.path} {end}' | sed 's/ $//')"
+    dry_run "one-call over $over (webhook configuration)" \
+      -f <(select_docs 1 '^kind: MutatingWebhookConfiguration$' "$d.yaml")
+  else
+    fail "kustomize deploy/$over + components/one-call"
+    show "$WORK/render.err"
+  fi
+done
+expect_count "one-call over overlays/openshift: the service CA is still injected" 1 \
+  '^    service\.beta\.openshift\.io/inject-cabundle: "true"$' "$WORK/one-call-overlays-openshift.yaml"
 
 # cert-manager.io objects: client-side only (the test apiserver has no cert-manager CRDs).
 expect_count "cert-manager: 2 Issuers (self-signed, CA)" 2 '^kind: Issuer$' "$C"
