@@ -105,6 +105,26 @@ impl Reconciler {
     fn leader(&self) -> Option<bool> {
         self.metric("oomguard_reconcile_leader ").map(|v| v == 1.0)
     }
+
+    /// SIGTERM, as a rollout sends it; waits for the exit, which must be clean, and returns how
+    /// long the process took to stop.
+    fn terminate(&mut self) -> Duration {
+        let st = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let termed = Instant::now();
+        let exit = self.child.wait().unwrap();
+        let stopped = termed.elapsed();
+        assert!(
+            exit.success(),
+            "{} exited with {exit}:\n{}",
+            self.identity,
+            self.log()
+        );
+        stopped
+    }
 }
 
 impl Drop for Reconciler {
@@ -604,15 +624,8 @@ fn reconciler_acts_verifies_and_hands_over() {
     wait_for("rec-c reports its state", 30, &[&c], || c.leader());
     assert_eq!(c.leader(), Some(false));
     let mut b = b;
-    let st = Command::new("kill")
-        .args(["-TERM", &b.child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(st.success());
     let termed = Instant::now();
-    let exit = b.child.wait().unwrap();
-    let stopped = termed.elapsed();
-    assert!(exit.success(), "rec-b exited with {exit}:\n{}", b.log());
+    let stopped = b.terminate();
     assert!(
         stopped < Duration::from_secs(5),
         "rec-b took {stopped:?} to stop"
@@ -654,12 +667,7 @@ fn reconciler_acts_verifies_and_hands_over() {
     let d = Reconciler::start_via(work.path(), &via, &policies, &prometheus.url, "rec-d");
     wait_for("rec-d reports its state", 30, &[&d], || d.leader());
     let mut c = c;
-    let st = Command::new("kill")
-        .args(["-TERM", &c.child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(st.success());
-    assert!(c.child.wait().unwrap().success(), "{}", c.log());
+    c.terminate();
     wait_for("rec-d leads", LEASE_SECS + 5, &[&d], || {
         d.leader().filter(|l| *l)
     });
