@@ -389,10 +389,9 @@ impl Admitter {
             }
         };
         let policy = policies.for_namespace(&workload.namespace);
-        // Out of the decision's scope (mode off, controlled by a workload controller, excluded):
-        // allowed untouched, before any history is fetched. The mutating webhook acts only in
-        // mutate and enforce mode, never on an update that leaves memory as it was, and never on
-        // an operator's object (the operator would undo a patch; the decision warns about it).
+        // Out of the decision's scope (mode off, controlled by a workload controller, excluded),
+        // or nothing for the mutating webhook to do ([`mutate_acts`]): allowed untouched, before
+        // any history is fetched.
         if verdict::scope::of(&workload, &policy).is_err()
             || (endpoint == Endpoint::Mutate && !mutate_acts(&workload, &policy, scope))
         {

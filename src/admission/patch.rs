@@ -6,7 +6,7 @@ use jsonptr::{Pointer, PointerBuf};
 use serde_json::{json, Value};
 
 use crate::quantity::{format_bytes, to_quantity};
-use crate::verdict::{Action, Verdict};
+use crate::verdict::{Action, ContainerVerdict, Verdict};
 use crate::workload::Workload;
 
 /// Annotation naming what oomguard changed (`web: 256Mi -> 347Mi`).
@@ -23,24 +23,37 @@ pub struct Change {
     pub reason: String,
 }
 
+/// The containers whose limit the verdict raises or adds: index in `workload.containers`, the
+/// container's verdict, the new limit in bytes.
+fn limits_set<'a>(
+    workload: &'a Workload,
+    verdict: &'a Verdict,
+) -> impl Iterator<Item = (usize, &'a ContainerVerdict, u64)> + 'a {
+    verdict.containers.iter().filter_map(|cv| {
+        let to = match cv.action {
+            Action::Raise { to } | Action::Add { to } => to,
+            Action::None | Action::Deny => return None,
+        };
+        let i = workload
+            .containers
+            .iter()
+            .position(|c| c.name == cv.container && c.role == cv.role)?;
+        Some((i, cv, to))
+    })
+}
+
 /// The workload as [`build`]'s patch leaves it: each raised or added limit set (the
 /// annotations it adds are not read by the decision). What the validating webhook is sent after
 /// the mutating one, for the one-call `/admit`.
 pub fn apply_to(workload: &mut Workload, verdict: &Verdict) {
-    for cv in &verdict.containers {
-        let to = match cv.action {
-            Action::Raise { to } | Action::Add { to } => to,
-            Action::None | Action::Deny => continue,
-        };
-        if let Some(spec) = workload
-            .containers
-            .iter_mut()
-            .find(|c| c.name == cv.container && c.role == cv.role)
-        {
-            spec.limit = crate::workload::MemoryField::of_bytes(to);
-            spec.has_resources = true;
-            spec.has_limits = true;
-        }
+    let set: Vec<(usize, u64)> = limits_set(workload, verdict)
+        .map(|(i, _, to)| (i, to))
+        .collect();
+    for (i, to) in set {
+        let spec = &mut workload.containers[i];
+        spec.limit = crate::workload::MemoryField::of_bytes(to);
+        spec.has_resources = true;
+        spec.has_limits = true;
     }
 }
 
@@ -49,18 +62,8 @@ pub fn apply_to(workload: &mut Workload, verdict: &Verdict) {
 pub fn build(workload: &Workload, verdict: &Verdict) -> (Patch, Vec<Change>) {
     let mut ops = Vec::new();
     let mut changes = Vec::new();
-    for cv in &verdict.containers {
-        let to = match cv.action {
-            Action::Raise { to } | Action::Add { to } => to,
-            Action::None | Action::Deny => continue,
-        };
-        let Some(spec) = workload
-            .containers
-            .iter()
-            .find(|c| c.name == cv.container && c.role == cv.role)
-        else {
-            continue;
-        };
+    for (i, cv, to) in limits_set(workload, verdict) {
+        let spec = &workload.containers[i];
         let q = json!(to_quantity(to));
         let (suffix, value) = if !spec.has_resources {
             ("/resources", json!({ "limits": { "memory": q } }))
